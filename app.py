@@ -1,0 +1,23 @@
+"""ConvScope's entry point: page settings and navigation between the lessons."""
+
+import streamlit as st
+
+from kernels import warm_up
+from views.pages import PAGE_TABLE
+
+st.set_page_config(page_title="ConvScope", page_icon=":material/biotech:", layout="wide")
+
+
+@st.cache_resource(show_spinner="Preparing the convolution engine (once per server start)...")
+def _engine_ready():
+    # Load every jitted kernel from Numba's on-disk cache once per process, so no click pays for it.
+    return warm_up()
+
+
+_engine_ready()
+
+sections = {}
+for entry in PAGE_TABLE:
+    page = st.Page(entry.path, title=entry.title, icon=entry.icon, default=entry is PAGE_TABLE[0])
+    sections.setdefault(entry.section, []).append(page)
+st.navigation(sections).run()

@@ -1,0 +1,13 @@
+"""The notices every page shows: what ConvScope is for, and what it is not for."""
+
+import streamlit as st
+
+TEACHING_NOTICE = (
+    "**For teaching only, not for diagnosis.** ConvScope shows how convolutional networks compute; "
+    "nothing it displays is a clinical finding. Upload only de-identified scans."
+)
+
+
+def show_teaching_notice():
+    """Draw the teaching-use notice as a visible warning box."""
+    st.warning(TEACHING_NOTICE, icon=":material/school:")

@@ -1,0 +1,16 @@
+"""The table of pages: which file, which title, which sidebar section (app.py turns it into navigation)."""
+
+from typing import NamedTuple
+
+
+class PageEntry(NamedTuple):
+    section: str
+    path: str
+    title: str
+    icon: str
+
+
+# In teaching order. A lesson is listed here once it works; tests run every page in this table.
+PAGE_TABLE = (
+    PageEntry("Start", "views/home.py", "What is ConvScope?", ":material/home:"),
+)

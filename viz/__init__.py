@@ -1,0 +1,1 @@
+"""Pure drawing for ConvScope: arrays in, RGB uint8 arrays out; nothing here imports Streamlit."""

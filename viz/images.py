@@ -1,0 +1,72 @@
+"""Basic image-to-pixels helpers shared by every drawing: grey and signed colour maps, crisp upscaling."""
+
+import numpy as np
+
+# Blue (negative) - white (zero) - red (positive): signed feature maps read at a glance.
+_DIVERGING_STOPS = np.array(
+    [[33, 102, 172], [146, 197, 222], [247, 247, 247], [244, 165, 130], [178, 24, 43]], dtype=np.float32
+)
+# Perceptually ordered dark-to-bright map for non-negative responses (heat maps).
+_HEAT_STOPS = np.array(
+    [[0, 0, 4], [87, 16, 110], [188, 55, 84], [249, 142, 9], [252, 255, 164]], dtype=np.float32
+)
+
+
+def _interpolate_stops(unit_values, stops):
+    """Map values in [0, 1] of any shape onto an (..., 3) uint8 colour ramp through ``stops``."""
+    positions = np.clip(unit_values, 0.0, 1.0) * (len(stops) - 1)
+    lower = np.minimum(np.floor(positions).astype(np.intp), len(stops) - 2)
+    fraction = (positions - lower)[..., None]
+    colours = stops[lower] * (1.0 - fraction) + stops[lower + 1] * fraction
+    return np.rint(colours).astype(np.uint8)
+
+
+def grey_rgb(image, low=0.0, high=1.0):
+    """Grey image (H, W) -> RGB uint8 (H, W, 3), with ``low`` black and ``high`` white."""
+    image = np.asarray(image, dtype=np.float32)
+    span = float(high - low) or 1.0
+    grey = np.rint(np.clip((image - low) / span, 0.0, 1.0) * 255.0).astype(np.uint8)
+    return np.repeat(grey[..., None], 3, axis=-1)
+
+
+def diverging_rgb(values, limit=None):
+    """Signed values (H, W) -> RGB uint8: negative blue, zero white, positive red.
+
+    ``limit`` is the magnitude drawn at full colour (default: the largest magnitude present), so a
+    shared ``limit`` gives several maps one colour scale.
+    """
+    values = np.asarray(values, dtype=np.float32)
+    if limit is None:
+        limit = float(np.max(np.abs(values))) if values.size else 1.0
+    limit = limit if limit > 0 else 1.0
+    return _interpolate_stops(0.5 + 0.5 * values / limit, _DIVERGING_STOPS)
+
+
+def heat_rgb(values, low=None, high=None):
+    """Non-negative responses (H, W) -> RGB uint8 on a dark-to-bright heat ramp."""
+    values = np.asarray(values, dtype=np.float32)
+    low = float(values.min()) if low is None else low
+    high = float(values.max()) if high is None else high
+    span = (high - low) or 1.0
+    return _interpolate_stops((values - low) / span, _HEAT_STOPS)
+
+
+def blend(base_rgb, overlay_rgb, opacity):
+    """Mix two RGB uint8 images; ``opacity`` (scalar or (H, W)) is the overlay's weight in [0, 1]."""
+    weight = np.asarray(opacity, dtype=np.float32)
+    if weight.ndim == 2:
+        weight = weight[..., None]
+    mixed = base_rgb.astype(np.float32) * (1.0 - weight) + overlay_rgb.astype(np.float32) * weight
+    return np.rint(mixed).astype(np.uint8)
+
+
+def upscale_nearest(rgb, factor):
+    """Enlarge an image by an integer ``factor`` with nearest neighbour, so pixels stay crisp squares."""
+    if factor < 1 or int(factor) != factor:
+        raise ValueError(f"upscale factor must be a whole number >= 1, got {factor}")
+    return np.repeat(np.repeat(rgb, int(factor), axis=0), int(factor), axis=1)
+
+
+def fit_factor(height, width, target):
+    """The largest whole upscale factor that keeps the longer side at most ``target`` pixels (>= 1)."""
+    return max(1, int(target) // max(int(height), int(width), 1))
