@@ -1,0 +1,235 @@
+"""viz/steps.py: frame shapes and dtype, and that highlights, marks and padding land on the right cells."""
+
+import numpy as np
+import pytest
+
+from viz import steps
+
+
+def _cell_pixels(frame, row, col, cell):
+    top, left, bottom, right = steps.cell_box(row, col, cell)
+    return frame[top:bottom, left:right]
+
+
+def _has_colour(pixels, colour):
+    return bool(np.any(np.all(pixels == np.asarray(colour, dtype=np.uint8), axis=-1)))
+
+
+def _window_inputs(size=6, pad=1, seed=0):
+    values = np.random.default_rng(seed).random((size, size)).astype(np.float32)
+    return np.pad(values, pad), (pad, pad, pad, pad)
+
+
+# ---------------------------------------------------------------- numbers ------------------------------------
+
+
+@pytest.mark.parametrize(("value", "text"), [
+    (0.0, "0"), (0.0625, "0.0625"), (0.533333, "0.533"), (-1.0, "-1"), (12.345, "12.3"), (1234.5, "1234"),
+    (0.00004, "4e-05"),
+])
+def test_format_number(value, text):
+    assert steps.format_number(value) == text
+
+
+def test_format_grid_shares_decimals_and_never_prints_minus_zero():
+    texts = steps.format_grid(np.array([[0.5, -0.00001], [0.25, 0.125]]))
+    assert texts == [["0.500", "0.000"], ["0.250", "0.125"]]
+    assert steps.format_grid(np.array([[1.0, -2.0], [0.0, 4.0]])) == [["1", "-2"], ["0", "4"]]
+    assert steps.grid_decimals(np.array([[12.5, 3.0]])) == 1
+
+
+def test_stamped_text_changes_only_pixels_near_its_centre():
+    canvas = np.full((60, 120, 3), 255, dtype=np.uint8)
+    steps.stamp_text(canvas, "-0.25", 30, 60, 20)
+    inked_rows, inked_cols = np.nonzero(canvas.min(axis=-1) < 128)
+    assert inked_rows.size > 0
+    assert abs(inked_rows.mean() - 30) < 4 and abs(inked_cols.mean() - 60) < 8
+    width, height = steps.text_size("-0.25", 20)
+    assert inked_cols.max() - inked_cols.min() + 1 <= width and inked_rows.max() - inked_rows.min() + 1 <= height
+
+
+def test_stamped_text_is_clipped_at_the_canvas_edge():
+    canvas = np.full((10, 10, 3), 255, dtype=np.uint8)
+    steps.stamp_text(canvas, "123456", 0, 0, 24)  # mostly outside: must not raise
+    assert canvas.dtype == np.uint8 and canvas.shape == (10, 10, 3)
+
+
+# ---------------------------------------------------------------- window frame -------------------------------
+
+
+def test_window_frame_shape_dtype_and_window_outline():
+    padded, pad = _window_inputs()
+    cell = 40
+    rows, cols = np.arange(2, 5), np.arange(3, 6)
+    frame = steps.window_frame(padded, pad, rows, cols, cell=cell)
+    assert frame.shape == (8 * cell, 8 * cell, 3) and frame.dtype == np.uint8
+    # The window's outline runs along the top-left corner cell of the window ...
+    assert _has_colour(_cell_pixels(frame, 2, 3, cell), steps.WINDOW_COLOUR)
+    assert _has_colour(_cell_pixels(frame, 4, 5, cell), steps.WINDOW_COLOUR)
+    # ... and nowhere far from it.
+    assert not _has_colour(_cell_pixels(frame, 7, 0, cell), steps.WINDOW_COLOUR)
+    assert not _has_colour(_cell_pixels(frame, 0, 7, cell), steps.WINDOW_COLOUR)
+
+
+def test_window_frame_draws_padding_differently_from_the_same_value_inside():
+    padded = np.zeros((6, 6), dtype=np.float32)  # zeros everywhere: only padding can tell cells apart
+    frame = steps.window_frame(padded, (1, 1, 1, 1), np.arange(3, 5), np.arange(3, 5), cell=24,
+                               show_numbers=False)
+    corner_padding = _cell_pixels(frame, 0, 0, 24)[4:-4, 4:-4]
+    inside = _cell_pixels(frame, 2, 2, 24)[4:-4, 4:-4]
+    assert np.all(inside == 0), "a zero pixel inside the input is black"
+    assert corner_padding.mean() > 10, "padding cells are tinted, not plain black"
+    assert len(np.unique(corner_padding.reshape(-1, 3), axis=0)) >= 2, "padding cells are hatched"
+
+
+def test_window_frame_marks_dilated_samples_and_pooling_choice():
+    padded = np.full((8, 8), 0.5, dtype=np.float32)  # one value: only the drawing tells cells apart
+    cell = 30
+    rows, cols = np.array([0, 2, 4]), np.array([1, 3, 5])
+    frame = steps.window_frame(padded, (0, 0, 0, 0), rows, cols, cell=cell, chosen=(2, 3), show_numbers=False)
+    assert frame.shape == (8 * cell, 8 * cell, 3)
+    # A cell the dilated window skips (row 1, col 2) is not tinted like one it reads (row 2, col 3).
+    sampled_centre = _cell_pixels(frame, 0, 1, cell)[cell // 2, cell // 2]
+    skipped_centre = _cell_pixels(frame, 1, 2, cell)[cell // 2, cell // 2]
+    assert not np.array_equal(sampled_centre, skipped_centre)
+    assert _has_colour(_cell_pixels(frame, 2, 3, cell), steps.CHOSEN_COLOUR)
+    assert not _has_colour(_cell_pixels(frame, 6, 6, cell), steps.CHOSEN_COLOUR)
+
+
+def test_window_frame_shows_numbers_only_when_they_fit():
+    padded, pad = _window_inputs(size=4, pad=0)
+    rows, cols = np.arange(0, 2), np.arange(0, 2)
+    big = steps.window_frame(padded, pad, rows, cols, cell=64)
+    plain_big = steps.window_frame(padded, pad, rows, cols, cell=64, show_numbers=False)
+    assert not np.array_equal(big, plain_big), "large cells carry their values"
+    small = steps.window_frame(padded, pad, rows, cols, cell=12)
+    plain_small = steps.window_frame(padded, pad, rows, cols, cell=12, show_numbers=False)
+    assert np.array_equal(small, plain_small), "numbers too small to read are left out"
+
+
+# ---------------------------------------------------------------- value grids --------------------------------
+
+
+def test_value_grid_fills_in_and_highlights_the_current_cell():
+    values = np.arange(-6, 6, dtype=np.float32).reshape(3, 4)
+    cell = 48
+    frame = steps.value_grid_frame(values, cell=cell, visible=steps.filled_mask((3, 4), 6), highlight=(1, 1))
+    assert frame.shape == (3 * cell, 4 * cell, 3) and frame.dtype == np.uint8
+    assert _has_colour(_cell_pixels(frame, 1, 1, cell), steps.WINDOW_COLOUR)
+    assert not _has_colour(_cell_pixels(frame, 0, 0, cell), steps.WINDOW_COLOUR)
+    # Cells after the current step are blank: one flat colour apart from the grid lines.
+    future = _cell_pixels(frame, 2, 3, cell)[2:-2, 2:-2]
+    assert np.all(future == np.asarray(steps.BLANK_COLOUR, dtype=np.uint8))
+    done = _cell_pixels(frame, 0, 0, cell)[2:-2, 2:-2]
+    assert not np.all(done == np.asarray(steps.BLANK_COLOUR, dtype=np.uint8))
+
+
+def test_filled_mask_counts_in_scanning_order():
+    mask = steps.filled_mask((2, 3), 4)
+    assert mask.tolist() == [[True, True, True], [True, False, False]]
+
+
+def test_value_grid_marks_only_the_marked_cells():
+    values = np.array([[-1.0, 2.0], [3.0, -4.0]], dtype=np.float32)
+    cell = 40
+    frame = steps.value_grid_frame(np.maximum(values, 0), cell=cell, marked=values < 0, show_numbers=False)
+    assert _has_colour(_cell_pixels(frame, 0, 0, cell), steps.MARK_COLOUR)
+    assert _has_colour(_cell_pixels(frame, 1, 1, cell), steps.MARK_COLOUR)
+    assert not _has_colour(_cell_pixels(frame, 0, 1, cell), steps.MARK_COLOUR)
+    tiny = steps.value_grid_frame(values, cell=4, marked=values < 0)
+    assert np.all(_cell_pixels(tiny, 0, 0, 4) == np.asarray(steps.MARK_COLOUR, dtype=np.uint8))
+
+
+def test_value_grid_colours_follow_the_sign():
+    values = np.array([[-1.0, 0.0, 1.0]], dtype=np.float32)
+    frame = steps.value_grid_frame(values, cell=20, show_numbers=False)
+    negative, zero, positive = (_cell_pixels(frame, 0, col, 20)[10, 10].astype(int) for col in range(3))
+    assert negative[2] > negative[0], "negative is blue"
+    assert positive[0] > positive[2], "positive is red"
+    assert zero.min() > 230, "zero is white"
+
+
+def test_colour_cells_rejects_unknown_map():
+    with pytest.raises(ValueError, match="colour_map"):
+        steps.colour_cells(np.zeros((2, 2)), "rainbow")
+
+
+# ---------------------------------------------------------------- arithmetic ---------------------------------
+
+
+@pytest.mark.parametrize("size", [1, 3, 4, 9])
+def test_arithmetic_frame_fits_its_width(size):
+    rng = np.random.default_rng(size)
+    patch = rng.random((size, size)).astype(np.float32)
+    kernel = rng.normal(size=(size, size)).astype(np.float32)
+    frame = steps.arithmetic_frame(patch, kernel, patch * kernel, max_width=900)
+    assert frame.dtype == np.uint8 and frame.ndim == 3 and frame.shape[2] == 3
+    assert frame.shape[1] <= 900 or size == 9
+    assert frame.min() < 50 and frame.max() == 255, "numbers on a light background"
+
+
+def test_arithmetic_frame_wraps_when_narrow():
+    patch = np.ones((3, 3), dtype=np.float32)
+    wide = steps.arithmetic_frame(patch, patch, patch, max_width=4000)
+    narrow = steps.arithmetic_frame(patch, patch, patch, max_width=300)
+    assert narrow.shape[0] > wide.shape[0] and narrow.shape[1] < wide.shape[1]
+
+
+def test_arithmetic_frame_rejects_mismatched_shapes():
+    with pytest.raises(ValueError, match="one shape"):
+        steps.arithmetic_frame(np.ones((3, 3)), np.ones((2, 2)), np.ones((3, 3)))
+
+
+def test_arithmetic_frame_of_an_even_kernel():
+    patch = np.arange(16, dtype=np.float32).reshape(4, 4) / 16
+    frame = steps.arithmetic_frame(patch, np.eye(4, dtype=np.float32), patch * np.eye(4), max_width=2000)
+    assert frame.shape[0] > 4 * 30 and frame.dtype == np.uint8
+
+
+# ---------------------------------------------------------------- maps and overlays --------------------------
+
+
+def test_feature_map_grid_layout():
+    maps = [np.random.default_rng(i).normal(size=(50, 80)) for i in range(5)]
+    maps.append(np.ones((10, 10)))  # a pooled map: a different shape is fine
+    grid = steps.feature_map_grid(maps, [f"map {i}" for i in range(6)], columns=3, tile=100)
+    assert grid.dtype == np.uint8
+    assert grid.shape[1] == 3 * 100 + 2 * 10
+    assert grid.shape[0] > 2 * 100
+
+
+def test_feature_map_grid_shared_scale_changes_colours():
+    small, large = np.full((4, 4), 0.5), np.full((4, 4), 5.0)
+    own = steps.feature_map_grid([small, large], ["a", "b"], columns=2, tile=40)
+    shared = steps.feature_map_grid([small, large], ["a", "b"], columns=2, tile=40, limit=5.0)
+    assert not np.array_equal(own, shared)
+
+
+def test_feature_map_grid_needs_matching_titles():
+    with pytest.raises(ValueError, match="one title per map"):
+        steps.feature_map_grid([np.zeros((2, 2))], ["a", "b"])
+
+
+def test_fit_into_keeps_aspect_and_pixels():
+    image = np.zeros((20, 40, 3), dtype=np.uint8)
+    image[:, 20:] = 255
+    fitted = steps.fit_into(image, 100)
+    assert fitted.shape == (50, 100, 3)
+    assert fitted[:, :50].max() == 0 and fitted[:, 50:].min() == 255
+    with pytest.raises(ValueError, match="box"):
+        steps.fit_into(image, 0)
+
+
+def test_region_overlay_draws_outside_the_region():
+    image = np.zeros((100, 100, 3), dtype=np.uint8)
+    framed = steps.region_overlay(image, 40, 30, 10, 20, thickness=2)
+    assert np.all(framed[40:50, 30:50] == 0), "the region's own pixels stay visible"
+    assert np.all(framed[38, 28:52] == np.asarray(steps.WINDOW_COLOUR, dtype=np.uint8))
+    assert image.max() == 0, "the input is not modified"
+
+
+def test_point_marker_rings_the_point():
+    image = np.zeros((50, 50, 3), dtype=np.uint8)
+    marked = steps.point_marker(image, 25, 25, radius=5, thickness=1)
+    assert np.all(marked[20, 20:31] == np.asarray(steps.CHOSEN_COLOUR, dtype=np.uint8))
+    assert marked[25, 25].max() == 0

@@ -1,0 +1,668 @@
+"""Frames for the step-by-step lesson: the kernel window on the input, the arithmetic, the output filling in.
+
+Every function here is pure drawing: NumPy arrays (shaped like the engine's step trace) in, RGB uint8
+arrays (H, W, 3) out. Numbers are rendered into the pixels, large enough to read on a projector, so a
+frame shown with ``st.image`` at its own size stays crisp.
+
+Grid frames (:func:`window_frame`, :func:`value_grid_frame`) share one layout: cell ``(row, col)`` of an
+``(h, w)`` grid drawn with ``cell`` pixels per side occupies rows ``row*cell .. (row+1)*cell - 1`` and
+columns ``col*cell .. (col+1)*cell - 1`` of a frame of exactly ``(h*cell, w*cell, 3)``; outlines are drawn
+inside the cells they surround. :func:`cell_box` returns those bounds.
+"""
+
+from functools import lru_cache
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from viz.images import diverging_rgb, grey_rgb, heat_rgb
+
+# Colours chosen to stay distinct from the grey scan and from the blue-white-red signed map.
+WINDOW_COLOUR = (255, 140, 0)  # the kernel window and the current output cell: orange
+CHOSEN_COLOUR = (0, 170, 60)  # the cell max pooling keeps: green
+PADDING_TINT = (124, 92, 196)  # padding cells are tinted and hatched in violet
+MARK_COLOUR = (40, 40, 40)  # the cross on cells an activation set to zero
+GRID_COLOUR = (150, 150, 150)
+BLANK_COLOUR = (236, 236, 236)  # output cells not computed yet
+BACKGROUND = (255, 255, 255)
+TEXT_COLOUR = (20, 20, 20)
+
+_FONT_FILES = ("DejaVuSans-Bold.ttf", "DejaVuSans.ttf", "LiberationSans-Bold.ttf")
+_MIN_NUMBER_FONT = 11  # below this a number is unreadable anyway: the cell shows colour only
+
+
+# ----------------------------------------------------------------------------------------------
+# Text: each (string, size) is rendered once by Pillow and kept as an alpha mask; stamping a
+# cached mask with NumPy is several times faster than asking Pillow to draw text on every frame.
+# ----------------------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=32)
+def _font(size):
+    """A bold sans-serif font at ``size`` pixels: DejaVu when installed, else Pillow's bundled font."""
+    for file_name in _FONT_FILES:
+        try:
+            return ImageFont.truetype(file_name, size)
+        except OSError:
+            continue
+    return ImageFont.load_default(size=size)
+
+
+_COMPOSABLE = frozenset("0123456789.-+e")
+
+
+@lru_cache(maxsize=512)
+def _glyph(character, size):
+    """Alpha mask of one character in a box of the font's full line height (so glyphs share a baseline)."""
+    font = _font(size)
+    ascent, descent = font.getmetrics()
+    width = max(int(np.ceil(font.getlength(character))), 1)
+    image = Image.new("L", (width, ascent + descent), 0)
+    ImageDraw.Draw(image).text((0, 0), character, fill=255, font=font)
+    return np.asarray(image, dtype=np.uint8)
+
+
+@lru_cache(maxsize=8192)
+def _text_mask(text, size):
+    """Alpha mask (h, w) uint8 of ``text`` at ``size`` pixels, tightly cropped (read-only).
+
+    Numbers are assembled from cached glyphs (digits have no kerning), so a new number costs a
+    concatenation instead of a font rasterisation; other text is rendered by Pillow.
+    """
+    if text and set(text) <= _COMPOSABLE:
+        line = np.concatenate([_glyph(character, size) for character in text], axis=1)
+    else:
+        font = _font(size)
+        ascent, descent = font.getmetrics()
+        width = max(int(np.ceil(font.getlength(text))), 1)
+        image = Image.new("L", (width, ascent + descent), 0)
+        ImageDraw.Draw(image).text((0, 0), text, fill=255, font=font)
+        line = np.asarray(image, dtype=np.uint8)
+    inked_rows = np.flatnonzero(line.max(axis=1))
+    inked_cols = np.flatnonzero(line.max(axis=0))
+    if inked_rows.size == 0:
+        mask = np.zeros((1, 1), dtype=np.uint8)
+    else:
+        mask = line[inked_rows[0]:inked_rows[-1] + 1, inked_cols[0]:inked_cols[-1] + 1].copy()
+    mask.setflags(write=False)
+    return mask
+
+
+def text_size(text, size):
+    """Width and height in pixels of ``text`` drawn at font ``size``."""
+    mask = _text_mask(text, size)
+    return mask.shape[1], mask.shape[0]
+
+
+def _line_height(size):
+    # The height of a digit at this size, so every line of numbers sits on the same baseline.
+    return _text_mask("0", size).shape[0]
+
+
+def stamp_text(canvas, text, centre_y, centre_x, size, colour=TEXT_COLOUR):
+    """Draw ``text`` centred at (centre_y, centre_x) into ``canvas`` (H, W, 3) uint8, in place.
+
+    Text that would fall outside the canvas is clipped. Returns the canvas.
+    """
+    mask = _text_mask(text, size)
+    height, width = mask.shape
+    top = int(round(centre_y - height / 2))
+    left = int(round(centre_x - width / 2))
+    return _blend_mask(canvas, mask, top, left, colour)
+
+
+def stamp_text_left(canvas, text, top, left, size, colour=TEXT_COLOUR):
+    """Draw ``text`` with its top-left corner at (top, left) into ``canvas``, in place; returns it."""
+    return _blend_mask(canvas, _text_mask(text, size), top, left, colour)
+
+
+def _blend_mask(canvas, mask, top, left, colour):
+    height, width = mask.shape
+    y0, x0 = max(top, 0), max(left, 0)
+    y1, x1 = min(top + height, canvas.shape[0]), min(left + width, canvas.shape[1])
+    if y0 >= y1 or x0 >= x1:
+        return canvas
+    alpha = mask[y0 - top:y1 - top, x0 - left:x1 - left, None].astype(np.float32) / 255.0
+    region = canvas[y0:y1, x0:x1].astype(np.float32)
+    ink = np.asarray(colour, dtype=np.float32)
+    canvas[y0:y1, x0:x1] = np.rint(region * (1.0 - alpha) + ink * alpha).astype(np.uint8)
+    return canvas
+
+
+# ----------------------------------------------------------------------------------------------
+# Numbers
+# ----------------------------------------------------------------------------------------------
+
+
+def format_number(value):
+    """Short text for a value: three significant digits, no exponent for everyday magnitudes.
+
+    Examples: 0.0625 -> "0.0625", 0.53333 -> "0.533", -1.0 -> "-1", 12.345 -> "12.3", 1234.5 -> "1234",
+    0.00004 -> "4e-05", 0.0 -> "0".
+    """
+    value = float(value)
+    if value == 0.0:
+        return "0"
+    magnitude = abs(value)
+    if magnitude >= 1000.0:
+        return f"{value:.0f}"
+    if magnitude < 0.001:
+        return f"{value:.0e}"
+    return f"{value:.3g}"
+
+
+def grid_decimals(values):
+    """Decimal places that give the largest magnitude in ``values`` three significant digits (0..4).
+
+    A grid of whole numbers (e.g. a Sobel kernel) gets 0. One count for the whole grid keeps the
+    columns of numbers aligned and the same width.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    finite = values[np.isfinite(values)]
+    largest = float(np.max(np.abs(finite))) if finite.size else 0.0
+    if largest == 0.0 or (np.all(finite == np.round(finite)) and largest < 1e5):
+        return 0
+    return int(np.clip(2 - np.floor(np.log10(largest)), 0, 4))
+
+
+def format_grid(values):
+    """Texts (h, w) list of lists for a grid of values, all with the decimals of :func:`grid_decimals`."""
+    values = np.asarray(values, dtype=np.float64)
+    decimals = grid_decimals(values)
+    # Adding 0.0 after rounding turns -0.0 into 0.0, so a tiny negative never prints as "-0.000".
+    rounded = np.round(values, decimals) + 0.0
+    return [[f"{value:.{decimals}f}" for value in row] for row in rounded.tolist()]
+
+
+def _contrasting_ink(rgb_cells):
+    """Black or white text colour for each background colour in ``rgb_cells`` (..., 3) uint8."""
+    luminance = rgb_cells[..., 0] * 0.299 + rgb_cells[..., 1] * 0.587 + rgb_cells[..., 2] * 0.114
+    return luminance >= 140.0
+
+
+def _number_font_size(texts, cell_width, cell_height, largest=30):
+    """The largest font size (<= ``largest``) at which every text fits its cell, or 0 if under the minimum."""
+    by_height = int(cell_height * 0.45)
+    if min(by_height, largest) < _MIN_NUMBER_FONT:
+        return 0
+    longest = max((len(text) for text in texts), default=1)
+    # Width grows with the character count: measuring only the longest texts is enough and cheap.
+    candidates = {text for text in texts if len(text) >= longest - 1}
+    widest = max((text_size(text, 20)[0] for text in candidates), default=1)
+    by_width = int(20 * (cell_width * 0.86) / max(widest, 1))
+    size = min(by_width, by_height, largest)
+    return size if size >= _MIN_NUMBER_FONT else 0
+
+
+# ----------------------------------------------------------------------------------------------
+# Grid geometry
+# ----------------------------------------------------------------------------------------------
+
+
+def cell_box(row, col, cell):
+    """Pixel bounds (top, left, bottom, right) of grid cell (row, col), bottom/right exclusive."""
+    return row * cell, col * cell, (row + 1) * cell, (col + 1) * cell
+
+
+def fit_cell(grid_height, grid_width, target, *, smallest=2, largest=96):
+    """Cell size in pixels so a (grid_height, grid_width) grid is at most ``target`` pixels on its long side."""
+    cell = int(target) // max(int(grid_height), int(grid_width), 1)
+    return int(min(max(cell, smallest), largest))
+
+
+def _cells_to_pixels(cell_rgb, cell):
+    """(h, w, 3) per-cell colours -> (h*cell, w*cell, 3) frame."""
+    return np.repeat(np.repeat(cell_rgb, cell, axis=0), cell, axis=1)
+
+
+def _draw_grid_lines(canvas, cell):
+    if cell < 8:
+        return  # lines would hide small cells
+    canvas[::cell, :] = GRID_COLOUR
+    canvas[:, ::cell] = GRID_COLOUR
+    canvas[-1, :] = GRID_COLOUR
+    canvas[:, -1] = GRID_COLOUR
+
+
+def outline_box(canvas, top, left, bottom, right, colour, thickness):
+    """Draw a rectangle outline inside pixel bounds [top, bottom) x [left, right) of ``canvas``, in place.
+
+    Returns the canvas. Bounds are clipped to the canvas.
+    """
+    height, width = canvas.shape[:2]
+    top, left = max(int(top), 0), max(int(left), 0)
+    bottom, right = min(int(bottom), height), min(int(right), width)
+    if top >= bottom or left >= right:
+        return canvas
+    thickness = max(1, min(int(thickness), (bottom - top + 1) // 2, (right - left + 1) // 2))
+    canvas[top:top + thickness, left:right] = colour
+    canvas[bottom - thickness:bottom, left:right] = colour
+    canvas[top:bottom, left:left + thickness] = colour
+    canvas[top:bottom, right - thickness:right] = colour
+    return canvas
+
+
+def _outline_cells(canvas, top_row, left_col, bottom_row, right_col, cell, colour, thickness):
+    """Outline the block of cells rows top_row..bottom_row, cols left_col..right_col (inclusive)."""
+    outline_box(canvas, top_row * cell, left_col * cell, (bottom_row + 1) * cell, (right_col + 1) * cell,
+                colour, thickness)
+
+
+def _outline_thickness(cell):
+    return max(2, min(5, cell // 12))
+
+
+def _cross_cells(canvas, mask, cell, colour):
+    """Mark every True cell of ``mask`` (h, w): a cross in large cells, a filled square in small ones."""
+    rows, cols = np.nonzero(mask)
+    if rows.size == 0:
+        return
+    if cell < 10:
+        for row, col in zip(rows, cols):
+            canvas[row * cell:(row + 1) * cell, col * cell:(col + 1) * cell] = colour
+        return
+    # One cross shape, drawn once, stamped into every marked cell.
+    inset = max(2, cell // 5)
+    width = max(1, cell // 14)
+    span = np.arange(cell)
+    diagonal = np.abs(span[:, None] - span[None, :]) < width
+    anti_diagonal = np.abs(span[:, None] + span[None, :] - (cell - 1)) < width
+    inside = (span[:, None] >= inset) & (span[:, None] < cell - inset)
+    inside = inside & inside.T
+    cross = (diagonal | anti_diagonal) & inside
+    for row, col in zip(rows, cols):
+        block = canvas[row * cell:(row + 1) * cell, col * cell:(col + 1) * cell]
+        block[cross] = colour
+
+
+@lru_cache(maxsize=64)
+def _hatch_pattern(cell):
+    """Boolean (cell, cell): diagonal lines a few pixels apart, the texture of a padding cell."""
+    offsets = np.add.outer(np.arange(cell), np.arange(cell))
+    pattern = offsets % max(6, int(cell / 2.5)) == 0
+    pattern.setflags(write=False)
+    return pattern
+
+
+def _hatch_cells(canvas, mask, cell):
+    """Hatch every True cell of ``mask`` (h, w) in ``canvas`` (h*cell, w*cell, 3), in place.
+
+    Works on a blocked view of the canvas so the cost follows the hatched area, not the frame.
+    """
+    height, width = mask.shape
+    blocks = canvas.reshape(height, cell, width, cell, 3).transpose(0, 2, 1, 3, 4)
+    chosen = blocks[mask]  # (n, cell, cell, 3) copy of the padding cells
+    lines = _hatch_pattern(cell)
+    # Half-strength lines: visible as a texture, faint enough for the numbers on top to stay legible.
+    chosen[:, lines] = np.rint(chosen[:, lines] * 0.5 + np.asarray(PADDING_TINT) * 0.5).astype(np.uint8)
+    blocks[mask] = chosen
+
+
+# ----------------------------------------------------------------------------------------------
+# Colouring
+# ----------------------------------------------------------------------------------------------
+
+
+def colour_cells(values, colour_map="diverging", *, limit=None, low=0.0, high=1.0):
+    """Values (h, w) -> per-cell RGB (h, w, 3) uint8.
+
+    ``colour_map``: "grey" (``low`` black, ``high`` white: windowed scans), "diverging" (signed, blue-white-
+    red, ``limit`` = magnitude at full colour), "heat" (non-negative, dark to bright, ``low``..``high``).
+    """
+    if colour_map == "grey":
+        return grey_rgb(values, low, high)
+    if colour_map == "diverging":
+        return diverging_rgb(values, limit)
+    if colour_map == "heat":
+        return heat_rgb(values, low, high)
+    raise ValueError(f"colour_map must be 'grey', 'diverging' or 'heat', got {colour_map!r}")
+
+
+def _stamp_numbers(canvas, values, cell, *, cell_rgb, visible=None, font_size=None, ink=None):
+    """Write each value (h, w) centred in its cell; returns the font size used (0 = none fit)."""
+    texts = format_grid(values)
+    flat = [text for row in texts for text in row]
+    size = font_size if font_size is not None else _number_font_size(flat, cell, cell)
+    if not size:
+        return 0
+    dark_ink = _contrasting_ink(cell_rgb)
+    for row, row_texts in enumerate(texts):
+        for col, text in enumerate(row_texts):
+            if visible is not None and not visible[row, col]:
+                continue
+            colour = ink if ink is not None else (TEXT_COLOUR if dark_ink[row, col] else (255, 255, 255))
+            stamp_text(canvas, text, row * cell + cell / 2, col * cell + cell / 2, size, colour)
+    return size
+
+
+# ----------------------------------------------------------------------------------------------
+# Frames
+# ----------------------------------------------------------------------------------------------
+
+
+def window_frame(padded, pad, rows, cols, *, cell, colour_map="grey", limit=None, low=0.0, high=1.0,
+                 chosen=None, show_numbers=None):
+    """The (padded) input with the kernel or pooling window outlined: one frame of a step.
+
+    Parameters
+    ----------
+    padded : ndarray, shape (Hp, Wp)
+        The padded input of the trace (``ConvTrace.padded`` / ``PoolTrace.padded``).
+    pad : tuple of int
+        (top, bottom, left, right) padding rows/columns around the real input; those cells are tinted
+        and hatched so they read as padding, with their values (0, reflected or replicated) still shown.
+    rows, cols : array of int, shapes (kh,), (kw,)
+        The padded-input rows and columns the window samples (with dilation they are spaced out).
+    cell : int
+        Pixels per cell side.
+    colour_map, limit, low, high
+        Cell colouring, see :func:`colour_cells`.
+    chosen : tuple of int, optional
+        (row, col) in the padded input of the value max pooling keeps; outlined in green.
+    show_numbers : bool, optional
+        Write each value in its cell. Default: when the numbers fit (large cells).
+
+    Returns
+    -------
+    ndarray, shape (Hp*cell, Wp*cell, 3), uint8
+    """
+    padded = np.asarray(padded, dtype=np.float32)
+    height, width = padded.shape
+    top, bottom, left, right = (int(side) for side in pad)
+    cell_rgb = colour_cells(padded, colour_map, limit=limit, low=low, high=high)
+
+    is_padding = np.ones((height, width), dtype=bool)
+    is_padding[top:height - bottom, left:width - right] = False
+    if is_padding.any():
+        tinted = cell_rgb.astype(np.float32) * 0.55 + np.asarray(PADDING_TINT, dtype=np.float32) * 0.45
+        cell_rgb = np.where(is_padding[..., None], np.rint(tinted).astype(np.uint8), cell_rgb)
+
+    rows = np.asarray(rows, dtype=np.intp)
+    cols = np.asarray(cols, dtype=np.intp)
+    sampled = np.zeros((height, width), dtype=bool)
+    sampled[np.ix_(rows, cols)] = True
+    is_spread = rows.size > 1 and np.any(np.diff(rows) > 1) or cols.size > 1 and np.any(np.diff(cols) > 1)
+    if is_spread:
+        # With dilation the window skips cells: tint the ones it reads so the gaps show.
+        tinted = cell_rgb.astype(np.float32) * 0.6 + np.asarray(WINDOW_COLOUR, dtype=np.float32) * 0.4
+        cell_rgb = np.where(sampled[..., None], np.rint(tinted).astype(np.uint8), cell_rgb)
+
+    canvas = _cells_to_pixels(cell_rgb, cell)
+    if is_padding.any() and cell >= 6:
+        _hatch_cells(canvas, is_padding, cell)
+    _draw_grid_lines(canvas, cell)
+    if is_padding.any() and not is_padding.all():
+        # The edge of the real input, so "inside" and "padding" are told apart at once.
+        outline_box(canvas, top * cell, left * cell, (height - bottom) * cell, (width - right) * cell,
+                    PADDING_TINT, max(1, cell // 16))
+
+    if (show_numbers is None or show_numbers) and cell * 0.45 >= _MIN_NUMBER_FONT:
+        size = _number_font_size([text for row in format_grid(padded) for text in row], cell, cell,
+                                 largest=24)
+        if size:
+            _stamp_numbers(canvas, padded, cell, cell_rgb=cell_rgb, font_size=size)
+
+    thickness = _outline_thickness(cell)
+    if is_spread:
+        for row in rows:
+            for col in cols:
+                _outline_cells(canvas, row, col, row, col, cell, WINDOW_COLOUR, max(1, thickness // 2))
+    _outline_cells(canvas, rows.min(), cols.min(), rows.max(), cols.max(), cell, WINDOW_COLOUR, thickness)
+    if chosen is not None:
+        _outline_cells(canvas, chosen[0], chosen[1], chosen[0], chosen[1], cell, CHOSEN_COLOUR, thickness + 1)
+    return canvas
+
+
+def value_grid_frame(values, *, cell, colour_map="diverging", limit=None, low=0.0, high=1.0, visible=None,
+                     highlight=None, marked=None, show_numbers=None):
+    """A grid of values as coloured cells, optionally with numbers, a highlighted cell and marked cells.
+
+    Parameters
+    ----------
+    values : ndarray, shape (h, w)
+    cell : int
+        Pixels per cell side.
+    colour_map, limit, low, high
+        See :func:`colour_cells`.
+    visible : ndarray of bool, shape (h, w), optional
+        Cells not yet computed (False) are drawn blank, without a number: the output "filling in".
+    highlight : tuple of int, optional
+        (row, col) outlined in the window colour: the output cell of the current step.
+    marked : ndarray of bool, shape (h, w), optional
+        Cells crossed out (e.g. the ones ReLU set to zero).
+    show_numbers : bool, optional
+        Default: when the numbers fit.
+
+    Returns
+    -------
+    ndarray, shape (h*cell, w*cell, 3), uint8
+    """
+    values = np.asarray(values, dtype=np.float32)
+    cell_rgb = colour_cells(values, colour_map, limit=limit, low=low, high=high)
+    if visible is not None:
+        visible = np.asarray(visible, dtype=bool)
+        cell_rgb = np.where(visible[..., None], cell_rgb, np.asarray(BLANK_COLOUR, dtype=np.uint8))
+    canvas = _cells_to_pixels(cell_rgb, cell)
+    _draw_grid_lines(canvas, cell)
+    if show_numbers is None or show_numbers:
+        _stamp_numbers(canvas, values, cell, cell_rgb=cell_rgb, visible=visible)
+    if marked is not None:
+        _cross_cells(canvas, np.asarray(marked, dtype=bool), cell, MARK_COLOUR)
+    if highlight is not None:
+        _outline_cells(canvas, highlight[0], highlight[1], highlight[0], highlight[1], cell, WINDOW_COLOUR,
+                       _outline_thickness(cell) + 1)
+    return canvas
+
+
+def filled_mask(output_shape, steps_done):
+    """Boolean (H', W'): True for the first ``steps_done`` cells in row-major (scanning) order."""
+    height, width = output_shape
+    return (np.arange(height * width) < steps_done).reshape(height, width)
+
+
+def _number_block(values, colour_map, *, cell_width, cell_height, font_size, limit=None, low=0.0, high=1.0):
+    """A (kh, kw) grid of numbers in coloured cells with rectangular cells (cell_height x cell_width)."""
+    values = np.asarray(values, dtype=np.float32)
+    cell_rgb = colour_cells(values, colour_map, limit=limit, low=low, high=high)
+    canvas = np.repeat(np.repeat(cell_rgb, cell_height, axis=0), cell_width, axis=1)
+    canvas[::cell_height, :] = GRID_COLOUR
+    canvas[:, ::cell_width] = GRID_COLOUR
+    canvas[-1, :] = GRID_COLOUR
+    canvas[:, -1] = GRID_COLOUR
+    dark_ink = _contrasting_ink(cell_rgb)
+    texts = format_grid(values)
+    for row in range(values.shape[0]):
+        for col in range(values.shape[1]):
+            colour = TEXT_COLOUR if dark_ink[row, col] else (255, 255, 255)
+            stamp_text(canvas, texts[row][col], row * cell_height + cell_height / 2,
+                       col * cell_width + cell_width / 2, font_size, colour)
+    return canvas
+
+
+def arithmetic_font_size(kernel_shape):
+    """Font size for the arithmetic frame: large for small kernels, smaller (still readable) for 9x9."""
+    longest = max(kernel_shape)
+    if longest <= 3:
+        return 30
+    if longest <= 5:
+        return 24
+    if longest <= 7:
+        return 20
+    return 17
+
+
+def arithmetic_frame(patch, kernel, products, *, max_width=1000, font_size=None, low=0.0, high=1.0):
+    """patch x kernel = products, as three grids of numbers with titles: the multiply step of one position.
+
+    Parameters
+    ----------
+    patch : ndarray, shape (kh, kw)
+        The input values under the window (``ConvStep.patch``), coloured as grey levels from ``low``
+        (black) to ``high`` (white).
+    kernel : ndarray, shape (kh, kw)
+        The kernel as applied (flipped already for true convolution), signed colours.
+    products : ndarray, shape (kh, kw)
+        ``ConvStep.products``, signed colours.
+    max_width : int
+        The frame's width limit in pixels; the three grids wrap onto more rows when they do not fit.
+    font_size : int, optional
+        Default :func:`arithmetic_font_size`.
+
+    Returns
+    -------
+    ndarray, shape (H, W, 3), uint8 with W <= max(max_width, one grid's width)
+    """
+    patch, kernel, products = (np.asarray(array, dtype=np.float32) for array in (patch, kernel, products))
+    if not patch.shape == kernel.shape == products.shape:
+        raise ValueError(f"patch, kernel and products must have one shape, got {patch.shape}, "
+                         f"{kernel.shape} and {products.shape}")
+    size = font_size or arithmetic_font_size(kernel.shape)
+    all_texts = [text for array in (patch, kernel, products) for row in format_grid(array) for text in row]
+    widest = max(text_size(text, size)[0] for text in all_texts)
+    cell_width = widest + max(12, size // 2)
+    cell_height = int(size * 1.75)
+    blocks = [
+        ("input patch", _number_block(patch, "grey", cell_width=cell_width, cell_height=cell_height,
+                                      font_size=size, low=low, high=high)),
+        ("kernel", _number_block(kernel, "diverging", cell_width=cell_width, cell_height=cell_height,
+                                 font_size=size)),
+        ("products", _number_block(products, "diverging", cell_width=cell_width, cell_height=cell_height,
+                                   font_size=size)),
+    ]
+    operators = ["x", "="]
+    title_size = max(16, int(size * 0.8))
+    title_height = _line_height(title_size) + 14
+    operator_width = text_size("=", size + 8)[0] + 28
+    block_height, block_width = blocks[0][1].shape[:2]
+
+    # Flow layout: place grids left to right, wrapping to a new row when the next would not fit.
+    placements = []  # (kind, payload, top, left)
+    x_position, row_index = 0, 0
+    for index, (title, block) in enumerate(blocks):
+        needed = block_width if index == 0 else operator_width + block_width
+        if index > 0 and x_position + needed > max_width:
+            row_index, x_position = row_index + 1, 0
+            needed = operator_width + block_width  # the operator starts the new row
+        top = row_index * (title_height + block_height + 16)
+        if index > 0:
+            placements.append(("operator", operators[index - 1], top + title_height, x_position))
+            x_position += operator_width
+        placements.append(("block", (title, block), top, x_position))
+        x_position += block_width
+    frame_width = max(left + (block_width if kind == "block" else operator_width)
+                      for kind, _, _, left in placements)
+    frame_height = (row_index + 1) * (title_height + block_height + 16) - 16
+    canvas = np.full((frame_height, frame_width, 3), BACKGROUND, dtype=np.uint8)
+    for kind, payload, top, left in placements:
+        if kind == "block":
+            title, block = payload
+            stamp_text(canvas, title, top + title_height / 2 - 2, left + block_width / 2, title_size)
+            canvas[top + title_height:top + title_height + block_height, left:left + block_width] = block
+        else:
+            stamp_text(canvas, payload, top + block_height / 2, left + operator_width / 2, size + 8)
+    return canvas
+
+
+def feature_map_grid(maps, titles, *, columns=4, tile=240, limit=None, colour_map="diverging",
+                     marked=None):
+    """Several feature maps side by side in a grid, each with its title: a bank of kernels at a glance.
+
+    Parameters
+    ----------
+    maps : sequence of ndarray, each (h_i, w_i)
+        Feature maps (shapes may differ, e.g. after pooling).
+    titles : sequence of str
+        One title per map.
+    columns : int
+        Maps per row.
+    tile : int
+        Each map is drawn inside a ``tile`` x ``tile`` square (nearest-neighbour scaled, aspect kept).
+    limit : float, optional
+        With "diverging", one shared magnitude for every map (one colour scale); None = each its own.
+    colour_map : str
+        "diverging" or "heat" (see :func:`colour_cells`; with "heat" a shared scale runs 0..``limit``).
+    marked : sequence of ndarray of bool, optional
+        Per map, pixels to paint in the mark colour (e.g. set to zero by ReLU).
+
+    Returns
+    -------
+    ndarray, shape (rows*(tile + title band), columns*tile + gaps, 3), uint8
+    """
+    if len(maps) != len(titles):
+        raise ValueError(f"need one title per map, got {len(maps)} maps and {len(titles)} titles")
+    if not maps:
+        raise ValueError("feature_map_grid needs at least one map")
+    columns = max(1, min(int(columns), len(maps)))
+    rows = -(-len(maps) // columns)
+    title_size = max(14, tile // 13)
+    title_band = _line_height(title_size) + 14
+    gap = 10
+    canvas = np.full((rows * (tile + title_band + gap) - gap, columns * (tile + gap) - gap, 3), BACKGROUND,
+                     dtype=np.uint8)
+    for index, (feature_map, title) in enumerate(zip(maps, titles)):
+        feature_map = np.asarray(feature_map, dtype=np.float32)
+        if colour_map == "heat":
+            high = limit if limit is not None else None
+            rgb = heat_rgb(feature_map, 0.0 if limit is not None else None, high)
+        else:
+            rgb = diverging_rgb(feature_map, limit)
+        if marked is not None and marked[index] is not None:
+            rgb = np.where(np.asarray(marked[index], dtype=bool)[..., None],
+                           np.asarray(BLANK_COLOUR, dtype=np.uint8), rgb)
+        rgb = _fit_into(rgb, tile)
+        row, col = divmod(index, columns)
+        top = row * (tile + title_band + gap)
+        left = col * (tile + gap)
+        label = _shorten(title, title_size, tile)
+        stamp_text(canvas, label, top + title_band / 2 - 2, left + tile / 2, title_size)
+        y0 = top + title_band + (tile - rgb.shape[0]) // 2
+        x0 = left + (tile - rgb.shape[1]) // 2
+        canvas[y0:y0 + rgb.shape[0], x0:x0 + rgb.shape[1]] = rgb
+        outline_box(canvas, y0 - 1, x0 - 1, y0 + rgb.shape[0] + 1, x0 + rgb.shape[1] + 1, GRID_COLOUR, 1)
+    return canvas
+
+
+def _shorten(text, size, width):
+    """Cut ``text`` with '...' until it fits ``width`` pixels at font ``size``."""
+    if text_size(text, size)[0] <= width:
+        return text
+    while len(text) > 1 and text_size(text + "...", size)[0] > width:
+        text = text[:-1]
+    return text + "..."
+
+
+def _fit_into(rgb, box):
+    """Scale an RGB image (h, w, 3) by nearest neighbour so its longer side is ``box`` pixels (or less)."""
+    height, width = rgb.shape[:2]
+    scale = box / max(height, width)
+    new_height, new_width = max(1, int(height * scale)), max(1, int(width * scale))
+    # Sample the centre of each target pixel: a plain decimation when shrinking, crisp blocks when enlarging.
+    row_index = np.minimum(((np.arange(new_height) + 0.5) / scale).astype(np.intp), height - 1)
+    col_index = np.minimum(((np.arange(new_width) + 0.5) / scale).astype(np.intp), width - 1)
+    return rgb[row_index[:, None], col_index[None, :]]
+
+
+def fit_into(rgb, box):
+    """Public form of the nearest-neighbour fit: an RGB image (h, w, 3) scaled so its long side is ``box``."""
+    if box < 1:
+        raise ValueError(f"box must be at least 1 pixel, got {box}")
+    return _fit_into(np.asarray(rgb), int(box))
+
+
+def region_overlay(rgb, top, left, height, width, *, scale=1.0, colour=WINDOW_COLOUR, thickness=3):
+    """A copy of ``rgb`` (H, W, 3) with the region rows top..top+height, cols left..left+width outlined.
+
+    ``scale`` converts image coordinates to the pixels of ``rgb`` (when it was resized for display).
+    """
+    canvas = np.array(rgb, dtype=np.uint8, copy=True)
+    y0, x0 = int(np.floor(top * scale)), int(np.floor(left * scale))
+    y1, x1 = int(np.ceil((top + height) * scale)), int(np.ceil((left + width) * scale))
+    # Grow the box by the line width so the line never hides the region's own pixels.
+    return outline_box(canvas, y0 - thickness, x0 - thickness, y1 + thickness, x1 + thickness, colour,
+                       thickness)
+
+
+def point_marker(rgb, row, col, *, colour=CHOSEN_COLOUR, radius=8, thickness=2):
+    """A copy of ``rgb`` with a square ring centred on pixel (row, col): e.g. where a map is largest."""
+    canvas = np.array(rgb, dtype=np.uint8, copy=True)
+    return outline_box(canvas, row - radius, col - radius, row + radius + 1, col + radius + 1, colour, thickness)
