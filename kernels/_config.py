@@ -1,0 +1,107 @@
+"""Numba compilation flags and threading settings for the engine, kept in one place."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+
+import numba
+
+# Every jitted kernel in kernels/_jit.py is compiled with these options.
+#
+# cache=True: the machine code is written next to the module (or under NUMBA_CACHE_DIR) so a
+#   lecturer's second start loads it in well under a second instead of recompiling.
+# nogil=True: Streamlit serves every browser session as a thread of one process; releasing the GIL
+#   lets two students' convolutions run at the same time.
+# parallel=True: prange loops over output rows / planes spread over the cores (2 on the target
+#   machine).  Set CONVSCOPE_PARALLEL=0 to compile serial kernels (e.g. when profiling).
+# fastmath: only the flags that cannot change a finite result.  "nnan"/"ninf" let LLVM drop NaN
+#   checks (the public wrappers refuse non-finite input), "nsz" ignores the sign of zero, "arcp"
+#   allows reciprocal multiplication where the code divides.  Deliberately NOT "reassoc" or
+#   "contract": the forward convolution must add its products in a fixed order, without fused
+#   multiply-adds, so that the step trace (kernels/trace.py), recomputed in NumPy float32, matches
+#   every output pixel bit for bit.  Vectorisation does not need reassociation here because the
+#   innermost loops run along an output row, where each element has its own independent sum.
+PARALLEL = os.environ.get("CONVSCOPE_PARALLEL", "1") != "0"
+FASTMATH = frozenset({"nnan", "ninf", "nsz", "arcp"})
+
+JIT_OPTIONS = {
+    "cache": True,
+    "nogil": True,
+    "parallel": PARALLEL,
+    "fastmath": set(FASTMATH),
+    "error_model": "numpy",  # no ZeroDivisionError checks inside the loops
+}
+
+# Small helpers called from inside the kernels: no prange of their own, so no parallel pass.
+JIT_HELPER_OPTIONS = {key: value for key, value in JIT_OPTIONS.items() if key != "parallel"}
+
+
+def _pick_threading_layer() -> str:
+    """Return a Numba threading layer that tolerates parallel calls from several Python threads.
+
+    Numba's default "workqueue" layer aborts the process when two threads launch parallel
+    kernels at the same time, which is exactly what Streamlit does.  "omp" (GNU OpenMP, usually
+    present on Linux) and "tbb" are thread-safe.
+    """
+    for layer, module in (("omp", "omppool"), ("tbb", "tbbpool")):
+        try:
+            __import__(f"numba.np.ufunc.{module}")
+        except ImportError:
+            continue
+        return layer
+    return "workqueue"
+
+
+# Respect an explicit NUMBA_THREADING_LAYER from the environment; otherwise choose a safe one.
+if "NUMBA_THREADING_LAYER" not in os.environ:
+    numba.config.THREADING_LAYER = _pick_threading_layer()
+
+THREADING_LAYER_IS_THREADSAFE = numba.config.THREADING_LAYER in ("omp", "tbb", "threadsafe", "safe")
+
+# With only the workqueue layer available, parallel kernels must not run concurrently: the
+# public wrappers hold this lock around each call.  With a thread-safe layer it is a no-op.
+_WORKQUEUE_LOCK = threading.Lock()
+
+
+def kernel_call_guard():
+    """Context manager to wrap every call of a parallel jitted kernel in.
+
+    Returns
+    -------
+    contextlib.AbstractContextManager
+        A process-wide lock when the threading layer cannot take concurrent launches, otherwise
+        a no-op context.
+    """
+    if PARALLEL and not THREADING_LAYER_IS_THREADSAFE:
+        return _WORKQUEUE_LOCK
+    return contextlib.nullcontext()
+
+
+# BLAS threads: the engine does not call BLAS (its loops are Numba's, its FFT is pocketfft), but
+# model/ code and NumPy matmuls in the same process could, and an OpenBLAS pool of its own next to
+# Numba's would oversubscribe the 2 cores.  threadpoolctl (optional) caps it at runtime; without it,
+# set OPENBLAS_NUM_THREADS=1 (or OMP_NUM_THREADS=1) in the environment before Python starts.
+BLAS_THREADS = int(os.environ.get("CONVSCOPE_BLAS_THREADS", "1"))
+
+
+def limit_blas_threads(count: int = BLAS_THREADS) -> bool:
+    """Cap BLAS thread pools at ``count`` threads if threadpoolctl is installed.
+
+    Parameters
+    ----------
+    count : int
+        Maximum number of BLAS threads.
+
+    Returns
+    -------
+    bool
+        True if the limit was applied, False if threadpoolctl is not available.
+    """
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return False
+    threadpool_limits(limits=count, user_api="blas")
+    return True

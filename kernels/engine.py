@@ -1,0 +1,916 @@
+"""Public convolution, pooling and activation functions: validate and normalise, then run kernels/_jit.py.
+
+Every function here is a thin wrapper: it checks its arguments (raising an error that names the bad
+value and says what to do), converts them to C-contiguous float32, resolves padding, stride and
+dilation into plain ints, and hands the arithmetic to a private jitted loop.
+
+Conventions (the same as PyTorch, so that numbers can be checked against it):
+
+* Convolution is cross-correlation: ``out[r, q] = b + sum_{i,j} w[i, j] * x_padded[r*s + i*d, q*s + j*d]``.
+  ``flip=True`` flips the kernel first, which turns it into a true (mathematical) convolution.
+* Output size along an axis: ``floor((n + pad_before + pad_after - d*(k - 1) - 1) / s) + 1``.
+* ``padding="same"`` pads ``d*(k - 1)`` in total, half before and the rest after, so for an even
+  kernel the extra row/column goes to the bottom/right (PyTorch's choice); it needs stride 1.
+* ``padding_mode``: "zeros"; "reflect" mirrors without repeating the edge pixel (``d c b | a b c d``,
+  NumPy's and SciPy-ndimage's "mirror"/``np.pad(mode="reflect")``); "replicate" repeats the edge pixel
+  (``a a a | a b c d``, SciPy-ndimage's "nearest").  Reflect needs each pad smaller than the image.
+* Max pooling pads with -inf (every window keeps at least one real pixel: pad <= size // 2);
+  average pooling pads with zeros and divides by the full window area (PyTorch's
+  ``count_include_pad=True``).
+* Integer and boolean images are converted to float32 when every value is exactly representable
+  (|value| <= 2**24, always true for 8- and 16-bit images) and refused otherwise; float64 and
+  float16 are converted to float32.  NaN or infinite values are refused.
+
+Large kernels: for a single-channel convolution (C = K = 1) whose kernel area is at least
+``FFT_MIN_KERNEL_AREA`` (20 x 20), ``conv2d`` switches to an FFT path (NumPy's pocketfft, in float64)
+that gives the same numbers to float32 rounding; ``method="direct"`` or ``method="fft"`` forces one.
+"""
+
+from __future__ import annotations
+
+import operator
+from typing import NamedTuple
+
+import numpy as np
+
+from kernels import _jit
+from kernels._config import kernel_call_guard
+
+__all__ = [
+    "FFT_MIN_KERNEL_AREA",
+    "PADDING_MODES",
+    "avg_pool2d",
+    "avg_pool2d_backward",
+    "avg_pool3d",
+    "avg_pool3d_backward",
+    "conv2d",
+    "conv2d_backward",
+    "conv3d",
+    "conv3d_backward",
+    "leaky_relu",
+    "leaky_relu_backward",
+    "max_pool2d",
+    "max_pool2d_backward",
+    "max_pool3d",
+    "max_pool3d_backward",
+    "output_size",
+    "relu",
+    "relu_backward",
+    "resolve_padding",
+    "sigmoid",
+    "sigmoid_backward",
+    "tanh",
+    "tanh_backward",
+]
+
+PADDING_MODES = ("zeros", "reflect", "replicate")
+
+# The switch between the direct loop and the FFT path of conv2d (method="auto"): single-channel
+# convolutions whose kernel has at least this many taps go through the FFT.  Below it the direct
+# loop is faster (a 15 x 15 kernel on 2048 x 2048 runs at about cv2.filter2D's speed); above it the
+# direct cost grows with the kernel area while the FFT's does not (64 x 64 on 512 x 512: ~20 ms).
+FFT_MIN_KERNEL_AREA = 20 * 20
+
+# Largest integer magnitude that float32 represents exactly (24-bit significand).
+_FLOAT32_EXACT_INTEGER_LIMIT = 2**24
+
+_AXIS_NAMES = ("depth", "rows", "columns")
+_NUMPY_PAD_MODES = {"zeros": "constant", "reflect": "reflect", "replicate": "edge"}
+
+
+# --------------------------------------------------------------------------------------------
+# Argument checking and normalisation
+# --------------------------------------------------------------------------------------------
+
+def _as_float32(value, name: str) -> np.ndarray:
+    """Return ``value`` as a float32 array, converting integers only when that is exact."""
+    array = np.asarray(value)
+    kind = array.dtype.kind
+    if kind == "f":
+        return array.astype(np.float32, copy=False)
+    if kind in "iub":
+        if kind != "b" and array.dtype.itemsize > 2 and array.size:
+            largest = max(abs(int(array.min())), abs(int(array.max())))
+            if largest > _FLOAT32_EXACT_INTEGER_LIMIT:
+                raise ValueError(
+                    f"{name} holds integers up to {largest}, more than 2**24 = "
+                    f"{_FLOAT32_EXACT_INTEGER_LIMIT}, which float32 cannot represent exactly; "
+                    f"scale it (for example to [0, 1] or to HU) and pass a float array"
+                )
+        return array.astype(np.float32)
+    raise TypeError(
+        f"{name} has dtype {array.dtype}; pass a real-valued float or integer array "
+        f"(float32 is used internally)"
+    )
+
+
+def _check_finite(array: np.ndarray, name: str) -> None:
+    """Refuse NaN and infinite values, naming how many there are and where the first one is."""
+    if array.size == 0:
+        return
+    # One float32 sum is much cheaper than isfinite().all() and is finite only if every element
+    # is; a finite array whose sum overflows takes the slow path and passes.
+    if np.isfinite(array.sum()):
+        return
+    finite = np.isfinite(array)
+    if finite.all():
+        return
+    first = np.unravel_index(int(np.argmin(finite)), array.shape)
+    n_nan = int(np.isnan(array).sum())
+    n_inf = int(array.size - finite.sum()) - n_nan
+    raise ValueError(
+        f"{name} contains {n_nan} NaN and {n_inf} infinite values (first at index "
+        f"{tuple(int(i) for i in first)}, value {array[first]}); replace them, for example with "
+        f"np.nan_to_num, before calling"
+    )
+
+
+def _ready(array: np.ndarray) -> np.ndarray:
+    """Return a C-contiguous, writeable float32 array: the one layout the kernels are compiled for."""
+    array = np.ascontiguousarray(array, dtype=np.float32)
+    if not array.flags.writeable:
+        array = array.copy()
+    return array
+
+
+def _checked_float32(value, name: str) -> np.ndarray:
+    array = _as_float32(value, name)
+    _check_finite(array, name)
+    return array
+
+
+def _as_int(value, name: str) -> int:
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be an int, got the bool {value!r}")
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an int, got {value!r} of type {type(value).__name__}") from None
+
+
+def _per_axis(value, name: str, ndim: int, minimum: int) -> tuple[int, ...]:
+    """Normalise an int or a sequence of ``ndim`` ints, each at least ``minimum``."""
+    if isinstance(value, (tuple, list, np.ndarray)):
+        values = tuple(_as_int(v, name) for v in value)
+        if len(values) != ndim:
+            raise ValueError(
+                f"{name} must be an int or {ndim} ints (one per spatial axis), got {tuple(value)!r}"
+            )
+    else:
+        values = (_as_int(value, name),) * ndim
+    for v in values:
+        if v < minimum:
+            raise ValueError(f"{name} must be at least {minimum}, got {value!r}")
+    return values
+
+
+def _check_padding_mode(padding_mode) -> str:
+    if padding_mode not in PADDING_MODES:
+        raise ValueError(
+            f"padding_mode must be one of {', '.join(repr(m) for m in PADDING_MODES)}; "
+            f"got {padding_mode!r}"
+        )
+    return padding_mode
+
+
+def _resolve_padding_nd(kernel_shape, padding, dilations, strides=None) -> tuple[tuple[int, int], ...]:
+    """Return (before, after) padding per spatial axis."""
+    ndim = len(kernel_shape)
+    if isinstance(padding, str):
+        if padding == "valid":
+            return ((0, 0),) * ndim
+        if padding == "same":
+            if strides is not None and any(s != 1 for s in strides):
+                raise ValueError(
+                    f"padding='same' needs stride 1 (got stride {strides}); with a larger stride "
+                    f"give the padding as numbers instead"
+                )
+            pads = []
+            for k, d in zip(kernel_shape, dilations):
+                total = d * (k - 1)
+                before = total // 2  # an odd total puts the extra row/column after (PyTorch)
+                pads.append((before, total - before))
+            return tuple(pads)
+        raise ValueError(f"padding must be an int, {ndim} ints, 'valid' or 'same'; got {padding!r}")
+    return tuple((p, p) for p in _per_axis(padding, "padding", ndim, 0))
+
+
+def resolve_padding(input_shape_hw, kernel_shape_hw, padding, dilation=1) -> tuple[int, int, int, int]:
+    """Turn a ``padding`` argument into explicit (top, bottom, left, right) pixel counts.
+
+    Parameters
+    ----------
+    input_shape_hw : (int, int)
+        Image height and width (checked to be positive).
+    kernel_shape_hw : (int, int)
+        Kernel height and width.
+    padding : int, (int, int), "valid" or "same"
+        "same" pads ``dilation * (k - 1)`` in total per axis, the extra one (odd total, i.e. an even
+        kernel) at the bottom / right, as PyTorch does.
+    dilation : int or (int, int), default 1
+
+    Returns
+    -------
+    (top, bottom, left, right) : tuple of int
+
+    Examples
+    --------
+    >>> resolve_padding((64, 64), (4, 4), "same", 1)
+    (1, 2, 1, 2)
+    """
+    height, width = _per_axis(input_shape_hw, "input_shape_hw", 2, 1)
+    kernel = _per_axis(kernel_shape_hw, "kernel_shape_hw", 2, 1)
+    dilations = _per_axis(dilation, "dilation", 2, 1)
+    (top, bottom), (left, right) = _resolve_padding_nd(kernel, padding, dilations)
+    return top, bottom, left, right
+
+
+def output_size(n, k, *, stride=1, padding=0, dilation=1) -> int:
+    """Number of output positions along one axis: ``floor((n + 2p - d(k - 1) - 1) / s) + 1``.
+
+    Parameters
+    ----------
+    n : int
+        Input length along the axis.
+    k : int
+        Kernel (or pooling window) length.
+    stride, dilation : int, default 1
+    padding : int or (int, int), default 0
+        Padding on each side, or (before, after) when they differ (see ``resolve_padding``).
+
+    Returns
+    -------
+    int
+        At least 1; a ValueError says so if the dilated kernel does not fit in the padded input.
+
+    Examples
+    --------
+    >>> output_size(64, 3, padding=1)
+    64
+    >>> output_size(64, 3, stride=2)
+    31
+    """
+    n = _per_axis(n, "n", 1, 1)[0]
+    k = _per_axis(k, "k", 1, 1)[0]
+    stride = _per_axis(stride, "stride", 1, 1)[0]
+    dilation = _per_axis(dilation, "dilation", 1, 1)[0]
+    if isinstance(padding, (tuple, list)):
+        before, after = _per_axis(padding, "padding", 2, 0)
+    else:
+        before = after = _per_axis(padding, "padding", 1, 0)[0]
+    _check_extent((n,), (k,), ((before, after),), (dilation,), ("length",))
+    return (n + before + after - dilation * (k - 1) - 1) // stride + 1
+
+
+def _check_extent(spatial_shape, kernel_shape, pads, dilations, axis_names) -> None:
+    for n, k, (before, after), d, axis in zip(spatial_shape, kernel_shape, pads, dilations, axis_names):
+        extent = d * (k - 1) + 1
+        padded = n + before + after
+        if extent > padded:
+            raise ValueError(
+                f"the kernel spans {extent} {axis} (size {k}, dilation {d}) but the padded input has "
+                f"only {padded} ({n} + padding {before} + {after}); use a smaller kernel or dilation, "
+                f"or more padding"
+            )
+
+
+def _check_reflect_fits(spatial_shape, pads, padding_mode, axis_names) -> None:
+    if padding_mode != "reflect":
+        return
+    for n, (before, after), axis in zip(spatial_shape, pads, axis_names):
+        if max(before, after) >= n:
+            raise ValueError(
+                f"reflect padding of {max(before, after)} needs more than {max(before, after)} "
+                f"{axis} but the input has {n}; use padding_mode='replicate' or 'zeros', or less padding"
+            )
+
+
+def _index_map(length: int, before: int, after: int, padding_mode: str) -> np.ndarray:
+    """Source index (or -1 for a zero) of each position of an axis padded by (before, after)."""
+    positions = np.arange(-before, length + after, dtype=np.int64)
+    if padding_mode == "replicate":
+        return np.clip(positions, 0, length - 1)
+    if padding_mode == "reflect":
+        mirrored = np.abs(positions)
+        return np.where(mirrored > length - 1, 2 * (length - 1) - mirrored, mirrored)
+    return np.where((positions >= 0) & (positions < length), positions, -1)
+
+
+# --------------------------------------------------------------------------------------------
+# Convolution
+# --------------------------------------------------------------------------------------------
+
+class _ConvPlan(NamedTuple):
+    """A convolution normalised to 3 spatial axes: what every jitted call needs."""
+
+    x: np.ndarray  # (N, C, D, H, W)
+    w: np.ndarray  # (K, C, kd, kh, kw)
+    bias: np.ndarray  # (K,)
+    pads: tuple  # ((front, back), (top, bottom), (left, right))
+    strides: tuple  # (sd, sh, sw)
+    dilations: tuple  # (dd, dh, dw)
+    padding_mode: str
+    out_spatial: tuple  # (OD, OH, OW)
+    unbatched: bool  # the caller passed one image/volume without batch and channel axes
+    spatial_ndim: int
+
+
+def _plan_convolution(x, w, b, spatial_ndim, stride, padding, dilation, padding_mode, flip,
+                      need_bias=True) -> _ConvPlan:
+    """Validate a convolution's arguments and normalise them to 5-D float32 arrays."""
+    single_names = {2: "(H, W)", 3: "(D, H, W)"}[spatial_ndim]
+    batch_names = {2: "(N, C, H, W)", 3: "(N, C, D, H, W)"}[spatial_ndim]
+    kernel_single = {2: "(kh, kw)", 3: "(kd, kh, kw)"}[spatial_ndim]
+    kernel_batch = {2: "(K, C, kh, kw)", 3: "(K, C, kd, kh, kw)"}[spatial_ndim]
+    x = _checked_float32(x, "x")
+    w = _checked_float32(w, "w")
+    if x.ndim == spatial_ndim:
+        unbatched = True
+        if w.ndim != spatial_ndim:
+            raise ValueError(
+                f"x is a single {spatial_ndim}-D input {x.shape}, so w must be {kernel_single}; got w "
+                f"with shape {w.shape} (for a {kernel_batch} kernel bank pass x as {batch_names})"
+            )
+        if b is not None and np.ndim(b) != 0:
+            raise ValueError(f"b must be a number (or None) for a single {spatial_ndim}-D input; got shape {np.shape(b)}")
+        bias = np.array([0.0 if b is None else b], dtype=np.float64)
+        bias = _checked_float32(bias, "b")
+        x = x.reshape((1, 1) + x.shape)
+        w = w.reshape((1, 1) + w.shape)
+    elif x.ndim == spatial_ndim + 2:
+        unbatched = False
+        if w.ndim != spatial_ndim + 2:
+            raise ValueError(f"x is a batch {batch_names} = {x.shape}, so w must be {kernel_batch}; got w with shape {w.shape}")
+        if w.shape[1] != x.shape[1]:
+            raise ValueError(
+                f"channel mismatch: x has {x.shape[1]} channels (x.shape[1]) but w expects "
+                f"{w.shape[1]} (w.shape[1]); w must be {kernel_batch} with C = {x.shape[1]}"
+            )
+        if b is None:
+            bias = np.zeros(w.shape[0], dtype=np.float32)
+        else:
+            bias = _checked_float32(b, "b")
+            if bias.shape != (w.shape[0],):
+                raise ValueError(f"b must have shape (K,) = ({w.shape[0]},), one value per kernel; got {bias.shape}")
+    else:
+        hint = " (for one multi-channel image add a batch axis: x[None])" if x.ndim == spatial_ndim + 1 else ""
+        raise ValueError(
+            f"x must be a single input {single_names} or a batch {batch_names}; got {x.ndim}-D "
+            f"shape {x.shape}{hint}"
+        )
+    if x.size == 0 or w.size == 0:
+        raise ValueError(f"x {x.shape} and w {w.shape} must not be empty")
+    if flip:
+        w = w[(Ellipsis,) + (slice(None, None, -1),) * spatial_ndim]
+
+    padding_mode = _check_padding_mode(padding_mode)
+    strides = _per_axis(stride, "stride", spatial_ndim, 1)
+    dilations = _per_axis(dilation, "dilation", spatial_ndim, 1)
+    spatial_shape = x.shape[2:]
+    kernel_shape = w.shape[2:]
+    pads = _resolve_padding_nd(kernel_shape, padding, dilations, strides)
+    axis_names = _AXIS_NAMES[-spatial_ndim:]
+    _check_reflect_fits(spatial_shape, pads, padding_mode, axis_names)
+    _check_extent(spatial_shape, kernel_shape, pads, dilations, axis_names)
+    out_spatial = tuple(
+        (n + before + after - d * (k - 1) - 1) // s + 1
+        for n, k, (before, after), s, d in zip(spatial_shape, kernel_shape, pads, strides, dilations)
+    )
+    if spatial_ndim == 2:  # a depth axis of 1 so one set of 3-D kernels serves both
+        x = x[:, :, None]
+        w = w[:, :, None]
+        pads = ((0, 0),) + pads
+        strides = (1,) + strides
+        dilations = (1,) + dilations
+        out_spatial = (1,) + out_spatial
+    return _ConvPlan(_ready(x), _ready(w), _ready(bias), pads, strides, dilations, padding_mode,
+                     out_spatial, unbatched, spatial_ndim)
+
+
+def _plan_index_maps(plan: _ConvPlan):
+    spatial_shape = plan.x.shape[2:]
+    return tuple(
+        _index_map(n, before, after, plan.padding_mode) for n, (before, after) in zip(spatial_shape, plan.pads)
+    )
+
+
+def _correlate_direct(plan: _ConvPlan) -> np.ndarray:
+    """Run the jitted forward loop; returns (N, K, OD, OH, OW) float32."""
+    depth_map, row_map, col_map = _plan_index_maps(plan)
+    out = np.empty((plan.x.shape[0], plan.w.shape[0]) + plan.out_spatial, dtype=np.float32)
+    with kernel_call_guard():
+        _jit.correlate_forward(plan.x, plan.w, plan.bias, depth_map, row_map, col_map, plan.pads[2][0],
+                               *plan.strides, *plan.dilations, out)
+    return out
+
+
+def _next_fast_length(n: int) -> int:
+    """Smallest 2^a 3^b 5^c 7^d >= n: sizes pocketfft transforms fastest."""
+    best = 1 << (n - 1).bit_length()
+    power7 = 1
+    while power7 < best:
+        power5 = power7
+        while power5 < best:
+            power3 = power5
+            while power3 < best:
+                candidate = power3
+                while candidate < n:
+                    candidate *= 2
+                best = min(best, candidate)
+                power3 *= 3
+            power5 *= 5
+        power7 *= 7
+    return best
+
+
+def _correlate_fft(plan: _ConvPlan) -> np.ndarray:
+    """Same result as ``_correlate_direct`` for a 2-D plan, through the FFT (float64 inside).
+
+    The padded input is transformed once at a fast size >= its own; circular cross-correlation
+    equals the linear one on the "valid" region (no window wraps around), which is cropped and
+    subsampled by the stride.  Dilation inserts zeros between the kernel taps.
+    """
+    x = plan.x[:, :, 0]  # (N, C, H, W)
+    w = plan.w[:, :, 0]  # (K, C, kh, kw)
+    _, (top, bottom), (left, right) = plan.pads
+    _, dilation_h, dilation_w = plan.dilations
+    _, stride_h, stride_w = plan.strides
+    padded = np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)), mode=_NUMPY_PAD_MODES[plan.padding_mode])
+    if dilation_h > 1 or dilation_w > 1:
+        kh, kw = w.shape[2:]
+        dilated = np.zeros(w.shape[:2] + ((kh - 1) * dilation_h + 1, (kw - 1) * dilation_w + 1), dtype=np.float32)
+        dilated[:, :, ::dilation_h, ::dilation_w] = w
+        w = dilated
+    padded_h, padded_w = padded.shape[2:]
+    fft_shape = (_next_fast_length(padded_h), _next_fast_length(padded_w))
+    x_spectrum = np.fft.rfft2(padded.astype(np.float64), s=fft_shape)
+    w_spectrum = np.fft.rfft2(w.astype(np.float64), s=fft_shape)
+    if x_spectrum.shape[1] == 1 and w_spectrum.shape[:2] == (1, 1):
+        product = x_spectrum * np.conj(w_spectrum[0])
+    else:
+        product = np.einsum("ncij,kcij->nkij", x_spectrum, np.conj(w_spectrum))
+    full = np.fft.irfft2(product, s=fft_shape)
+    valid_h = padded_h - w.shape[2] + 1
+    valid_w = padded_w - w.shape[3] + 1
+    out = full[:, :, :valid_h:stride_h, :valid_w:stride_w] + plan.bias[None, :, None, None]
+    return out.astype(np.float32)[:, :, None]
+
+
+def _strip(out: np.ndarray, plan: _ConvPlan) -> np.ndarray:
+    """Undo the normalisation: drop the depth axis of 2-D plans and the batch axes of single inputs."""
+    if plan.spatial_ndim == 2:
+        out = out[:, :, 0]
+    if plan.unbatched:
+        out = out[0, 0]
+    return out
+
+
+def conv2d(x, w, b=None, *, stride=1, padding=0, dilation=1, padding_mode="zeros", flip=False,
+           method="auto") -> np.ndarray:
+    """2-D cross-correlation, as computed by a convolutional layer.
+
+    ``out[n, k, r, q] = b[k] + sum_{c,i,j} w[k, c, i, j] * x_padded[n, c, r*sh + i*dh, q*sw + j*dw]``
+
+    Parameters
+    ----------
+    x : array (H, W) or (N, C, H, W)
+        Image, or batch of multi-channel images.  Float64 and integer images are converted to
+        float32 (integers only if exactly representable); NaN / inf are refused.
+    w : array (kh, kw) with a 2-D x, or (K, C, kh, kw) with a 4-D x
+        Kernel(s); any size, even ones included.
+    b : float or None with a 2-D x; array (K,) or None with a 4-D x
+        Bias added to every output pixel of the corresponding kernel.
+    stride, dilation : int or (int, int), default 1
+    padding : int, (int, int), "valid" or "same", default 0
+        Pixels added on each side; "same" keeps the size (stride 1 only; for an even kernel the
+        extra row/column goes to the bottom/right, as PyTorch does).  See ``resolve_padding``.
+    padding_mode : {"zeros", "reflect", "replicate"}, default "zeros"
+    flip : bool, default False
+        Flip the kernel in both axes first: a true convolution instead of a cross-correlation.
+    method : {"auto", "direct", "fft"}, default "auto"
+        "auto" uses the FFT for single-channel kernels with at least ``FFT_MIN_KERNEL_AREA``
+        (400) taps and the direct loop otherwise.  "direct" is the only one that matches
+        ``conv2d_trace`` bit for bit; the FFT agrees to float32 rounding.
+
+    Returns
+    -------
+    float32 array (H', W') or (N, K, H', W')
+        ``H' = output_size(H, kh, stride=sh, padding=(top, bottom), dilation=dh)``, and so for W'.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> conv2d(np.arange(16.0).reshape(4, 4), np.ones((2, 2)))
+    array([[10., 14., 18.],
+           [26., 30., 34.],
+           [42., 46., 50.]], dtype=float32)
+    """
+    if method not in ("auto", "direct", "fft"):
+        raise ValueError(f"method must be 'auto', 'direct' or 'fft'; got {method!r}")
+    plan = _plan_convolution(x, w, b, 2, stride, padding, dilation, padding_mode, flip)
+    use_fft = method == "fft" or (
+        method == "auto"
+        and plan.x.shape[1] == 1
+        and plan.w.shape[0] == 1
+        and plan.w.shape[3] * plan.w.shape[4] >= FFT_MIN_KERNEL_AREA
+    )
+    out = _correlate_fft(plan) if use_fft else _correlate_direct(plan)
+    return _strip(out, plan)
+
+
+def conv3d(x, w, b=None, *, stride=1, padding=0, dilation=1, padding_mode="zeros", flip=False) -> np.ndarray:
+    """3-D cross-correlation of volumes: ``conv2d`` with a depth axis.
+
+    Parameters
+    ----------
+    x : array (D, H, W) or (N, C, D, H, W)
+    w : array (kd, kh, kw) with a 3-D x, or (K, C, kd, kh, kw) with a 5-D x
+    b : float or None with a 3-D x; array (K,) or None with a 5-D x
+    stride, dilation : int or (int, int, int), default 1
+    padding : int, (int, int, int), "valid" or "same", default 0
+    padding_mode : {"zeros", "reflect", "replicate"}, default "zeros"
+    flip : bool, default False
+        Flip the kernel along all three axes (true convolution).
+
+    Returns
+    -------
+    float32 array (D', H', W') or (N, K, D', H', W')
+    """
+    plan = _plan_convolution(x, w, b, 3, stride, padding, dilation, padding_mode, flip)
+    return _strip(_correlate_direct(plan), plan)
+
+
+def _convolution_backward(x, w, d_out, spatial_ndim, stride, padding, dilation, padding_mode):
+    plan = _plan_convolution(x, w, None, spatial_ndim, stride, padding, dilation, padding_mode, False)
+    d_out = _checked_float32(d_out, "d_out")
+    expected = (plan.x.shape[0], plan.w.shape[0]) + plan.out_spatial[3 - spatial_ndim:]
+    if plan.unbatched:
+        expected = expected[2:]
+    if d_out.shape != expected:
+        raise ValueError(
+            f"d_out must have the forward output's shape {expected}; got {d_out.shape} "
+            f"(check that stride, padding and dilation match the forward call)"
+        )
+    d_out5 = _ready(d_out.reshape((plan.x.shape[0], plan.w.shape[0]) + plan.out_spatial))
+    depth_map, row_map, col_map = _plan_index_maps(plan)
+    d_x = np.empty_like(plan.x)
+    d_w = np.empty_like(plan.w)
+    with kernel_call_guard():
+        _jit.correlate_input_grad(d_out5, plan.w, depth_map, row_map, col_map, plan.pads[2][0],
+                                  *plan.strides, *plan.dilations, d_x)
+        _jit.correlate_weight_grad(plan.x, d_out5, depth_map, row_map, col_map, plan.pads[2][0],
+                                   *plan.strides, *plan.dilations, d_w)
+    d_b = d_out5.sum(axis=(0, 2, 3, 4), dtype=np.float64).astype(np.float32)
+    d_x = _strip(d_x, plan)
+    d_w = _strip(d_w, plan)
+    if plan.unbatched:
+        return d_x, d_w, float(d_b[0])
+    return d_x, d_w, d_b
+
+
+def conv2d_backward(x, w, d_out, *, stride=1, padding=0, dilation=1, padding_mode="zeros"):
+    """Gradients of a loss through ``conv2d``, given the gradient of its output.
+
+    Parameters
+    ----------
+    x, w : arrays as passed to ``conv2d`` ((H, W) with (kh, kw), or (N, C, H, W) with (K, C, kh, kw))
+    d_out : array (H', W') or (N, K, H', W')
+        d_loss/d_out, the shape of ``conv2d``'s output.
+    stride, padding, dilation, padding_mode :
+        The same as in the forward call.
+
+    Returns
+    -------
+    d_x : float32, shape of x
+        d_loss/d_x.  With reflect / replicate padding the gradient of each copied border pixel is
+        added back onto the pixel it was copied from.
+    d_w : float32, shape of w
+        d_loss/d_w.
+    d_b : float (2-D x) or float32 (K,)
+        d_loss/d_b: the sum of d_out over everything but the kernel axis.
+    """
+    return _convolution_backward(x, w, d_out, 2, stride, padding, dilation, padding_mode)
+
+
+def conv3d_backward(x, w, d_out, *, stride=1, padding=0, dilation=1, padding_mode="zeros"):
+    """Gradients of a loss through ``conv3d``: (d_x, d_w, d_b), shaped like x, w and b.
+
+    Parameters
+    ----------
+    x, w : arrays as passed to ``conv3d``
+    d_out : array (D', H', W') or (N, K, D', H', W')
+    stride, padding, dilation, padding_mode :
+        The same as in the forward call.
+
+    Returns
+    -------
+    d_x, d_w : float32 arrays shaped like x and w
+    d_b : float (3-D x) or float32 (K,)
+    """
+    return _convolution_backward(x, w, d_out, 3, stride, padding, dilation, padding_mode)
+
+
+# --------------------------------------------------------------------------------------------
+# Pooling
+# --------------------------------------------------------------------------------------------
+
+class _PoolPlan(NamedTuple):
+    """A pooling normalised to (P, D, H, W) volumes."""
+
+    planes: np.ndarray  # (P, D, H, W)
+    sizes: tuple  # (kd, kh, kw)
+    strides: tuple
+    pads: tuple  # (front, top, left), the same after
+    out_spatial: tuple  # (OD, OH, OW)
+    leading_shape: tuple  # () or (N, C)
+    spatial_ndim: int
+
+
+def _pool_geometry(spatial_shape, size, stride, padding, spatial_ndim):
+    sizes = _per_axis(size, "size", spatial_ndim, 1)
+    strides = sizes if stride is None else _per_axis(stride, "stride", spatial_ndim, 1)
+    pads = _per_axis(padding, "padding", spatial_ndim, 0)
+    for p, k in zip(pads, sizes):
+        if p > k // 2:
+            raise ValueError(
+                f"padding {padding!r} is more than half the pool size {size!r}; use padding <= "
+                f"size // 2 so every window covers at least one real pixel"
+            )
+    axis_names = _AXIS_NAMES[-spatial_ndim:]
+    _check_extent(spatial_shape, sizes, tuple((p, p) for p in pads), (1,) * spatial_ndim, axis_names)
+    out_spatial = tuple((n + 2 * p - k) // s + 1 for n, k, s, p in zip(spatial_shape, sizes, strides, pads))
+    return sizes, strides, pads, out_spatial
+
+
+def _split_input_shape(input_shape, spatial_ndim, name="input_shape"):
+    shape = tuple(_as_int(v, name) for v in input_shape)
+    if len(shape) not in (spatial_ndim, spatial_ndim + 2) or min(shape) < 1:
+        single = {2: "(H, W)", 3: "(D, H, W)"}[spatial_ndim]
+        batch = {2: "(N, C, H, W)", 3: "(N, C, D, H, W)"}[spatial_ndim]
+        raise ValueError(f"{name} must be {single} or {batch} with positive sizes; got {shape}")
+    return shape[:-spatial_ndim], shape[-spatial_ndim:]
+
+
+def _plan_pooling(x, size, stride, padding, spatial_ndim) -> _PoolPlan:
+    x = _checked_float32(x, "x")
+    if x.ndim not in (spatial_ndim, spatial_ndim + 2):
+        single = {2: "(H, W)", 3: "(D, H, W)"}[spatial_ndim]
+        batch = {2: "(N, C, H, W)", 3: "(N, C, D, H, W)"}[spatial_ndim]
+        raise ValueError(f"x must be {single} or {batch}; got {x.ndim}-D shape {x.shape}")
+    if x.size == 0:
+        raise ValueError(f"x must not be empty; got shape {x.shape}")
+    leading_shape, spatial_shape = x.shape[:-spatial_ndim], x.shape[-spatial_ndim:]
+    sizes, strides, pads, out_spatial = _pool_geometry(spatial_shape, size, stride, padding, spatial_ndim)
+    planes = x.reshape((-1,) + spatial_shape)
+    if spatial_ndim == 2:
+        planes = planes[:, None]
+        sizes, strides, pads, out_spatial = (1,) + sizes, (1,) + strides, (0,) + pads, (1,) + out_spatial
+    return _PoolPlan(_ready(planes), sizes, strides, pads, out_spatial, leading_shape, spatial_ndim)
+
+
+def _unplane(array: np.ndarray, plan: _PoolPlan) -> np.ndarray:
+    spatial = array.shape[-3:] if plan.spatial_ndim == 3 else array.shape[-2:]
+    return array.reshape(plan.leading_shape + spatial)
+
+
+def _max_pool(x, size, stride, padding, return_indices, spatial_ndim):
+    plan = _plan_pooling(x, size, stride, padding, spatial_ndim)
+    out = np.empty((plan.planes.shape[0],) + plan.out_spatial, dtype=np.float32)
+    indices = np.empty(out.shape, dtype=np.int64)
+    with kernel_call_guard():
+        _jit.max_pool_forward(plan.planes, *plan.sizes, *plan.strides, *plan.pads, out, indices)
+    out = _unplane(out, plan)
+    if return_indices:
+        return out, _unplane(indices, plan)
+    return out
+
+
+def _max_pool_backward(d_out, indices, input_shape, spatial_ndim):
+    leading_shape, spatial_shape = _split_input_shape(input_shape, spatial_ndim)
+    d_out = _checked_float32(d_out, "d_out")
+    indices = np.asarray(indices)
+    if indices.dtype.kind not in "iu":
+        raise TypeError(f"indices must be the integer array returned with return_indices=True; got dtype {indices.dtype}")
+    if d_out.shape != indices.shape:
+        raise ValueError(f"d_out {d_out.shape} and indices {indices.shape} must have the same shape (the pooled output's)")
+    if d_out.ndim != len(leading_shape) + spatial_ndim or d_out.shape[:len(leading_shape)] != leading_shape:
+        raise ValueError(
+            f"d_out {d_out.shape} does not match input_shape {tuple(input_shape)}: they must share "
+            f"the leading (N, C) axes and have {spatial_ndim} spatial axes"
+        )
+    volume = int(np.prod(spatial_shape))
+    if indices.size and (indices.min() < 0 or indices.max() >= volume):
+        raise ValueError(
+            f"indices must lie in [0, {volume}) for input_shape {tuple(input_shape)}; got values "
+            f"from {indices.min()} to {indices.max()}"
+        )
+    n_planes = int(np.prod(leading_shape)) if leading_shape else 1
+    d_x = np.empty((n_planes, volume), dtype=np.float32)
+    with kernel_call_guard():
+        _jit.scatter_add(_ready(d_out.reshape(n_planes, -1)),
+                         np.ascontiguousarray(indices.reshape(n_planes, -1), dtype=np.int64), d_x)
+    return d_x.reshape(tuple(leading_shape) + tuple(spatial_shape))
+
+
+def _avg_pool_plan_as_convolution(plan: _PoolPlan):
+    ones = np.ones((1, 1) + plan.sizes, dtype=np.float32)
+    spatial_shape = plan.planes.shape[1:]
+    maps = tuple(_index_map(n, p, p, "zeros") for n, p in zip(spatial_shape, plan.pads))
+    return ones, maps, float(np.prod(plan.sizes))
+
+
+def _avg_pool(x, size, stride, padding, spatial_ndim):
+    plan = _plan_pooling(x, size, stride, padding, spatial_ndim)
+    ones, (depth_map, row_map, col_map), area = _avg_pool_plan_as_convolution(plan)
+    planes = plan.planes[:, None]  # (P, 1, D, H, W): one channel each
+    out = np.empty((planes.shape[0], 1) + plan.out_spatial, dtype=np.float32)
+    with kernel_call_guard():
+        _jit.correlate_forward(planes, ones, np.zeros(1, dtype=np.float32), depth_map, row_map, col_map,
+                               plan.pads[2], *plan.strides, 1, 1, 1, out)
+    out /= np.float32(area)
+    return _unplane(out[:, 0], plan)
+
+
+def _avg_pool_backward(d_out, input_shape, size, stride, padding, spatial_ndim):
+    leading_shape, spatial_shape = _split_input_shape(input_shape, spatial_ndim)
+    sizes, strides, pads, out_spatial = _pool_geometry(spatial_shape, size, stride, padding, spatial_ndim)
+    d_out = _checked_float32(d_out, "d_out")
+    expected = tuple(leading_shape) + out_spatial
+    if d_out.shape != expected:
+        raise ValueError(
+            f"d_out must have the pooled output's shape {expected} for input_shape "
+            f"{tuple(input_shape)}; got {d_out.shape} (check size, stride and padding)"
+        )
+    if spatial_ndim == 2:
+        sizes, strides, pads, out_spatial = (1,) + sizes, (1,) + strides, (0,) + pads, (1,) + out_spatial
+        spatial_shape = (1,) + tuple(spatial_shape)
+    n_planes = int(np.prod(leading_shape)) if leading_shape else 1
+    area = float(np.prod(sizes))
+    scaled = _ready((d_out / np.float32(area)).reshape((n_planes, 1) + out_spatial))
+    ones = np.ones((1, 1) + sizes, dtype=np.float32)
+    maps = tuple(_index_map(n, p, p, "zeros") for n, p in zip(spatial_shape, pads))
+    d_x = np.empty((n_planes, 1) + tuple(spatial_shape), dtype=np.float32)
+    with kernel_call_guard():
+        _jit.correlate_input_grad(scaled, ones, *maps, pads[2], *strides, 1, 1, 1, d_x)
+    return d_x.reshape(tuple(leading_shape) + tuple(spatial_shape[-spatial_ndim:]))
+
+
+def max_pool2d(x, size=2, *, stride=None, padding=0, return_indices=False):
+    """Max pooling: the largest value of each ``size`` window.
+
+    Parameters
+    ----------
+    x : array (H, W) or (N, C, H, W)
+    size : int or (int, int), default 2
+    stride : int or (int, int), default ``size`` (non-overlapping windows)
+    padding : int or (int, int), default 0
+        Counts as -inf; at most ``size // 2``.
+    return_indices : bool, default False
+        Also return where each maximum came from.
+
+    Returns
+    -------
+    y : float32 (H', W') or (N, C, H', W'), ``H' = floor((H + 2p - size) / stride) + 1``
+    indices : int64, shape of y (only with return_indices)
+        Flat index ``row * W + col`` of each maximum in its (unpadded) (H, W) plane; ties go to
+        the first pixel of the window in row-major order.
+    """
+    return _max_pool(x, size, stride, padding, return_indices, 2)
+
+
+def max_pool2d_backward(d_out, indices, input_shape):
+    """Gradient through ``max_pool2d``: each output gradient goes to its argmax pixel.
+
+    Parameters
+    ----------
+    d_out : array (H', W') or (N, C, H', W')
+    indices : int array, shape of d_out, from ``max_pool2d(..., return_indices=True)``
+    input_shape : (H, W) or (N, C, H, W)
+
+    Returns
+    -------
+    d_x : float32 of ``input_shape`` (pixels that were the maximum of several windows add up)
+    """
+    return _max_pool_backward(d_out, indices, input_shape, 2)
+
+
+def avg_pool2d(x, size=2, *, stride=None, padding=0):
+    """Average pooling: the mean of each ``size`` window (zero padding counted in the mean).
+
+    Parameters
+    ----------
+    x : array (H, W) or (N, C, H, W)
+    size : int or (int, int), default 2
+    stride : int or (int, int), default ``size``
+    padding : int or (int, int), default 0 (at most ``size // 2``)
+
+    Returns
+    -------
+    float32 (H', W') or (N, C, H', W')
+    """
+    return _avg_pool(x, size, stride, padding, 2)
+
+
+def avg_pool2d_backward(d_out, input_shape, size=2, *, stride=None, padding=0):
+    """Gradient through ``avg_pool2d``: each output gradient is shared equally by its window.
+
+    Parameters
+    ----------
+    d_out : array (H', W') or (N, C, H', W')
+    input_shape : (H, W) or (N, C, H, W)
+    size, stride, padding : as in the forward call
+
+    Returns
+    -------
+    d_x : float32 of ``input_shape``
+    """
+    return _avg_pool_backward(d_out, input_shape, size, stride, padding, 2)
+
+
+def max_pool3d(x, size=2, *, stride=None, padding=0, return_indices=False):
+    """Max pooling of volumes (D, H, W) or (N, C, D, H, W); see ``max_pool2d``.
+
+    Returns
+    -------
+    y : float32 (D', H', W') or (N, C, D', H', W')
+    indices : int64, shape of y (only with return_indices)
+        Flat index ``(d * H + h) * W + w`` of each maximum in its (D, H, W) volume.
+    """
+    return _max_pool(x, size, stride, padding, return_indices, 3)
+
+
+def max_pool3d_backward(d_out, indices, input_shape):
+    """Gradient through ``max_pool3d``; ``input_shape`` is (D, H, W) or (N, C, D, H, W)."""
+    return _max_pool_backward(d_out, indices, input_shape, 3)
+
+
+def avg_pool3d(x, size=2, *, stride=None, padding=0):
+    """Average pooling of volumes (D, H, W) or (N, C, D, H, W); see ``avg_pool2d``."""
+    return _avg_pool(x, size, stride, padding, 3)
+
+
+def avg_pool3d_backward(d_out, input_shape, size=2, *, stride=None, padding=0):
+    """Gradient through ``avg_pool3d``; ``input_shape`` is (D, H, W) or (N, C, D, H, W)."""
+    return _avg_pool_backward(d_out, input_shape, size, stride, padding, 3)
+
+
+# --------------------------------------------------------------------------------------------
+# Activations: forward beside backward; each backward takes the forward's INPUT x
+# --------------------------------------------------------------------------------------------
+
+def _elementwise(x, d_out, operation, slope=0.0):
+    x = _ready(_checked_float32(x, "x"))
+    if d_out is None:
+        d_flat = x.reshape(-1)
+    else:
+        d_out = _ready(_checked_float32(d_out, "d_out"))
+        if d_out.shape != x.shape:
+            raise ValueError(f"d_out {d_out.shape} must have the shape of x {x.shape} (the forward input)")
+        d_flat = d_out.reshape(-1)
+    slope = float(slope)
+    if not np.isfinite(slope):
+        raise ValueError(f"slope must be a finite number, got {slope}")
+    out = np.empty_like(x)
+    with kernel_call_guard():
+        _jit.elementwise(x.reshape(-1), d_flat, operation, slope, out.reshape(-1))
+    return out
+
+
+def relu(x):
+    """``max(x, 0)`` element-wise; float32, shape of x."""
+    return _elementwise(x, None, _jit.RELU)
+
+
+def relu_backward(x, d_out):
+    """Gradient through ``relu``: d_out where x > 0, else 0 (x is the forward input)."""
+    return _elementwise(x, d_out, _jit.RELU_BACKWARD)
+
+
+def leaky_relu(x, slope=0.01):
+    """``x`` where x > 0, else ``slope * x``; float32, shape of x."""
+    return _elementwise(x, None, _jit.LEAKY_RELU, slope)
+
+
+def leaky_relu_backward(x, d_out, slope=0.01):
+    """Gradient through ``leaky_relu``: d_out where x > 0, else ``slope * d_out``."""
+    return _elementwise(x, d_out, _jit.LEAKY_RELU_BACKWARD, slope)
+
+
+def sigmoid(x):
+    """``1 / (1 + exp(-x))`` element-wise, computed without overflow; float32, shape of x."""
+    return _elementwise(x, None, _jit.SIGMOID)
+
+
+def sigmoid_backward(x, d_out):
+    """Gradient through ``sigmoid``: ``d_out * s * (1 - s)`` with ``s = sigmoid(x)``."""
+    return _elementwise(x, d_out, _jit.SIGMOID_BACKWARD)
+
+
+def tanh(x):
+    """Hyperbolic tangent element-wise; float32, shape of x."""
+    return _elementwise(x, None, _jit.TANH)
+
+
+def tanh_backward(x, d_out):
+    """Gradient through ``tanh``: ``d_out * (1 - tanh(x)**2)``."""
+    return _elementwise(x, d_out, _jit.TANH_BACKWARD)
