@@ -8,10 +8,13 @@ dense, as radiologists expect and as pydicom leaves to the caller).
 """
 
 import io
+import logging
 import struct
+import warnings
 
 import numpy as np
 import pydicom
+import pydicom.config
 import pydicom.uid
 from pydicom.errors import InvalidDicomError
 from pydicom.pixels import apply_color_lut, apply_modality_lut, get_decoder
@@ -22,6 +25,14 @@ from scans.safety import check_declared_size, check_inflated_size, codestream_si
 from scans.scan import Scan
 from scans.windowing import WINDOW_PRESETS, auto_window
 
+# pydicom reports odd values through warnings and its "pydicom" logger, and such a message can quote
+# an element's value (a name, a date). Uploads must never reach a log: keep pydicom's logger to itself
+# (it has a NullHandler, so nothing is printed), skip value validation while reading (it only produces
+# those warnings), and silence pydicom's UserWarnings process-wide (added once: thread-safe).
+logging.getLogger("pydicom").propagate = False
+pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
+warnings.filterwarnings("ignore", category=UserWarning, module=r"pydicom(\.|$)")
+
 GREY_PHOTOMETRICS = ("MONOCHROME1", "MONOCHROME2")
 COLOUR_PHOTOMETRICS = ("RGB", "YBR_FULL", "YBR_FULL_422", "YBR_ICT", "YBR_RCT", "PALETTE COLOR")
 _PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
@@ -31,7 +42,8 @@ _LUMINANCE_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R 
 # Only permissively licensed packages are named (pylibjpeg-libjpeg is GPL-3 and not used).
 _DECODER_ADVICE = {
     "JPEG Baseline": "Pillow (installed) decodes 8-bit JPEG baseline; python-gdcm decodes the rest",
-    "JPEG Extended": "python-gdcm (BSD licence) decodes 12-bit JPEG",
+    "JPEG Extended": "Pillow or python-gdcm decode 8-bit JPEG Extended; 12-bit JPEG Extended is decoded only by "
+                     "pylibjpeg-libjpeg, which is GPL-3 and so not part of ConvScope",
     "JPEG Lossless": "python-gdcm (BSD licence)",
     "JPEG-LS": "python-gdcm (BSD licence) or pyjpegls (MIT licence)",
     "JPEG 2000": "pylibjpeg with pylibjpeg-openjpeg (MIT licence) or python-gdcm",
@@ -144,7 +156,12 @@ def _read_dicom_image(data):
     modality = safe_value(_get(dataset, "Modality")).upper() or "OT"
     sop_class = str(_get(dataset, "SOPClassUID") or "")
     if not any(keyword in dataset for keyword in _PIXEL_KEYWORDS):
-        kind = _sop_class_name(sop_class) or f"modality {modality}"
+        media_class = str(_get(getattr(dataset, "file_meta", None) or {}, "MediaStorageSOPClassUID") or "")
+        if len(dataset) == 0 or not (sop_class or media_class or "Modality" in dataset):
+            raise ScanError("This DICOM file is damaged or truncated: none of its image attributes could be "
+                            "read. Export it again.")
+        kind = (_sop_class_name(sop_class) or _sop_class_name(media_class)
+                or (f"modality {modality}" if "Modality" in dataset else "no modality given"))
         raise ScanError(f"This DICOM file holds no image ({kind}): it has no Pixel Data element (7FE0,0010). "
                         "Structured reports, waveforms and plans cannot be shown; upload an image object "
                         "(CT, MR, CR/DX ...).")
@@ -363,7 +380,9 @@ def _decode(dataset, transfer_syntax):
     except Exception as error:
         raise ScanError(
             f"The pixel data ({transfer_syntax.name}) cannot be decoded: {type(error).__name__}: {_short(error)}. "
-            f"The file may be damaged or truncated; exporting it uncompressed usually helps."
+            + (f"What decodes {transfer_syntax.name}: {_decoder_advice(transfer_syntax)}. " if transfer_syntax.is_compressed
+               else "")
+            + "The file may be damaged or truncated; exporting it uncompressed (Explicit VR Little Endian) usually helps."
         ) from None
 
 

@@ -120,3 +120,101 @@ def normalise(image, method, *, level=None, width=None):
             return np.zeros_like(values)
         return ((values - np.float32(mean)) / np.float32(spread)).astype(np.float32)
     raise ValueError(f"unknown normalisation {method!r}; choose one of {', '.join(NORMALISATIONS)}")
+
+
+class PipelineStep:
+    """One stage of preprocessing: its label, what it did, and the array after it.
+
+    Attributes
+    ----------
+    label : str
+    detail : str
+        One sentence with the numbers (region, sizes, formula).
+    values : numpy.ndarray, float32, shape (h, w)
+    """
+
+    __slots__ = ("label", "detail", "values")
+
+    def __init__(self, label, detail, values):
+        self.label, self.detail, self.values = label, detail, values
+
+    def __repr__(self):
+        return f"PipelineStep({self.label!r}, shape={self.values.shape})"
+
+
+def run_pipeline(pixels, *, roi=None, output_shape=None, anti_aliasing=True, method="window", level=None,
+                 width=None):
+    """Apply the preprocessing a person switched on, keeping every intermediate array.
+
+    Order: crop (physical units) -> resize (physical units) -> normalise, so the window and the
+    statistics of min-max and z-score are those of what the network will see.
+
+    Parameters
+    ----------
+    pixels : array_like, shape (H, W)
+        One slice in physical units.
+    roi : tuple of int, optional
+        (top, left, height, width) of the region of interest; None keeps the whole image.
+    output_shape : tuple of int, optional
+        (rows, columns) to resize to; None keeps the size.
+    anti_aliasing : bool
+    method : {"window", "min-max", "z-score"}
+    level, width : float, optional
+        The window, for method "window".
+
+    Returns
+    -------
+    list of PipelineStep
+        The first is the input slice, the last is the network input (float32).
+    """
+    values = np.asarray(pixels, dtype=np.float32)
+    if values.ndim != 2:
+        raise ValueError(f"run_pipeline expects one slice (H, W), got shape {values.shape}")
+    steps = [PipelineStep("Slice", f"{values.shape[0]} x {values.shape[1]} values in physical units", values)]
+    if roi is not None:
+        top, left, height, width_roi = roi
+        values = crop(values, top, left, height, width_roi)
+        steps.append(PipelineStep("Region of interest",
+                                  f"rows {top}..{top + height - 1}, columns {left}..{left + width_roi - 1}: "
+                                  f"{height} x {width_roi}", values))
+    if output_shape is not None and tuple(output_shape) != values.shape:
+        before = values.shape
+        values = resize(values, output_shape, anti_aliasing=anti_aliasing)
+        smoothing = "with anti-aliasing (blur before shrinking)" if anti_aliasing else "without anti-aliasing"
+        steps.append(PipelineStep("Resize", f"{before[0]} x {before[1]} -> {values.shape[0]} x {values.shape[1]}, "
+                                            f"bilinear, {smoothing}", values))
+    if method == "window":
+        low, high = level - width / 2.0, level + width / 2.0
+        detail = f"window L {level:.6g} / W {width:.6g}: {low:.6g} -> 0, {high:.6g} -> 1, clipped outside"
+    elif method == "min-max":
+        detail = f"(x - {float(values.min()):.6g}) / ({float(values.max()):.6g} - {float(values.min()):.6g})"
+    else:
+        detail = f"(x - mean {float(values.mean()):.6g}) / std {float(values.std()):.6g}"
+    values = normalise(values, method, level=level, width=width)
+    steps.append(PipelineStep("Network input", detail, values))
+    return steps
+
+
+def value_histogram(values, *, bins=64, value_range=None):
+    """Counts of values in equal bins, for the histograms the page draws.
+
+    Parameters
+    ----------
+    values : array_like
+    bins : int
+    value_range : (float, float), optional
+        Default: the finite minimum and maximum.
+
+    Returns
+    -------
+    (edges, counts) : numpy.ndarray float64 (bins + 1,), numpy.ndarray int64 (bins,)
+    """
+    values = np.asarray(values, dtype=np.float32).ravel()
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return np.linspace(0.0, 1.0, bins + 1), np.zeros(bins, dtype=np.int64)
+    low, high = value_range if value_range is not None else (float(values.min()), float(values.max()))
+    if high <= low:
+        high = low + 1.0
+    counts, edges = np.histogram(values, bins=bins, range=(low, high))
+    return edges, counts.astype(np.int64)

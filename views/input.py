@@ -1,0 +1,186 @@
+"""Lesson page "The input: from scan to network input": the scan, its window, safe metadata, preprocessing."""
+
+import altair as alt
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from scans import window_bounds
+from scans.preprocess import NORMALISATIONS, centre_square, run_pipeline, value_histogram
+from views.notices import show_teaching_notice
+from views.scan_picker import choose_image
+from viz.images import fit_factor, grey_rgb, upscale_nearest
+
+DISPLAY_PIXELS = 520  # the longer side an image is enlarged to (nearest neighbour) for the projector
+INPUT_SIZES = (32, 64, 96, 128, 224, 256)
+_BELOW_COLOUR = np.array([40, 90, 220], dtype=np.uint8)   # values under the window: shown black
+_ABOVE_COLOUR = np.array([230, 60, 40], dtype=np.uint8)   # values over the window: shown white
+_NORMALISATION_HELP = {
+    "window": "clip to the window and scale to [0, 1]: the same tissue gets the same number in every scan "
+              "(CT in HU); what the window leaves out is lost to the network",
+    "min-max": "(x - min) / (max - min): [0, 1] whatever the scanner, but one bright pixel changes every value",
+    "z-score": "(x - mean) / standard deviation: mean 0, spread 1; common for MR, whose units have no fixed scale",
+}
+
+
+def main():
+    st.title("The input: from scan to network input")
+    show_teaching_notice()
+    st.markdown(
+        "A network never sees a picture: it sees a grid of numbers. Before the first convolution, the "
+        "scan is read in its physical units, a grey-level window decides which values matter, and the "
+        "image is cropped to a region, resized to the size the network was built for, and its values "
+        "brought to a common range. Change the scan, the slice and the window in the sidebar; switch the "
+        "steps on below and watch the array the network receives."
+    )
+    chosen = choose_image("scan")
+    scan_section(chosen)
+    preprocessing_section(chosen)
+
+
+# ---------------------------------------------------------------------------------------------------
+# The scan and its window
+
+
+def scan_section(chosen):
+    scan = chosen.scan
+    st.header("1. The scan and its window")
+    lower, upper = window_bounds(chosen.level, chosen.width)
+    image_column, facts_column = st.columns([3, 2], gap="large")
+    with image_column:
+        show_clipping = st.toggle("Colour the values outside the window", key="input_show_clipping",
+                                  help="Blue: below the window (drawn black). Red: above it (drawn white).")
+        frame = _windowed_frame(chosen, show_clipping)
+        where = f", slice {chosen.slice_index + 1} of {scan.num_slices}" if chosen.slice_index is not None else ""
+        st.image(frame, caption=f"{chosen.name}{where}: window L {chosen.level:.6g} / W {chosen.width:.6g}",
+                 width="stretch")
+        if chosen.rgb is not None:
+            st.image(upscale_nearest(chosen.rgb, fit_factor(*chosen.rgb.shape[:2], DISPLAY_PIXELS)),
+                     caption="The original colours. The lessons use its brightness (0.299 R + 0.587 G + 0.114 B), "
+                             "the grey image above.", width="stretch")
+    with facts_column:
+        units = scan.units or "units"
+        st.markdown(
+            f"**Window.** Level L = {chosen.level:.6g}, width W = {chosen.width:.6g} {scan.units}. "
+            f"Values at or below L - W/2 = **{lower:.6g}** are black, values at or above L + W/2 = "
+            f"**{upper:.6g}** are white, and the values in between are spread evenly over the greys: "
+            f"(x - {lower:.6g}) / {chosen.width:.6g}."
+        )
+        if scan.units == "HU":
+            st.caption("Hounsfield units: water is 0, air about -1000, fat about -100, soft tissue 20 to 80, "
+                       "bone several hundred and more. A CT window preset picks the range one tissue lives in.")
+        st.altair_chart(_histogram_chart(chosen.pixels, lower, upper, units), width="stretch")
+        st.caption("How many pixels of the slice have each value; the shaded band is the window.")
+        st.subheader("What the file says (safe fields only)")
+        st.dataframe(pd.DataFrame({"Attribute": list(scan.info), "Value": list(scan.info.values())}),
+                     hide_index=True, width="stretch")
+        if chosen.is_upload:
+            st.caption("Only a fixed list of image attributes is ever shown; names, IDs, dates, institutions, "
+                       "descriptions and private tags are never read out.")
+
+
+def _windowed_frame(chosen, show_clipping):
+    """The windowed slice as RGB uint8, optionally with clipped values coloured, enlarged for display."""
+    rgb = grey_rgb(chosen.image)
+    if show_clipping:
+        lower, upper = window_bounds(chosen.level, chosen.width)
+        rgb[chosen.pixels <= lower] = _BELOW_COLOUR
+        rgb[chosen.pixels >= upper] = _ABOVE_COLOUR
+    return upscale_nearest(rgb, fit_factor(*rgb.shape[:2], DISPLAY_PIXELS))
+
+
+def _histogram_chart(values, lower=None, upper=None, units="", *, bins=80, title="Value"):
+    edges, counts = value_histogram(values, bins=bins)
+    bars = pd.DataFrame({"from": edges[:-1], "to": edges[1:], "pixels": counts})
+    x_title = f"{title} ({units})" if units else title
+    chart = alt.Chart(bars).mark_bar(color="#4c6a92").encode(
+        x=alt.X("from:Q", title=x_title), x2="to:Q", y=alt.Y("pixels:Q", title="pixels", scale=alt.Scale(type="sqrt")),
+        tooltip=["from", "to", "pixels"])
+    if lower is not None:
+        band = pd.DataFrame({"lower": [max(lower, float(edges[0]))], "upper": [min(upper, float(edges[-1]))]})
+        shade = alt.Chart(band).mark_rect(opacity=0.18, color="#f2b134").encode(x="lower:Q", x2="upper:Q")
+        chart = shade + chart
+    return chart.properties(height=220)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Preprocessing and the network input
+
+
+@st.fragment
+def preprocessing_section(chosen):
+    st.header("2. Preprocessing")
+    st.markdown("Switch each step on to see what it does. They run in this order, on the values in "
+                "physical units; the normalisation comes last.")
+    rows, columns = chosen.pixels.shape
+    crop_column, resize_column, normalise_column = st.columns(3, gap="medium")
+    with crop_column:
+        use_roi = st.toggle("Region of interest (crop)", key="input_use_roi",
+                            help="Keep only the part of the image the task is about.")
+        roi = None
+        if use_roi:
+            default_top, default_left, default_side, _ = centre_square((rows, columns), min(rows, columns) // 2)
+            side = st.slider("Region size (pixels)", min(8, rows, columns), min(rows, columns),
+                             value=default_side, key=f"input_roi_size_{rows}x{columns}")
+            top = st.slider("Top row", 0, rows - side, value=min(default_top, rows - side), key=f"input_roi_top_{rows}x{columns}")
+            left = st.slider("Left column", 0, columns - side, value=min(default_left, columns - side),
+                             key=f"input_roi_left_{rows}x{columns}")
+            roi = (top, left, side, side)
+    with resize_column:
+        use_resize = st.toggle("Resize", key="input_use_resize",
+                               help="Networks take a fixed input size, such as 64 x 64 or 224 x 224.")
+        output_shape, anti_aliasing = None, True
+        if use_resize:
+            size = st.select_slider("Network input size", INPUT_SIZES, value=64, key="input_size")
+            anti_aliasing = st.toggle("Anti-aliasing", value=True, key="input_anti_aliasing",
+                                      help="Blur slightly before shrinking, so fine patterns do not turn into "
+                                           "false coarse ones (aliasing).")
+            output_shape = (size, size)
+    with normalise_column:
+        method = st.radio("Normalisation", NORMALISATIONS, key="input_normalisation", horizontal=True,
+                          help="How the values become the numbers the network is trained on.")
+        st.caption(_NORMALISATION_HELP[method])
+
+    steps = run_pipeline(chosen.pixels, roi=roi, output_shape=output_shape, anti_aliasing=anti_aliasing,
+                         method=method, level=chosen.level, width=chosen.width)
+    step_columns = st.columns(len(steps))
+    for column, step in zip(step_columns, steps):
+        with column:
+            is_last = step is steps[-1]
+            values = step.values
+            if is_last:
+                low, high = (0.0, 1.0) if method != "z-score" else (float(values.min()), float(values.max()))
+                frame = grey_rgb(values, low, high)
+            else:
+                frame = grey_rgb(np.clip((values - (chosen.level - chosen.width / 2)) / chosen.width, 0, 1))
+            st.image(upscale_nearest(frame, fit_factor(*frame.shape[:2], DISPLAY_PIXELS // 2)), width="stretch",
+                     caption=f"{step.label}: {values.shape[0]} x {values.shape[1]}")
+            st.caption(step.detail)
+
+    network_input_section(steps[-1].values, method)
+
+
+def network_input_section(values, method):
+    st.header("3. The network input")
+    st.markdown("This array, and nothing else, is what the first convolution layer multiplies with its kernels.")
+    shape_column, range_column, mean_column, spread_column = st.columns(4)
+    shape_column.metric("Shape", f"{values.shape[0]} x {values.shape[1]}", help="rows x columns; one channel")
+    range_column.metric("Value range", f"{float(values.min()):.3g} to {float(values.max()):.3g}",
+                        help="float32")
+    mean_column.metric("Mean", f"{float(values.mean()):.3g}")
+    spread_column.metric("Standard deviation", f"{float(values.std()):.3g}")
+    histogram_column, numbers_column = st.columns([3, 2], gap="large")
+    with histogram_column:
+        st.altair_chart(_histogram_chart(values, title=f"Network input value ({method})", bins=50), width="stretch")
+    with numbers_column:
+        centre_rows, centre_columns = values.shape[0] // 2, values.shape[1] // 2
+        top, left = max(centre_rows - 3, 0), max(centre_columns - 3, 0)
+        block = values[top:top + 6, left:left + 6]
+        st.markdown(f"The numbers at the centre (rows {top}..{top + block.shape[0] - 1}, "
+                    f"columns {left}..{left + block.shape[1] - 1}):")
+        st.dataframe(pd.DataFrame(np.round(block, 3), index=range(top, top + block.shape[0]),
+                                  columns=[str(column) for column in range(left, left + block.shape[1])]),
+                     width="stretch")
+
+
+main()
