@@ -1,0 +1,506 @@
+"""Tests of the kernels/ engine against tests/naive.py and SciPy: forward, backward, pooling, activations.
+
+Tests whose name contains "small" use tiny inputs only; tests/test_kernels_nojit.py reruns them
+with NUMBA_DISABLE_JIT=1 so coverage (and a debugger) can see inside the jitted loops.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import scipy.ndimage
+import scipy.signal
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import kernels
+from kernels import engine
+from tests import naive
+
+RNG = np.random.default_rng(20240611)
+SCIPY_MODES = {"zeros": "constant", "reflect": "mirror", "replicate": "nearest"}
+
+
+def random(*shape, seed=None):
+    rng = RNG if seed is None else np.random.default_rng(seed)
+    return rng.standard_normal(shape).astype(np.float32)
+
+
+def symmetric_pads(padding, kernel_shape, dilation):
+    """(before, after) per axis as the engine resolves them."""
+    top, bottom, left, right = kernels.resolve_padding((99, 99), kernel_shape, padding, dilation)
+    return ((top, bottom), (left, right))
+
+
+# ---------------------------------------------------------------------------------------------
+# conv2d forward
+# ---------------------------------------------------------------------------------------------
+
+EVERY_CONV2D_OPTION = [
+    combination
+    for combination in itertools.product(
+        ["zeros", "reflect", "replicate"], [1, 2, (1, 3)], [1, 2, (2, 1)], [0, 1, (2, 1), "same", "valid"], [(3, 3), (2, 4), (1, 1)]
+    )
+    if not (combination[3] == "same" and combination[1] != 1)  # 'same' needs stride 1 (refusal tested below)
+]
+
+
+@pytest.mark.parametrize("padding_mode, stride, dilation, padding, kernel_shape", EVERY_CONV2D_OPTION)
+def test_conv2d_batched_small_matches_naive_for_every_option(padding_mode, stride, dilation, padding, kernel_shape):
+    x = random(2, 3, 7, 8)
+    w = random(4, 3, *kernel_shape)
+    b = random(4)
+    strides = engine._per_axis(stride, "stride", 2, 1)
+    dilations = engine._per_axis(dilation, "dilation", 2, 1)
+    out = kernels.conv2d(x, w, b, stride=stride, padding=padding, dilation=dilation, padding_mode=padding_mode)
+    expected = naive.conv_naive(x, w, b, strides, symmetric_pads(padding, kernel_shape, dilations), dilations, padding_mode)
+    assert out.dtype == np.float32
+    assert out.shape == expected.shape
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("padding_mode", ["zeros", "reflect", "replicate"])
+@pytest.mark.parametrize("size", [3, 5, 4])
+def test_conv2d_same_matches_scipy_ndimage_correlate(padding_mode, size):
+    x = random(37, 41)
+    w = random(size, size)
+    out = kernels.conv2d(x, w, padding="same", padding_mode=padding_mode)
+    # ndimage centres an even kernel at k // 2; PyTorch's "same" (extra padding after) at (k - 1) // 2.
+    origin = -1 if size % 2 == 0 else 0
+    expected = scipy.ndimage.correlate(x.astype(np.float64), w.astype(np.float64), mode=SCIPY_MODES[padding_mode], origin=origin)
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("kernel_shape", [(3, 3), (4, 2), (7, 5)])
+def test_conv2d_valid_and_full_match_scipy_signal(kernel_shape):
+    x = random(30, 25)
+    w = random(*kernel_shape)
+    np.testing.assert_allclose(kernels.conv2d(x, w), scipy.signal.correlate2d(x, w, mode="valid"), rtol=1e-5, atol=1e-5)
+    full_pad = (kernel_shape[0] - 1, kernel_shape[1] - 1)
+    np.testing.assert_allclose(kernels.conv2d(x, w, padding=full_pad), scipy.signal.correlate2d(x, w, mode="full"), rtol=1e-5, atol=1e-5)
+    # flip=True is a true convolution.
+    np.testing.assert_allclose(kernels.conv2d(x, w, flip=True), scipy.signal.convolve2d(x, w, mode="valid"), rtol=1e-5, atol=1e-5)
+
+
+def test_conv2d_small_known_answer():
+    x = np.arange(16.0).reshape(4, 4)
+    out = kernels.conv2d(x, np.ones((2, 2)), 0.5)
+    np.testing.assert_array_equal(out, [[10.5, 14.5, 18.5], [26.5, 30.5, 34.5], [42.5, 46.5, 50.5]])
+    # A kernel with one 1 off-centre reads one pixel: cross-correlation shifts the other way from convolution.
+    w = np.zeros((3, 3))
+    w[0, 0] = 1.0
+    np.testing.assert_array_equal(kernels.conv2d(x, w), x[:2, :2])
+    np.testing.assert_array_equal(kernels.conv2d(x, w, flip=True), x[2:, 2:])
+
+
+def test_conv2d_single_image_equals_batched_form():
+    x, w = random(12, 13), random(3, 4)
+    np.testing.assert_array_equal(
+        kernels.conv2d(x, w, 0.25, padding=1, stride=2),
+        kernels.conv2d(x[None, None], w[None, None], np.float32([0.25]), padding=1, stride=2)[0, 0],
+    )
+
+
+def test_conv2d_converts_float64_and_integer_images_and_keeps_input_untouched():
+    image = RNG.integers(0, 255, size=(10, 11)).astype(np.uint8)
+    w = np.ones((3, 3))
+    out = kernels.conv2d(image, w, padding=1)
+    assert out.dtype == np.float32
+    np.testing.assert_array_equal(out, kernels.conv2d(image.astype(np.float32), w.astype(np.float32), padding=1))
+    ct = RNG.integers(-1024, 3000, size=(9, 9)).astype(np.int32)
+    np.testing.assert_array_equal(kernels.conv2d(ct, w), kernels.conv2d(ct.astype(np.float32), w))
+    x64 = random(8, 8).astype(np.float64)
+    copy = x64.copy()
+    kernels.conv2d(x64, w, padding=1, padding_mode="reflect")
+    np.testing.assert_array_equal(x64, copy)
+
+
+def test_conv2d_accepts_read_only_and_non_contiguous_inputs():
+    x = random(20, 30)
+    w = kernels.KERNELS["sobel x"].weights  # read-only
+    assert not w.flags.writeable
+    view = x[::2, ::3]
+    np.testing.assert_array_equal(kernels.conv2d(view, w), kernels.conv2d(np.ascontiguousarray(view), w.copy()))
+
+
+def test_conv2d_stride_and_dilation_output_size_formula():
+    for n, k, s, p, d in itertools.product([7, 8, 15], [1, 2, 3], [1, 2, 3], [0, 1, 2], [1, 2]):
+        if d * (k - 1) + 1 > n + 2 * p:
+            continue
+        out = kernels.conv2d(np.ones((n, 5), np.float32), np.ones((k, 1), np.float32), stride=(s, 1), padding=(p, 0), dilation=(d, 1))
+        assert out.shape[0] == kernels.output_size(n, k, stride=s, padding=p, dilation=d) == (n + 2 * p - d * (k - 1) - 1) // s + 1
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    data=st.data(),
+    n=st.integers(1, 2),
+    c=st.integers(1, 3),
+    k=st.integers(1, 3),
+    mode=st.sampled_from(["zeros", "reflect", "replicate"]),
+)
+def test_conv2d_property_random_shapes_match_naive(data, n, c, k, mode):
+    kh, kw = data.draw(st.integers(1, 4)), data.draw(st.integers(1, 4))
+    sh, sw = data.draw(st.integers(1, 3)), data.draw(st.integers(1, 3))
+    dh, dw = data.draw(st.integers(1, 3)), data.draw(st.integers(1, 3))
+    h, w_ = data.draw(st.integers(dh * (kh - 1) + 1, 12)), data.draw(st.integers(dw * (kw - 1) + 1, 12))
+    limit_h, limit_w = (h - 1, w_ - 1) if mode == "reflect" else (3, 3)
+    ph, pw = data.draw(st.integers(0, min(3, limit_h))), data.draw(st.integers(0, min(3, limit_w)))
+    seed = data.draw(st.integers(0, 2**31))
+    x, w, b = random(n, c, h, w_, seed=seed), random(k, c, kh, kw, seed=seed + 1), random(k, seed=seed + 2)
+    out = kernels.conv2d(x, w, b, stride=(sh, sw), padding=(ph, pw), dilation=(dh, dw), padding_mode=mode)
+    expected = naive.conv_naive(x, w, b, (sh, sw), ((ph, ph), (pw, pw)), (dh, dw), mode)
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)
+    d_out = random(*out.shape, seed=seed + 3)
+    d_x, d_w, d_b = kernels.conv2d_backward(x, w, d_out, stride=(sh, sw), padding=(ph, pw), dilation=(dh, dw), padding_mode=mode)
+    ref_x, ref_w, ref_b = naive.conv_backward_naive(x, w, d_out, (sh, sw), ((ph, ph), (pw, pw)), (dh, dw), mode)
+    np.testing.assert_allclose(d_x, ref_x, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(d_w, ref_w, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(d_b, ref_b, rtol=1e-4, atol=1e-4)
+
+
+# ---------------------------------------------------------------------------------------------
+# FFT path for large kernels
+# ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("padding_mode", ["zeros", "reflect", "replicate"])
+@pytest.mark.parametrize("stride, dilation, padding", [(1, 1, "same"), (2, 1, 3), (1, 2, 5), (3, (2, 1), (4, 0))])
+def test_fft_path_matches_direct(padding_mode, stride, dilation, padding):
+    x = random(70, 61)
+    w = random(21, 20) / 20
+    direct = kernels.conv2d(x, w, 0.5, stride=stride, padding=padding, dilation=dilation, padding_mode=padding_mode, method="direct")
+    fft = kernels.conv2d(x, w, 0.5, stride=stride, padding=padding, dilation=dilation, padding_mode=padding_mode, method="fft")
+    auto = kernels.conv2d(x, w, 0.5, stride=stride, padding=padding, dilation=dilation, padding_mode=padding_mode)
+    assert fft.dtype == np.float32 and fft.shape == direct.shape
+    np.testing.assert_allclose(fft, direct, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(auto, fft)  # 21 x 20 = 420 taps >= FFT_MIN_KERNEL_AREA
+
+
+def test_fft_path_batched_multichannel_when_forced():
+    x, w, b = random(2, 3, 30, 31), random(4, 3, 6, 5), random(4)
+    np.testing.assert_allclose(kernels.conv2d(x, w, b, padding=2, method="fft"), kernels.conv2d(x, w, b, padding=2), rtol=1e-5, atol=1e-5)
+
+
+def test_auto_method_uses_direct_loop_below_the_threshold():
+    x, w = random(40, 40), random(19, 21)  # 399 taps
+    assert 19 * 21 < kernels.FFT_MIN_KERNEL_AREA
+    np.testing.assert_array_equal(kernels.conv2d(x, w), kernels.conv2d(x, w, method="direct"))
+
+
+@pytest.mark.parametrize("length", [1, 7, 97, 575, 1000, 2111])
+def test_next_fast_length_is_smallest_7_smooth_size(length):
+    def smooth(m):
+        for p in (2, 3, 5, 7):
+            while m % p == 0:
+                m //= p
+        return m == 1
+
+    fast = engine._next_fast_length(length)
+    assert fast >= length and smooth(fast)
+    assert not any(smooth(m) for m in range(length, fast))
+
+
+# ---------------------------------------------------------------------------------------------
+# conv2d backward
+# ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("padding_mode", ["zeros", "reflect", "replicate"])
+@pytest.mark.parametrize("stride, dilation, padding", [(1, 1, 1), (2, 1, 1), (1, 2, 2), ((2, 3), (1, 2), (1, 2)), (1, 1, "same")])
+def test_conv2d_backward_small_matches_naive(padding_mode, stride, dilation, padding):
+    x, w = random(2, 3, 8, 9), random(2, 3, 2, 3)
+    strides = engine._per_axis(stride, "stride", 2, 1)
+    dilations = engine._per_axis(dilation, "dilation", 2, 1)
+    out = kernels.conv2d(x, w, stride=stride, padding=padding, dilation=dilation, padding_mode=padding_mode)
+    d_out = random(*out.shape)
+    d_x, d_w, d_b = kernels.conv2d_backward(x, w, d_out, stride=stride, padding=padding, dilation=dilation, padding_mode=padding_mode)
+    pads = symmetric_pads(padding, w.shape[2:], dilations)
+    ref_x, ref_w, ref_b = naive.conv_backward_naive(x, w, d_out, strides, pads, dilations, padding_mode)
+    assert d_x.shape == x.shape and d_w.shape == w.shape and d_b.shape == (2,)
+    np.testing.assert_allclose(d_x, ref_x, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(d_w, ref_w, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(d_b, ref_b, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("padding_mode", ["zeros", "reflect", "replicate"])
+def test_conv2d_backward_small_matches_finite_differences(padding_mode):
+    """Central differences of the float64 reference forward, for the loss sum(d_out * conv(x, w))."""
+    x, w = random(1, 2, 5, 6).astype(np.float64), random(2, 2, 3, 2).astype(np.float64)
+    options = dict(stride=(2, 1), pads=((1, 1), (2, 2)), dilation=(1, 2), mode=padding_mode)
+    d_out = random(*naive.conv_naive(x, w, **options).shape).astype(np.float64)
+
+    def loss(x_, w_):
+        return float(np.sum(d_out * naive.conv_naive(x_, w_, **options)))
+
+    step = 1e-6
+    numeric_x = np.zeros_like(x)
+    for index in np.ndindex(x.shape):
+        bump = np.zeros_like(x)
+        bump[index] = step
+        numeric_x[index] = (loss(x + bump, w) - loss(x - bump, w)) / (2 * step)
+    numeric_w = np.zeros_like(w)
+    for index in np.ndindex(w.shape):
+        bump = np.zeros_like(w)
+        bump[index] = step
+        numeric_w[index] = (loss(x, w + bump) - loss(x, w - bump)) / (2 * step)
+    d_x, d_w, d_b = kernels.conv2d_backward(x, w, d_out, stride=(2, 1), padding=(1, 2), dilation=(1, 2), padding_mode=padding_mode)
+    np.testing.assert_allclose(d_x, numeric_x, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(d_w, numeric_w, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(d_b, d_out.sum(axis=(0, 2, 3)), rtol=1e-5)
+
+
+def test_conv2d_backward_single_image_form():
+    x, w = random(9, 10), random(3, 3)
+    d_out = random(*kernels.conv2d(x, w, padding=1).shape)
+    d_x, d_w, d_b = kernels.conv2d_backward(x, w, d_out, padding=1)
+    ref_x, ref_w, ref_b = kernels.conv2d_backward(x[None, None], w[None, None], d_out[None, None], padding=1)
+    np.testing.assert_array_equal(d_x, ref_x[0, 0])
+    np.testing.assert_array_equal(d_w, ref_w[0, 0])
+    assert isinstance(d_b, float) and d_b == pytest.approx(float(ref_b[0]))
+
+
+def test_conv2d_backward_trains_a_tiny_layer():
+    """Gradient descent with the engine's gradients recovers a known kernel."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((4, 1, 12, 12)).astype(np.float32)
+    true_w = kernels.make_kernel("sobel x")[None, None]
+    target = kernels.conv2d(x, true_w, np.float32([0.3]), padding=1)
+    w, b = np.zeros((1, 1, 3, 3), np.float32), np.zeros(1, np.float32)
+    for _ in range(300):
+        out = kernels.conv2d(x, w, b, padding=1)
+        d_out = 2 * (out - target) / out.size
+        _, d_w, d_b = kernels.conv2d_backward(x, w, d_out, padding=1)
+        w -= 0.5 * d_w
+        b -= 0.5 * d_b
+    np.testing.assert_allclose(w, true_w, atol=1e-3)
+    np.testing.assert_allclose(b, [0.3], atol=1e-3)
+
+
+# ---------------------------------------------------------------------------------------------
+# conv3d
+# ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("padding_mode", ["zeros", "reflect", "replicate"])
+@pytest.mark.parametrize("stride, dilation, padding", [(1, 1, 1), ((2, 1, 2), 1, (1, 0, 1)), (1, (2, 1, 1), "same")])
+def test_conv3d_small_forward_and_backward_match_naive(padding_mode, stride, dilation, padding):
+    x, w, b = random(2, 2, 5, 6, 5), random(3, 2, 2, 3, 2), random(3)
+    strides = engine._per_axis(stride, "stride", 3, 1)
+    dilations = engine._per_axis(dilation, "dilation", 3, 1)
+    pads = engine._resolve_padding_nd(w.shape[2:], padding, dilations)
+    out = kernels.conv3d(x, w, b, stride=stride, padding=padding, dilation=dilation, padding_mode=padding_mode)
+    np.testing.assert_allclose(out, naive.conv_naive(x, w, b, strides, pads, dilations, padding_mode), rtol=1e-5, atol=1e-5)
+    d_out = random(*out.shape)
+    grads = kernels.conv3d_backward(x, w, d_out, stride=stride, padding=padding, dilation=dilation, padding_mode=padding_mode)
+    for got, want in zip(grads, naive.conv_backward_naive(x, w, d_out, strides, pads, dilations, padding_mode)):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_conv3d_single_volume_and_depth_one_equals_conv2d():
+    volume, w = random(4, 9, 8), random(3, 3, 3)
+    np.testing.assert_array_equal(kernels.conv3d(volume, w, 1.0, padding=1), kernels.conv3d(volume[None, None], w[None, None], np.float32([1.0]), padding=1)[0, 0])
+    image, w2 = random(1, 2, 1, 9, 8), random(3, 2, 1, 3, 3)
+    np.testing.assert_allclose(kernels.conv3d(image, w2, padding=(0, 1, 1))[:, :, 0], kernels.conv2d(image[:, :, 0], w2[:, :, 0], padding=1), rtol=1e-6)
+
+
+# ---------------------------------------------------------------------------------------------
+# Pooling
+# ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("size, stride, padding", [(2, None, 0), (3, 2, 1), ((3, 2), (1, 2), (1, 0)), (2, 1, 1), (1, 1, 0)])
+def test_max_pool2d_small_values_and_argmax_match_naive(size, stride, padding):
+    x = random(2, 3, 7, 9)
+    sizes = engine._per_axis(size, "size", 2, 1)
+    strides = sizes if stride is None else engine._per_axis(stride, "stride", 2, 1)
+    pads = engine._per_axis(padding, "padding", 2, 0)
+    values, indices = kernels.max_pool2d(x, size, stride=stride, padding=padding, return_indices=True)
+    ref_values, ref_indices = naive.max_pool_naive(x, sizes, strides, pads)
+    np.testing.assert_array_equal(values, ref_values.astype(np.float32))
+    np.testing.assert_array_equal(indices, ref_indices)
+    assert indices.dtype == np.int64
+    # Every index points at its value in the (unpadded) plane.
+    np.testing.assert_array_equal(np.take_along_axis(x.reshape(2, 3, -1), indices.reshape(2, 3, -1), axis=2).reshape(values.shape), values)
+    np.testing.assert_array_equal(kernels.max_pool2d(x, size, stride=stride, padding=padding), values)
+
+
+def test_max_pool2d_ties_go_to_first_pixel_in_row_major_order():
+    x = np.array([[1, 5, 5, 0], [5, 2, 0, 0], [3, 3, 7, 7], [3, 3, 7, 7]], dtype=np.float32)
+    values, indices = kernels.max_pool2d(x, 2, return_indices=True)
+    np.testing.assert_array_equal(values, [[5, 5], [3, 7]])
+    np.testing.assert_array_equal(indices, [[1, 2], [8, 10]])
+
+
+def test_max_pool2d_backward_small_routes_gradient_to_argmax_and_adds_overlaps():
+    x = random(2, 2, 6, 7)
+    values, indices = kernels.max_pool2d(x, 3, stride=1, padding=1, return_indices=True)
+    d_out = random(*values.shape)
+    d_x = kernels.max_pool2d_backward(d_out, indices, x.shape)
+    expected = np.zeros((4, 42))
+    for plane, (grads, where) in enumerate(zip(d_out.reshape(4, -1), indices.reshape(4, -1))):
+        for g, i in zip(grads, where):
+            expected[plane, i] += g
+    np.testing.assert_allclose(d_x, expected.reshape(x.shape), rtol=1e-6, atol=1e-6)
+    single = kernels.max_pool2d_backward(d_out[0, 0], indices[0, 0], x.shape[2:])
+    np.testing.assert_array_equal(single, d_x[0, 0])
+
+
+@pytest.mark.parametrize("size, stride, padding", [(2, None, 0), (3, 2, 1), ((3, 2), (1, 2), (1, 1))])
+def test_avg_pool2d_small_forward_and_backward(size, stride, padding):
+    x = random(2, 3, 7, 9)
+    sizes = engine._per_axis(size, "size", 2, 1)
+    strides = sizes if stride is None else engine._per_axis(stride, "stride", 2, 1)
+    pads = engine._per_axis(padding, "padding", 2, 0)
+    out = kernels.avg_pool2d(x, size, stride=stride, padding=padding)
+    np.testing.assert_allclose(out, naive.avg_pool_naive(x, sizes, strides, pads), rtol=1e-5, atol=1e-6)
+    d_out = random(*out.shape)
+    d_x = kernels.avg_pool2d_backward(d_out, x.shape, size, stride=stride, padding=padding)
+    ones = np.full((1, 1) + sizes, 1.0 / np.prod(sizes))
+    ref_x, _, _ = naive.conv_backward_naive(x.reshape(6, 1, 7, 9), ones, d_out.reshape((6, 1) + out.shape[2:]), strides, tuple((p, p) for p in pads))
+    np.testing.assert_allclose(d_x, ref_x.reshape(x.shape), rtol=1e-5, atol=1e-6)
+
+
+def test_max_and_avg_pool2d_match_reshape_equivalents():
+    x = random(3, 4, 16, 12)
+    blocks = x.reshape(3, 4, 8, 2, 6, 2)
+    np.testing.assert_array_equal(kernels.max_pool2d(x), blocks.max(axis=(3, 5)))
+    np.testing.assert_allclose(kernels.avg_pool2d(x), blocks.mean(axis=(3, 5)), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("size, stride, padding", [(2, None, 0), (3, 2, 1), ((1, 2, 3), (1, 2, 2), (0, 1, 1))])
+def test_pool3d_small_matches_naive(size, stride, padding):
+    x = random(2, 2, 5, 6, 7)
+    sizes = engine._per_axis(size, "size", 3, 1)
+    strides = sizes if stride is None else engine._per_axis(stride, "stride", 3, 1)
+    pads = engine._per_axis(padding, "padding", 3, 0)
+    values, indices = kernels.max_pool3d(x, size, stride=stride, padding=padding, return_indices=True)
+    ref_values, ref_indices = naive.max_pool_naive(x, sizes, strides, pads)
+    np.testing.assert_array_equal(values, ref_values.astype(np.float32))
+    np.testing.assert_array_equal(indices, ref_indices)
+    np.testing.assert_allclose(kernels.avg_pool3d(x, size, stride=stride, padding=padding), naive.avg_pool_naive(x, sizes, strides, pads), rtol=1e-5, atol=1e-6)
+    d_out = random(*values.shape)
+    d_x = kernels.max_pool3d_backward(d_out, indices, x.shape)
+    assert d_x.shape == x.shape
+    np.testing.assert_allclose(d_x.sum(), d_out.sum(), rtol=1e-5)
+    d_avg = kernels.avg_pool3d_backward(d_out, x.shape, size, stride=stride, padding=padding)
+    ones = np.full((1, 1) + sizes, 1.0 / np.prod(sizes))
+    ref, _, _ = naive.conv_backward_naive(x.reshape((4, 1) + x.shape[2:]), ones, d_out.reshape((4, 1) + d_out.shape[2:]), strides, tuple((p, p) for p in pads))
+    np.testing.assert_allclose(d_avg, ref.reshape(x.shape), rtol=1e-5, atol=1e-6)
+    single_values, single_indices = kernels.max_pool3d(x[1, 1], size, stride=stride, padding=padding, return_indices=True)
+    np.testing.assert_array_equal(single_indices, indices[1, 1])
+
+
+# ---------------------------------------------------------------------------------------------
+# Activations
+# ---------------------------------------------------------------------------------------------
+
+ACTIVATIONS = {
+    "relu": (kernels.relu, kernels.relu_backward, lambda x: np.maximum(x, 0)),
+    "leaky_relu": (kernels.leaky_relu, kernels.leaky_relu_backward, lambda x: np.where(x > 0, x, 0.01 * x)),
+    "sigmoid": (kernels.sigmoid, kernels.sigmoid_backward, lambda x: 1 / (1 + np.exp(-x))),
+    "tanh": (kernels.tanh, kernels.tanh_backward, np.tanh),
+}
+
+
+@pytest.mark.parametrize("name", ACTIVATIONS)
+def test_activation_small_forward_and_finite_difference_backward(name):
+    forward, backward, reference = ACTIVATIONS[name]
+    x = random(2, 3, 5, 7) * 3
+    x[np.abs(x) < 1e-2] = 0.5  # keep away from the ReLU kink
+    np.testing.assert_allclose(forward(x), reference(x.astype(np.float64)), rtol=1e-6, atol=1e-6)
+    d_out = random(*x.shape)
+    step = 1e-6
+    x64 = x.astype(np.float64)
+    numeric = d_out * (reference(x64 + step) - reference(x64 - step)) / (2 * step)
+    np.testing.assert_allclose(backward(x, d_out), numeric, rtol=1e-4, atol=1e-5)
+
+
+def test_activations_on_large_tensor_and_extremes():
+    x = random(32, 16, 64, 64) * 50  # many elements: every parallel block
+    np.testing.assert_array_equal(kernels.relu(x), np.maximum(x, 0))
+    extremes = np.float32([-1e30, -100, -20, 0, 20, 100, 1e30])
+    s = kernels.sigmoid(extremes)
+    assert np.all(np.isfinite(s)) and s[0] == 0 and s[-1] == 1
+    np.testing.assert_array_equal(kernels.tanh(extremes), np.tanh(extremes))
+    np.testing.assert_allclose(kernels.leaky_relu(np.float32([-2, 3]), slope=0.2), [-0.4, 3])
+    np.testing.assert_allclose(kernels.leaky_relu_backward(np.float32([-2, 3]), np.float32([1, 1]), slope=0.2), [0.2, 1])
+    np.testing.assert_array_equal(kernels.relu_backward(np.float32([-1, 0, 2]), np.float32([5, 5, 5])), [0, 0, 5])
+
+
+# ---------------------------------------------------------------------------------------------
+# output_size, resolve_padding
+# ---------------------------------------------------------------------------------------------
+
+def test_output_size_and_resolve_padding():
+    assert kernels.output_size(64, 3, padding=1) == 64
+    assert kernels.output_size(64, 3, stride=2) == 31
+    assert kernels.output_size(10, 3, dilation=2, padding=(1, 2)) == 9
+    assert kernels.output_size(5, 5) == 1
+    assert kernels.resolve_padding((64, 64), (3, 3), "same", 1) == (1, 1, 1, 1)
+    assert kernels.resolve_padding((64, 64), (4, 4), "same", 1) == (1, 2, 1, 2)
+    assert kernels.resolve_padding((64, 64), (3, 5), "same", 2) == (2, 2, 4, 4)
+    assert kernels.resolve_padding((64, 64), (2, 2), "same", (1, 2)) == (0, 1, 1, 1)
+    assert kernels.resolve_padding((64, 64), (3, 3), "valid") == (0, 0, 0, 0)
+    assert kernels.resolve_padding((64, 64), (3, 3), (2, 1)) == (2, 2, 1, 1)
+    for size in range(1, 10):
+        assert kernels.conv2d(np.ones((11, 13)), np.ones((size, size)), padding="same").shape == (11, 13)
+
+
+# ---------------------------------------------------------------------------------------------
+# Errors: each names the bad value and the fix
+# ---------------------------------------------------------------------------------------------
+
+ERROR_CASES = [
+    (lambda: kernels.conv2d(np.ones((2, 5, 5)), np.ones((3, 3))), ValueError, r"x must be a single input \(H, W\) or a batch \(N, C, H, W\); got 3-D shape \(2, 5, 5\).*x\[None\]"),
+    (lambda: kernels.conv2d(np.ones((5, 5)), np.ones((1, 1, 3, 3))), ValueError, r"w must be \(kh, kw\); got w with shape \(1, 1, 3, 3\)"),
+    (lambda: kernels.conv2d(np.ones((1, 2, 5, 5)), np.ones((3, 3))), ValueError, r"w must be \(K, C, kh, kw\); got w with shape \(3, 3\)"),
+    (lambda: kernels.conv2d(np.ones((1, 2, 5, 5)), np.ones((4, 3, 3, 3))), ValueError, r"channel mismatch: x has 2 channels .* w expects 3 .*C = 2"),
+    (lambda: kernels.conv2d(np.ones((1, 2, 5, 5)), np.ones((4, 2, 3, 3)), np.ones(3)), ValueError, r"b must have shape \(K,\) = \(4,\).*got \(3,\)"),
+    (lambda: kernels.conv2d(np.ones((5, 5)), np.ones((3, 3)), np.ones(2)), ValueError, r"b must be a number"),
+    (lambda: kernels.conv2d(np.ones((5, 5)), np.ones((3, 3)), dilation=3), ValueError, r"kernel spans 7 rows \(size 3, dilation 3\) but the padded input has only 5 \(5 \+ padding 0 \+ 0\)"),
+    (lambda: kernels.conv2d(np.ones((5, 4)), np.ones((3, 6))), ValueError, r"kernel spans 6 columns .* only 4"),
+    (lambda: kernels.conv2d(np.ones((5, 5)), np.ones((3, 3)), stride=0), ValueError, r"stride must be at least 1, got 0"),
+    (lambda: kernels.conv2d(np.ones((5, 5)), np.ones((3, 3)), dilation=(1, 0)), ValueError, r"dilation must be at least 1, got \(1, 0\)"),
+    (lambda: kernels.conv2d(np.ones((5, 5)), np.ones((3, 3)), stride=(1, 2, 3)), ValueError, r"stride must be an int or 2 ints"),
+    (lambda: kernels.conv2d(np.ones((5, 5)), np.ones((3, 3)), padding=-1), ValueError, r"padding must be at least 0, got -1"),
+    (lambda: kernels.conv2d(np.ones((5, 5)), np.ones((3, 3)), padding="full"), ValueError, r"padding must be an int, 2 ints, 'valid' or 'same'; got 'full'"),
+    (lambda: kernels.conv2d(np.ones((5, 5)), np.ones((3, 3)), padding="same", stride=2), ValueError, r"padding='same' needs stride 1"),
+    (lambda: kernels.conv2d(np.ones((5, 5)), np.ones((3, 3)), padding_mode="circular"), ValueError, r"padding_mode must be one of 'zeros', 'reflect', 'replicate'; got 'circular'"),
+    (lambda: kernels.conv2d(np.ones((5, 5)), np.ones((3, 3)), padding=5, padding_mode="reflect"), ValueError, r"reflect padding of 5 .* the input has 5; use padding_mode='replicate'"),
+    (lambda: kernels.conv2d(np.ones((5, 5)), np.ones((3, 3)), stride=1.5), TypeError, r"stride must be an int, got 1.5"),
+    (lambda: kernels.conv2d(np.ones((5, 5)), np.ones((3, 3)), stride=True), TypeError, r"stride must be an int, got the bool True"),
+    (lambda: kernels.conv2d(np.ones((5, 5)), np.ones((3, 3)), method="winograd"), ValueError, r"method must be 'auto', 'direct' or 'fft'; got 'winograd'"),
+    (lambda: kernels.conv2d(np.array([[1.0, np.nan], [np.inf, 2.0]]), np.ones((1, 1))), ValueError, r"x contains 1 NaN and 1 infinite values \(first at index \(0, 1\), value nan\).*np.nan_to_num"),
+    (lambda: kernels.conv2d(np.ones((5, 5)), np.full((3, 3), -np.inf)), ValueError, r"w contains 0 NaN and 9 infinite values"),
+    (lambda: kernels.conv2d(np.full((4, 4), 2**31 - 1, dtype=np.int64), np.ones((3, 3))), ValueError, r"x holds integers up to 2147483647, more than 2\*\*24 = 16777216.*pass a float array"),
+    (lambda: kernels.conv2d(np.ones((5, 5), dtype=complex), np.ones((3, 3))), TypeError, r"x has dtype complex128; pass a real-valued float or integer array"),
+    (lambda: kernels.conv2d(np.ones((0, 5)), np.ones((1, 1))), ValueError, r"must not be empty"),
+    (lambda: kernels.conv2d_backward(np.ones((5, 5)), np.ones((3, 3)), np.ones((4, 4))), ValueError, r"d_out must have the forward output's shape \(3, 3\); got \(4, 4\)"),
+    (lambda: kernels.conv3d(np.ones((5, 5)), np.ones((3, 3))), ValueError, r"x must be a single input \(D, H, W\) or a batch \(N, C, D, H, W\)"),
+    (lambda: kernels.max_pool2d(np.ones((5,)), 2), ValueError, r"x must be \(H, W\) or \(N, C, H, W\); got 1-D shape \(5,\)"),
+    (lambda: kernels.max_pool2d(np.ones((5, 5)), 2, padding=2), ValueError, r"padding 2 is more than half the pool size 2; use padding <= size // 2"),
+    (lambda: kernels.max_pool2d(np.ones((5, 5)), 7), ValueError, r"kernel spans 7 rows .* only 5"),
+    (lambda: kernels.avg_pool2d(np.ones((5, 5)), 2, stride=0), ValueError, r"stride must be at least 1, got 0"),
+    (lambda: kernels.max_pool2d_backward(np.ones((2, 2)), np.zeros((2, 3), dtype=np.int64), (4, 4)), ValueError, r"d_out \(2, 2\) and indices \(2, 3\) must have the same shape"),
+    (lambda: kernels.max_pool2d_backward(np.ones((2, 2)), np.full((2, 2), 16), (4, 4)), ValueError, r"indices must lie in \[0, 16\) for input_shape \(4, 4\); got values from 16 to 16"),
+    (lambda: kernels.max_pool2d_backward(np.ones((2, 2)), np.ones((2, 2)), (4, 4)), TypeError, r"indices must be the integer array returned with return_indices=True"),
+    (lambda: kernels.max_pool2d_backward(np.ones((2, 2)), np.ones((2, 2), dtype=int), (1, 1, 4)), ValueError, r"input_shape must be \(H, W\) or \(N, C, H, W\) with positive sizes; got \(1, 1, 4\)"),
+    (lambda: kernels.avg_pool2d_backward(np.ones((3, 3)), (4, 4), 2), ValueError, r"d_out must have the pooled output's shape \(2, 2\) for input_shape \(4, 4\); got \(3, 3\)"),
+    (lambda: kernels.relu_backward(np.ones((2, 2)), np.ones((2, 3))), ValueError, r"d_out \(2, 3\) must have the shape of x \(2, 2\)"),
+    (lambda: kernels.leaky_relu(np.ones(3), slope=np.inf), ValueError, r"slope must be a finite number, got inf"),
+    (lambda: kernels.sigmoid(np.array([np.nan])), ValueError, r"x contains 1 NaN"),
+    (lambda: kernels.output_size(5, 7), ValueError, r"kernel spans 7 length .* only 5"),
+    (lambda: kernels.output_size(0, 3), ValueError, r"n must be at least 1, got 0"),
+    (lambda: kernels.resolve_padding((5, 5), (3, 3), "full"), ValueError, r"padding must be an int, 2 ints, 'valid' or 'same'"),
+]
+
+
+@pytest.mark.parametrize("call, error, message", ERROR_CASES, ids=[f"error{i}" for i in range(len(ERROR_CASES))])
+def test_errors_name_the_value_and_the_fix(call, error, message):
+    with pytest.raises(error, match=message):
+        call()
+
+
+def test_integer_images_beyond_float32_precision_are_refused_but_in_range_ones_converted():
+    fine = np.array([[2**24, -(2**24)]], dtype=np.int64)
+    assert kernels.conv2d(fine, np.ones((1, 1))).tolist() == [[2**24, -(2**24)]]
+    assert kernels.relu(np.array([True, False])).tolist() == [1.0, 0.0]
