@@ -109,43 +109,46 @@ def downsample(stored, source, max_side=MAX_SIDE):
     return np.clip(np.rint(smaller), low, high), rows / shape[0]
 
 
-def write_dicom(filename, source_name, description, max_side=None):
+def write_dicom(out_dir, filename, source_name, description, max_side=None):
     source = pydicom.dcmread(source_path(source_name))
     stored = source.pixel_array
     scale = 1.0
     if max_side is not None:
         stored, scale = downsample(stored, source, max_side)
     dataset = rebuild(source, stored, spacing_scale=scale, description=description)
-    dataset.save_as(OUT_DIR / filename, enforce_file_format=True)
-    return OUT_DIR / filename
+    dataset.save_as(out_dir / filename, enforce_file_format=True)
+    return out_dir / filename
 
 
-def write_fundus():
+def write_fundus(out_dir):
     rgb = skimage_data.retina()  # (1411, 1411, 3) uint8, CC0 (see SOURCES.md)
     smaller = resize(rgb, (512, 512), order=1, anti_aliasing=True, preserve_range=True)
-    path = OUT_DIR / "fundus_retina.png"
+    path = out_dir / "fundus_retina.png"
     Image.fromarray(np.clip(np.rint(smaller), 0, 255).astype(np.uint8), mode="RGB").save(path, optimize=True)
     return path
 
 
-def write_phantom():
+def write_phantom(out_dir):
     phantom = skimage_data.shepp_logan_phantom()  # (400, 400) float64 in [0, 1]
-    path = OUT_DIR / "shepp_logan_phantom.png"
+    path = out_dir / "shepp_logan_phantom.png"
     # 16-bit grey keeps the phantom's small contrasts (0.1 vs 0.2 ...) exactly as levels of 65535.
     Image.fromarray(np.rint(phantom * 65535).astype(np.uint16)).save(path, optimize=True)
     return path
 
 
-def main():
+def main(out_dir=OUT_DIR):
+    """Write every sample into ``out_dir`` (default: this folder) and print their sizes."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
     written = [
-        write_dicom("chest_xray_cr.dcm", "RG1_UNCR.dcm", "Chest radiograph, downsampled", MAX_SIDE),
-        write_dicom("ct_head.dcm", "693_UNCR.dcm", "Head CT slice"),
-        write_dicom("ct_abdomen.dcm", "explicit_VR-UN.dcm", "Abdomen CT slice"),
-        write_dicom("mr_liver_lesion.dcm", "MR-SIEMENS-DICOM-WithOverlays.dcm", "Abdomen MR, liver lesion"),
-        write_dicom("mr_shoulder.dcm", "MR2_UNCR.dcm", "Shoulder MR, downsampled", 512),
-        write_dicom("mr_head_volume.dcm", "emri_small.dcm", "Head MR volume, 10 slices"),
-        write_fundus(),
-        write_phantom(),
+        write_dicom(out_dir, "chest_xray_cr.dcm", "RG1_UNCR.dcm", "Chest radiograph, downsampled", MAX_SIDE),
+        write_dicom(out_dir, "ct_head.dcm", "693_UNCR.dcm", "Head CT slice"),
+        write_dicom(out_dir, "ct_abdomen.dcm", "explicit_VR-UN.dcm", "Abdomen CT slice"),
+        write_dicom(out_dir, "mr_liver_lesion.dcm", "MR-SIEMENS-DICOM-WithOverlays.dcm", "Abdomen MR, liver lesion"),
+        write_dicom(out_dir, "mr_shoulder.dcm", "MR2_UNCR.dcm", "Shoulder MR, downsampled", 512),
+        write_dicom(out_dir, "mr_head_volume.dcm", "emri_small.dcm", "Head MR volume, 10 slices"),
+        write_fundus(out_dir),
+        write_phantom(out_dir),
     ]
     total = 0
     for path in written:
@@ -153,7 +156,8 @@ def main():
         total += size
         print(f"{path.name:28s} {size / 1024:8.0f} kB")
     print(f"{'total':28s} {total / 1024:8.0f} kB")
+    return written
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1] if len(sys.argv) > 1 else OUT_DIR)

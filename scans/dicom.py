@@ -377,7 +377,11 @@ def _decode(dataset, transfer_syntax):
     except MemoryError:
         raise ScanError("Decoding this DICOM image needs more memory than the server has free. "
                         "Upload a smaller image.") from None
-    except Exception as error:
+    except (KeyboardInterrupt, SystemExit, GeneratorExit):
+        raise
+    except BaseException as error:  # noqa: BLE001
+        # Not just Exception: Rust decoders (pylibjpeg-rle) report damaged data with a pyo3
+        # PanicException, which derives from BaseException.
         raise ScanError(
             f"The pixel data ({transfer_syntax.name}) cannot be decoded: {type(error).__name__}: {_short(error)}. "
             + (f"What decodes {transfer_syntax.name}: {_decoder_advice(transfer_syntax)}. " if transfer_syntax.is_compressed

@@ -37,38 +37,30 @@ def read_raster(data, name):
         (D, H, W) for a multi-page TIFF; colour pictures also keep display_rgb uint8 (..., 3).
     """
     try:
-        picture = Image.open(io.BytesIO(data))
+        image_format, grey_pages, colour_pages = _decode_pages(data)
+    except ScanError:
+        raise
     except (Image.DecompressionBombWarning, Image.DecompressionBombError) as error:
         raise ScanError(f"This picture is too large to read safely ({error}).") from None
     except UnidentifiedImageError:
         raise ScanError("This file is not a DICOM file or a PNG, JPEG or TIFF image that can be read.") from None
-    except Exception as error:
-        raise ScanError(f"The picture's header cannot be read ({type(error).__name__}: {_short(error)}).") from None
-    with picture:
-        if picture.format not in FORMATS:
-            raise ScanError(f"This is a {picture.format} picture; ConvScope reads DICOM, PNG, JPEG and TIFF. "
-                            "Convert it to PNG first.")
-        image_format = picture.format
-        width, height = picture.size
-        pages = _page_count(picture)
-        check_declared_size(height, width, pages, what=f"{image_format} image")
-        try:
-            grey_pages, colour_pages = zip(*(_page_arrays(picture, index) for index in range(pages)))
-        except ScanError:
-            raise
-        except (Image.DecompressionBombWarning, Image.DecompressionBombError) as error:
-            raise ScanError(f"This picture is too large to read safely ({error}).") from None
-        except MemoryError:
-            raise ScanError("Decoding this picture needs more memory than the server has free.") from None
-        except Exception as error:
-            raise ScanError(f"The {image_format} picture is damaged or truncated and cannot be decoded "
-                            f"({type(error).__name__}: {_short(error)}).") from None
+    except MemoryError:
+        raise ScanError("Decoding this picture needs more memory than the server has free.") from None
+    except Exception as error:  # Pillow raises many kinds of errors on damaged files
+        raise ScanError(f"The picture is damaged or truncated and cannot be decoded "
+                        f"({type(error).__name__}: {_short(error)}).") from None
+    pages = len(grey_pages)
     if len({page.shape for page in grey_pages}) > 1:
         raise ScanError("The pages of this TIFF have different sizes, so they cannot be one volume. "
                         "Save each page as its own file.")
     pixels = grey_pages[0] if pages == 1 else np.stack(grey_pages)
+    if not np.all(np.isfinite(pixels)):  # floating-point TIFFs may hold NaN or infinity
+        pixels = np.nan_to_num(pixels, nan=0.0, posinf=0.0, neginf=0.0)
     display_rgb = None
-    if colour_pages[0] is not None:
+    if any(page is not None for page in colour_pages):
+        # A grey page among colour pages is shown as grey in the colour stack.
+        colour_pages = [page if page is not None else np.repeat(np.clip(grey, 0, 255).astype(np.uint8)[..., None], 3, -1)
+                        for page, grey in zip(colour_pages, grey_pages)]
         display_rgb = colour_pages[0] if pages == 1 else np.stack(colour_pages)
     info = {
         "Format": image_format,
@@ -82,6 +74,20 @@ def read_raster(data, name):
     return Scan(pixels=pixels, modality="OT", units="", spacing=None, default_window=auto_window(pixels),
                 info=info, warnings=raster_privacy_warnings(), display_rgb=display_rgb, name=name,
                 source_format=image_format)
+
+
+def _decode_pages(data):
+    """Open with Pillow, check every declared size, decode: (format, grey pages, colour pages or Nones)."""
+    with Image.open(io.BytesIO(data)) as picture:
+        if picture.format not in FORMATS:
+            raise ScanError(f"This is a {picture.format} picture; ConvScope reads DICOM, PNG, JPEG and TIFF. "
+                            "Convert it to PNG first.")
+        image_format = picture.format
+        width, height = picture.size
+        pages = _page_count(picture)
+        check_declared_size(height, width, pages, what=f"{image_format} image")
+        grey_pages, colour_pages = zip(*(_page_arrays(picture, index) for index in range(pages)))
+    return image_format, grey_pages, colour_pages
 
 
 def _page_count(picture):

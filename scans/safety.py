@@ -18,6 +18,8 @@ MAX_VOXELS = 48_000_000
 MAX_DECODED_BYTES = 200_000_000
 # At most this many bytes of file: Streamlit's own upload limit is 200 MB by default.
 MAX_FILE_BYTES = 200_000_000
+# At most this many bytes once a deflate-compressed DICOM dataset is inflated (pixels plus header).
+MAX_INFLATED_BYTES = MAX_DECODED_BYTES + 16_000_000  # the pixels plus a generous header
 # At most this many slices in a multi-frame file, a multi-page TIFF or a folder of slices.
 MAX_SLICES = 2000
 
@@ -77,20 +79,32 @@ def check_file_size(size):
         raise ScanError(f"The file is {size / 1e6:,.0f} MB; ConvScope reads files up to {MAX_FILE_BYTES / 1e6:,.0f} MB.")
 
 
-def check_inflated_size(deflated, *, limit=MAX_DECODED_BYTES + MAX_FILE_BYTES):
+def check_inflated_size(deflated, *, limit=None):
     """Refuse a raw-deflate stream (DICOM Deflated Explicit VR Little Endian) that inflates beyond ``limit``.
 
-    Inflates at most ``limit + 1`` bytes, so a deflate bomb costs bounded memory.
+    Inflates at most ``limit + 1`` bytes (default MAX_INFLATED_BYTES), so a deflate bomb costs bounded
+    memory; the inflated bytes are dropped at once.
     """
+    limit = MAX_INFLATED_BYTES if limit is None else int(limit)
     inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    total = 0
+    pending = bytes(deflated)
     try:
-        inflated = inflater.decompress(deflated, limit + 1)
+        # Inflate 1 MB at a time and only count: memory stays at one chunk whatever the ratio.
+        while not inflater.eof:
+            chunk = inflater.decompress(pending, _INFLATE_CHUNK)
+            total += len(chunk)
+            if total > limit:
+                raise ScanError(f"This deflate-compressed DICOM file inflates to more than {limit / 1e6:,.0f} MB; "
+                                "ConvScope refuses it. Export it uncompressed or with fewer frames.")
+            pending = inflater.unconsumed_tail
+            if not chunk and not pending:
+                break
     except zlib.error as error:
         raise ScanError(f"The deflate-compressed DICOM data is damaged ({error}). Export the file again.") from None
-    if len(inflated) > limit:
-        raise ScanError(f"This deflate-compressed DICOM file inflates to more than {limit / 1e6:,.0f} MB; "
-                        "ConvScope refuses it. Export it uncompressed or with fewer frames.")
 
+
+_INFLATE_CHUNK = 1 << 20
 
 # JPEG start-of-frame markers (SOF0..SOF15 without DHT C4, JPG C8, DAC CC) and JPEG-LS SOF55 (F7).
 _JPEG_SOF_MARKERS = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF, 0xF7}
