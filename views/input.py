@@ -59,9 +59,10 @@ def scan_section(chosen):
                      caption="The original colours. The lessons use its brightness (0.299 R + 0.587 G + 0.114 B), "
                              "the grey image above.", width="stretch")
     with facts_column:
-        units = scan.units or "units"
+        units = scan.units
+        unit_text = f" {units}" if units else ""
         st.markdown(
-            f"**Window.** Level L = {chosen.level:.6g}, width W = {chosen.width:.6g} {scan.units}. "
+            f"**Window.** Level L = {chosen.level:.6g}, width W = {chosen.width:.6g}{unit_text}. "
             f"Values at or below L - W/2 = **{lower:.6g}** are black, values at or above L + W/2 = "
             f"**{upper:.6g}** are white, and the values in between are spread evenly over the greys: "
             f"(x - {lower:.6g}) / {chosen.width:.6g}."
@@ -72,8 +73,8 @@ def scan_section(chosen):
         st.altair_chart(_histogram_chart(chosen.pixels, lower, upper, units), width="stretch")
         st.caption("How many pixels of the slice have each value; the shaded band is the window.")
         st.subheader("What the file says (safe fields only)")
-        st.dataframe(pd.DataFrame({"Attribute": list(scan.info), "Value": list(scan.info.values())}),
-                     hide_index=True, width="stretch")
+        st.table(pd.DataFrame({"Attribute": list(scan.info), "Value": list(scan.info.values())}),
+                 hide_index=True)
         if chosen.is_upload:
             st.caption("Only a fixed list of image attributes is ever shown; names, IDs, dates, institutions, "
                        "descriptions and private tags are never read out.")
@@ -93,9 +94,11 @@ def _histogram_chart(values, lower=None, upper=None, units="", *, bins=80, title
     edges, counts = value_histogram(values, bins=bins)
     bars = pd.DataFrame({"from": edges[:-1], "to": edges[1:], "pixels": counts})
     x_title = f"{title} ({units})" if units else title
-    chart = alt.Chart(bars).mark_bar(color="#4c6a92").encode(
-        x=alt.X("from:Q", title=x_title), x2="to:Q", y=alt.Y("pixels:Q", title="pixels", scale=alt.Scale(type="sqrt")),
-        tooltip=["from", "to", "pixels"])
+    # Square-root counts: the huge peak of air or background must not flatten every other bar.
+    chart = alt.Chart(bars).mark_rect(color="#4c6a92").encode(
+        x=alt.X("from:Q", title=x_title), x2="to:Q",
+        y=alt.Y("pixels:Q", title="pixels (square-root scale)", scale=alt.Scale(type="sqrt", zero=True)),
+        y2=alt.datum(0), tooltip=["from", "to", "pixels"])
     if lower is not None:
         band = pd.DataFrame({"lower": [max(lower, float(edges[0]))], "upper": [min(upper, float(edges[-1]))]})
         shade = alt.Chart(band).mark_rect(opacity=0.18, color="#f2b134").encode(x="lower:Q", x2="upper:Q")
@@ -143,7 +146,7 @@ def preprocessing_section(chosen):
 
     steps = run_pipeline(chosen.pixels, roi=roi, output_shape=output_shape, anti_aliasing=anti_aliasing,
                          method=method, level=chosen.level, width=chosen.width)
-    step_columns = st.columns(len(steps))
+    step_columns = st.columns(max(len(steps), 4))
     for column, step in zip(step_columns, steps):
         with column:
             is_last = step is steps[-1]
@@ -163,10 +166,10 @@ def preprocessing_section(chosen):
 def network_input_section(values, method):
     st.header("3. The network input")
     st.markdown("This array, and nothing else, is what the first convolution layer multiplies with its kernels.")
-    shape_column, range_column, mean_column, spread_column = st.columns(4)
-    shape_column.metric("Shape", f"{values.shape[0]} x {values.shape[1]}", help="rows x columns; one channel")
-    range_column.metric("Value range", f"{float(values.min()):.3g} to {float(values.max()):.3g}",
-                        help="float32")
+    shape_column, low_column, high_column, mean_column, spread_column = st.columns(5)
+    shape_column.metric("Shape", f"{values.shape[0]} x {values.shape[1]}", help="rows x columns; one channel, float32")
+    low_column.metric("Minimum", f"{float(values.min()):.3g}")
+    high_column.metric("Maximum", f"{float(values.max()):.3g}")
     mean_column.metric("Mean", f"{float(values.mean()):.3g}")
     spread_column.metric("Standard deviation", f"{float(values.std()):.3g}")
     histogram_column, numbers_column = st.columns([3, 2], gap="large")

@@ -1,0 +1,153 @@
+"""The input page in Streamlit's AppTest: samples, window, preprocessing, uploads (good, identifying, garbage)."""
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pydicom.data
+import pytest
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+from scans import list_samples
+
+PAGE = str(Path(__file__).resolve().parents[1] / "views" / "input.py")
+TIMEOUT = 60
+
+
+@pytest.fixture
+def app():
+    page = AppTest.from_file(PAGE, default_timeout=TIMEOUT).run()
+    assert not page.exception, page.exception
+    return page
+
+
+def page_text(page):
+    """Every piece of text the page shows (markdown, captions, alerts, tables, widget labels and options)."""
+    parts = [element.value for element in [*page.markdown, *page.caption, *page.title, *page.header,
+                                           *page.subheader, *page.warning, *page.error, *page.info]]
+    for image in page.get("image"):
+        parts += image.captions
+    for table in page.table:
+        parts.append(table.value.to_string())
+    for selectbox in page.selectbox:
+        parts += [selectbox.label, *map(str, selectbox.options)]
+    return "\n".join(str(part) for part in parts)
+
+
+def info_table(page):
+    table = page.table[0].value
+    return dict(zip(table["Attribute"], table["Value"]))
+
+
+def uploader(page):
+    return page.file_uploader(key="scan_uploader")
+
+
+def png_bytes(array):
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_page_opens_with_the_default_sample(app):
+    assert app.title[0].value == "The input: from scan to network input"
+    assert any("not for diagnosis" in warning.value for warning in app.warning)
+    assert app.selectbox(key="scan_source").value == list_samples()[0]
+    assert info_table(app)["Format"] == "DICOM"
+    captions = [caption for image in app.get("image") for caption in image.captions]
+    assert any(caption.startswith("Chest radiograph: window") for caption in captions), captions
+    assert any(caption.startswith("Network input:") for caption in captions), captions
+    labels = [metric.label for metric in app.metric]
+    assert labels[:3] == ["Shape", "Minimum", "Maximum"]
+
+
+def test_every_sample_opens(app):
+    for name in list_samples():
+        app.selectbox(key="scan_source").set_value(name).run()
+        assert not app.exception, (name, app.exception)
+        assert app.selectbox(key="scan_source").value == name
+    # The last sample chosen before: a volume shows the slice slider.
+    app.selectbox(key="scan_source").set_value("Head MR volume").run()
+    assert app.slider(key="scan_slice").value == 6  # the middle slice of 10, 1-based
+    app.slider(key="scan_slice").set_value(2).run()
+    assert not app.exception
+    assert "Head MR volume, slice 2 of 10" in page_text(app)
+
+
+def test_window_preset_sets_level_and_width(app):
+    app.selectbox(key="scan_source").set_value("Abdomen CT slice").run()
+    lung = next(option for option in app.selectbox(key="scan_preset").options if "Lung" in option)
+    app.selectbox(key="scan_preset").set_value(lung).run()
+    assert app.slider(key="scan_level").value == -600 and app.slider(key="scan_width").value == 1500
+    assert "-1350" in page_text(app) and "150" in page_text(app)
+    app.slider(key="scan_level").set_value(-500.0).run()
+    assert app.selectbox(key="scan_preset").value == "Custom (sliders)"
+
+
+def test_preprocessing_steps_and_network_input(app):
+    app.toggle(key="input_use_roi").set_value(True).run()
+    app.toggle(key="input_use_resize").set_value(True).run()
+    app.select_slider(key="input_size").set_value(32).run()
+    app.radio(key="input_normalisation").set_value("z-score").run()
+    assert not app.exception
+    metrics = {metric.label: metric.value for metric in app.metric}
+    assert metrics["Shape"] == "32 x 32"
+    assert abs(float(metrics["Mean"])) < 1e-3 and float(metrics["Standard deviation"]) == pytest.approx(1, abs=1e-3)
+    app.radio(key="input_normalisation").set_value("window").run()
+    metrics = {metric.label: metric.value for metric in app.metric}
+    assert 0 <= float(metrics["Minimum"]) and float(metrics["Maximum"]) <= 1
+
+
+def test_png_upload_is_read_and_selected(app):
+    image = np.tile(np.arange(0, 250, 5, dtype=np.uint8), (40, 1))
+    uploader(app).set_value(("gradient.png", png_bytes(image), "image/png")).run()
+    assert not app.exception, app.exception
+    assert app.selectbox(key="scan_source").value == "Your upload: gradient.png"
+    assert info_table(app)["Format"] == "PNG"
+    assert any("no metadata" in warning.value for warning in app.warning)
+    assert {metric.label: metric.value for metric in app.metric}["Shape"] == "40 x 50"
+
+
+def test_dicom_upload_shows_only_safe_fields(app):
+    dataset = pydicom.dcmread(pydicom.data.get_testdata_file("CT_small.dcm"))
+    dataset.PatientName = "Doe^Jane^Secret"
+    dataset.PatientID = "PID-99887766"
+    dataset.InstitutionName = "Saint Nowhere General Hospital"
+    dataset.BurnedInAnnotation = "YES"
+    buffer = io.BytesIO()
+    dataset.save_as(buffer)
+    uploader(app).set_value(("ct_upload.dcm", buffer.getvalue(), "application/dicom")).run()
+    assert not app.exception, app.exception
+    info = info_table(app)
+    assert info["Modality"] == "CT" and info["Units"] == "Hounsfield units (HU)"
+    text = page_text(app)
+    for secret in ("Jane", "PID-99887766", "Nowhere"):
+        assert secret not in text
+    assert any("burned-in annotation" in warning.value for warning in app.warning)
+    assert any("not de-identified" in warning.value for warning in app.warning)
+
+
+def test_garbage_upload_shows_the_scan_error_and_the_page_keeps_working(app):
+    app.selectbox(key="scan_source").set_value("Head CT slice").run()
+    uploader(app).set_value(("notes.dcm", b"this is not a scan, just some text" * 20, "application/dicom")).run()
+    assert not app.exception, app.exception
+    errors = [error.value for error in app.error]
+    assert any("Could not read notes.dcm" in error and "not a DICOM file" in error for error in errors), errors
+    assert app.selectbox(key="scan_source").value == "Head CT slice"
+    assert info_table(app)["Modality"] == "CT"
+    # The session goes on: another sample, then a good upload, both work.
+    app.selectbox(key="scan_source").set_value("Shoulder MR").run()
+    assert not app.exception and info_table(app)["Modality"] == "MR"
+    uploader(app).set_value(("ok.png", png_bytes(np.zeros((8, 8), dtype=np.uint8)), "image/png")).run()
+    assert not app.exception and app.selectbox(key="scan_source").value == "Your upload: ok.png"
+    assert not app.error
+
+
+def test_forget_upload_returns_to_a_sample(app):
+    uploader(app).set_value(("ok.png", png_bytes(np.zeros((8, 8), dtype=np.uint8)), "image/png")).run()
+    app.button(key="scan_forget_upload").click().run()
+    assert not app.exception
+    assert app.selectbox(key="scan_source").value == list_samples()[0]
+    assert all(not option.startswith("Your upload") for option in app.selectbox(key="scan_source").options)
