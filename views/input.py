@@ -65,7 +65,7 @@ def scan_section(chosen):
             f"**Window.** Level L = {chosen.level:.6g}, width W = {chosen.width:.6g}{unit_text}. "
             f"Values at or below L - W/2 = **{lower:.6g}** are black, values at or above L + W/2 = "
             f"**{upper:.6g}** are white, and the values in between are spread evenly over the greys: "
-            f"(x - {lower:.6g}) / {chosen.width:.6g}."
+            f"{_shift_formula(lower)} / {chosen.width:.6g}."
         )
         if scan.units == "HU":
             st.caption("Hounsfield units: water is 0, air about -1000, fat about -100, soft tissue 20 to 80, "
@@ -78,6 +78,11 @@ def scan_section(chosen):
         if chosen.is_upload:
             st.caption("Only a fixed list of image attributes is ever shown; names, IDs, dates, institutions, "
                        "descriptions and private tags are never read out.")
+
+
+def _shift_formula(lower):
+    """'(x - 40)' or '(x + 1350)': the numerator of the window formula, without a double minus."""
+    return f"(x - {lower:.6g})" if lower >= 0 else f"(x + {-lower:.6g})"
 
 
 def _windowed_frame(chosen, show_clipping):
