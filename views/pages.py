@@ -13,4 +13,5 @@ class PageEntry(NamedTuple):
 # In teaching order. A lesson is listed here once it works; tests run every page in this table.
 PAGE_TABLE = (
     PageEntry("Start", "views/home.py", "What is ConvScope?", ":material/home:"),
+    PageEntry("Lessons", "views/convolution.py", "A kernel scans the image", ":material/grid_on:"),
 )

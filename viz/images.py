@@ -1,6 +1,9 @@
 """Basic image-to-pixels helpers shared by every drawing: grey and signed colour maps, crisp upscaling."""
 
+from io import BytesIO
+
 import numpy as np
+from PIL import Image
 
 # Blue (negative) - white (zero) - red (positive): signed feature maps read at a glance.
 _DIVERGING_STOPS = np.array(
@@ -70,3 +73,21 @@ def upscale_nearest(rgb, factor):
 def fit_factor(height, width, target):
     """The largest whole upscale factor that keeps the longer side at most ``target`` pixels (>= 1)."""
     return max(1, int(target) // max(int(height), int(width), 1))
+
+
+def png_bytes(rgb, compress_level=1):
+    """Encode an RGB uint8 image (H, W, 3) as PNG bytes: lossless, so numbers drawn in it stay crisp.
+
+    Level 1 compresses flat-coloured frames almost as well as the default 6 at a fraction of the time.
+    """
+    buffer = BytesIO()
+    Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8)).save(buffer, format="PNG",
+                                                                    compress_level=compress_level)
+    return buffer.getvalue()
+
+
+def jpeg_bytes(rgb, quality=90):
+    """Encode an RGB uint8 image (H, W, 3) as JPEG bytes: small and fast, for photographs and maps."""
+    buffer = BytesIO()
+    Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8)).save(buffer, format="JPEG", quality=quality)
+    return buffer.getvalue()

@@ -21,7 +21,7 @@ from viz.images import diverging_rgb, grey_rgb, heat_rgb
 WINDOW_COLOUR = (255, 140, 0)  # the kernel window and the current output cell: orange
 CHOSEN_COLOUR = (0, 170, 60)  # the cell max pooling keeps: green
 PADDING_TINT = (124, 92, 196)  # padding cells are tinted and hatched in violet
-MARK_COLOUR = (40, 40, 40)  # the cross on cells an activation set to zero
+MARK_COLOUR = (105, 105, 105)  # the cross on cells an activation set to zero (grey: numbers stay legible)
 GRID_COLOUR = (150, 150, 150)
 BLANK_COLOUR = (236, 236, 236)  # output cells not computed yet
 BACKGROUND = (255, 255, 255)
@@ -151,8 +151,8 @@ def format_number(value):
     return f"{value:.3g}"
 
 
-def grid_decimals(values):
-    """Decimal places that give the largest magnitude in ``values`` three significant digits (0..4).
+def grid_decimals(values, significant=3, max_decimals=4):
+    """Decimal places that give the largest magnitude in ``values`` ``significant`` digits (0..max_decimals).
 
     A grid of whole numbers (e.g. a Sobel kernel) gets 0. One count for the whole grid keeps the
     columns of numbers aligned and the same width.
@@ -162,16 +162,35 @@ def grid_decimals(values):
     largest = float(np.max(np.abs(finite))) if finite.size else 0.0
     if largest == 0.0 or (np.all(finite == np.round(finite)) and largest < 1e5):
         return 0
-    return int(np.clip(2 - np.floor(np.log10(largest)), 0, 4))
+    return int(np.clip(significant - 1 - np.floor(np.log10(largest)), 0, max_decimals))
 
 
-def format_grid(values):
+def format_grid(values, significant=3, max_decimals=4):
     """Texts (h, w) list of lists for a grid of values, all with the decimals of :func:`grid_decimals`."""
     values = np.asarray(values, dtype=np.float64)
-    decimals = grid_decimals(values)
+    decimals = grid_decimals(values, significant, max_decimals)
     # Adding 0.0 after rounding turns -0.0 into 0.0, so a tiny negative never prints as "-0.000".
     rounded = np.round(values, decimals) + 0.0
     return [[f"{value:.{decimals}f}" for value in row] for row in rounded.tolist()]
+
+
+_COMFORTABLE_FONT = 15  # below this, a grid drops to two significant digits to get bigger numbers
+
+
+def _fitted_grid_texts(values, cell, largest):
+    """Texts for a grid of square cells and the font size they fit at (0: none fit).
+
+    Three significant digits when they fit comfortably, otherwise two (the larger font wins).
+    """
+    best_texts, best_size = None, 0
+    for significant in (3, 2):
+        texts = format_grid(values, significant, max_decimals=3)
+        size = _number_font_size([text for row in texts for text in row], cell, cell, largest=largest)
+        if size > best_size:
+            best_texts, best_size = texts, size
+        if best_size >= _COMFORTABLE_FONT:
+            break
+    return best_texts, best_size
 
 
 def _contrasting_ink(rgb_cells):
@@ -318,11 +337,9 @@ def colour_cells(values, colour_map="diverging", *, limit=None, low=0.0, high=1.
     raise ValueError(f"colour_map must be 'grey', 'diverging' or 'heat', got {colour_map!r}")
 
 
-def _stamp_numbers(canvas, values, cell, *, cell_rgb, visible=None, font_size=None, ink=None):
+def _stamp_numbers(canvas, values, cell, *, cell_rgb, visible=None, largest=30):
     """Write each value (h, w) centred in its cell; returns the font size used (0 = none fit)."""
-    texts = format_grid(values)
-    flat = [text for row in texts for text in row]
-    size = font_size if font_size is not None else _number_font_size(flat, cell, cell)
+    texts, size = _fitted_grid_texts(values, cell, largest)
     if not size:
         return 0
     dark_ink = _contrasting_ink(cell_rgb)
@@ -330,7 +347,7 @@ def _stamp_numbers(canvas, values, cell, *, cell_rgb, visible=None, font_size=No
         for col, text in enumerate(row_texts):
             if visible is not None and not visible[row, col]:
                 continue
-            colour = ink if ink is not None else (TEXT_COLOUR if dark_ink[row, col] else (255, 255, 255))
+            colour = TEXT_COLOUR if dark_ink[row, col] else (255, 255, 255)
             stamp_text(canvas, text, row * cell + cell / 2, col * cell + cell / 2, size, colour)
     return size
 
@@ -397,10 +414,7 @@ def window_frame(padded, pad, rows, cols, *, cell, colour_map="grey", limit=None
                     PADDING_TINT, max(1, cell // 16))
 
     if (show_numbers is None or show_numbers) and cell * 0.45 >= _MIN_NUMBER_FONT:
-        size = _number_font_size([text for row in format_grid(padded) for text in row], cell, cell,
-                                 largest=24)
-        if size:
-            _stamp_numbers(canvas, padded, cell, cell_rgb=cell_rgb, font_size=size)
+        _stamp_numbers(canvas, padded, cell, cell_rgb=cell_rgb, largest=24)
 
     thickness = _outline_thickness(cell)
     if is_spread:
@@ -444,10 +458,11 @@ def value_grid_frame(values, *, cell, colour_map="diverging", limit=None, low=0.
         cell_rgb = np.where(visible[..., None], cell_rgb, np.asarray(BLANK_COLOUR, dtype=np.uint8))
     canvas = _cells_to_pixels(cell_rgb, cell)
     _draw_grid_lines(canvas, cell)
-    if show_numbers is None or show_numbers:
-        _stamp_numbers(canvas, values, cell, cell_rgb=cell_rgb, visible=visible)
     if marked is not None:
+        # Under the numbers, so a crossed cell still shows its (new) value.
         _cross_cells(canvas, np.asarray(marked, dtype=bool), cell, MARK_COLOUR)
+    if (show_numbers is None or show_numbers) and cell * 0.45 >= _MIN_NUMBER_FONT:
+        _stamp_numbers(canvas, values, cell, cell_rgb=cell_rgb, visible=visible)
     if highlight is not None:
         _outline_cells(canvas, highlight[0], highlight[1], highlight[0], highlight[1], cell, WINDOW_COLOUR,
                        _outline_thickness(cell) + 1)
@@ -491,7 +506,8 @@ def arithmetic_font_size(kernel_shape):
     return 17
 
 
-def arithmetic_frame(patch, kernel, products, *, max_width=1000, font_size=None, low=0.0, high=1.0):
+def arithmetic_frame(patch, kernel, products, *, max_width=1000, font_size=None, low=0.0, high=1.0,
+                     result_line=None):
     """patch x kernel = products, as three grids of numbers with titles: the multiply step of one position.
 
     Parameters
@@ -507,6 +523,8 @@ def arithmetic_frame(patch, kernel, products, *, max_width=1000, font_size=None,
         The frame's width limit in pixels; the three grids wrap onto more rows when they do not fit.
     font_size : int, optional
         Default :func:`arithmetic_font_size`.
+    result_line : str, optional
+        A line written under the grids, e.g. "sum 1.25 + bias 0 = 1.25".
 
     Returns
     -------
@@ -552,7 +570,15 @@ def arithmetic_frame(patch, kernel, products, *, max_width=1000, font_size=None,
     frame_width = max(left + (block_width if kind == "block" else operator_width)
                       for kind, _, _, left in placements)
     frame_height = (row_index + 1) * (title_height + block_height + 16) - 16
+    result_size = max(20, size)
+    result_top = frame_height + 14
+    if result_line:
+        result_size = _fit_line(result_line, result_size, max(frame_width, max_width))
+        frame_width = max(frame_width, text_size(result_line, result_size)[0])
+        frame_height = result_top + _line_height(result_size) + 12
     canvas = np.full((frame_height, frame_width, 3), BACKGROUND, dtype=np.uint8)
+    if result_line:
+        stamp_text_left(canvas, result_line, result_top, 0, result_size)
     for kind, payload, top, left in placements:
         if kind == "block":
             title, block = payload
@@ -561,6 +587,13 @@ def arithmetic_frame(patch, kernel, products, *, max_width=1000, font_size=None,
         else:
             stamp_text(canvas, payload, top + block_height / 2, left + operator_width / 2, size + 8)
     return canvas
+
+
+def _fit_line(text, size, width):
+    """The largest font size <= ``size`` at which ``text`` fits ``width`` pixels (at least the minimum)."""
+    while size > _MIN_NUMBER_FONT and text_size(text, size)[0] > width:
+        size -= 1
+    return size
 
 
 def feature_map_grid(maps, titles, *, columns=4, tile=240, limit=None, colour_map="diverging",

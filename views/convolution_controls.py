@@ -1,0 +1,446 @@
+"""Widgets and session state of the convolution lesson: the region, the kernel, the settings, the stepper.
+
+Every choice is kept under a session-state key no widget owns ("conv__..."), copied into its widget's
+key before the widget is drawn, so it survives reruns and a visit to another page. The kernel itself
+lives in ``st.session_state[KERNEL_GRID]`` (a list of rows): the data editor, the filter bank, the random
+and the cut-from-the-image buttons all write there, and so can a test.
+"""
+
+import hashlib
+import time
+from typing import NamedTuple
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from kernels import KERNELS, MAX_KERNEL_SIZE, PADDING_MODES, make_kernel, output_size
+
+KERNEL_GRID = "conv_kernel_grid"  # the kernel in use: list of rows of floats (tests may set it)
+KERNEL_LIMIT = 100.0  # the editor's bounds for one weight
+SOURCES = ("Filter bank", "Random", "Cut from the image")
+PADDING_KINDS = ("number", "same", "valid")
+SPEEDS = (1, 2, 4, 8)  # steps per second
+REGION_SIZES = (5, 32)
+DEFAULTS = {
+    "conv_region_size": 10, "conv_kernel_source": SOURCES[0], "conv_kernel_name": "sobel x",
+    "conv_kernel_size": 3, "conv_random_seed": 0, "conv_stride": 1, "conv_padding_kind": "number",
+    "conv_padding": 1, "conv_padding_mode": "replicate", "conv_dilation": 1, "conv_bias": 0.0, "conv_flip": False,
+}
+
+
+class Settings(NamedTuple):
+    """Everything but the kernel that decides a convolution's output (hashable: a cache key part)."""
+
+    stride: int
+    padding: object  # int, "same" or "valid"
+    padding_mode: str
+    dilation: int
+    bias: float
+    flip: bool
+
+    def as_kwargs(self):
+        return {"stride": self.stride, "padding": self.padding, "padding_mode": self.padding_mode,
+                "dilation": self.dilation, "flip": self.flip}
+
+
+class Region(NamedTuple):
+    """The square of the image the step-by-step view works on, in image pixels."""
+
+    top: int
+    left: int
+    size: int
+
+    def crop(self, image):
+        return image[self.top:self.top + self.size, self.left:self.left + self.size]
+
+    @property
+    def centre(self):
+        return self.top + self.size // 2, self.left + self.size // 2
+
+
+# ---------------------------------------------------------------------------------------------------
+# Persistent widgets
+
+
+def stored_key(key):
+    """The session-state key of widget ``key``'s persistent value (tests read and set it)."""
+    return f"{key}__value"
+
+
+def init_state():
+    """Create every persistent value once per session."""
+    for key, value in DEFAULTS.items():
+        st.session_state.setdefault(stored_key(key), value)
+    if KERNEL_GRID not in st.session_state:
+        st.session_state[KERNEL_GRID] = make_kernel(DEFAULTS["conv_kernel_name"]).tolist()
+
+
+def value(key):
+    """The current persistent value behind widget ``key``."""
+    return st.session_state[stored_key(key)]
+
+
+def _prepare(key, clamp=None):
+    # Copy the persistent value into the widget's key before the widget exists (allowed), clamped to
+    # the widget's current range so a smaller image never makes a slider refuse its value.
+    current = st.session_state[stored_key(key)]
+    if clamp is not None:
+        current = clamp(current)
+        st.session_state[stored_key(key)] = current
+    st.session_state[key] = current
+
+
+def _copy(key, then=None):
+    st.session_state[stored_key(key)] = st.session_state[key]
+    if then is not None:
+        then()
+
+
+def persistent(widget, label, key, *args, clamp=None, then=None, **kwargs):
+    """Draw ``widget`` bound to a persistent value; ``then`` runs after a change (in the callback)."""
+    _prepare(key, clamp)
+    return widget(label, *args, key=key, on_change=_copy, args=(key, then), **kwargs)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Region
+
+
+def region_sliders(image_shape):
+    """Size, top and left sliders of the region; returns the Region (always inside the image)."""
+    height, width = image_shape
+    largest = int(min(REGION_SIZES[1], height, width))
+    smallest = int(min(REGION_SIZES[0], largest))
+    st.session_state.setdefault(stored_key("conv_region_top"), max(0, height // 2 - DEFAULTS["conv_region_size"] // 2))
+    st.session_state.setdefault(stored_key("conv_region_left"), max(0, width // 2 - DEFAULTS["conv_region_size"] // 2))
+    columns = st.columns(3)
+    with columns[0]:
+        size = persistent(st.slider, "Region size (pixels)", "conv_region_size", smallest, largest,
+                          clamp=lambda v: int(np.clip(v, smallest, largest)),
+                          help="5 to 32 pixels square: small enough to read every number.")
+    with columns[1]:
+        top = persistent(st.slider, "Top row", "conv_region_top", 0, height - size,
+                         clamp=lambda v: int(np.clip(v, 0, height - size)), help="Row 0 is the top of the image.")
+    with columns[2]:
+        left = persistent(st.slider, "Left column", "conv_region_left", 0, width - size,
+                          clamp=lambda v: int(np.clip(v, 0, width - size)),
+                          help="Column 0 is the left edge of the image.")
+    return Region(int(top), int(left), int(size))
+
+
+def centre_region_on(row, col, image_shape):
+    """Move the region so it is centred on image pixel (row, col), staying inside the image."""
+    height, width = image_shape
+    size = int(value("conv_region_size"))
+    st.session_state[stored_key("conv_region_top")] = int(np.clip(row - size // 2, 0, max(height - size, 0)))
+    st.session_state[stored_key("conv_region_left")] = int(np.clip(col - size // 2, 0, max(width - size, 0)))
+
+
+def click_to_region():
+    """Callback of the clickable image (key "conv_click"): centre the region on the clicked pixel.
+
+    The click arrives in displayed pixels with the displayed size; the image's own size is left in
+    ``st.session_state["conv__image_shape"]`` by the page (the component passes no callback arguments).
+    """
+    click = st.session_state.get("conv_click")
+    image_shape = st.session_state.get("conv__image_shape")
+    if not click or not image_shape or not click.get("width") or not click.get("height"):
+        return
+    height, width = image_shape
+    row = int(click["y"] * height / click["height"])
+    col = int(click["x"] * width / click["width"])
+    centre_region_on(row, col, image_shape)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Kernel
+
+
+def random_kernel(size, seed):
+    """A reproducible random kernel (size, size): weights uniform in [-1, 1], two decimals."""
+    weights = np.random.default_rng(int(seed)).uniform(-1.0, 1.0, (size, size))
+    return np.round(weights, 2).astype(np.float32)
+
+
+def cut_kernel(image, centre, size):
+    """The (size, size) pixels of ``image`` around ``centre``, minus their mean, scaled to [-1, 1].
+
+    Subtracting the mean makes flat areas answer 0, so the strongest response is where the image
+    looks like the cut piece (template matching). Near the border the box is moved inside the image.
+    """
+    height, width = image.shape
+    size = int(min(size, height, width))
+    top = int(np.clip(centre[0] - (size - 1) // 2, 0, height - size))
+    left = int(np.clip(centre[1] - (size - 1) // 2, 0, width - size))
+    piece = image[top:top + size, left:left + size].astype(np.float64)
+    piece = piece - piece.mean()
+    largest = np.max(np.abs(piece))
+    if largest > 0:
+        piece = piece / largest
+    return np.round(piece, 3).astype(np.float32), (top, left, size)
+
+
+def _set_kernel(weights):
+    st.session_state[KERNEL_GRID] = np.asarray(weights, dtype=np.float32).tolist()
+
+
+def _kernel_from_source():
+    """Callback: rebuild the kernel from the source controls (a cut waits for the image, see body)."""
+    source = value("conv_kernel_source")
+    size = int(value("conv_kernel_size"))
+    if source == "Filter bank":
+        name = value("conv_kernel_name")
+        if KERNELS[name].resizable:
+            _set_kernel(make_kernel(name, size))
+        else:
+            weights = make_kernel(name)
+            st.session_state[stored_key("conv_kernel_size")] = int(weights.shape[0])  # show its one size
+            _set_kernel(weights)
+    elif source == "Random":
+        _set_kernel(random_kernel(size, value("conv_random_seed")))
+    else:
+        st.session_state["conv__cut_pending"] = True
+
+
+def _new_random():
+    st.session_state[stored_key("conv_random_seed")] = int(value("conv_random_seed")) + 1
+    _kernel_from_source()
+
+
+def _apply_edits(editor_key):
+    """Callback of the data editor: write the edited cells into the kernel grid."""
+    edits = st.session_state.get(editor_key) or {}
+    grid = [list(row) for row in st.session_state[KERNEL_GRID]]
+    for row, changes in edits.get("edited_rows", {}).items():
+        for column, new_value in changes.items():
+            number = 0.0 if new_value is None else float(new_value)
+            grid[int(row)][int(column)] = float(np.clip(number, -KERNEL_LIMIT, KERNEL_LIMIT))
+    st.session_state[KERNEL_GRID] = grid
+
+
+def current_kernel():
+    """The kernel grid as float32 (kh, kw); a malformed grid (e.g. set by hand) falls back to the default.
+
+    Returns
+    -------
+    (ndarray, str or None)
+        The kernel and, if the stored grid was refused, the reason.
+    """
+    try:
+        grid = np.asarray(st.session_state[KERNEL_GRID], dtype=np.float32)
+        if grid.ndim != 2 or not (1 <= grid.shape[0] <= MAX_KERNEL_SIZE and 1 <= grid.shape[1] <= MAX_KERNEL_SIZE):
+            raise ValueError(f"the kernel must be a grid from 1x1 to {MAX_KERNEL_SIZE}x{MAX_KERNEL_SIZE}, "
+                             f"got shape {grid.shape}")
+        if not np.all(np.isfinite(grid)):
+            raise ValueError("the kernel holds a missing or infinite value")
+        return np.clip(grid, -KERNEL_LIMIT, KERNEL_LIMIT), None
+    except (TypeError, ValueError) as error:
+        fallback = make_kernel(DEFAULTS["conv_kernel_name"])
+        _set_kernel(fallback)
+        return fallback, f"The kernel grid was not usable ({error}); the default kernel is back."
+
+
+def take_pending_cut(image, region):
+    """Do a cut requested by a callback, now that the image and the region are known."""
+    if st.session_state.pop("conv__cut_pending", False):
+        weights, box = cut_kernel(image, region.centre, int(value("conv_kernel_size")))
+        _set_kernel(weights)
+        st.session_state["conv__cut_box"] = box
+
+
+def kernel_controls():
+    """The kernel's source widgets (bank / random / cut) and their one-line explanation."""
+    source = persistent(st.radio, "Where the kernel comes from", "conv_kernel_source", SOURCES, horizontal=True,
+                        then=_kernel_from_source)
+    name = value("conv_kernel_name")
+    fixed = source == "Filter bank" and not KERNELS[name].resizable
+    if source == "Filter bank":
+        persistent(st.selectbox, "Kernel", "conv_kernel_name", list(KERNELS), then=_kernel_from_source)
+        st.caption(KERNELS[value("conv_kernel_name")].description)
+        fixed = not KERNELS[value("conv_kernel_name")].resizable
+    persistent(st.slider, "Kernel size", "conv_kernel_size", 1, MAX_KERNEL_SIZE, then=_kernel_from_source,
+               disabled=fixed, help="Even sizes too: the radiology blog's figure uses a 4 x 4 kernel. "
+                                    "Fixed kernels (Sobel, Laplacian, ...) have one size.")
+    if source == "Random":
+        seed_column, button_column = st.columns([2, 1], vertical_alignment="bottom")
+        with seed_column:
+            persistent(st.number_input, "Random seed", "conv_random_seed", min_value=0, max_value=10**6, step=1,
+                       then=_kernel_from_source, help="The same seed always gives the same kernel.")
+        with button_column:
+            st.button("New random kernel", key="conv_random_new", on_click=_new_random)
+    elif source == "Cut from the image":
+        st.button("Cut a kernel from the centre of the region", key="conv_cut",
+                  on_click=st.session_state.__setitem__, args=("conv__cut_pending", True))
+        st.caption("The pixels under the green box, minus their mean: the map is brightest where the image "
+                   "looks like that piece, which is how a kernel finds an object wherever it is.")
+
+
+def kernel_editor(kernel):
+    """The editable grid of weights; returns nothing (edits go to the kernel grid through a callback)."""
+    # A new key whenever the grid changes from outside, so the editor restarts from the new weights.
+    digest = hashlib.blake2b(np.ascontiguousarray(kernel).tobytes() + bytes(kernel.shape), digest_size=8).hexdigest()
+    editor_key = f"conv_kernel_editor_{digest}"
+    frame = pd.DataFrame(kernel.astype(np.float64), columns=[str(col) for col in range(kernel.shape[1])])
+    number_column = st.column_config.NumberColumn(min_value=-KERNEL_LIMIT, max_value=KERNEL_LIMIT, step=0.001,
+                                                  format="%.3f", required=True)
+    st.data_editor(frame, key=editor_key, hide_index=True, num_rows="fixed", on_change=_apply_edits,
+                   args=(editor_key,), column_config={str(col): number_column for col in range(kernel.shape[1])})
+
+
+def settings_controls():
+    """Stride, padding, padding mode, dilation, bias and the flip switch; returns Settings."""
+    first, second = st.columns(2)
+    with first:
+        stride = persistent(st.select_slider, "Stride", "conv_stride", options=[1, 2, 3, 4],
+                            help="How many pixels the kernel moves between two positions.")
+        kind = persistent(st.radio, "Padding", "conv_padding_kind", PADDING_KINDS, horizontal=True,
+                          help='"same" keeps the size (stride 1 only); "valid" adds none.')
+        amount = persistent(st.number_input, "Padding on each side", "conv_padding", min_value=0, max_value=4,
+                            step=1, disabled=kind != "number")
+        mode = persistent(st.selectbox, "Padding values", "conv_padding_mode", list(PADDING_MODES),
+                          help="zeros: a frame of 0; reflect: the image mirrored; replicate: edge pixels repeated.")
+    with second:
+        dilation = persistent(st.select_slider, "Dilation", "conv_dilation", options=[1, 2, 3],
+                              help="Spread the kernel's taps apart: a wider view with the same weights.")
+        bias = persistent(st.number_input, "Bias", "conv_bias", min_value=-10.0, max_value=10.0, step=0.1,
+                          format="%.2f", help="Added to every output value.")
+        flip = persistent(st.toggle, "True convolution (flip the kernel)", "conv_flip")
+    padding = int(amount) if kind == "number" else kind
+    return Settings(int(stride), padding, str(mode), int(dilation), float(bias), bool(flip))
+
+
+# ---------------------------------------------------------------------------------------------------
+# The output-size formula
+
+
+def output_size_equation(n, k, before, after, stride, dilation):
+    """The output-size formula with the numbers filled in, e.g. "floor((64 + 2*1 - 3) / 2) + 1 = 32".
+
+    The result comes from ``kernels.output_size``; a ValueError from it (kernel larger than the padded
+    input) is passed on.
+    """
+    result = output_size(n, k, stride=stride, padding=(before, after), dilation=dilation)
+    padding = f"2*{before}" if before == after else f"{before} + {after}"
+    extent = f"{k}" if dilation == 1 else f"{dilation}*({k} - 1) - 1"
+    return f"floor(({n} + {padding} - {extent}) / {stride}) + 1 = {result}"
+
+
+# ---------------------------------------------------------------------------------------------------
+# Caching: sample images in the shared cache, uploads in this session only
+
+
+@st.cache_data(max_entries=96, show_spinner=False)
+def _shared(task_name, cache_key, parameters, _task, _image):
+    # _image and _task are not hashed: cache_key names the image, task_name the computation.
+    return _task(_image, parameters)
+
+
+def computed(task, chosen, parameters):
+    """``task(image, parameters)``, remembered: shared cache for samples, session memory for uploads.
+
+    ``parameters`` must be hashable and, with the image, decide the result.
+    """
+    if chosen.cache_key is not None:
+        return _shared(task.__qualname__, chosen.cache_key, parameters, task, chosen.image)
+    memo = st.session_state.setdefault("conv__upload_memo", {})
+    image_id = hashlib.blake2b(chosen.image.tobytes(), digest_size=12).hexdigest()
+    key = (task.__qualname__, image_id, chosen.image.shape, parameters)
+    if key not in memo:
+        while len(memo) >= 12:  # keep this session's memory bounded
+            memo.pop(next(iter(memo)))
+        memo[key] = task(chosen.image, parameters)
+    return memo[key]
+
+
+# ---------------------------------------------------------------------------------------------------
+# Stepping: previous / next / play / pause / speed / scrubber
+
+
+def _state(kind, name):
+    return f"{kind}__{name}"
+
+
+def stepper_state(kind, num_steps, signature):
+    """Set up a stepper's state; a new computation (``signature``) keeps the step if it still exists."""
+    st.session_state.setdefault(_state(kind, "step"), 0)
+    st.session_state.setdefault(_state(kind, "playing"), False)
+    st.session_state.setdefault(_state(kind, "speed"), 2)
+    st.session_state.setdefault(_state(kind, "last_advance"), 0.0)
+    if st.session_state.get(_state(kind, "signature")) != signature:
+        st.session_state[_state(kind, "signature")] = signature
+        st.session_state[_state(kind, "step")] = int(np.clip(st.session_state[_state(kind, "step")], 0,
+                                                             num_steps - 1))
+
+
+def play_interval(kind):
+    """Seconds between automatic steps while playing, None when paused (the fragment's run_every)."""
+    if not st.session_state.get(_state(kind, "playing")):
+        return None
+    return 1.0 / float(st.session_state[_state(kind, "speed")])
+
+
+def _move(kind, delta, num_steps):
+    step = int(np.clip(st.session_state[_state(kind, "step")] + delta, 0, num_steps - 1))
+    st.session_state[_state(kind, "step")] = step
+
+
+def _toggle_play(kind, num_steps, all_kinds):
+    playing = not st.session_state[_state(kind, "playing")]
+    for other in all_kinds:  # one animation at a time
+        st.session_state[_state(other, "playing")] = False
+    st.session_state[_state(kind, "playing")] = playing
+    if playing and st.session_state[_state(kind, "step")] >= num_steps - 1:
+        st.session_state[_state(kind, "step")] = 0  # play from the start again
+    st.session_state[_state(kind, "last_advance")] = time.monotonic()
+    st.session_state[_state(kind, "app_rerun")] = True  # run_every is set by the whole page
+
+
+def _scrubbed(kind):
+    st.session_state[_state(kind, "step")] = int(st.session_state[f"{kind}_scrubber"]) - 1
+
+
+def _speed_changed(kind):
+    st.session_state[_state(kind, "speed")] = int(st.session_state[f"{kind}_speed"])
+    if st.session_state[_state(kind, "playing")]:
+        st.session_state[_state(kind, "app_rerun")] = True
+
+
+def stepper_controls(kind, num_steps, all_kinds):
+    """Draw the stepping buttons, speed and scrubber (inside the stepping fragment); returns the step.
+
+    While playing, each run of the fragment that comes at least most of an interval after the last
+    advance moves one step; at the last step playback stops.
+    """
+    state = st.session_state
+    if state[_state(kind, "playing")]:
+        interval = play_interval(kind)
+        now = time.monotonic()
+        if now - state[_state(kind, "last_advance")] >= 0.8 * interval:
+            state[_state(kind, "last_advance")] = now
+            if state[_state(kind, "step")] >= num_steps - 1:
+                state[_state(kind, "playing")] = False
+                state[_state(kind, "app_rerun")] = True
+            else:
+                _move(kind, 1, num_steps)
+    if state.pop(_state(kind, "app_rerun"), False):
+        st.rerun()  # the page re-registers the fragment with (or without) its timer
+
+    playing = state[_state(kind, "playing")]
+    buttons = st.columns([1, 1, 1, 2], vertical_alignment="bottom")
+    buttons[0].button("Previous", key=f"{kind}_previous", icon=":material/skip_previous:", width="stretch",
+                      on_click=_move, args=(kind, -1, num_steps), disabled=state[_state(kind, "step")] == 0)
+    buttons[1].button("Next", key=f"{kind}_next", icon=":material/skip_next:", width="stretch",
+                      on_click=_move, args=(kind, 1, num_steps),
+                      disabled=state[_state(kind, "step")] >= num_steps - 1)
+    buttons[2].button("Pause" if playing else "Play", key=f"{kind}_play", width="stretch",
+                      icon=":material/pause:" if playing else ":material/play_arrow:", type="primary",
+                      on_click=_toggle_play, args=(kind, num_steps, all_kinds))
+    state[f"{kind}_speed"] = state[_state(kind, "speed")]
+    buttons[3].select_slider("Speed (steps per second)", options=SPEEDS, key=f"{kind}_speed",
+                             on_change=_speed_changed, args=(kind,))
+    if num_steps > 1:
+        state[f"{kind}_scrubber"] = state[_state(kind, "step")] + 1
+        st.slider("Step", 1, num_steps, key=f"{kind}_scrubber", on_change=_scrubbed, args=(kind,),
+                  help="Drag to jump to any position of the kernel.")
+    return int(state[_state(kind, "step")])

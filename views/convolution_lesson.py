@@ -1,0 +1,401 @@
+"""The sections of lesson 1, "A kernel scans the image": image and region, kernel, steps, activation, pooling, bank.
+
+Every number shown comes from kernels/ (conv2d, the step traces, the activations, pooling and the
+output-size formula); this module only chooses, lays out and explains. views/convolution.py runs
+``main()``; keeping the code here means it is compiled once per process, not on every rerun.
+Widgets and session state are in views/convolution_controls.py, drawing in viz/steps.py.
+"""
+
+import numpy as np
+import streamlit as st
+from streamlit_image_coordinates import streamlit_image_coordinates
+
+from kernels import (KERNELS, conv2d, conv2d_trace, leaky_relu, max_pool2d, output_size, pool2d_trace, relu,
+                     resolve_padding, sigmoid, tanh)
+from views import convolution_controls as controls
+from views.notices import show_teaching_notice
+from views.scan_picker import choose_image
+from viz import steps
+from viz.images import grey_rgb, jpeg_bytes, png_bytes
+
+STEPPERS = ("conv", "pool")
+FRAME_SIZE = 470  # long side of a step frame: two sit side by side on a 1280-pixel-wide projector
+ACTIVATIONS = ("ReLU", "leaky ReLU", "sigmoid", "tanh")
+BANK_STAGES = ("feature maps", "after ReLU", "after ReLU and 2 x 2 max pooling")
+BANK_DEFAULT = ("sobel x", "sobel y", "laplacian", "laplacian of gaussian", "gaussian blur", "sharpen",
+                "emboss", "outline")
+MAP_COLOUR_PERCENTILE = 99.5  # whole-image maps: a few extreme pixels must not wash out the rest
+
+
+# ---------------------------------------------------------------------------------------------------
+# Computations on the whole image, remembered by controls.computed (shared cache for samples only)
+
+
+def _kernel_key(kernel):
+    return tuple(map(tuple, kernel.tolist()))
+
+
+def _whole_map(image, parameters):
+    """The whole image's feature map, its colours and where it is largest."""
+    kernel_rows, settings = parameters
+    feature_map = conv2d(image, np.asarray(kernel_rows, dtype=np.float32), settings.bias, **settings.as_kwargs())
+    peak = np.unravel_index(int(np.argmax(feature_map)), feature_map.shape)
+    limit = float(np.percentile(np.abs(feature_map), MAP_COLOUR_PERCENTILE)) or None
+    return {"map": feature_map, "rgb": steps.colour_cells(feature_map, "diverging", limit=limit),
+            "peak": (int(peak[0]), int(peak[1])), "peak_value": float(feature_map[peak])}
+
+
+def _activate(values, name, slope):
+    if name == "ReLU":
+        return relu(values)
+    if name == "leaky ReLU":
+        return leaky_relu(values, slope)
+    if name == "sigmoid":
+        return sigmoid(values)
+    return tanh(values)
+
+
+def _whole_activation(image, parameters):
+    """The whole image's map before and after the activation, side by side, as JPEG bytes."""
+    kernel_rows, settings, name, slope = parameters
+    before = conv2d(image, np.asarray(kernel_rows, dtype=np.float32), settings.bias, **settings.as_kwargs())
+    after = _activate(before, name, slope)
+    signed = name in ("ReLU", "leaky ReLU")
+    limit = float(np.percentile(np.abs(before), MAP_COLOUR_PERCENTILE)) or 1.0
+    grid = steps.feature_map_grid([before, after], ["before", f"after {name}"], columns=2, tile=420,
+                                  limit=limit if signed else None, marked=[None, before < 0 if signed else None])
+    return jpeg_bytes(grid, quality=92)
+
+
+def _bank_grid(image, parameters):
+    """Several bank kernels over the whole image, as one grid picture (JPEG bytes)."""
+    names, stage, shared = parameters
+    maps = []
+    for name in names:
+        feature_map = conv2d(image, KERNELS[name].weights, 0.0, padding="same", padding_mode="replicate")
+        if stage != BANK_STAGES[0]:
+            feature_map = relu(feature_map)
+        if stage == BANK_STAGES[2]:
+            feature_map = max_pool2d(feature_map, 2)
+        maps.append(feature_map)
+    limit = (max(float(np.percentile(np.abs(feature_map), MAP_COLOUR_PERCENTILE)) for feature_map in maps) or None
+             if shared else None)
+    titles = [f"{name} ({feature_map.shape[0]} x {feature_map.shape[1]})" for name, feature_map in zip(names, maps)]
+    return jpeg_bytes(steps.feature_map_grid(maps, titles, columns=4, tile=260, limit=limit), quality=92)
+
+
+def _picture(image, parameters):
+    """The windowed image as grey RGB, and where the default region goes (a clear edge)."""
+    return {"rgb": grey_rgb(image), "centre": _edge_centre(image)}
+
+
+def _edge_centre(image):
+    """The pixel with the strongest dark-to-bright vertical edge (largest Sobel x) away from the outer 15 %,
+    where film borders and labels sit: the default region straddles it, so the first steps show something."""
+    height, width = image.shape
+    strength = conv2d(image, KERNELS["sobel x"].weights, 0.0, padding="same", padding_mode="replicate")
+    top, left = int(height * 0.15), int(width * 0.15)
+    inner = strength[top:height - top, left:width - left]
+    if inner.size == 0:
+        return height // 2, width // 2
+    row, col = np.unravel_index(int(np.argmax(inner)), inner.shape)
+    return int(row + top), int(col + left)
+
+
+class _Encoded:
+    """Pre-encoded JPEG bytes that streamlit_image_coordinates can "save" without encoding again."""
+
+    def __init__(self, data):
+        self.data = data
+
+    def save(self, buffer, **_options):
+        buffer.write(self.data)
+
+
+# ---------------------------------------------------------------------------------------------------
+# The steppers: each a fragment (a click reruns only it); only the one playing gets a timer
+
+
+def _conv_stepper(trace):
+    index = controls.stepper_controls("conv", trace.num_steps, STEPPERS)
+    step = trace.step(index)
+    out_rows, out_cols = trace.output.shape
+    input_column, output_column = st.columns(2, gap="medium")
+    with input_column:
+        frame = steps.window_frame(trace.padded, trace.pad, step.rows, step.cols,
+                                   cell=steps.fit_cell(*trace.padded.shape, FRAME_SIZE))
+        st.image(png_bytes(frame), output_format="PNG",
+                 caption="The region; violet hatching is padding. Orange: the kernel's window.")
+    with output_column:
+        limit = float(np.max(np.abs(trace.output))) or 1.0
+        frame = steps.value_grid_frame(trace.output, cell=steps.fit_cell(out_rows, out_cols, FRAME_SIZE),
+                                       limit=limit, visible=steps.filled_mask(trace.output.shape, index + 1),
+                                       highlight=(step.out_row, step.out_col))
+        st.image(png_bytes(frame), output_format="PNG",
+                 caption=f"The output ({out_rows} x {out_cols}) filling in, row by row. "
+                                           "Orange: the value just computed.")
+    arithmetic_column, result_column = st.columns([3, 1], gap="medium")
+    with arithmetic_column:
+        line = f"sum {step.total:.4f}  +  bias {step.bias:.4f}  =  {step.value:.4f}"
+        st.image(png_bytes(steps.arithmetic_frame(step.patch, trace.kernel, step.products, max_width=760,
+                                                      result_line=line)), output_format="PNG")
+    with result_column:
+        st.metric(f"Output at row {step.out_row}, column {step.out_col}", f"{step.value:.4f}")
+        st.markdown(f"Step **{index + 1}** of {trace.num_steps}: the {step.products.size} products add up to "
+                    f"**{step.total:.4f}**; plus the bias {step.bias:.4f} gives **{step.value:.4f}**.")
+        st.caption(f"output[{step.out_row}, {step.out_col}] = {step.value!r}")
+
+
+def _pool_stepper(trace):
+    index = controls.stepper_controls("pool", trace.num_steps, STEPPERS)
+    step = trace.step(index)
+    out_rows, out_cols = trace.output.shape
+    limit = float(np.max(np.abs(trace.padded))) or 1.0
+    input_column, output_column = st.columns(2, gap="medium")
+    with input_column:
+        frame = steps.window_frame(trace.padded, trace.pad, step.rows, step.cols,
+                                   cell=steps.fit_cell(*trace.padded.shape, FRAME_SIZE), colour_map="diverging",
+                                   limit=limit, chosen=step.argmax)
+        st.image(png_bytes(frame), output_format="PNG", caption="The activated map. Orange: the pooling window"
+                 + ("; green: the value it keeps." if step.argmax else "."))
+    with output_column:
+        frame = steps.value_grid_frame(trace.output, cell=steps.fit_cell(out_rows, out_cols, FRAME_SIZE),
+                                       limit=limit, visible=steps.filled_mask(trace.output.shape, index + 1),
+                                       highlight=(step.out_row, step.out_col))
+        st.image(png_bytes(frame), output_format="PNG", caption=f"The pooled map ({out_rows} x {out_cols}) filling in.")
+    how = "largest" if trace.mode == "max" else "mean"
+    st.markdown(f"Step **{index + 1}** of {trace.num_steps}: the {how} of the {step.patch.size} values in the "
+                f"window is **{step.value:.4f}**; it goes to row {step.out_row}, column {step.out_col}.")
+    st.caption(f"pooled[{step.out_row}, {step.out_col}] = {step.value!r}")
+
+
+def _run_stepper(kind, body, trace):
+    controls.stepper_state(kind, trace.num_steps, trace.output.shape)
+    # A fragment per stepper, top level (never nested); run_every only while it plays, so the page has
+    # one timer at most.
+    st.fragment(body, run_every=controls.play_interval(kind))(trace)
+
+
+def _session_memo(name, key, compute):
+    """``compute()`` remembered for one ``key`` per ``name`` in this session (small per-region traces)."""
+    memo = st.session_state.setdefault("conv__traces", {})
+    if name not in memo or memo[name][0] != key:
+        memo[name] = (key, compute())
+    return memo[name][1]
+
+
+# ---------------------------------------------------------------------------------------------------
+# Sections
+
+
+def _image_section(chosen, region, settings, kernel, image_column, map_column):
+    """The clickable image with the region, and the whole image's feature map; returns the map's record."""
+    height, width = chosen.image.shape
+    picture = chosen.rgb if chosen.rgb is not None else controls.computed(_picture, chosen, ())["rgb"]
+    picture = steps.region_overlay(picture, region.top, region.left, region.size, region.size,
+                                   thickness=max(2, max(height, width) // 256))
+    cut_box = st.session_state.get("conv__cut_box")
+    if controls.value("conv_kernel_source") == "Cut from the image" and cut_box:
+        top, left, size = cut_box
+        picture = steps.region_overlay(picture, top, left, size, size, colour=steps.CHOSEN_COLOUR, thickness=1)
+    st.session_state["conv__image_shape"] = (height, width)
+    with image_column:
+        st.markdown(f"**{chosen.name}**, {height} x {width} pixels. Click to move the orange region.")
+        streamlit_image_coordinates(_Encoded(jpeg_bytes(picture, quality=88)), key="conv_click", width="stretch",
+                                    image_format="JPEG", on_click=controls.click_to_region,
+                                    cursor="crosshair")
+    with map_column:
+        try:
+            whole = controls.computed(_whole_map, chosen, (_kernel_key(kernel), settings))
+        except ValueError as error:
+            st.error(f"The kernel does not fit this image with these settings: {error}")
+            return None
+        map_height, map_width = whole["map"].shape
+        stride = settings.stride
+        drawn = steps.region_overlay(whole["rgb"], region.top / stride, region.left / stride,
+                                     region.size / stride, region.size / stride, thickness=2)
+        drawn = steps.point_marker(drawn, *whole["peak"], radius=max(8, map_height // 40),
+                                   thickness=max(2, map_height // 200))
+        st.markdown(f"**Feature map of the whole image**, {map_height} x {map_width}: red positive, "
+                    "blue negative, white zero.")
+        st.image(jpeg_bytes(drawn), output_format="JPEG", width="stretch")
+        st.caption(f"Largest value {whole['peak_value']:.4f} at row {whole['peak'][0]}, column {whole['peak'][1]} "
+                   "(green ring): where the image looks most like the kernel. Colours reach full strength at "
+                   f"the {MAP_COLOUR_PERCENTILE:g}th percentile of the magnitudes.")
+    return whole
+
+
+def _size_section(image_shape, region, kernel, settings):
+    """The output-size formula with this image's and this region's numbers."""
+    lines = []
+    for label, (rows, cols) in (("Whole image", image_shape), ("Region", (region.size, region.size))):
+        top, bottom, left, right = resolve_padding((rows, cols), kernel.shape, settings.padding, settings.dilation)
+        row_text = controls.output_size_equation(rows, kernel.shape[0], top, bottom, settings.stride,
+                                                 settings.dilation)
+        if (rows, kernel.shape[0], top, bottom) == (cols, kernel.shape[1], left, right):
+            lines.append(f"{label}: `{row_text}` on both axes")
+        else:
+            col_text = controls.output_size_equation(cols, kernel.shape[1], left, right, settings.stride,
+                                                     settings.dilation)
+            lines.append(f"{label}: rows `{row_text}`; columns `{col_text}`")
+    st.markdown("**Output size** = floor((input + padding before + padding after - dilation*(kernel - 1) - 1) "
+                "/ stride) + 1, which is floor((n + 2p - k) / s) + 1 without dilation.  \n" + "  \n".join(lines))
+
+
+def _kernel_section():
+    """The kernel's source, the editable grid and the settings; returns (kernel, settings)."""
+    kernel_column, settings_column = st.columns(2, gap="large")
+    with kernel_column:
+        controls.kernel_controls()
+        kernel, problem = controls.current_kernel()
+        if problem:
+            st.warning(problem)
+        st.markdown(f"**The {kernel.shape[0]} x {kernel.shape[1]} kernel** (double-click a cell to edit it):")
+        controls.kernel_editor(kernel)
+    with settings_column:
+        settings = controls.settings_controls()
+        st.caption("CNN libraries slide the kernel as it is (cross-correlation). Textbook convolution first "
+                   "turns it half a turn, which flips the sign of an edge kernel's answer and leaves a "
+                   "symmetric blur unchanged. A network learns its kernels either way, so it does not care.")
+        st.caption("Zero padding is the usual choice in CNNs, but around a bright image it invents an edge "
+                   "at the border; reflect and replicate padding continue the image instead.")
+    return kernel, settings
+
+
+def main():
+    """Draw the whole lesson."""
+    st.title("A kernel scans the image")
+    show_teaching_notice()
+    chosen = choose_image()
+    controls.init_state()
+    st.markdown(
+        "A convolution layer slides a small grid of weights, the **kernel**, over the image. At every position "
+        "it multiplies each pixel under the kernel by the weight lying on it and adds up the products, plus a "
+        "**bias**: that single number becomes one pixel of a new image, the **feature map**. Articles on "
+        "radiology AI draw this as a 4 x 4 grid hopping across the scan one step at a time; here you watch it "
+        "happen with the real numbers, on a real scan.")
+
+    st.header("1. The image and the region", divider="gray")
+    st.markdown("Numbers are readable only for a small piece of the image, so the step-by-step part works on "
+                "a region: click the image or use the sliders. Beside it, the same kernel over the whole image.")
+    identity = chosen.cache_key.split("|")[0] if chosen.cache_key else f"upload:{chosen.name}:{chosen.image.shape}"
+    if st.session_state.get("conv__image_identity") != identity:
+        st.session_state["conv__image_identity"] = identity
+        centre = controls.computed(_picture, chosen, ())["centre"]
+        controls.centre_region_on(*centre, chosen.image.shape)
+    region = controls.region_sliders(chosen.image.shape)
+    controls.take_pending_cut(chosen.image, region)
+    image_column, map_column = st.columns(2, gap="medium")
+
+    st.header("2. The kernel and how it moves", divider="gray")
+    kernel, settings = _kernel_section()
+    whole = _image_section(chosen, region, settings, kernel, image_column, map_column)
+    try:
+        _size_section(chosen.image.shape, region, kernel, settings)
+        trace = _session_memo("conv", (region, _kernel_key(kernel), settings, chosen.image.shape, identity),
+                              lambda: conv2d_trace(region.crop(chosen.image), kernel, settings.bias,
+                                                   **settings.as_kwargs()))
+    except ValueError as error:
+        st.error(f"These settings do not work on the region: {error}")
+        trace = None
+    st.caption("**Stride** is how far the window jumps between positions; **padding** adds a border so the "
+               "kernel can also sit on the edge pixels; **dilation** spreads its taps apart to see a wider area "
+               "with the same number of weights.")
+
+    if trace is not None:
+        st.header("3. Step by step: multiply and add", divider="gray")
+        st.markdown("The region is treated as a small image of its own, so its border gets padding. At each step "
+                    "the pixels in the orange window are multiplied by the kernel's weights, cell by cell; the sum "
+                    "of those products plus the bias is the output value. Then the window moves on by the "
+                    "stride, left to right, top to bottom.")
+        _run_stepper("conv", _conv_stepper, trace)
+        after = _activation_section(chosen, kernel, settings, trace)
+        _pooling_section(after, trace, whole)
+    _bank_section(chosen)
+
+
+def _activation_section(chosen, kernel, settings, trace):
+    """ReLU and the other activations on the region's output; returns the activated map."""
+    st.header("4. The activation: ReLU clears the negatives", divider="gray")
+    st.markdown("Wherever the image looks like the opposite of the kernel, the sum comes out negative. A **ReLU** "
+                "keeps positive values and sets every negative one to zero (crossed cells). Without such a bend, "
+                "a stack of convolutions would add up to one single convolution. **Leaky ReLU** keeps a small "
+                "fraction of each negative value; **sigmoid** and **tanh** squeeze every value into 0 to 1 or "
+                "-1 to 1.")
+    choice_column, slope_column = st.columns([2, 1])
+    st.session_state.setdefault("conv_activation", ACTIVATIONS[0])
+    st.session_state.setdefault("conv_slope", 0.1)
+    name = choice_column.radio("Activation", ACTIVATIONS, key="conv_activation", horizontal=True)
+    slope = slope_column.number_input("Leaky ReLU slope", 0.0, 1.0, step=0.01, key="conv_slope",
+                                      disabled=name != "leaky ReLU")
+    before = trace.output
+    after = _session_memo("activation", (before.tobytes(), before.shape, name, float(slope)),
+                          lambda: _activate(before, name, slope))
+    marked = before < 0 if name in ("ReLU", "leaky ReLU") else None
+    limit = float(np.max(np.abs(before))) or 1.0
+    cell = steps.fit_cell(*before.shape, FRAME_SIZE)
+    before_column, after_column = st.columns(2, gap="medium")
+    before_column.image(png_bytes(steps.value_grid_frame(before, cell=cell, limit=limit)), output_format="PNG",
+                        caption=f"The region's output before ({before.shape[0]} x {before.shape[1]})")
+    after_frame = steps.value_grid_frame(after, cell=cell, colour_map="heat" if name == "sigmoid" else "diverging",
+                                         limit=1.0 if name == "tanh" else limit, marked=marked)
+    after_column.image(png_bytes(after_frame), output_format="PNG",
+                       caption=f"After {name}" + (": crossed cells were negative." if marked is not None else "."))
+    if marked is not None:
+        st.markdown(f"**{int(marked.sum())} of {marked.size}** values were negative and "
+                    + ("are now 0." if name == "ReLU" else f"were multiplied by {slope:g}."))
+    with st.expander("The same on the whole image"):
+        st.image(controls.computed(_whole_activation, chosen, (_kernel_key(kernel), settings, name, float(slope))),
+                 output_format="JPEG",
+                 caption="Grey: pixels that were negative before the activation.")
+    return after
+
+
+def _pooling_section(after, trace, whole):
+    """Max or average pooling of the activated region map, stepped."""
+    st.header("5. Pooling: a smaller map", divider="gray")
+    st.markdown("**Max pooling** keeps only the largest value of each small window; **average pooling** keeps the "
+                "mean. A 2 x 2 window moving by 2 halves each side, so the next layer has a quarter of the pixels "
+                "to work on and each of its pixels stands for a larger piece of the scan. That is why early "
+                "layers pick out fine detail and later layers larger structures.")
+    for key, default in (("pool_mode", "max"), ("pool_size", 2), ("pool_stride", 2)):
+        st.session_state.setdefault(key, default)
+    mode_column, size_column, stride_column = st.columns(3)
+    mode = mode_column.radio("Pooling", ("max", "avg"), key="pool_mode", horizontal=True,
+                             format_func={"max": "max", "avg": "average"}.get)
+    size = size_column.select_slider("Window", options=[2, 3, 4], key="pool_size")
+    stride = stride_column.select_slider("Stride", options=[1, 2, 3, 4], key="pool_stride")
+    try:
+        pool_trace = _session_memo("pool", (after.tobytes(), after.shape, mode, size, stride),
+                                   lambda: pool2d_trace(after, size, stride=stride, mode=mode))
+    except ValueError as error:
+        st.error(f"This pooling does not fit the region's map: {error}")
+        return
+    shrink = (f"The region's map shrinks from **{after.shape[0]} x {after.shape[1]}** to "
+              f"**{pool_trace.output.shape[0]} x {pool_trace.output.shape[1]}**")
+    if whole is not None:
+        map_height, map_width = whole["map"].shape
+        shrink += (f"; the whole image's map from {map_height} x {map_width} to "
+                   f"{output_size(map_height, size, stride=stride)} x {output_size(map_width, size, stride=stride)}")
+    st.markdown(shrink + ".")
+    _run_stepper("pool", _pool_stepper, pool_trace)
+
+
+def _bank_section(chosen):
+    """Many bank kernels on the whole image at once."""
+    st.header("6. Many kernels at once", divider="gray")
+    st.markdown("A real layer applies many kernels to the same input, and each gives its own feature map: one "
+                "finds vertical edges, another horizontal ones, another small bright spots. A trained network "
+                "learns its kernels from examples instead of taking them from a list. With one shared colour "
+                "scale you can compare how strongly each kernel answers.")
+    st.session_state.setdefault("bank_names", list(BANK_DEFAULT))
+    st.session_state.setdefault("bank_stage", BANK_STAGES[0])
+    st.session_state.setdefault("bank_shared", False)
+    names = st.multiselect("Kernels", list(KERNELS), key="bank_names")
+    stage_column, shared_column = st.columns([3, 1], vertical_alignment="bottom")
+    stage = stage_column.radio("Show", BANK_STAGES, key="bank_stage", horizontal=True)
+    shared = shared_column.toggle("One colour scale for all", key="bank_shared")
+    if names:
+        st.image(controls.computed(_bank_grid, chosen, (tuple(names), stage, bool(shared))), width="stretch",
+                 output_format="JPEG",
+                 caption="Each map: the whole image through one kernel (same padding, replicated edges).")
