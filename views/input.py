@@ -161,6 +161,8 @@ def preprocessing_section(chosen):
                 frame = grey_rgb(values, low, high)
             else:
                 frame = grey_rgb(np.clip((values - (chosen.level - chosen.width / 2)) / chosen.width, 0, 1))
+                if step is steps[0] and roi is not None:
+                    _outline(frame, roi)
             st.image(upscale_nearest(frame, fit_factor(*frame.shape[:2], DISPLAY_PIXELS // 2)), width="stretch",
                      caption=f"{step.label}: {values.shape[0]} x {values.shape[1]}")
             st.caption(step.detail)
@@ -168,15 +170,32 @@ def preprocessing_section(chosen):
     network_input_section(steps[-1].values, method)
 
 
+def _outline(rgb, roi, colour=(240, 180, 40)):
+    """Draw the region of interest's border on an RGB frame in place (2 pixels wide on big images)."""
+    top, left, height, width = roi
+    thickness = max(1, min(rgb.shape[:2]) // 200)
+    bottom, right = top + height, left + width
+    rgb[top:top + thickness, left:right] = colour
+    rgb[bottom - thickness:bottom, left:right] = colour
+    rgb[top:bottom, left:left + thickness] = colour
+    rgb[top:bottom, right - thickness:right] = colour
+
+
+def _number(value):
+    """Three significant digits; float noise around zero (1e-8 after z-scoring) shown as 0."""
+    value = float(value)
+    return "0" if abs(value) < 5e-6 else f"{value:.3g}"
+
+
 def network_input_section(values, method):
     st.header("3. The network input")
     st.markdown("This array, and nothing else, is what the first convolution layer multiplies with its kernels.")
     shape_column, low_column, high_column, mean_column, spread_column = st.columns(5)
     shape_column.metric("Shape", f"{values.shape[0]} x {values.shape[1]}", help="rows x columns; one channel, float32")
-    low_column.metric("Minimum", f"{float(values.min()):.3g}")
-    high_column.metric("Maximum", f"{float(values.max()):.3g}")
-    mean_column.metric("Mean", f"{float(values.mean()):.3g}")
-    spread_column.metric("Standard deviation", f"{float(values.std()):.3g}")
+    low_column.metric("Minimum", _number(values.min()))
+    high_column.metric("Maximum", _number(values.max()))
+    mean_column.metric("Mean", _number(values.mean()))
+    spread_column.metric("Standard deviation", _number(values.std()))
     histogram_column, numbers_column = st.columns([3, 2], gap="large")
     with histogram_column:
         st.altair_chart(_histogram_chart(values, title=f"Network input value ({method})", bins=50), width="stretch")
