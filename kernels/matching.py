@@ -337,17 +337,81 @@ def classify_tiles(image, kernels, tile):
     return TileScores(scores, np.argmax(scores, axis=0), tile)
 
 
-def structured_boxes(image, box_shape, count=2):
+def shifted_copy(image, rows, cols, *, fill=0.0):
+    """The image moved by ``rows`` down and ``cols`` right (negative: up/left); uncovered pixels get ``fill``.
+
+    Returns
+    -------
+    ndarray, same shape as ``image``, float32
+    """
+    image = _checked_image(image)
+    rows, cols = int(rows), int(cols)
+    height, width = image.shape
+    shifted = np.full_like(image, fill)
+    if abs(rows) >= height or abs(cols) >= width:
+        return shifted
+    shifted[max(rows, 0):height + min(rows, 0), max(cols, 0):width + min(cols, 0)] = \
+        image[max(-rows, 0):height - max(rows, 0), max(-cols, 0):width - max(cols, 0)]
+    return shifted
+
+
+def structured_boxes(image, box_shape, count=2, *, margin=0.1, saturated=0.2):
     """Boxes of ``box_shape`` around the image's most varied (most structured) places, not overlapping.
 
-    A starting suggestion for where to cut a template: flat background makes a poor one.
+    A starting suggestion for where to cut a template: flat background makes a poor one, and so do
+    the image's border (often the edge of the field of view) and regions the window clips to black or
+    white (their shape is the window's, not the anatomy's).
+
+    Parameters
+    ----------
+    image : ndarray, shape (H, W)
+        Windowed, in [0, 1].
+    box_shape : (int, int)
+    count : int
+    margin : float
+        Boxes keep this fraction of the image's height and width away from its edges.
+    saturated : float
+        Boxes with more than this fraction of pixels at 0 or 1 (within 0.02) are passed over.
+        Both rules are dropped if no box would be left.
 
     Returns
     -------
     list of Box
+        Most varied first.
     """
     image = _checked_image(image)
     box_rows, box_cols = (int(n) for n in box_shape)
     spread = _window_spread(image, (box_rows, box_cols))
-    matches = find_matches(spread, (box_rows, box_cols), count=count, max_overlap=0.0)
-    return [match.box for match in matches]
+    candidates = spread.copy()
+    row_margin, col_margin = int(margin * image.shape[0]), int(margin * image.shape[1])
+    allowed = np.zeros(spread.shape, dtype=bool)
+    allowed[row_margin:spread.shape[0] - row_margin, col_margin:spread.shape[1] - col_margin] = True
+    clipped = ((image <= 0.02) | (image >= 0.98)).astype(np.float32)
+    clipped_sums, _ = window_sums(clipped, (box_rows, box_cols))
+    clipped_fraction = (clipped_sums + clipped.mean() * box_rows * box_cols) / (box_rows * box_cols)
+    allowed &= clipped_fraction <= saturated
+    if allowed.any():
+        candidates[~allowed] = -np.inf
+    matches = find_matches(candidates, (box_rows, box_cols), count=count, max_overlap=0.0)
+    return [match.box for match in matches if np.isfinite(match.score)]
+
+
+def contrasting_boxes(image, box_shape, *, candidates=8, **options):
+    """Two structured boxes that differ most in mean brightness: examples of two different tissues.
+
+    Among the ``candidates`` most structured boxes (see :func:`structured_boxes`, which takes the
+    same ``options``), the first is the most structured one and the second the one whose mean is
+    furthest from it.
+
+    Returns
+    -------
+    list of Box
+        Two boxes (fewer only if the image has room for fewer).
+    """
+    image = _checked_image(image)
+    boxes = structured_boxes(image, box_shape, count=candidates, **options)
+    if len(boxes) < 2:
+        return boxes
+    means = [float(cut_box(image, box).mean()) for box in boxes]
+    second = int(np.argmax([abs(mean - means[0]) for mean in means]))
+    return [boxes[0], boxes[second]]

@@ -8,9 +8,11 @@ from kernels.matching import (
     Box,
     binary_kernel,
     classify_tiles,
+    contrasting_boxes,
     cut_box,
     find_matches,
     response_map,
+    shifted_copy,
     structured_boxes,
     window_sums,
     zero_mean_kernel,
@@ -114,9 +116,7 @@ def test_template_cut_from_a_scan_is_found_at_its_place_and_at_the_shifted_place
     assert best.score == pytest.approx(1.0, abs=1e-4)
 
     shift_rows, shift_cols = 37, -21
-    shifted = np.zeros_like(image)
-    shifted[max(shift_rows, 0):image.shape[0] + min(shift_rows, 0), max(shift_cols, 0):image.shape[1] + min(shift_cols, 0)] = \
-        image[max(-shift_rows, 0):image.shape[0] - max(shift_rows, 0), max(-shift_cols, 0):image.shape[1] - max(shift_cols, 0)]
+    shifted = shifted_copy(image, shift_rows, shift_cols)
     noisy = shifted + np.random.default_rng(5).normal(0, 0.02, shifted.shape).astype(np.float32)
     best_shifted = find_matches(response_map(noisy, template), template.shape, count=1)[0]
     assert (best_shifted.row, best_shifted.col) == (box.row + shift_rows, box.col + shift_cols)
@@ -172,11 +172,36 @@ def test_two_kernels_two_classes_on_two_textures():
         classify_tiles(image, [kernel_a], tile=32)
 
 
+def test_contrasting_boxes_pick_two_different_tissues():
+    image = np.full((120, 120), 0.5, dtype=np.float32)
+    rng = np.random.default_rng(8)
+    image[20:50, 20:50] = 0.8 + 0.1 * rng.random((30, 30))   # bright textured region
+    image[70:100, 70:100] = 0.2 + 0.1 * rng.random((30, 30))  # dark textured region
+    first, second = contrasting_boxes(image, (12, 12))
+    means = sorted([float(cut_box(image, first).mean()), float(cut_box(image, second).mean())])
+    assert means[0] < 0.45 and means[1] > 0.55
+
+
+def test_structured_boxes_keep_away_from_the_border_and_clipped_regions():
+    image = np.full((100, 100), 0.5, dtype=np.float32)
+    image[:, :5] = 0.0  # a hard edge at the border: the most "structured" place, and a poor template
+    image[60:70, 40:52] = 0.7
+    box = structured_boxes(image, (16, 16), count=1)[0]
+    assert box.col >= 10 and 60 - 16 < box.row < 70 and 40 - 16 < box.col < 52
+
+
 def test_structured_boxes_find_the_object_on_a_flat_background():
     image = np.zeros((80, 90), dtype=np.float32)
     image[40:52, 20:30] = 1.0
     box = structured_boxes(image, (16, 16), count=1)[0]
     assert box.row <= 40 and box.row + 16 >= 52 - 8 and box.col <= 20 + 8 and box.col + 16 >= 30 - 8
+
+
+def test_shifted_copy_moves_pixels_and_fills_the_gap():
+    image = np.arange(12, dtype=np.float32).reshape(3, 4)
+    np.testing.assert_array_equal(shifted_copy(image, 1, -2, fill=-1),
+                                  [[-1, -1, -1, -1], [2, 3, -1, -1], [6, 7, -1, -1]])
+    assert np.all(shifted_copy(image, 3, 0) == 0)
 
 
 def test_response_map_refuses_kernels_larger_than_the_image():

@@ -1,0 +1,137 @@
+"""The "Deeper layers see larger things" page in Streamlit's AppTest: every sample, stacks of 1-4 stages, fields, uploads."""
+
+import io
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+from kernels.receptive_field import input_region, layer_shapes, pool_geometry, conv_geometry, receptive_field
+from scans import list_samples
+
+PAGE = str(Path(__file__).resolve().parents[1] / "views" / "stacks.py")
+TIMEOUT = 60
+
+
+@pytest.fixture
+def app():
+    page = AppTest.from_file(PAGE, default_timeout=TIMEOUT).run()
+    assert not page.exception, page.exception
+    return page
+
+
+def summary(page):
+    return page.dataframe[0].value
+
+
+def markdown_text(page):
+    return "\n".join(element.value for element in page.markdown)
+
+
+def _default_layers(stage_count):
+    # The page's default stages: 3x3 "same" convolutions, each followed by a 2x2 max pool.
+    return [layer for _ in range(stage_count) for layer in (conv_geometry(3, padding="same"), pool_geometry(2))]
+
+
+def _working_shape(image_shape, longer_side):
+    scale = min(1.0, longer_side / max(image_shape))
+    return tuple(max(1, round(n * scale)) for n in image_shape) if scale < 1 else tuple(image_shape)
+
+
+@pytest.mark.parametrize("sample", list_samples())
+def test_every_sample_builds_the_default_stack(sample):
+    page = AppTest.from_file(PAGE, default_timeout=TIMEOUT).run()
+    page.selectbox(key="scan_source").set_value(sample).run()
+    assert not page.exception, page.exception
+    assert not page.error, [error.value for error in page.error]
+    table = summary(page)
+    assert list(table["stage"]) == ["input", "stage 1", "stage 2"]
+    input_shape = tuple(int(n) for n in table["output (channels x height x width)"][0].split(" x ")[1:])
+    shapes = layer_shapes(_default_layers(2), input_shape)
+    assert table["output (channels x height x width)"][1] == f"3 x {shapes[2][0]} x {shapes[2][1]}"
+    assert table["output (channels x height x width)"][2] == f"3 x {shapes[4][0]} x {shapes[4][1]}"
+    # Stage 1: 3 kernels of 3x3 on 1 map; stage 2: 3 kernels of 3x3 on 3 maps, at the pooled size.
+    expected_macs = input_shape[0] * input_shape[1] * 3 * 9
+    assert table["multiply-adds"][1] in (f"{expected_macs / 1e6:.2f} M", f"{expected_macs:,}")
+
+
+def test_three_stage_stack_field_matches_the_arithmetic(app):
+    app.slider(key="stacks_stage_count").set_value(3).run()
+    assert not app.exception, app.exception
+    table = summary(app)
+    assert list(table["one cell sees (pixels)"][1:4]) == ["4 x 4", "10 x 10", "22 x 22"]
+    assert list(table["neighbouring cells (pixels apart)"][1:4]) == ["2", "4", "8"]
+
+    assert app.radio(key="stacks_rf_stage").options == ["stage 1", "stage 2", "stage 3"]
+    app.radio(key="stacks_rf_stage").set_value(3).run()
+    app.number_input(key="stacks_rf_row").set_value(10).run()
+    app.number_input(key="stacks_rf_col").set_value(12).run()
+    assert not app.exception, app.exception
+    text = markdown_text(app)
+    input_shape = tuple(int(n) for n in table["output (channels x height x width)"][0].split(" x ")[1:])
+    rows = input_region(_default_layers(3), input_shape, 10, 12)
+    assert f"Cell (10, 12) of stage 3 depends on the **{rows[1] - rows[0]} x {rows[3] - rows[2]}** pixels" in text
+    assert f"rows {rows[0]}-{rows[1] - 1}, columns {rows[2]}-{rows[3] - 1}" in text
+    assert receptive_field(_default_layers(3)).size == (22, 22)
+
+
+def test_channel_sums_add_up_to_the_convolution_output(app):
+    app.radio(key="stacks_rf_stage").set_value(2).run()
+    app.selectbox(key="stacks_rf_map").set_value(1).run()
+    assert not app.exception, app.exception
+    equation = next(element.value for element in app.markdown if element.value.startswith("("))
+    terms = [float(value) for value in re.findall(r"\((-?\d+\.\d+)\)", equation.split("=")[0])]
+    total = float(re.search(r"= \*\*(-?\d+\.\d+)\*\*", equation).group(1))
+    assert len(terms) == 3  # stage 2 reads the 3 maps of stage 1
+    assert sum(terms) == pytest.approx(total, abs=2e-4)
+    assert len(app.tabs) == 3
+
+
+def test_four_stages_with_other_kernels_pooling_and_dilation(app):
+    app.slider(key="stacks_stage_count").set_value(4).run()
+    app.selectbox(key="stacks_s0_size").set_value(5).run()
+    app.multiselect(key="stacks_s0_kernels").set_value(["gaussian blur", "laplacian of gaussian"]).run()
+    app.selectbox(key="stacks_s1_pool").set_value("avg").run()
+    app.selectbox(key="stacks_s2_dilation").set_value(2).run()
+    app.selectbox(key="stacks_s3_activation").set_value("tanh").run()
+    app.selectbox(key="stacks_s3_pool").set_value("none").run()
+    assert not app.exception, app.exception
+    table = summary(app)
+    assert len(table) == 5
+    assert table["what it does"][1].startswith("conv 5x5 x2")
+    assert "dilation 2" in table["what it does"][3]
+    layers = [conv_geometry(5, padding="same"), pool_geometry(2), conv_geometry(3, padding="same"), pool_geometry(2),
+              conv_geometry(3, padding="same", dilation=2), pool_geometry(2), conv_geometry(3, padding="same")]
+    field = receptive_field(layers)
+    assert table["one cell sees (pixels)"][4].startswith(f"{field.size[0]} x {field.size[1]}")
+    assert table["output (channels x height x width)"][2].startswith("3 x ")
+
+
+def test_changing_the_kernel_size_keeps_only_kernels_that_exist_at_that_size(app):
+    app.selectbox(key="stacks_s0_size").set_value(7).run()
+    assert not app.exception, app.exception
+    chosen = app.multiselect(key="stacks_s0_kernels").value
+    assert chosen and "sobel x" not in chosen
+    assert summary(app)["what it does"][1].startswith("conv 7x7")
+
+
+def test_a_stack_too_deep_for_a_small_image_is_refused_with_a_message(app):
+    app.selectbox(key="scan_source").set_value("Head MR volume").run()  # 64 x 64 slices
+    app.slider(key="stacks_stage_count").set_value(4).run()
+    for stage in range(4):
+        app.selectbox(key=f"stacks_s{stage}_pool_size").set_value(4).run()
+    assert not app.exception, app.exception
+    assert any("does not fit" in error.value for error in app.error)
+
+
+def test_an_uploaded_image_runs_without_the_shared_cache(app):
+    gradient = np.tile(np.linspace(0, 255, 200, dtype=np.uint8), (150, 1))
+    gradient[60:90, 80:120] = 255
+    buffer = io.BytesIO()
+    Image.fromarray(gradient).save(buffer, format="PNG")
+    app.file_uploader(key="scan_uploader").set_value(("square.png", buffer.getvalue(), "image/png")).run()
+    assert not app.exception, app.exception
+    assert summary(app)["output (channels x height x width)"][0] == "1 x 150 x 200"

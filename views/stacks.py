@@ -1,0 +1,395 @@
+"""Lesson page "Deeper layers see larger things": build a stack of stages and see how much of the image a cell sees."""
+
+from __future__ import annotations
+
+from functools import partial
+
+import numpy as np
+import streamlit as st
+from streamlit_image_coordinates import streamlit_image_coordinates
+
+from kernels import KERNELS, make_kernel
+from kernels.receptive_field import (
+    ACTIVATIONS,
+    Stage,
+    channel_sum,
+    conv_cell_for_output,
+    input_dependencies,
+    input_region,
+    layer_shapes,
+    receptive_field,
+    run_stack,
+    stack_geometries,
+)
+from scans.preprocess import resize
+from views.notices import show_teaching_notice
+from views.scan_picker import choose_image
+from viz.stacks import STAGE_COLOURS, field_overlay, maps_strip, stack_overview, sum_bars
+from viz.steps import arithmetic_frame
+
+MAX_STAGES = 4
+MAX_KERNELS = 4
+KERNEL_SIZES = (3, 5, 7)
+WORKING_SIZES = (128, 256, 512)
+POOL_LABELS = {"max": "max pooling", "avg": "average pooling", "none": "no pooling"}
+DEFAULT_BANKS = (
+    ("sobel x", "sobel y", "laplacian"),
+    ("gaussian blur", "sobel x", "sobel y"),
+    ("laplacian", "box blur"),
+    ("gaussian blur", "sharpen"),
+)
+STRIP_TARGET_WIDTH = 900  # pixels: the clickable maps of one stage
+FIELD_TARGET_SIDE = 560  # pixels: the input with the receptive fields drawn on it
+
+
+def _allowed_kernels(size):
+    """Filter-bank names available at ``size``: fixed kernels exist only at their own (3 x 3) size."""
+    return [name for name, kernel in KERNELS.items() if kernel.resizable or kernel.weights.shape == (size, size)]
+
+
+def _bank(names, size):
+    return np.stack([make_kernel(name, size) if KERNELS[name].resizable else KERNELS[name].weights
+                     for name in names]).astype(np.float32)
+
+
+def _key(stage, name):
+    return f"stacks_s{stage}_{name}"
+
+
+def _init_state():
+    defaults = {"stacks_stage_count": 2, "stacks_working_size": 256}
+    for stage in range(MAX_STAGES):
+        defaults.update({
+            _key(stage, "size"): 3, _key(stage, "kernels"): list(DEFAULT_BANKS[stage]),
+            _key(stage, "activation"): "relu", _key(stage, "pool"): "max", _key(stage, "pool_size"): 2,
+            _key(stage, "stride"): 1, _key(stage, "dilation"): 1, _key(stage, "pool_stride"): 0,
+        })
+    for key, value in defaults.items():
+        if key not in st.session_state:
+            st.session_state[key] = value
+
+
+def _stage_ui(stage):
+    """Widgets of one stage; returns its hashable spec (names, size, stride, dilation, activation, pool...)."""
+    st.markdown(f"**Stage {stage + 1}**")
+    size = st.selectbox("Kernel size", KERNEL_SIZES, key=_key(stage, "size"),
+                        help="Fixed kernels (Sobel, Laplacian, ...) exist only as 3 x 3; blurs and the "
+                             "Laplacian of Gaussian can be any size.")
+    allowed = _allowed_kernels(size)
+    chosen = [name for name in st.session_state[_key(stage, "kernels")] if name in allowed]
+    st.session_state[_key(stage, "kernels")] = chosen or allowed[:2]
+    names = st.multiselect("Kernels (one feature map each)", allowed, key=_key(stage, "kernels"),
+                           max_selections=MAX_KERNELS)
+    activation = st.selectbox("Activation", ACTIVATIONS, key=_key(stage, "activation"))
+    pool = st.selectbox("Pooling", tuple(POOL_LABELS), key=_key(stage, "pool"), format_func=POOL_LABELS.get)
+    pool_size = st.selectbox("Pool size", (2, 3, 4), key=_key(stage, "pool_size"), disabled=pool == "none")
+    with st.expander("Strides and dilation"):
+        stride = st.selectbox("Convolution stride", (1, 2), key=_key(stage, "stride"))
+        dilation = st.selectbox("Dilation", (1, 2, 3), key=_key(stage, "dilation"),
+                                help="Spreads the kernel's taps apart: a larger field for the same weights.")
+        pool_stride = st.selectbox("Pool stride", (0, 1, 2, 3, 4), key=_key(stage, "pool_stride"),
+                                   format_func=lambda value: "= pool size" if value == 0 else str(value),
+                                   disabled=pool == "none")
+    if not names:
+        st.caption("Choose at least one kernel; the first two are used meanwhile.")
+        names = allowed[:2]
+    return (tuple(names), int(size), int(stride), int(dilation), activation, pool, int(pool_size),
+            int(pool_stride) or None)
+
+
+def _stage_from_spec(spec):
+    names, size, stride, dilation, activation, pool, pool_size, pool_stride = spec
+    return Stage(_bank(names, size), names=names, stride=stride, dilation=dilation, activation=activation,
+                 pool=pool, pool_size=pool_size, pool_stride=pool_stride)
+
+
+def _working_shape(image_shape, longer_side):
+    """(rows, cols) of the image reduced to ``longer_side`` on its longer side (never enlarged)."""
+    rows, cols = image_shape
+    scale = min(1.0, longer_side / max(rows, cols))
+    return (rows, cols) if scale == 1.0 else (max(1, round(rows * scale)), max(1, round(cols * scale)))
+
+
+def _working_image(image, longer_side):
+    shape = _working_shape(image.shape, longer_side)
+    if shape == image.shape:
+        return np.asarray(image, dtype=np.float32)
+    return np.clip(resize(image, shape), 0.0, 1.0).astype(np.float32)
+
+
+def _compute(image, specs):
+    stages = [_stage_from_spec(spec) for spec in specs]
+    return stages, run_stack(image, stages)
+
+
+@st.cache_data(max_entries=24, show_spinner=False)
+def _compute_sample(cache_key, longer_side, specs, _image):
+    # Only sample images reach this cache: ``cache_key`` names the sample, slice and window exactly,
+    # so the unhashed ``_image`` is always the same array for the same key.
+    working = _working_image(_image, longer_side)
+    return (working,) + _compute(working, specs)
+
+
+def _describe(stage):
+    kernel_rows, kernel_cols = stage.bank.shape[1:]
+    text = f"conv {kernel_rows}x{kernel_cols} x{stage.kernel_count}"
+    if stage.stride > 1:
+        text += f" stride {stage.stride}"
+    if stage.dilation > 1:
+        text += f" dilation {stage.dilation}"
+    text += f", {stage.activation}"
+    if stage.pool != "none":
+        step = stage.pool_stride or stage.pool_size
+        text += f", {stage.pool} pool {stage.pool_size}" + (f" stride {step}" if step != stage.pool_size else "")
+    return text
+
+
+def _shape_text(shape):
+    return " x ".join(str(n) for n in shape)
+
+
+def _millions(count):
+    return f"{count / 1e6:.2f} M" if count >= 1e5 else f"{count:,}"
+
+
+def _summary_rows(working, stages, results, mm_per_pixel):
+    layers, stage_ends = stack_geometries(stages)
+    rows = [{"stage": "input", "what it does": "the image", "output (channels x height x width)":
+             _shape_text((1,) + working.shape), "multiply-adds": "", "one cell sees (pixels)": "1 x 1",
+             "neighbouring cells (pixels apart)": "1"}]
+    for index, (stage, result, end) in enumerate(zip(stages, results, stage_ends)):
+        field = receptive_field(layers[:end])
+        sees = f"{field.size[0]} x {field.size[1]}"
+        if mm_per_pixel is not None:
+            sees += f" (about {field.size[0] * mm_per_pixel[0]:.0f} x {field.size[1] * mm_per_pixel[1]:.0f} mm)"
+        rows.append({"stage": f"stage {index + 1}", "what it does": _describe(stage),
+                     "output (channels x height x width)": _shape_text(result.outputs.shape),
+                     "multiply-adds": _millions(result.multiply_adds), "one cell sees (pixels)": sees,
+                     "neighbouring cells (pixels apart)": f"{field.jump[0]}"})
+    return rows
+
+
+def _overview_scale(working, results):
+    """Pixels per cell for the overview: as large as fits 900 pixels across and 520 for the input's height."""
+    widest = max([working.shape[1]] + [result.outputs.shape[0] * (result.outputs.shape[2] + 8)
+                                       for result in results])
+    return int(max(1, min(900 // widest, 520 // working.shape[0])))
+
+
+# --------------------------------------------------------------------------------- receptive field
+
+
+def _clamp_cell_state(results, stage_index):
+    """Keep the chosen map/row/col inside the chosen stage's maps (before their widgets are drawn)."""
+    maps, rows, cols = results[stage_index].outputs.shape
+    for key, limit, default in (("stacks_rf_map", maps, 0), ("stacks_rf_row", rows, rows // 2),
+                                ("stacks_rf_col", cols, cols // 2)):
+        value = st.session_state.get(key)
+        if value is None or not 0 <= value < limit:
+            st.session_state[key] = default
+
+
+def _on_strip_click(layout):
+    click = st.session_state.get("stacks_rf_click")
+    if not click or not click.get("width"):
+        return
+    # The component reports positions in displayed pixels; the strip may be shown smaller or larger.
+    y = click["y"] * layout.size[0] / click["height"]
+    x = click["x"] * layout.size[1] / click["width"]
+    cell = layout.cell_at(y, x)
+    if cell is not None:
+        st.session_state["stacks_rf_map"], st.session_state["stacks_rf_row"], st.session_state["stacks_rf_col"] = cell
+
+
+def _chain_regions(layers, stage_ends, input_shape, stage_index, row, col):
+    """The chosen cell's field, and for each earlier stage the field of one cell on the way down to it."""
+    shapes = layer_shapes(layers, input_shape)
+    regions = []
+    for earlier in range(stage_index):
+        start, stop = stage_ends[earlier], stage_ends[stage_index]
+        rows, cols = input_dependencies(layers[start:stop], shapes[start], row, col)
+        middle_row, middle_col = int(rows[len(rows) // 2]), int(cols[len(cols) // 2])
+        regions.append(input_region(layers[:start], input_shape, middle_row, middle_col))
+    regions.append(input_region(layers[:stage_ends[stage_index]], input_shape, row, col))
+    return regions
+
+
+@st.fragment
+def _receptive_field_section(working, stages, results):
+    st.subheader("What does one cell see?")
+    st.markdown(
+        "Click a cell in any stage's maps. The coloured box on the image is every pixel that cell's value "
+        "depends on, its **receptive field**, worked out from the kernel sizes, strides, dilations and "
+        "pooling of the stages below. The thinner boxes show the field of one cell of each earlier stage on "
+        "the way down: every stage makes the field larger."
+    )
+    stage_count = len(results)
+    if st.session_state.get("stacks_rf_stage") not in range(1, stage_count + 1):
+        st.session_state["stacks_rf_stage"] = stage_count
+    stage_number = st.radio("Stage", list(range(1, stage_count + 1)), key="stacks_rf_stage", horizontal=True,
+                            format_func=lambda number: f"stage {number}")
+    stage_index = stage_number - 1
+    result = results[stage_index]
+    _clamp_cell_state(results, stage_index)
+    maps, map_rows, map_cols = result.outputs.shape
+
+    picker_column, field_column = st.columns([1, 1], gap="large")
+    with picker_column:
+        input_columns = st.columns(3)
+        names = stages[stage_index].names
+        input_columns[0].selectbox("Map", list(range(maps)), key="stacks_rf_map",
+                                   format_func=lambda index: f"{index + 1}: {names[index]}")
+        input_columns[1].number_input("Row", 0, map_rows - 1, key="stacks_rf_row", step=1)
+        input_columns[2].number_input("Column", 0, map_cols - 1, key="stacks_rf_col", step=1)
+        kernel_index = int(st.session_state["stacks_rf_map"])
+        row, col = int(st.session_state["stacks_rf_row"]), int(st.session_state["stacks_rf_col"])
+        strip_width = maps * map_cols + (maps - 1) * 8
+        scale = max(1, STRIP_TARGET_WIDTH // strip_width)
+        strip, layout = maps_strip(result.outputs, scale=scale, titles=[f"{i + 1}: {n}" for i, n in enumerate(names)],
+                                   highlight=(kernel_index, row, col))
+        streamlit_image_coordinates(strip, key="stacks_rf_click", on_click=partial(_on_strip_click, layout),
+                                    width="stretch" if strip.shape[1] > 700 else None, cursor="crosshair")
+        st.caption(f"Stage {stage_number}: {maps} maps of {map_rows} x {map_cols} cells. Click a cell, or type "
+                   "its row and column.")
+
+    layers, stage_ends = stack_geometries(stages)
+    regions = _chain_regions(layers, stage_ends, working.shape, stage_index, row, col)
+    field = receptive_field(layers[:stage_ends[stage_index]])
+    chosen = regions[-1]
+    with field_column:
+        display_scale = max(1, FIELD_TARGET_SIDE // max(working.shape))
+        boxes = [(region, STAGE_COLOURS[index], 2) for index, region in enumerate(regions[:-1])]
+        boxes.append((chosen, STAGE_COLOURS[stage_index], 4))
+        st.image(field_overlay(working, boxes, scale=display_scale), width="stretch",
+                 caption="Box colours: stage 1 green, stage 2 sky blue, stage 3 pink, stage 4 amber.")
+    height, width = chosen[1] - chosen[0], chosen[3] - chosen[2]
+    clipped = (height, width) != field.size
+    st.markdown(
+        f"Cell ({row}, {col}) of stage {stage_number} depends on the **{height} x {width}** pixels in the box "
+        f"(rows {chosen[0]}-{chosen[1] - 1}, columns {chosen[2]}-{chosen[3] - 1}). "
+        f"From the stack: a stage-{stage_number} cell sees {field.size[0]} x {field.size[1]} pixels, and "
+        f"neighbouring cells' fields are {field.jump[0]} pixels apart"
+        + (", cut here by the edge of the image (or by padding, which holds no pixels)." if clipped else ".")
+    )
+    _channel_sum_section(result, stage_number, kernel_index, row, col)
+
+
+def _channel_sum_section(result, stage_number, kernel_index, row, col):
+    stage = result.stage
+    in_channels = result.inputs.shape[0]
+    conv_row, conv_col = conv_cell_for_output(result, kernel_index, row, col)
+    breakdown = channel_sum(result, kernel_index, conv_row, conv_col)
+    st.subheader("How one value adds up over the maps below")
+    if stage.pool == "max":
+        origin = f"max pooling kept the value of convolution cell ({conv_row}, {conv_col})"
+    elif stage.pool == "avg":
+        origin = (f"average pooling averaged a {stage.pool_size} x {stage.pool_size} block of the convolution "
+                  f"output; shown here is its first cell, ({conv_row}, {conv_col})")
+    else:
+        origin = f"there is no pooling, so it is convolution cell ({conv_row}, {conv_col})"
+    names = stage.names
+    slice_names = [names[(kernel_index + channel) % stage.kernel_count] for channel in range(in_channels)]
+    st.markdown(
+        f"Map {kernel_index + 1} of stage {stage_number} at ({row}, {col}): {origin}. "
+        + (f"Its kernel has **{in_channels} slices, one per input map**: input map c is read through bank kernel "
+           f"'{slice_names[0]}', '{slice_names[1] if in_channels > 1 else ''}', ... (the bank turned by one "
+           f"place per map, each divided by {in_channels}). Each slice gives a sum of products; the "
+           "convolution's output is the sum of those sums."
+           if in_channels > 1 else
+           "Stage 1 reads one input map, the image, so there is one sum. Choose a deeper stage to see the "
+           "sums of several maps add up.")
+    )
+    labels = [f"map {channel + 1} x '{slice_names[channel]}'" for channel in range(in_channels)]
+    bars_column, text_column = st.columns([3, 2], gap="large")
+    with bars_column:
+        st.image(sum_bars(breakdown.totals, breakdown.value, labels=labels), width="content")
+    with text_column:
+        terms = " + ".join(f"({total:.4f})" for total in breakdown.totals)
+        activated = float(result.activated[kernel_index, conv_row, conv_col])
+        st.markdown(f"{terms} = **{breakdown.value:.4f}**  \n{stage.activation} gives **{activated:.4f}**  \n"
+                    f"the stage's output at ({row}, {col}) is **{float(result.outputs[kernel_index, row, col]):.4f}**")
+    low, high = float(result.inputs.min()), float(result.inputs.max())
+    tabs = st.tabs([f"input map {channel + 1}" for channel in range(in_channels)])
+    for channel, tab in enumerate(tabs):
+        step = breakdown.steps[channel]
+        with tab:
+            st.image(arithmetic_frame(step.patch, result.weights[kernel_index, channel], step.products,
+                                      max_width=900, low=low, high=high), width="content")
+            st.caption(f"Sum of these products: {step.total:.4f}")
+
+
+# --------------------------------------------------------------------------------- page
+
+
+def main():
+    st.title("Deeper layers see larger things")
+    show_teaching_notice()
+    chosen = choose_image("scan")
+    _init_state()
+    st.markdown(
+        """
+A CNN does not look at the whole image at once. It repeats one short recipe, a **stage**:
+
+1. **Convolution** with a small bank of kernels. Every kernel slides over all of the maps below and
+   makes one new feature map, so a bank of 3 kernels turns any number of maps into 3.
+2. **Activation**: usually ReLU, which replaces every negative value with zero.
+3. **Pooling**: a 2 x 2 max pool keeps the largest value of each 2 x 2 block, so each side of every map
+   is halved and the next convolution has a quarter of the work.
+
+While the maps are large, a 3 x 3 kernel covers a tiny patch: early stages can only react to fine
+detail such as edges and spots. After each pooling one cell stands for a bigger block of the image, so
+the same small kernel, one stage up, takes in a much larger part of it. The maps get smaller and each
+value depends on more of the scan, which is why deeper layers respond to larger structures.
+"""
+    )
+    top = st.columns([1, 1, 2])
+    stage_count = top[0].slider("Number of stages", 1, MAX_STAGES, key="stacks_stage_count")
+    longer_side = top[1].selectbox("Working size (longer side, pixels)", WORKING_SIZES, key="stacks_working_size",
+                                   help="The image is reduced to this size first so every change is instant.")
+    columns = st.columns(MAX_STAGES)
+    specs = []
+    for stage in range(stage_count):
+        with columns[stage]:
+            specs.append(_stage_ui(stage))
+    specs = tuple(specs)
+
+    try:
+        # Check the geometry first, so only "the stack does not fit" is reported as such.
+        layers, _ = stack_geometries([_stage_from_spec(spec) for spec in specs])
+        layer_shapes(layers, _working_shape(chosen.image.shape, longer_side))
+    except ValueError as error:
+        st.error(f"This stack does not fit the image: {error}", icon=":material/error:")
+        return
+    if chosen.cache_key is not None:
+        working, stages, results = _compute_sample(chosen.cache_key, longer_side, specs, chosen.image)
+    else:
+        working = _working_image(chosen.image, longer_side)
+        stages, results = _compute(working, specs)
+
+    mm_per_pixel = None
+    if chosen.scan.spacing is not None:
+        factor = chosen.image.shape[0] / working.shape[0]
+        mm_per_pixel = (chosen.scan.spacing[0] * factor, chosen.scan.spacing[1] * factor)
+
+    st.subheader("The stack at true relative size")
+    st.dataframe(_summary_rows(working, stages, results, mm_per_pixel), hide_index=True, width="stretch")
+    scale = _overview_scale(working, results)
+    labels = [f"input: 1 x {working.shape[0]} x {working.shape[1]}"]
+    labels += [f"stage {index + 1}: {_shape_text(result.outputs.shape)},  {_millions(result.multiply_adds)} "
+               "multiply-adds" for index, result in enumerate(results)]
+    overview = stack_overview(working, [result.outputs for result in results], labels, scale=scale)
+    # An explicit pixel width: the frame must not be stretched, or the sizes stop being true.
+    st.image(overview, width=int(overview.shape[1]),
+             caption="Every map drawn with the same size per cell as the input's pixels: pooling halves each "
+                     "side. Red is positive, blue negative, white zero (each map on its own scale).")
+    st.markdown(
+        "Multiply-adds: each output value of a convolution costs kernel height x width x input maps "
+        "multiplications, and there are output maps x height x width of them. Pooling first makes the next "
+        "convolution cheaper. In stages after the first, map k reads input map c through bank kernel "
+        "(k + c) mod K, divided by the number of input maps: an arrangement made up for this lesson (a "
+        "trained network learns a separate slice for every pair)."
+    )
+    _receptive_field_section(working, stages, results)
+
+
+main()
