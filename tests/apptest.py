@@ -1,0 +1,16 @@
+"""Opening the app (or one of its pages) under Streamlit's AppTest, the same way in every test."""
+
+from pathlib import Path
+
+from streamlit.testing.v1 import AppTest
+
+APP_PATH = Path(__file__).resolve().parents[1] / "app.py"
+APP_TIMEOUT_S = 120  # a first run may load the Numba engine from its on-disk cache
+
+
+def open_page(page_path=None):
+    """Run app.py under AppTest and, if given, switch to ``page_path`` (e.g. "views/home.py")."""
+    app = AppTest.from_file(str(APP_PATH), default_timeout=APP_TIMEOUT_S).run()
+    if page_path is not None:
+        app.switch_page(page_path).run()
+    return app
