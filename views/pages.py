@@ -14,4 +14,6 @@ class PageEntry(NamedTuple):
 PAGE_TABLE = (
     PageEntry("Start", "views/home.py", "What is ConvScope?", ":material/home:"),
     PageEntry("Lessons", "views/convolution.py", "A kernel scans the image", ":material/grid_on:"),
+    PageEntry("Lessons", "views/stacks.py", "Deeper layers see larger things", ":material/stacks:"),
+    PageEntry("Lessons", "views/detection.py", "Where is it?", ":material/frame_inspect:"),
 )

@@ -1,0 +1,133 @@
+"""The "Where is it?" page in Streamlit's AppTest: detection on each sample, shifted copies, slices, 0/1 kernels, two classes."""
+
+import io
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+
+PAGE = str(Path(__file__).resolve().parents[1] / "views" / "detection.py")
+TIMEOUT = 60
+
+
+@pytest.fixture
+def app():
+    page = AppTest.from_file(PAGE, default_timeout=TIMEOUT).run()
+    assert not page.exception, page.exception
+    return page
+
+
+def markdown_text(page):
+    return "\n".join(element.value for element in page.markdown)
+
+
+def matches_table(page):
+    return page.dataframe[0].value
+
+
+def box(page, prefix="det"):
+    return tuple(page.number_input(key=f"{prefix}_{name}").value for name in ("row", "col", "height", "width"))
+
+
+# Every sample is run on the stacks page; here three kinds: radiograph, CT and MR.
+@pytest.mark.parametrize("sample", ["Chest radiograph", "Abdomen CT slice", "Abdomen MR with a liver lesion"])
+def test_samples_find_their_own_box_first(sample):
+    page = AppTest.from_file(PAGE, default_timeout=TIMEOUT).run()
+    page.selectbox(key="scan_source").set_value(sample).run()
+    assert not page.exception, page.exception
+    assert not page.error, [error.value for error in page.error]
+    row, col, _, _ = box(page)
+    table = matches_table(page)
+    assert (table["top row"][0], table["left column"][0]) == (row, col)
+    assert table["score"][0] == pytest.approx(1.0, abs=1e-3)
+    assert "found exactly." in markdown_text(page)
+
+
+def test_shifted_copy_is_found_at_the_shifted_place(app):
+    app.radio(key="det_target").set_value("shifted").run()
+    app.slider(key="det_shift_rows").set_value(-30).run()
+    app.slider(key="det_shift_cols").set_value(45).run()
+    assert not app.exception, app.exception
+    row, col, _, _ = box(app)
+    table = matches_table(app)
+    assert (table["top row"][0], table["left column"][0]) == (row - 30, col + 45)
+    assert f"The structure is at row {row - 30}, column {col + 45}: found exactly." in markdown_text(app)
+
+
+def test_a_dragged_box_becomes_the_kernel(app):
+    app.number_input(key="det_row").set_value(200).run()
+    app.number_input(key="det_col").set_value(150).run()
+    app.number_input(key="det_height").set_value(24).run()
+    app.number_input(key="det_width").set_value(40).run()
+    assert not app.exception, app.exception
+    assert box(app) == (200, 150, 24, 40)
+    assert any("The 24 x 40 kernel" in caption for image in app.get("image") for caption in image.captions)
+    table = matches_table(app)
+    assert (table["top row"][0], table["left column"][0]) == (200, 150)
+
+
+def test_binary_kernel_and_plain_scores(app):
+    app.radio(key="det_kind").set_value("binary").run()
+    assert not app.exception, app.exception
+    threshold = app.slider(key="det_threshold")
+    assert threshold.min < threshold.value < threshold.max
+    app.radio(key="det_score").set_value("plain").run()
+    assert not app.exception, app.exception
+    assert any("bright regions score high" in info.value for info in app.info)
+    scores = list(matches_table(app)["score"])
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_the_same_structure_on_another_slice_of_a_volume(app):
+    app.selectbox(key="scan_source").set_value("Head MR volume").run()
+    assert "another slice of the volume" in app.radio(key="det_target").options
+    app.radio(key="det_target").set_value("slice").run()
+    assert not app.exception, app.exception
+    text = markdown_text(app)
+    moved = re.search(r"moved by \((-?\d+), (-?\d+)\) pixels", text)
+    assert moved, text
+    # Neighbouring slices 1.2 mm apart: the default structure moves by at most a pixel.
+    assert abs(int(moved.group(1))) <= 1 and abs(int(moved.group(2))) <= 1
+
+
+def test_two_kernels_two_classes_table_and_counts(app):
+    tiles = app.dataframe[1].value
+    counts = re.search(r"\*\*(\d+)\*\* tiles went to class A and \*\*(\d+)\*\* to class B", markdown_text(app))
+    assert counts and int(counts.group(1)) + int(counts.group(2)) == len(tiles)
+    for _, tile in tiles.iterrows():
+        assert tile["class"] == ("A" if tile["kernel A"] >= tile["kernel B"] else "B")
+    # Box A's own tile must go to class A when the tile holds all of box A.
+    row, col, height, width = box(app, "cls_a")
+    tile_size = app.select_slider(key="cls_tile").value
+    if row // tile_size == (row + height - 1) // tile_size and col // tile_size == (col + width - 1) // tile_size:
+        own = tiles[tiles["tile (row, column)"] == f"({row // tile_size}, {col // tile_size})"].iloc[0]
+        assert own["class"] == "A" and own["kernel A"] == pytest.approx(1.0, abs=1e-3)
+    app.select_slider(key="cls_tile").set_value(app.select_slider(key="cls_tile").options[-1]).run()
+    assert not app.exception, app.exception
+
+
+def test_a_flat_box_is_refused_for_a_binary_kernel(app):
+    app.selectbox(key="scan_source").set_value("Head CT slice").run()
+    app.number_input(key="det_row").set_value(0).run()
+    app.number_input(key="det_col").set_value(0).run()  # the black air in the corner
+    app.radio(key="det_kind").set_value("binary").run()
+    assert not app.exception, app.exception
+    assert any("flat" in error.value for error in app.error)
+
+
+def test_an_uploaded_image_is_searched_without_the_shared_cache(app):
+    rng = np.random.default_rng(0)
+    picture = (rng.random((180, 220)) * 60).astype(np.uint8)
+    picture[50:80, 100:130] = 220
+    picture[60:70, 110:120] = 120
+    buffer = io.BytesIO()
+    Image.fromarray(picture).save(buffer, format="PNG")
+    app.file_uploader(key="scan_uploader").set_value(("upload.png", buffer.getvalue(), "image/png")).run()
+    assert not app.exception, app.exception
+    row, col, _, _ = box(app)
+    table = matches_table(app)
+    assert (table["top row"][0], table["left column"][0]) == (row, col)

@@ -1,0 +1,371 @@
+"""Lesson page "Where is it?": a box of the image becomes a kernel, and its response says where that thing is."""
+
+from __future__ import annotations
+
+from functools import partial
+
+import numpy as np
+import streamlit as st
+from streamlit_image_coordinates import streamlit_image_coordinates
+
+from kernels.matching import (
+    Box,
+    binary_kernel,
+    classify_tiles,
+    contrasting_boxes,
+    cut_box,
+    find_matches,
+    response_map,
+    shifted_copy,
+    structured_boxes,
+    zero_mean_kernel,
+)
+from scans import apply_window
+from scans.preprocess import resize
+from views.notices import show_teaching_notice
+from views.scan_picker import choose_image
+from viz.detection import (
+    BEST_COLOUR,
+    CLASS_COLOURS,
+    MATCH_COLOUR,
+    TEMPLATE_COLOUR,
+    boxes_overlay,
+    enlarge,
+    heat_overlay,
+    kernel_picture,
+    response_on_image,
+    tile_class_overlay,
+)
+from viz.images import grey_rgb, heat_rgb
+
+MAX_SIDE = 640  # larger images are reduced first, so a response map stays well under half a second
+MIN_BOX, MAX_BOX = 4, 96
+KERNEL_KINDS = {"zero-mean": "Zero-mean, normalised (template matching)",
+                "binary": "0/1 from a threshold (the article's figure)"}
+SCORES = {"normalised": "Normalised: 1 = same pattern, whatever the brightness",
+          "plain": "Plain sum of products (what a convolution layer computes)"}
+TARGETS = {"same": "this image", "shifted": "a shifted copy", "slice": "another slice of the volume"}
+TILE_SIZES = (32, 48, 64, 96, 128)
+
+
+def _fit_image(image):
+    """The image reduced to MAX_SIDE on its longer side (unchanged if already small enough)."""
+    rows, cols = image.shape
+    if max(rows, cols) <= MAX_SIDE:
+        return np.asarray(image, dtype=np.float32)
+    factor = MAX_SIDE / max(rows, cols)
+    shape = (max(1, round(rows * factor)), max(1, round(cols * factor)))
+    return np.clip(resize(image, shape), 0.0, 1.0).astype(np.float32)
+
+
+def _display_scale(image):
+    return max(1, 520 // max(image.shape))
+
+
+def _image_identity(chosen):
+    return (chosen.name, chosen.slice_index, chosen.image.shape, chosen.is_upload)
+
+
+def _default_side(image):
+    return int(np.clip(min(image.shape) // 8, 16, 48))
+
+
+# ------------------------------------------------------------------------------- box state
+
+
+def _box_keys(prefix):
+    return tuple(f"{prefix}_{name}" for name in ("row", "col", "height", "width"))
+
+
+def _set_box(prefix, box):
+    for key, value in zip(_box_keys(prefix), box):
+        st.session_state[key] = int(value)
+
+
+def _get_box(prefix):
+    return Box(*(int(st.session_state[key]) for key in _box_keys(prefix)))
+
+
+def _clamp_box(prefix, image_shape):
+    box = _get_box(prefix)
+    height = int(np.clip(box.height, MIN_BOX, min(MAX_BOX, image_shape[0])))
+    width = int(np.clip(box.width, MIN_BOX, min(MAX_BOX, image_shape[1])))
+    _set_box(prefix, Box(box.row, box.col, height, width).clipped(image_shape))
+
+
+def _on_drag(prefix, component_key, image_shape, square):
+    """A drag draws a new box; a click (or a tiny drag) moves the current box to centre on that point."""
+    event = st.session_state.get(component_key)
+    if not event or not event.get("width"):
+        return
+    to_row = image_shape[0] / event["height"]
+    to_col = image_shape[1] / event["width"]
+    box = _get_box(prefix)
+    if "x1" in event:
+        rows = sorted((event["y1"] * to_row, event["y2"] * to_row))
+        cols = sorted((event["x1"] * to_col, event["x2"] * to_col))
+        height, width = rows[1] - rows[0], cols[1] - cols[0]
+        if height >= MIN_BOX and width >= MIN_BOX:
+            if square:
+                height = width = max(height, width)
+            box = Box(int(rows[0]), int(cols[0]), int(min(height, MAX_BOX)), int(min(width, MAX_BOX)))
+        else:
+            centre = ((rows[0] + rows[1]) / 2, (cols[0] + cols[1]) / 2)
+            box = Box(int(centre[0] - box.height / 2), int(centre[1] - box.width / 2), box.height, box.width)
+    else:
+        box = Box(int(event["y"] * to_row - box.height / 2), int(event["x"] * to_col - box.width / 2),
+                  box.height, box.width)
+    _set_box(prefix, box.clipped(image_shape))
+
+
+def _box_inputs(prefix, image_shape, label):
+    row_key, col_key, height_key, width_key = _box_keys(prefix)
+    columns = st.columns(4)
+    columns[0].number_input(f"{label} top row", 0, image_shape[0] - 1, key=row_key, step=1)
+    columns[1].number_input(f"{label} left column", 0, image_shape[1] - 1, key=col_key, step=1)
+    columns[2].number_input("Height", MIN_BOX, min(MAX_BOX, image_shape[0]), key=height_key, step=2)
+    columns[3].number_input("Width", MIN_BOX, min(MAX_BOX, image_shape[1]), key=width_key, step=2)
+
+
+# ------------------------------------------------------------------------------- computation
+
+
+def _target_image(chosen, image, target, shift_rows, shift_cols, noise, other_slice):
+    if target == "shifted":
+        moved = shifted_copy(image, shift_rows, shift_cols)
+        if noise > 0:
+            # A fixed seed: the same settings give the same copy on every rerun and for every student.
+            moved = moved + np.random.default_rng(0).normal(0.0, noise, moved.shape).astype(np.float32)
+        return moved
+    if target == "slice":
+        pixels = chosen.scan.slice(other_slice)
+        return _fit_image(apply_window(pixels, chosen.level, chosen.width))
+    return image
+
+
+def _make_kernel(patch, kind, threshold):
+    return binary_kernel(patch, threshold) if kind == "binary" else zero_mean_kernel(patch)
+
+
+def _detect(image, target_image, box, kind, threshold, score, count):
+    kernel = _make_kernel(cut_box(image, box), kind, threshold)
+    response = response_map(target_image, kernel, normalise=score == "normalised")
+    return kernel, response, find_matches(response, kernel.shape, count=count)
+
+
+@st.cache_data(max_entries=48, show_spinner=False)
+def _detect_sample(cache_key, target_spec, box, kind, threshold, score, count, _image, _target_image):
+    # Sample images only: ``cache_key`` plus ``target_spec`` name the two unhashed images exactly.
+    return _detect(_image, _target_image, box, kind, threshold, score, count)
+
+
+# ------------------------------------------------------------------------------- sections
+
+
+@st.fragment
+def _detection_section(chosen, image):
+    st.subheader("1. Cut a kernel out of the image")
+    st.markdown(
+        "Drag a box around a structure on the image (a vertebra, a vessel, an organ's edge, a nodule), or "
+        "click to move the box there, or type its position. The pixels in the box become the kernel."
+    )
+    if st.session_state.get("det_identity") != _image_identity(chosen):
+        side = _default_side(image)
+        _set_box("det", structured_boxes(image, (side, side), count=1)[0])
+        st.session_state["det_identity"] = _image_identity(chosen)
+        st.session_state.pop("det_threshold", None)
+    _clamp_box("det", image.shape)
+    box = _get_box("det")
+    scale = _display_scale(image)
+
+    image_column, kernel_column = st.columns([3, 2], gap="large")
+    with image_column:
+        picture = boxes_overlay(enlarge(grey_rgb(image), scale), [(box, TEMPLATE_COLOUR, "kernel")], scale=scale)
+        streamlit_image_coordinates(picture, key="det_drag", click_and_drag=True, width="stretch", cursor="crosshair",
+                                    on_click=partial(_on_drag, "det", "det_drag", image.shape, False))
+    with kernel_column:
+        _box_inputs("det", image.shape, "Box")
+        box = _get_box("det")
+        patch = cut_box(image, box)
+        kind = st.radio("Kernel", tuple(KERNEL_KINDS), key="det_kind", format_func=KERNEL_KINDS.get)
+        threshold = 0.5
+        if kind == "binary":
+            low, high = float(patch.min()), float(patch.max())
+            if high - low < 1e-3:
+                st.error("The box is flat: there is nothing to threshold. Move it onto a structure.")
+                return
+            if not low < st.session_state.get("det_threshold", -1.0) < high:
+                st.session_state["det_threshold"] = round((low + high) / 2, 3)
+            threshold = st.slider("Threshold: pixels at least this bright become 1", low, high,
+                                  key="det_threshold", step=0.001, format="%.3f")
+        score = st.radio("Score", tuple(SCORES), key="det_score", format_func=SCORES.get)
+        try:
+            kernel = _make_kernel(patch, kind, threshold)
+        except ValueError as error:
+            st.error(str(error), icon=":material/error:")
+            return
+        st.image(kernel_picture(kernel, binary=kind == "binary", size=200),
+                 caption=f"The {kernel.shape[0]} x {kernel.shape[1]} kernel"
+                         + (" (white = 1, black = 0)" if kind == "binary" else " (red above the box's mean, blue below)"))
+
+    st.subheader("2. Slide it over an image and look for the highest response")
+    options = [name for name in TARGETS if name != "slice" or chosen.scan.is_volume]
+    controls = st.columns([3, 2, 2, 2, 2])
+    target = controls[0].radio("Search in", options, key="det_target", format_func=TARGETS.get, horizontal=True)
+    shift_rows = shift_cols = 0
+    noise, other_slice = 0.0, None
+    if target == "shifted":
+        limit_rows, limit_cols = image.shape[0] // 3, image.shape[1] // 3
+        shift_rows = controls[1].slider("Shift down", -limit_rows, limit_rows, 40 if limit_rows >= 40 else 0,
+                                        key="det_shift_rows")
+        shift_cols = controls[2].slider("Shift right", -limit_cols, limit_cols, -25 if limit_cols >= 25 else 0,
+                                        key="det_shift_cols")
+        noise = controls[3].slider("Added noise", 0.0, 0.2, 0.05, 0.01, key="det_noise")
+    elif target == "slice":
+        depth = chosen.scan.pixels.shape[0]
+        current = chosen.slice_index or 0
+        default = min(current + 1, depth - 1) if current + 1 < depth else max(current - 1, 0)
+        other_slice = controls[1].slider("Slice", 0, depth - 1, default, key="det_other_slice")
+    count = controls[4].number_input("Matches to list", 1, 10, 5, key="det_count")
+
+    target_image = _target_image(chosen, image, target, shift_rows, shift_cols, noise, other_slice)
+    if target_image.shape != image.shape or min(target_image.shape) < max(box.height, box.width):
+        st.error("That slice does not have the chosen image's size, so the box cannot be looked for in it.")
+        return
+    target_spec = (target, shift_rows, shift_cols, round(noise, 4), other_slice)
+    if chosen.cache_key is not None:
+        kernel, response, matches = _detect_sample(chosen.cache_key, target_spec, tuple(box), kind, threshold, score,
+                                                   int(count), image, target_image)
+    else:
+        kernel, response, matches = _detect(image, target_image, box, kind, threshold, score, int(count))
+
+    normalised = score == "normalised"
+    low, high = (0.0, 1.0) if normalised else (float(response.min()), float(response.max()))
+    placed = response_on_image(response, kernel.shape, target_image.shape, fill=low)
+    overlay = enlarge(heat_overlay(target_image, placed, low=low, high=high), scale)
+    marks = [(match.box, BEST_COLOUR if rank == 0 else MATCH_COLOUR, str(rank + 1))
+             for rank, match in reversed(list(enumerate(matches)))]
+    heat_column, table_column = st.columns([3, 2], gap="large")
+    with heat_column:
+        st.image(boxes_overlay(overlay, marks, scale=scale), width="stretch",
+                 caption="The response as heat over the image searched (bright = strong). Box 1 (green) is the "
+                         "highest response; the others are the next best places that do not overlap it much.")
+    with table_column:
+        st.dataframe([{"rank": rank + 1, "top row": match.row, "left column": match.col,
+                       "score": round(match.score, 4)} for rank, match in enumerate(matches)],
+                     hide_index=True, width="stretch")
+        best = matches[0]
+        expected = None
+        if target == "same":
+            expected = (box.row, box.col)
+        elif target == "shifted":
+            expected = (box.row + shift_rows, box.col + shift_cols)
+        message = f"Highest response at row {best.row}, column {best.col} (score {best.score:.3f})."
+        if expected is not None:
+            found = (best.row, best.col) == expected
+            message += (f" The structure is at row {expected[0]}, column {expected[1]}: "
+                        + ("found exactly." if found else "the best score went elsewhere."))
+        elif other_slice is not None:
+            message += (f" On slice {chosen.slice_index} the box was at row {box.row}, column {box.col}: the "
+                        f"structure moved by ({best.row - box.row}, {best.col - box.col}) pixels between slices.")
+        st.markdown(message)
+        st.image(enlarge(heat_rgb(np.clip(response, low, high), low, high), max(1, 260 // max(response.shape))),
+                 caption=f"The response map alone: {response.shape[0]} x {response.shape[1]} positions, one per "
+                         "place the kernel fits entirely inside the image.", width="stretch")
+    if not normalised:
+        st.info("With the plain sum of products, bright regions score high whatever their shape; the "
+                "normalised score divides by each window's own contrast, so only the pattern counts.",
+                icon=":material/lightbulb:")
+
+
+@st.fragment
+def _two_classes_section(chosen, image):
+    st.subheader("3. Two kernels, two classes")
+    st.markdown(
+        "Classification with kernels, in miniature: kernel A is cut from an example of class A, kernel B from "
+        "an example of class B. The image is cut into tiles; in each tile both kernels are slid over it, and "
+        "the tile goes to the class whose kernel responds more. A network grading prostate biopsies could do "
+        "the same with one kernel per Gleason pattern, and combine their responses into a grade."
+    )
+    side = _default_side(image)
+    if st.session_state.get("cls_identity") != _image_identity(chosen):
+        suggestions = contrasting_boxes(image, (side, side))
+        if len(suggestions) < 2:
+            suggestions = [Box(0, 0, side, side), Box(image.shape[0] - side, image.shape[1] - side, side, side)]
+        _set_box("cls_a", suggestions[0].clipped(image.shape))
+        _set_box("cls_b", suggestions[1].clipped(image.shape))
+        st.session_state["cls_identity"] = _image_identity(chosen)
+    _clamp_box("cls_a", image.shape)
+    _clamp_box("cls_b", image.shape)
+    scale = _display_scale(image)
+
+    controls = st.columns([2, 2, 1])
+    which = controls[0].radio("Dragging or clicking on the image sets", ("A", "B"), key="cls_which", horizontal=True,
+                              format_func=lambda name: f"box {name}")
+    largest_box = max(max(_get_box("cls_a")[2:]), max(_get_box("cls_b")[2:]))
+    tiles = [size for size in TILE_SIZES if largest_box <= size <= min(image.shape)] or [min(image.shape)]
+    if st.session_state.get("cls_tile") not in tiles:
+        st.session_state["cls_tile"] = tiles[min(1, len(tiles) - 1)]
+    tile = controls[1].select_slider("Tile size (pixels)", tiles, key="cls_tile")
+
+    box_a, box_b = _get_box("cls_a"), _get_box("cls_b")
+    try:
+        kernel_a = zero_mean_kernel(cut_box(image, box_a))
+        kernel_b = zero_mean_kernel(cut_box(image, box_b))
+        result = classify_tiles(image, [kernel_a, kernel_b], tile)
+    except ValueError as error:
+        st.error(str(error), icon=":material/error:")
+        return
+    margins = np.abs(result.scores[0] - result.scores[1])
+
+    image_column, table_column = st.columns([3, 2], gap="large")
+    with image_column:
+        picture = tile_class_overlay(image, result.labels, margins, tile, scale=scale, max_opacity=0.45)
+        picture = boxes_overlay(picture, [(box_a, CLASS_COLOURS[0], "A"), (box_b, CLASS_COLOURS[1], "B")], scale=scale)
+        streamlit_image_coordinates(picture, key="cls_drag", click_and_drag=True, width="stretch", cursor="crosshair",
+                                    on_click=partial(_on_drag, f"cls_{which.lower()}", "cls_drag", image.shape, False))
+        st.caption("Orange tiles went to class A, blue tiles to class B; the stronger the tint, the clearer the "
+                   "decision. Tiles at the bottom and right that do not fill a whole tile are left out.")
+    with table_column:
+        _box_inputs("cls_a", image.shape, "A")
+        _box_inputs("cls_b", image.shape, "B")
+        count_a = int(np.sum(result.labels == 0))
+        count_b = int(result.labels.size - count_a)
+        st.markdown(f"**{count_a}** tiles went to class A and **{count_b}** to class B. For the whole image, the "
+                    f"best score of kernel A is **{float(result.scores[0].max()):.3f}** and of kernel B "
+                    f"**{float(result.scores[1].max()):.3f}**.")
+        rows = []
+        for i in range(result.labels.shape[0]):
+            for j in range(result.labels.shape[1]):
+                rows.append({"tile (row, column)": f"({i}, {j})", "kernel A": round(float(result.scores[0, i, j]), 3),
+                             "kernel B": round(float(result.scores[1, i, j]), 3),
+                             "class": "A" if result.labels[i, j] == 0 else "B"})
+        st.dataframe(rows, hide_index=True, width="stretch", height=300)
+
+
+def main():
+    st.title("Where is it?")
+    show_teaching_notice()
+    chosen = choose_image("scan")
+    st.markdown(
+        """
+A convolution gives a large output wherever the image under the kernel looks like the kernel. So a
+kernel *shaped like the thing you are looking for* turns into a detector: slide it over the whole scan,
+and the position of its highest output says where that thing is. Because the same kernel is applied
+everywhere, the object is found in any corner of the image, and a similar object gives a similar output
+wherever it lies.
+
+A trained network learns its kernels from examples. Here you make one by hand: cut it out of the image.
+"""
+    )
+    image = _fit_image(chosen.image)
+    if image.shape != chosen.image.shape:
+        st.caption(f"The image is reduced to {image.shape[0]} x {image.shape[1]} pixels for this lesson.")
+    if min(image.shape) < 2 * MIN_BOX:
+        st.error(f"This image is only {image.shape[0]} x {image.shape[1]} pixels: too small to cut a kernel from.")
+        return
+    _detection_section(chosen, image)
+    _two_classes_section(chosen, image)
+
+
+main()
