@@ -20,7 +20,7 @@ from pydicom.errors import InvalidDicomError
 from pydicom.pixels import apply_color_lut, apply_modality_lut, get_decoder
 
 from scans.errors import ScanError
-from scans.privacy import SECONDARY_CAPTURE_PREFIX, dicom_privacy_warnings, safe_dicom_info, safe_value
+from scans.privacy import dicom_privacy_warnings, safe_dicom_info, safe_value
 from scans.safety import check_declared_size, check_inflated_size, codestream_size
 from scans.scan import Scan
 from scans.windowing import WINDOW_PRESETS, auto_window
@@ -184,21 +184,28 @@ def _read_dicom_image(data):
         _check_decoder(transfer_syntax)
         _check_codestreams(dataset, rows, columns, frames)
 
-    stored = _decode(dataset, transfer_syntax)
-    stored = _frames_first(stored, frames, samples)
     enhanced_groups = _functional_groups(dataset, frames)
-
-    rgb = None
-    if photometric == "PALETTE COLOR":
-        rgb = _to_uint8_rgb(_guard(lambda: apply_color_lut(stored, dataset), transfer_syntax, "palette colour LUT"))
-        pixels = _luminance(rgb)
-    elif samples == 3:
-        rgb = _to_uint8_rgb(stored, _int_attribute(dataset, "BitsStored", "(0028,0101) Bits Stored",
-                                                    default=bits_allocated))
-        pixels = _luminance(rgb)
-    else:
-        pixels = _guard(lambda: _modality_lut(stored, dataset, enhanced_groups), transfer_syntax,
-                        "modality LUT")
+    colour = photometric == "PALETTE COLOR" or samples == 3
+    bits_stored = _int_attribute(dataset, "BitsStored", "(0028,0101) Bits Stored", default=bits_allocated)
+    # Decode one frame at a time into preallocated outputs: a colour volume then costs its uint8 RGB
+    # and its float32 grey, never a float copy of all frames (pydicom's whole-array YBR-to-RGB would).
+    rgb = np.empty((frames, rows, columns, 3), dtype=np.uint8) if colour else None
+    pixels = np.empty((frames, rows, columns), dtype=np.float32)
+    for index, frame in _iter_frames(dataset, transfer_syntax, frames):
+        if photometric == "PALETTE COLOR":
+            rgb[index] = _to_uint8_rgb(_guard(lambda: apply_color_lut(frame, dataset), transfer_syntax,
+                                              "palette colour LUT"))
+        elif colour:
+            rgb[index] = _to_uint8_rgb(_expect_shape(frame, (rows, columns, 3)), bits_stored)
+        else:
+            pixels[index] = _guard(lambda: _rescale_frame(_expect_shape(frame, (rows, columns)), dataset,
+                                                          enhanced_groups, index),
+                                   transfer_syntax, "modality LUT")
+        if colour:
+            pixels[index] = _luminance(rgb[index])
+    if frames == 1:
+        pixels = pixels[0]
+        rgb = rgb[0] if colour else None
 
     windows = _file_windows(dataset, enhanced_groups)
     if photometric == "MONOCHROME1":
@@ -371,9 +378,24 @@ def _check_codestreams(dataset, rows, columns, frames):
                         f"{_short(error)}). Export it again.") from None
 
 
-def _decode(dataset, transfer_syntax):
+def _iter_frames(dataset, transfer_syntax, frames):
+    """Yield (index, frame) for every frame pydicom decodes, as ScanError on any decoder failure.
+
+    Frames are (rows, columns) or (rows, columns, 3), YBR already converted to RGB by pydicom.
+    """
+    count = 0
     try:
-        return dataset.pixel_array
+        decoder = get_decoder(transfer_syntax)
+        # One frame: the whole-array path (pydicom 3.0.2's per-frame path fails on some JPEG 2000 files
+        # whose signedness must be corrected, "output array is read-only"). Several: frame by frame.
+        decoded = [decoder.as_array(dataset)[0]] if frames == 1 else (frame for frame, _ in decoder.iter_array(dataset))
+        for frame in decoded:
+            if count >= frames:
+                break
+            yield count, frame
+            count += 1
+    except ScanError:
+        raise
     except MemoryError:
         raise ScanError("Decoding this DICOM image needs more memory than the server has free. "
                         "Upload a smaller image.") from None
@@ -388,6 +410,16 @@ def _decode(dataset, transfer_syntax):
                else "")
             + "The file may be damaged or truncated; exporting it uncompressed (Explicit VR Little Endian) usually helps."
         ) from None
+    if count < frames:
+        raise ScanError(f"The pixel data holds {count} frame(s) but the file declares {frames}: it is truncated "
+                        "or damaged. Export it again.")
+
+
+def _expect_shape(frame, shape):
+    if frame.shape != shape:
+        raise ScanError(f"A decoded frame has shape {frame.shape}, not the declared {shape}: the file is "
+                        "damaged or inconsistent. Export it again.")
+    return frame
 
 
 def _guard(compute, transfer_syntax, step):
@@ -398,18 +430,6 @@ def _guard(compute, transfer_syntax, step):
     except Exception as error:
         raise ScanError(f"The {step} of this DICOM file ({transfer_syntax.name}) cannot be applied: "
                         f"{type(error).__name__}: {_short(error)}. The file may be damaged.") from None
-
-
-def _frames_first(stored, frames, samples):
-    """Bring pydicom's array to (H, W[, 3]) for one frame or (F, H, W[, 3]) for several."""
-    stored = np.asarray(stored)
-    single_ndim = 2 if samples == 1 else 3
-    if stored.ndim == single_ndim + 1 and stored.shape[0] == 1:
-        stored = stored[0]
-    if stored.ndim not in (single_ndim, single_ndim + 1):
-        raise ScanError(f"The decoded pixel data has shape {stored.shape}, which does not match "
-                        f"{frames} frame(s) of {samples} sample(s). The file is damaged.")
-    return stored
 
 
 def _functional_groups(dataset, frames):
@@ -436,17 +456,6 @@ def _group_value(groups, index, sequence_keyword, keyword):
             if value is not None and value != "":
                 return value
     return None
-
-
-def _modality_lut(stored, dataset, groups):
-    """Stored values -> physical units, frame by frame into float32 (PS3.3 C.11.1)."""
-    out = np.empty(stored.shape, dtype=np.float32)
-    if stored.ndim == 2:
-        out[...] = _rescale_frame(stored, dataset, groups, 0)
-    else:
-        for index in range(stored.shape[0]):
-            out[index] = _rescale_frame(stored[index], dataset, groups, index)
-    return out
 
 
 def _rescale_frame(frame, dataset, groups, index):
@@ -485,20 +494,30 @@ def _invert_monochrome1(pixels, windows, dataset, groups):
 
 
 def _to_uint8_rgb(stored, bits_stored=8):
-    """Colour samples of any depth -> uint8 RGB for display."""
+    """Colour samples of any depth (..., 3) -> uint8 RGB for display, one frame at a time (bounded memory)."""
     stored = np.asarray(stored)
     if stored.dtype == np.uint8:
         return stored
+    out = np.empty(stored.shape, dtype=np.uint8)
     if np.issubdtype(stored.dtype, np.floating):
         top = float(np.nanmax(stored)) or 1.0
-        return np.clip(stored / top * 255.0, 0, 255).astype(np.uint8)
+        for index in np.ndindex(stored.shape[:-3]):
+            out[index] = np.clip(np.nan_to_num(stored[index]) / top * 255.0, 0, 255)
+        return out
     bits = stored.dtype.itemsize * 8 if bits_stored is None else min(int(bits_stored), stored.dtype.itemsize * 8)
     shift = max(bits - 8, 0)
-    return (np.clip(stored.astype(np.int64), 0, None) >> shift).clip(0, 255).astype(np.uint8)
+    for index in np.ndindex(stored.shape[:-3]):
+        frame = np.clip(stored[index], 0, None) >> shift
+        out[index] = np.minimum(frame, 255)
+    return out
 
 
 def _luminance(rgb):
-    return (rgb.astype(np.float32) @ _LUMINANCE_WEIGHTS).astype(np.float32)
+    """uint8 RGB (..., 3) -> float32 luminance (...), frame by frame so a colour volume never exists as float."""
+    out = np.empty(rgb.shape[:-1], dtype=np.float32)
+    for index in np.ndindex(rgb.shape[:-3]):
+        out[index] = rgb[index].astype(np.float32) @ _LUMINANCE_WEIGHTS
+    return out
 
 
 # ----------------------------------------------------------------------------------------------------
