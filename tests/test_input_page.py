@@ -140,6 +140,7 @@ def test_garbage_upload_shows_the_scan_error_and_the_page_keeps_working(app):
     # The session goes on: another sample, then a good upload, both work.
     app.selectbox(key="scan_source").set_value("Shoulder MR").run()
     assert not app.exception and info_table(app)["Modality"] == "MR"
+    assert not app.error, "the old message goes once another scan is chosen"
     uploader(app).set_value(("ok.png", png_bytes(np.zeros((8, 8), dtype=np.uint8)), "image/png")).run()
     assert not app.exception and app.selectbox(key="scan_source").value == "Your upload: ok.png"
     assert not app.error

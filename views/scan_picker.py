@@ -77,8 +77,8 @@ def choose_image(key: str = "scan") -> ChosenImage:
         if st.session_state[keys.choice] not in source_options:
             st.session_state[keys.choice] = source_options[0]
         st.session_state[keys.choice_widget] = st.session_state[keys.choice]
-        st.selectbox("Scan", source_options, key=keys.choice_widget, on_change=_copy_widget,
-                     args=(keys.choice_widget, keys.choice), help="A shipped sample, or the file you uploaded.")
+        st.selectbox("Scan", source_options, key=keys.choice_widget, on_change=_choose_source, args=(keys,),
+                     help="A shipped sample, or the file you uploaded.")
         is_upload = st.session_state[keys.choice] == _upload_label(keys)
         scan = st.session_state[keys.upload_scan] if is_upload else read_sample(st.session_state[keys.choice])
         _upload_ui(keys)
@@ -131,8 +131,9 @@ def _init_state(keys):
             st.session_state[name] = value
 
 
-def _copy_widget(widget_key, state_key):
-    st.session_state[state_key] = st.session_state[widget_key]
+def _choose_source(keys):
+    st.session_state[keys.choice] = st.session_state[keys.choice_widget]
+    st.session_state[keys.upload_error] = None  # the message was about an earlier attempt
 
 
 def _upload_label(keys):
