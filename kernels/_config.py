@@ -34,6 +34,10 @@ JIT_OPTIONS = {
     "error_model": "numpy",  # no ZeroDivisionError checks inside the loops
 }
 
+# Kernels whose sums nobody replays step by step (the weight gradient): full fastmath, so LLVM may
+# reassociate a dot product along a row into several vector accumulators.
+JIT_REDUCTION_OPTIONS = dict(JIT_OPTIONS, fastmath=True)
+
 # Small helpers called from inside the kernels: no prange of their own, so no parallel pass.
 JIT_HELPER_OPTIONS = {key: value for key, value in JIT_OPTIONS.items() if key != "parallel"}
 

@@ -316,13 +316,17 @@ class _ConvPlan(NamedTuple):
 
 
 def _plan_convolution(x, w, b, spatial_ndim, stride, padding, dilation, padding_mode, flip,
-                      need_bias=True) -> _ConvPlan:
-    """Validate a convolution's arguments and normalise them to 5-D float32 arrays."""
+                      check_x_finite=True) -> _ConvPlan:
+    """Validate a convolution's arguments and normalise them to 5-D float32 arrays.
+
+    ``check_x_finite=False`` leaves x's NaN/inf check to the direct forward loop, which flags
+    non-finite outputs as it writes them (saving a pass over a large image).
+    """
     single_names = {2: "(H, W)", 3: "(D, H, W)"}[spatial_ndim]
     batch_names = {2: "(N, C, H, W)", 3: "(N, C, D, H, W)"}[spatial_ndim]
     kernel_single = {2: "(kh, kw)", 3: "(kd, kh, kw)"}[spatial_ndim]
     kernel_batch = {2: "(K, C, kh, kw)", 3: "(K, C, kd, kh, kw)"}[spatial_ndim]
-    x = _checked_float32(x, "x")
+    x = _checked_float32(x, "x") if check_x_finite else _as_float32(x, "x")
     w = _checked_float32(w, "w")
     if x.ndim == spatial_ndim:
         unbatched = True
@@ -394,14 +398,124 @@ def _plan_index_maps(plan: _ConvPlan):
     )
 
 
+# Layout switch of the direct loop.  Rows narrower than this (with stride 1) are processed in
+# the "wide row" layout: the padded image plane (a NumPy copy) is treated as one long row of
+# Hp * Wp pixels and each tap as a column offset i*dh*Wp + j*dw, so a 64 x 64 feature map is one
+# 4,224-element sweep per tap group instead of 64 short ones (the per-sweep overhead dominated).
+# The Wp - W' columns that wrap around between rows are computed and thrown away.
+WIDE_ROW_MAX_WIDTH = 256
+
+
+def _tap_table(n_in, kernel_shape, dilations, column_step_per_row=None):
+    """Tap offsets of a (K, n_in, kd, kh, kw) kernel bank for ``_jit.correlate_forward``.
+
+    Taps run over (c, a, i, j) in C order -- the order of ``w.reshape(K, -1)`` -- with padded
+    offsets (a*dd, i*dh, j*dw); with ``column_step_per_row`` (the padded width Wp of the wide-row
+    layout) the row offset moves into the column offset: (a*dd, 0, i*dh*Wp + j*dw).
+
+    Returns
+    -------
+    tap_channel, tap_depth, tap_row, tap_col : int64 (n_in * kd * kh * kw,)
+    """
+    kd, kh, kw = kernel_shape
+    channel, a, i, j = np.meshgrid(np.arange(n_in), np.arange(kd), np.arange(kh), np.arange(kw), indexing="ij")
+    depth_offset = (a * dilations[0]).ravel()
+    row_offset = (i * dilations[1]).ravel()
+    col_offset = (j * dilations[2]).ravel()
+    if column_step_per_row is not None:
+        col_offset = col_offset + row_offset * column_step_per_row
+        row_offset = np.zeros_like(row_offset)
+    return tuple(np.ascontiguousarray(a, dtype=np.int64) for a in (channel.ravel(), depth_offset, row_offset, col_offset))
+
+
+class _Layout(NamedTuple):
+    """Where the jitted loops read and write: the input, maps, taps, and how to unpack the output."""
+
+    x: np.ndarray  # (N, C, D, H, W), or (N, C, D, 1, Hp*Wp) in the wide layout
+    taps: tuple  # (tap_channel, tap_depth, tap_row, tap_col)
+    maps: tuple  # (depth_map, row_map, col_map)
+    pad_left: int
+    out_spatial: tuple  # the loops' output (OD, OH, OW); (OD, 1, OH*Wp) in the wide layout
+    wide_width: int  # Wp in the wide layout, 0 otherwise
+    final_spatial: tuple  # (OD, OH, OW) the caller gets
+
+
+def _layout(x5, kernel_shape, pads, strides, dilations, padding_mode, out_spatial) -> _Layout:
+    depth_map = _index_map(x5.shape[2], *pads[0], padding_mode)
+    if strides[1] == 1 and strides[2] == 1 and out_spatial[2] < WIDE_ROW_MAX_WIDTH:
+        (top, bottom), (left, right) = pads[1], pads[2]
+        padded = np.pad(x5, ((0, 0), (0, 0), (0, 0), (top, bottom), (left, right)), mode=_NUMPY_PAD_MODES[padding_mode])
+        padded_h, padded_w = padded.shape[3:]
+        wide = padded.reshape(padded.shape[:3] + (1, padded_h * padded_w))
+        channel, depth, row, col = _tap_table(x5.shape[1], kernel_shape, dilations, column_step_per_row=padded_w)
+        out_width = out_spatial[1] * padded_w
+        # Reads past the end of the plane (only the thrown-away wrap-around columns) map to zero.
+        col_map = np.full(out_width + int(col.max()) + 1, -1, dtype=np.int64)
+        col_map[:padded_h * padded_w] = np.arange(padded_h * padded_w)
+        return _Layout(_ready(wide), (channel, depth, row, col), (depth_map, np.zeros(1, dtype=np.int64), col_map),
+                       0, (out_spatial[0], 1, out_width), padded_w, tuple(out_spatial))
+    row_map = _index_map(x5.shape[3], *pads[1], padding_mode)
+    col_map = _index_map(x5.shape[4], *pads[2], padding_mode)
+    channel, depth, row, col = _tap_table(x5.shape[1], kernel_shape, dilations)
+    return _Layout(x5, (channel, depth, row, col), (depth_map, row_map, col_map), pads[2][0],
+                   tuple(out_spatial), 0, tuple(out_spatial))
+
+
+def _unpack(out: np.ndarray, layout: _Layout) -> np.ndarray:
+    """Turn the loops' output into (N, K, OD, OH, OW), dropping the wide layout's wrap-around columns."""
+    if not layout.wide_width:
+        return out
+    out_depth, out_rows, out_cols = layout.final_spatial
+    planes = out.reshape(out.shape[:3] + (out_rows, layout.wide_width))
+    return np.ascontiguousarray(planes[..., :out_cols])
+
+
+def _run_forward(x5, w5, bias, pads, strides, dilations, padding_mode, out_spatial):
+    """Direct correlation through ``_jit.correlate_forward``: (N, K, OD, OH, OW) and a non-finite flag."""
+    layout = _layout(x5, w5.shape[2:], pads, strides, dilations, padding_mode, out_spatial)
+    weights = np.ascontiguousarray(w5.reshape(w5.shape[0], -1), dtype=np.float32)
+    out = np.empty((x5.shape[0], w5.shape[0]) + layout.out_spatial, dtype=np.float32)
+    nonfinite_rows = np.empty(out.size // out.shape[-1], dtype=np.uint8)
+    with kernel_call_guard():
+        _jit.correlate_forward(layout.x, *layout.taps, weights, bias, *layout.maps, layout.pad_left,
+                               strides[0], 1 if layout.wide_width else strides[1], strides[2],
+                               out, nonfinite_rows)
+    return _unpack(out, layout), bool(nonfinite_rows.any())
+
+
 def _correlate_direct(plan: _ConvPlan) -> np.ndarray:
     """Run the jitted forward loop; returns (N, K, OD, OH, OW) float32."""
-    depth_map, row_map, col_map = _plan_index_maps(plan)
-    out = np.empty((plan.x.shape[0], plan.w.shape[0]) + plan.out_spatial, dtype=np.float32)
-    with kernel_call_guard():
-        _jit.correlate_forward(plan.x, plan.w, plan.bias, depth_map, row_map, col_map, plan.pads[2][0],
-                               *plan.strides, *plan.dilations, out)
+    out, nonfinite = _run_forward(plan.x, plan.w, plan.bias, plan.pads, plan.strides, plan.dilations,
+                                  plan.padding_mode, plan.out_spatial)
+    if nonfinite:
+        _check_finite(_strip(plan.x, plan), "x")  # names the first bad pixel, in the caller's shape
+        raise ValueError(
+            "the result overflowed float32 (|value| > 3.4e38) although x and w are finite; "
+            "scale x or w down"
+        )
     return out
+
+
+def _fold_padding(grad: np.ndarray, spatial_shape, pads, padding_mode) -> np.ndarray:
+    """Gradient w.r.t. the unpadded input from the gradient w.r.t. the padded one.
+
+    Each padded position passes its gradient to the pixel it copied (reflect / replicate) or
+    drops it (zeros); axes are folded one after another, interior first in one slice.
+    """
+    for axis, (length, (before, after)) in enumerate(zip(spatial_shape, pads), start=2):
+        if before == 0 and after == 0:
+            continue
+        index_map = _index_map(length, before, after, padding_mode)
+        folded = np.ascontiguousarray(np.take(grad, np.arange(before, before + length), axis=axis))
+        if padding_mode != "zeros":
+            for position in list(range(before)) + list(range(before + length, before + length + after)):
+                target = [slice(None)] * grad.ndim
+                source = [slice(None)] * grad.ndim
+                target[axis] = index_map[position]
+                source[axis] = position
+                folded[tuple(target)] += grad[tuple(source)]
+        grad = folded
+    return grad
 
 
 def _next_fast_length(n: int) -> int:
@@ -507,14 +621,18 @@ def conv2d(x, w, b=None, *, stride=1, padding=0, dilation=1, padding_mode="zeros
     """
     if method not in ("auto", "direct", "fft"):
         raise ValueError(f"method must be 'auto', 'direct' or 'fft'; got {method!r}")
-    plan = _plan_convolution(x, w, b, 2, stride, padding, dilation, padding_mode, flip)
+    plan = _plan_convolution(x, w, b, 2, stride, padding, dilation, padding_mode, flip, check_x_finite=False)
     use_fft = method == "fft" or (
         method == "auto"
         and plan.x.shape[1] == 1
         and plan.w.shape[0] == 1
         and plan.w.shape[3] * plan.w.shape[4] >= FFT_MIN_KERNEL_AREA
     )
-    out = _correlate_fft(plan) if use_fft else _correlate_direct(plan)
+    if use_fft:
+        _check_finite(plan.x, "x")
+        out = _correlate_fft(plan)
+    else:
+        out = _correlate_direct(plan)
     return _strip(out, plan)
 
 
@@ -536,8 +654,48 @@ def conv3d(x, w, b=None, *, stride=1, padding=0, dilation=1, padding_mode="zeros
     -------
     float32 array (D', H', W') or (N, K, D', H', W')
     """
-    plan = _plan_convolution(x, w, b, 3, stride, padding, dilation, padding_mode, flip)
+    plan = _plan_convolution(x, w, b, 3, stride, padding, dilation, padding_mode, flip, check_x_finite=False)
     return _strip(_correlate_direct(plan), plan)
+
+
+def _weight_gradient(plan: _ConvPlan, d_out5: np.ndarray) -> np.ndarray:
+    """d_loss/d_w, (K, C, kd, kh, kw), through ``_jit.correlate_weight_grad``."""
+    layout = _layout(plan.x, plan.w.shape[2:], plan.pads, plan.strides, plan.dilations, plan.padding_mode,
+                     plan.out_spatial)
+    if layout.wide_width:  # the gradient in the same wide rows, zero on the wrap-around columns
+        wide = np.zeros(d_out5.shape[:4] + (layout.wide_width,), dtype=np.float32)
+        wide[..., :d_out5.shape[4]] = d_out5
+        d_out5 = wide.reshape(d_out5.shape[:3] + (1, -1))
+    d_weights = np.empty((plan.w.shape[0], plan.w[0].size), dtype=np.float32)
+    with kernel_call_guard():
+        _jit.correlate_weight_grad(layout.x, d_out5, *layout.taps, *layout.maps, layout.pad_left,
+                                   plan.strides[0], 1 if layout.wide_width else plan.strides[1],
+                                   plan.strides[2], d_weights)
+    return d_weights.reshape(plan.w.shape)
+
+
+def _input_gradient(plan: _ConvPlan, d_out5: np.ndarray) -> np.ndarray:
+    """d_loss/d_x, (N, C, D, H, W).
+
+    With stride 1 the gradient w.r.t. the padded input is itself a correlation: of d_out,
+    zero-padded by the dilated kernel extent - 1, with the kernels flipped and their in/out
+    channels swapped, so it reuses the fast forward loop; the padding is then folded back.
+    Strided convolutions scatter through ``_jit.correlate_input_grad`` instead.
+    """
+    if all(s == 1 for s in plan.strides):
+        flipped = np.ascontiguousarray(plan.w.transpose(1, 0, 2, 3, 4)[:, :, ::-1, ::-1, ::-1])
+        extents = [d * (k - 1) for k, d in zip(plan.w.shape[2:], plan.dilations)]
+        padded_spatial = tuple(n + b + a for n, (b, a) in zip(plan.x.shape[2:], plan.pads))
+        grad_padded, _ = _run_forward(d_out5, flipped, np.zeros(flipped.shape[0], dtype=np.float32),
+                                      tuple((e, e) for e in extents), (1, 1, 1), plan.dilations, "zeros",
+                                      padded_spatial)
+        return _fold_padding(grad_padded, plan.x.shape[2:], plan.pads, plan.padding_mode)
+    depth_map, row_map, col_map = _plan_index_maps(plan)
+    d_x = np.empty_like(plan.x)
+    with kernel_call_guard():
+        _jit.correlate_input_grad(d_out5, plan.w, depth_map, row_map, col_map, plan.pads[2][0],
+                                  *plan.strides, *plan.dilations, d_x)
+    return d_x
 
 
 def _convolution_backward(x, w, d_out, spatial_ndim, stride, padding, dilation, padding_mode):
@@ -552,14 +710,8 @@ def _convolution_backward(x, w, d_out, spatial_ndim, stride, padding, dilation, 
             f"(check that stride, padding and dilation match the forward call)"
         )
     d_out5 = _ready(d_out.reshape((plan.x.shape[0], plan.w.shape[0]) + plan.out_spatial))
-    depth_map, row_map, col_map = _plan_index_maps(plan)
-    d_x = np.empty_like(plan.x)
-    d_w = np.empty_like(plan.w)
-    with kernel_call_guard():
-        _jit.correlate_input_grad(d_out5, plan.w, depth_map, row_map, col_map, plan.pads[2][0],
-                                  *plan.strides, *plan.dilations, d_x)
-        _jit.correlate_weight_grad(plan.x, d_out5, depth_map, row_map, col_map, plan.pads[2][0],
-                                   *plan.strides, *plan.dilations, d_w)
+    d_x = _input_gradient(plan, d_out5)
+    d_w = _weight_gradient(plan, d_out5)
     d_b = d_out5.sum(axis=(0, 2, 3, 4), dtype=np.float64).astype(np.float32)
     d_x = _strip(d_x, plan)
     d_w = _strip(d_w, plan)
@@ -712,22 +864,13 @@ def _max_pool_backward(d_out, indices, input_shape, spatial_ndim):
     return d_x.reshape(tuple(leading_shape) + tuple(spatial_shape))
 
 
-def _avg_pool_plan_as_convolution(plan: _PoolPlan):
-    ones = np.ones((1, 1) + plan.sizes, dtype=np.float32)
-    spatial_shape = plan.planes.shape[1:]
-    maps = tuple(_index_map(n, p, p, "zeros") for n, p in zip(spatial_shape, plan.pads))
-    return ones, maps, float(np.prod(plan.sizes))
-
-
 def _avg_pool(x, size, stride, padding, spatial_ndim):
     plan = _plan_pooling(x, size, stride, padding, spatial_ndim)
-    ones, (depth_map, row_map, col_map), area = _avg_pool_plan_as_convolution(plan)
+    ones = np.ones((1, 1) + plan.sizes, dtype=np.float32)
     planes = plan.planes[:, None]  # (P, 1, D, H, W): one channel each
-    out = np.empty((planes.shape[0], 1) + plan.out_spatial, dtype=np.float32)
-    with kernel_call_guard():
-        _jit.correlate_forward(planes, ones, np.zeros(1, dtype=np.float32), depth_map, row_map, col_map,
-                               plan.pads[2], *plan.strides, 1, 1, 1, out)
-    out /= np.float32(area)
+    out, _ = _run_forward(planes, ones, np.zeros(1, dtype=np.float32), tuple((p, p) for p in plan.pads),
+                          plan.strides, (1, 1, 1), "zeros", plan.out_spatial)
+    out /= np.float32(np.prod(plan.sizes))
     return _unplane(out[:, 0], plan)
 
 
@@ -859,11 +1002,11 @@ def avg_pool3d_backward(d_out, input_shape, size=2, *, stride=None, padding=0):
 # --------------------------------------------------------------------------------------------
 
 def _elementwise(x, d_out, operation, slope=0.0):
-    x = _ready(_checked_float32(x, "x"))
+    x = _ready(_as_float32(x, "x"))
     if d_out is None:
         d_flat = x.reshape(-1)
     else:
-        d_out = _ready(_checked_float32(d_out, "d_out"))
+        d_out = _ready(_as_float32(d_out, "d_out"))
         if d_out.shape != x.shape:
             raise ValueError(f"d_out {d_out.shape} must have the shape of x {x.shape} (the forward input)")
         d_flat = d_out.reshape(-1)
@@ -871,8 +1014,12 @@ def _elementwise(x, d_out, operation, slope=0.0):
     if not np.isfinite(slope):
         raise ValueError(f"slope must be a finite number, got {slope}")
     out = np.empty_like(x)
+    nonfinite_blocks = np.empty(-(-x.size // _jit.ELEMENTWISE_BLOCK), dtype=np.uint8)
     with kernel_call_guard():
-        _jit.elementwise(x.reshape(-1), d_flat, operation, slope, out.reshape(-1))
+        _jit.elementwise(x.reshape(-1), d_flat, operation, slope, out.reshape(-1), nonfinite_blocks)
+    if nonfinite_blocks.any():  # the kernel checked x and d_out as it read them
+        _check_finite(x, "x")
+        _check_finite(d_out, "d_out")
     return out
 
 
