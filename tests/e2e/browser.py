@@ -20,7 +20,26 @@ def assert_no_exception(page):
 
 
 def save_screenshot(page, name, *, full_page=True):
+    """Save tests/e2e/screenshots/<name>.png; ``full_page`` captures the whole page, not just the window.
+
+    Streamlit scrolls inside its own container, so Playwright's full_page option alone sees only the
+    window: the viewport is stretched to the content's height for the shot, then restored.
+    """
     SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
     path = SCREENSHOT_DIR / f"{name}.png"
-    page.screenshot(path=str(path), full_page=full_page)
+    viewport = page.viewport_size
+    if full_page and viewport is not None:
+        content_height = page.evaluate(
+            """() => Math.max(...['[data-testid="stMain"]', '[data-testid="stAppViewContainer"]',
+                                  '[data-testid="stSidebarContent"]']
+                .map((selector) => document.querySelector(selector))
+                .filter((element) => element !== null)
+                .map((element) => element.scrollHeight), 0)"""
+        )
+        page.set_viewport_size({"width": viewport["width"], "height": max(viewport["height"], content_height)})
+        page.wait_for_timeout(300)
+        page.screenshot(path=str(path))
+        page.set_viewport_size(viewport)
+    else:
+        page.screenshot(path=str(path))
     return path
