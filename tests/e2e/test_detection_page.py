@@ -1,0 +1,55 @@
+"""The detection lesson in a real browser: drag a box on the image, and the kernel cut from it finds its place."""
+
+import re
+
+from playwright.sync_api import expect
+
+from tests.e2e.browser import assert_no_exception, save_screenshot, wait_for_app
+
+CLICK_FRAME = "iframe[title*='streamlit_image_coordinates']"
+
+
+def _number(page, label):
+    return int(page.get_by_label(label, exact=True).input_value())
+
+
+def test_drag_a_box_and_find_it(page):
+    page.goto("/detection")
+    wait_for_app(page)
+    expect(page.get_by_role("heading", name="Where is it?")).to_be_visible()
+    assert_no_exception(page)
+
+    image = page.frame_locator(CLICK_FRAME).first.locator("img")
+    expect(image).to_be_visible()
+    image.scroll_into_view_if_needed()
+    natural_width, natural_height = image.evaluate("img => [img.naturalWidth, img.naturalHeight]")
+    frame_box = image.bounding_box()
+    # Drag from (30 %, 50 %) to (37 %, 57 %) of the image's height and width: a box over the left hilum.
+    start = (frame_box["x"] + 0.50 * frame_box["width"], frame_box["y"] + 0.30 * frame_box["height"])
+    end = (frame_box["x"] + 0.57 * frame_box["width"], frame_box["y"] + 0.37 * frame_box["height"])
+    page.mouse.move(*start)
+    page.mouse.down()
+    page.mouse.move((start[0] + end[0]) / 2, (start[1] + end[1]) / 2)
+    page.mouse.move(*end)
+    page.mouse.up()
+    wait_for_app(page)
+
+    # The box now starts where the drag began (in image pixels: the picture may be shown enlarged).
+    image_rows, image_cols = 640, 603  # the default sample, the chest radiograph
+    expect(page.get_by_label("Box height", exact=True)).not_to_have_value("48")  # the default box's size
+    top, left = _number(page, "Box top row"), _number(page, "Box left column")
+    height, width = _number(page, "Box height"), _number(page, "Box width")
+    assert abs(top - 0.30 * image_rows) <= 3 and abs(left - 0.50 * image_cols) <= 3, (top, left)
+    assert abs(height - 0.07 * image_rows) <= 4 and abs(width - 0.07 * image_cols) <= 4, (height, width)
+    expect(page.get_by_text(f"Highest response at row {top}, column {left} (score 1.000)")).to_be_visible()
+    expect(page.get_by_text(re.compile("found exactly"))).to_be_visible()
+    assert natural_width >= image_cols and natural_height >= image_rows
+    assert_no_exception(page)
+    page.get_by_role("heading", name="2. Slide it over an image and look for the highest response").scroll_into_view_if_needed()
+    save_screenshot(page, "detection_found", full_page=False)
+
+    page.get_by_text("a shifted copy", exact=True).click()
+    wait_for_app(page)
+    expect(page.get_by_text(re.compile(r"The structure is at row \d+, column \d+: found"))).to_be_visible()
+    assert_no_exception(page)
+    save_screenshot(page, "detection_shifted", full_page=False)
