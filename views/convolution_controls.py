@@ -15,6 +15,7 @@ import pandas as pd
 import streamlit as st
 
 from kernels import KERNELS, MAX_KERNEL_SIZE, PADDING_MODES, make_kernel, output_size
+from kernels.matching import Box, cut_box, zero_mean_kernel
 
 KERNEL_GRID = "conv_kernel_grid"  # the kernel in use: list of rows of floats (tests may set it)
 KERNEL_LIMIT = 100.0  # the editor's bounds for one weight
@@ -23,7 +24,7 @@ PADDING_KINDS = ("number", "same", "valid")
 SPEEDS = (1, 2, 4, 8)  # steps per second
 REGION_SIZES = (5, 32)
 DEFAULTS = {
-    "conv_region_size": 10, "conv_kernel_source": SOURCES[0], "conv_kernel_name": "sobel x",
+    "conv_region_size": 8, "conv_kernel_source": SOURCES[0], "conv_kernel_name": "sobel x",
     "conv_kernel_size": 3, "conv_random_seed": 0, "conv_stride": 1, "conv_padding_kind": "number",
     "conv_padding": 1, "conv_padding_mode": "replicate", "conv_dilation": 1, "conv_bias": 0.0, "conv_flip": False,
 }
@@ -164,21 +165,14 @@ def random_kernel(size, seed):
 
 
 def cut_kernel(image, centre, size):
-    """The (size, size) pixels of ``image`` around ``centre``, minus their mean, scaled to [-1, 1].
+    """The template-matching kernel of the (size, size) box of ``image`` centred on ``centre``.
 
-    Subtracting the mean makes flat areas answer 0, so the strongest response is where the image
-    looks like the cut piece (template matching). Near the border the box is moved inside the image.
+    kernels.matching does the work: the pixels minus their mean, scaled to unit length, so flat areas
+    answer 0 and the strongest response is where the image looks like the cut piece. Near the border the
+    box is moved inside the image. Returns (kernel, box); a flat box raises ValueError.
     """
-    height, width = image.shape
-    size = int(min(size, height, width))
-    top = int(np.clip(centre[0] - (size - 1) // 2, 0, height - size))
-    left = int(np.clip(centre[1] - (size - 1) // 2, 0, width - size))
-    piece = image[top:top + size, left:left + size].astype(np.float64)
-    piece = piece - piece.mean()
-    largest = np.max(np.abs(piece))
-    if largest > 0:
-        piece = piece / largest
-    return np.round(piece, 3).astype(np.float32), (top, left, size)
+    box = Box(centre[0] - (size - 1) // 2, centre[1] - (size - 1) // 2, size, size).clipped(image.shape)
+    return zero_mean_kernel(cut_box(image, box)), box
 
 
 def _set_kernel(weights):
@@ -244,9 +238,13 @@ def current_kernel():
 def take_pending_cut(image, region):
     """Do a cut requested by a callback, now that the image and the region are known."""
     if st.session_state.pop("conv__cut_pending", False):
-        weights, box = cut_kernel(image, region.centre, int(value("conv_kernel_size")))
+        try:
+            weights, box = cut_kernel(image, region.centre, int(value("conv_kernel_size")))
+        except ValueError as error:
+            st.warning(f"No kernel was cut: {error}.")
+            return
         _set_kernel(weights)
-        st.session_state["conv__cut_box"] = box
+        st.session_state["conv__cut_box"] = (box.row, box.col, box.height)
 
 
 def kernel_controls():
@@ -272,8 +270,9 @@ def kernel_controls():
     elif source == "Cut from the image":
         st.button("Cut a kernel from the centre of the region", key="conv_cut",
                   on_click=st.session_state.__setitem__, args=("conv__cut_pending", True))
-        st.caption("The pixels under the green box, minus their mean: the map is brightest where the image "
-                   "looks like that piece, which is how a kernel finds an object wherever it is.")
+        st.caption("The pixels under the green box, minus their mean (scaled to length 1): the map is "
+                   "brightest where the image looks like that piece, which is how a kernel finds an object "
+                   "wherever it is.")
 
 
 def kernel_editor(kernel):

@@ -86,8 +86,13 @@ def png_bytes(rgb, compress_level=1):
     return buffer.getvalue()
 
 
-def jpeg_bytes(rgb, quality=90):
-    """Encode an RGB uint8 image (H, W, 3) as JPEG bytes: small and fast, for photographs and maps."""
+def jpeg_bytes(rgb, quality=90, *, sharp_text=False):
+    """Encode an RGB uint8 image (H, W, 3) as JPEG bytes: small and fast, for photographs and maps.
+
+    ``sharp_text=True`` keeps full colour resolution (4:4:4) at quality 95: frames with numbers drawn in
+    them then look the same as a PNG at a few times less encoding time.
+    """
+    options = {"quality": 95, "subsampling": 0} if sharp_text else {"quality": quality}
     buffer = BytesIO()
-    Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8)).save(buffer, format="JPEG", quality=quality)
+    Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8)).save(buffer, format="JPEG", **options)
     return buffer.getvalue()

@@ -108,7 +108,7 @@ def stamp_text(canvas, text, centre_y, centre_x, size, colour=TEXT_COLOUR):
     height, width = mask.shape
     top = int(round(centre_y - height / 2))
     left = int(round(centre_x - width / 2))
-    return _blend_mask(canvas, mask, top, left, colour)
+    return _blend_mask(canvas, mask, top, left, colour, _alpha(text, size))
 
 
 def stamp_text_left(canvas, text, top, left, size, colour=TEXT_COLOUR):
@@ -116,16 +116,27 @@ def stamp_text_left(canvas, text, top, left, size, colour=TEXT_COLOUR):
     return _blend_mask(canvas, _text_mask(text, size), top, left, colour)
 
 
-def _blend_mask(canvas, mask, top, left, colour):
+@lru_cache(maxsize=8192)
+def _alpha(text, size):
+    """The text mask as float32 opacity (h, w, 1) in [0, 1], cached beside the mask."""
+    alpha = (_text_mask(text, size).astype(np.float32) / 255.0)[..., None]
+    alpha.setflags(write=False)
+    return alpha
+
+
+def _blend_mask(canvas, mask, top, left, colour, alpha=None):
     height, width = mask.shape
     y0, x0 = max(top, 0), max(left, 0)
     y1, x1 = min(top + height, canvas.shape[0]), min(left + width, canvas.shape[1])
     if y0 >= y1 or x0 >= x1:
         return canvas
-    alpha = mask[y0 - top:y1 - top, x0 - left:x1 - left, None].astype(np.float32) / 255.0
+    if alpha is None:
+        alpha = (mask.astype(np.float32) / 255.0)[..., None]
+    alpha = alpha[y0 - top:y1 - top, x0 - left:x1 - left]
     region = canvas[y0:y1, x0:x1].astype(np.float32)
-    ink = np.asarray(colour, dtype=np.float32)
-    canvas[y0:y1, x0:x1] = np.rint(region * (1.0 - alpha) + ink * alpha).astype(np.uint8)
+    # region + (ink - region) * alpha: the ink laid over the background with the glyph's coverage.
+    region += (np.asarray(colour, dtype=np.float32) - region) * alpha
+    canvas[y0:y1, x0:x1] = region + 0.5  # + 0.5 then truncation by the uint8 cast rounds to nearest
     return canvas
 
 
@@ -208,7 +219,7 @@ def _number_font_size(texts, cell_width, cell_height, largest=30):
     # Width grows with the character count: measuring only the longest texts is enough and cheap.
     candidates = {text for text in texts if len(text) >= longest - 1}
     widest = max((text_size(text, 20)[0] for text in candidates), default=1)
-    by_width = int(20 * (cell_width * 0.86) / max(widest, 1))
+    by_width = int(20 * (cell_width * 0.8) / max(widest, 1))  # room for a highlight outline
     size = min(by_width, by_height, largest)
     return size if size >= _MIN_NUMBER_FONT else 0
 
@@ -229,9 +240,12 @@ def fit_cell(grid_height, grid_width, target, *, smallest=2, largest=96):
     return int(min(max(cell, smallest), largest))
 
 
-def _cells_to_pixels(cell_rgb, cell):
-    """(h, w, 3) per-cell colours -> (h*cell, w*cell, 3) frame."""
-    return np.repeat(np.repeat(cell_rgb, cell, axis=0), cell, axis=1)
+def _cells_to_pixels(cell_rgb, cell, cell_width=None):
+    """(h, w, 3) per-cell colours -> (h*cell, w*cell_width, 3) writable frame."""
+    cell_width = cell if cell_width is None else cell_width
+    # Two np.repeat passes copy whole rows at a time: faster than one broadcast into a 5-D view,
+    # whose innermost axis (3 colour bytes) is too short for NumPy's copy loops.
+    return np.repeat(np.repeat(cell_rgb, cell, axis=0), cell_width, axis=1)
 
 
 def _draw_grid_lines(canvas, cell):
@@ -414,7 +428,7 @@ def window_frame(padded, pad, rows, cols, *, cell, colour_map="grey", limit=None
                     PADDING_TINT, max(1, cell // 16))
 
     if (show_numbers is None or show_numbers) and cell * 0.45 >= _MIN_NUMBER_FONT:
-        _stamp_numbers(canvas, padded, cell, cell_rgb=cell_rgb, largest=24)
+        _stamp_numbers(canvas, padded, cell, cell_rgb=cell_rgb, largest=28)
 
     thickness = _outline_thickness(cell)
     if is_spread:
@@ -479,7 +493,7 @@ def _number_block(values, colour_map, *, cell_width, cell_height, font_size, lim
     """A (kh, kw) grid of numbers in coloured cells with rectangular cells (cell_height x cell_width)."""
     values = np.asarray(values, dtype=np.float32)
     cell_rgb = colour_cells(values, colour_map, limit=limit, low=low, high=high)
-    canvas = np.repeat(np.repeat(cell_rgb, cell_height, axis=0), cell_width, axis=1)
+    canvas = _cells_to_pixels(cell_rgb, cell_height, cell_width)
     canvas[::cell_height, :] = GRID_COLOUR
     canvas[:, ::cell_width] = GRID_COLOUR
     canvas[-1, :] = GRID_COLOUR
@@ -576,7 +590,8 @@ def arithmetic_frame(patch, kernel, products, *, max_width=1000, font_size=None,
         result_size = _fit_line(result_line, result_size, max(frame_width, max_width))
         frame_width = max(frame_width, text_size(result_line, result_size)[0])
         frame_height = result_top + _line_height(result_size) + 12
-    canvas = np.full((frame_height, frame_width, 3), BACKGROUND, dtype=np.uint8)
+    canvas = np.empty((frame_height, frame_width, 3), dtype=np.uint8)
+    canvas[:] = BACKGROUND
     if result_line:
         stamp_text_left(canvas, result_line, result_top, 0, result_size)
     for kind, payload, top, left in placements:
@@ -630,8 +645,8 @@ def feature_map_grid(maps, titles, *, columns=4, tile=240, limit=None, colour_ma
     title_size = max(14, tile // 13)
     title_band = _line_height(title_size) + 14
     gap = 10
-    canvas = np.full((rows * (tile + title_band + gap) - gap, columns * (tile + gap) - gap, 3), BACKGROUND,
-                     dtype=np.uint8)
+    canvas = np.empty((rows * (tile + title_band + gap) - gap, columns * (tile + gap) - gap, 3), dtype=np.uint8)
+    canvas[:] = BACKGROUND
     for index, (feature_map, title) in enumerate(zip(maps, titles)):
         feature_map = np.asarray(feature_map, dtype=np.float32)
         if colour_map == "heat":
