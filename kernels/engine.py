@@ -404,6 +404,9 @@ def _plan_index_maps(plan: _ConvPlan):
 # 4,224-element sweep per tap group instead of 64 short ones (the per-sweep overhead dominated).
 # The Wp - W' columns that wrap around between rows are computed and thrown away.
 WIDE_ROW_MAX_WIDTH = 256
+# Kernels up to this width read the padding through index maps (no copy of the image); wider
+# ones get a padded copy (see ``_layout``).
+BORDER_MAP_MAX_KERNEL_WIDTH = 3
 
 
 def _tap_table(n_in, kernel_shape, dilations, column_step_per_row=None):
@@ -454,9 +457,16 @@ def _layout(x5, kernel_shape, pads, strides, dilations, padding_mode, out_spatia
         col_map[:padded_h * padded_w] = np.arange(padded_h * padded_w)
         return _Layout(_ready(wide), (channel, depth, row, col), (depth_map, np.zeros(1, dtype=np.int64), col_map),
                        0, (out_spatial[0], 1, out_width), padded_w, tuple(out_spatial))
+    channel, depth, row, col = _tap_table(x5.shape[1], kernel_shape, dilations)
+    if kernel_shape[2] > BORDER_MAP_MAX_KERNEL_WIDTH and any(pads[1] + pads[2]):
+        # Wide kernels: the scalar border columns (about kw per row and tap group) would cost
+        # more than copying the image once with its padding, after which every column is interior.
+        (top, bottom), (left, right) = pads[1], pads[2]
+        x5 = _ready(np.pad(x5, ((0, 0), (0, 0), (0, 0), (top, bottom), (left, right)),
+                           mode=_NUMPY_PAD_MODES[padding_mode]))
+        pads = (pads[0], (0, 0), (0, 0))
     row_map = _index_map(x5.shape[3], *pads[1], padding_mode)
     col_map = _index_map(x5.shape[4], *pads[2], padding_mode)
-    channel, depth, row, col = _tap_table(x5.shape[1], kernel_shape, dilations)
     return _Layout(x5, (channel, depth, row, col), (depth_map, row_map, col_map), pads[2][0],
                    tuple(out_spatial), 0, tuple(out_spatial))
 

@@ -1,0 +1,253 @@
+"""Benchmark of the kernels/ engine against OpenCV, SciPy, NumPy and (if installed) PyTorch.
+
+Run by hand: ``python -m bench.engine`` (add ``--quick`` for fewer repeats).  Prints median times
+over several repeats and the ratios the engine's speed bars are stated in; it never fails, it
+reports.  Every library gets the same 2 threads.  The numbers depend on the machine and on
+whatever else runs on it: quote them with the machine they were measured on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+
+THREADS = 2
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def set_threads() -> None:
+    import cv2
+    import numba
+
+    numba.set_num_threads(THREADS)
+    cv2.setNumThreads(THREADS)
+    try:
+        import torch
+
+        torch.set_num_threads(THREADS)
+    except ImportError:
+        pass
+
+
+def median_ms(function, repeats: int, budget_s: float = 2.0) -> float:
+    """Median wall time of ``function()`` in ms, after one untimed call; fewer repeats if slow."""
+    function()
+    times = []
+    started = time.perf_counter()
+    while len(times) < repeats and (len(times) < 3 or time.perf_counter() - started < budget_s):
+        tick = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - tick)
+    return float(np.median(times)) * 1e3
+
+
+def numpy_correlate(image: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+    """Plain NumPy: a sliding-window view of the reflect-padded image contracted with the kernel."""
+    kh, kw = kernel.shape
+    padded = np.pad(image, ((kh // 2, kh - 1 - kh // 2), (kw // 2, kw - 1 - kw // 2)), mode="reflect")
+    windows = np.lib.stride_tricks.sliding_window_view(padded, kernel.shape)
+    return np.einsum("ijkl,kl->ij", windows, kernel, optimize=True)
+
+
+def single_channel_table(repeats: int) -> list[str]:
+    import cv2
+    import scipy.ndimage
+    import scipy.signal
+
+    from kernels import conv2d
+
+    rng = np.random.default_rng(0)
+    lines = [
+        "Single-channel conv2d, float32, 'same' size, reflect border (cv2 BORDER_REFLECT_101, ndimage 'mirror');",
+        "fftconvolve pads with zeros.  Times: median ms.  Ratio = other library's time / engine's time.",
+        "",
+        f"{'image':>9} {'kernel':>6} | {'engine':>8} | {'cv2':>8} {'x':>5} | {'ndimage':>8} {'x':>5} | "
+        f"{'fftconv':>8} {'x':>5} | {'numpy':>8} {'x':>5} | bars",
+    ]
+    for size in (512, 2048):
+        image = rng.random((size, size), dtype=np.float32)
+        for k in (3, 7, 15):
+            kernel = rng.random((k, k), dtype=np.float32)
+            engine = median_ms(lambda: conv2d(image, kernel, padding="same", padding_mode="reflect"), repeats)
+            opencv = median_ms(lambda: cv2.filter2D(image, -1, kernel, borderType=cv2.BORDER_REFLECT_101), repeats)
+            ndimage = median_ms(lambda: scipy.ndimage.correlate(image, kernel, mode="mirror"), repeats)
+            flipped = kernel[::-1, ::-1]
+            fft = median_ms(lambda: scipy.signal.fftconvolve(image, flipped, mode="same"), repeats)
+            plain = median_ms(lambda: numpy_correlate(image, kernel), max(3, repeats // 3))
+            bars = []
+            bars.append("cv2 ok" if engine <= 1.25 * opencv else "cv2 MISSED")
+            bars.append("ndimage ok" if ndimage >= 10 * engine else "ndimage MISSED")
+            lines.append(
+                f"{size:>4}x{size:<4} {k:>3}x{k:<2} | {engine:8.2f} | {opencv:8.2f} {opencv / engine:5.2f} | "
+                f"{ndimage:8.2f} {ndimage / engine:5.1f} | {fft:8.2f} {fft / engine:5.2f} | "
+                f"{plain:8.2f} {plain / engine:5.1f} | {', '.join(bars)}"
+            )
+    lines.append("Bars: engine <= 1.25x cv2.filter2D's time (cv2 ratio >= 0.80); >= 10x faster than ndimage.")
+    return lines
+
+
+def large_kernel_lines(repeats: int) -> list[str]:
+    from kernels import FFT_MIN_KERNEL_AREA, conv2d
+
+    rng = np.random.default_rng(1)
+    image = rng.random((512, 512), dtype=np.float32)
+    kernel = rng.random((64, 64), dtype=np.float32)
+    auto = median_ms(lambda: conv2d(image, kernel, padding="same"), repeats)
+    direct = median_ms(lambda: conv2d(image, kernel, padding="same", method="direct"), max(3, repeats // 3))
+    difference = np.abs(conv2d(image, kernel, padding="same") - conv2d(image, kernel, padding="same", method="direct"))
+    return [
+        f"Large kernel, 512x512 image x 64x64 kernel ('same', zeros): FFT path (auto, kernel area >= "
+        f"{FFT_MIN_KERNEL_AREA}) {auto:.1f} ms, direct loop {direct:.1f} ms; max |FFT - direct| = "
+        f"{difference.max():.2e} (values ~{np.abs(conv2d(image, kernel)).mean():.0f}).  Bar: < 500 ms.",
+    ]
+
+
+def layer_lines(repeats: int) -> list[str]:
+    from kernels import conv2d, conv2d_backward
+
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((32, 8, 64, 64), dtype=np.float32)
+    w = (rng.standard_normal((16, 8, 3, 3)) * 0.1).astype(np.float32)
+    b = np.zeros(16, dtype=np.float32)
+    d_out = rng.standard_normal((32, 16, 64, 64), dtype=np.float32)
+
+    def engine_both():
+        conv2d(x, w, b, padding=1)
+        conv2d_backward(x, w, d_out, padding=1)
+
+    forward = median_ms(lambda: conv2d(x, w, b, padding=1), repeats)
+    both = median_ms(engine_both, repeats)
+    lines = ["Batched layer N=32, C=8 -> K=16, 64x64, 3x3, padding 1 (median ms):"]
+    try:
+        import torch
+    except ImportError:
+        lines.append(f"  engine forward {forward:.2f}, forward+backward {both:.2f}; torch not installed: comparison skipped")
+        return lines
+    tx = torch.from_numpy(x).requires_grad_(True)
+    tw = torch.from_numpy(w).requires_grad_(True)
+    tb = torch.from_numpy(b).requires_grad_(True)
+    t_grad = torch.from_numpy(d_out)
+
+    def torch_forward():
+        with torch.no_grad():
+            torch.nn.functional.conv2d(tx, tw, tb, padding=1)
+
+    def torch_both():
+        tx.grad = tw.grad = tb.grad = None
+        torch.nn.functional.conv2d(tx, tw, tb, padding=1).backward(t_grad)
+
+    torch_fwd = median_ms(torch_forward, repeats)
+    torch_total = median_ms(torch_both, repeats)
+    lines.append(f"  forward:          engine {forward:7.2f}  torch {torch_fwd:7.2f}  torch/engine {torch_fwd / forward:5.2f}"
+                 f"  {'ok' if forward <= torch_fwd else 'MISSED'}")
+    lines.append(f"  forward+backward: engine {both:7.2f}  torch {torch_total:7.2f}  torch/engine {torch_total / both:5.2f}"
+                 f"  {'ok' if both <= torch_total else 'MISSED'}")
+    lines.append(f"  (torch {torch.__version__}; bar: engine not slower than torch on {THREADS} threads)")
+    return lines
+
+
+def pooling_lines(repeats: int) -> list[str]:
+    from kernels import avg_pool2d, max_pool2d, relu
+
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((32, 16, 64, 64), dtype=np.float32)
+    blocks = lambda: x.reshape(32, 16, 32, 2, 32, 2)  # noqa: E731
+    rows = [
+        ("max_pool2d 2x2", lambda: max_pool2d(x, 2), lambda: blocks().max(axis=(3, 5))),
+        ("max_pool2d 2x2 + argmax", lambda: max_pool2d(x, 2, return_indices=True), None),
+        ("avg_pool2d 2x2", lambda: avg_pool2d(x, 2), lambda: blocks().mean(axis=(3, 5))),
+        ("relu", lambda: relu(x), lambda: np.maximum(x, 0)),
+    ]
+    lines = ["Pooling and ReLU on (32, 16, 64, 64) float32 (median ms; NumPy: reshape-max/mean, np.maximum):"]
+    for name, engine_call, numpy_call in rows:
+        engine = median_ms(engine_call, repeats)
+        if numpy_call is None:
+            lines.append(f"  {name:<24} engine {engine:6.2f}")
+            continue
+        plain = median_ms(numpy_call, repeats)
+        lines.append(f"  {name:<24} engine {engine:6.2f}  numpy {plain:6.2f}  numpy/engine {plain / engine:5.2f}"
+                     f"  {'ok' if engine <= plain else 'MISSED'}")
+    return lines
+
+
+def memory_lines() -> list[str]:
+    from kernels import conv2d
+
+    image = np.random.default_rng(4).random((2048, 2048), dtype=np.float32)
+    kernel = np.ones((15, 15), dtype=np.float32) / 225
+    conv2d(image, kernel, padding="same")  # compiled / loaded before measuring
+    tracemalloc.start()
+    out = conv2d(image, kernel, padding="same", padding_mode="reflect")
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    budget = 3 * (image.nbytes + out.nbytes)
+    return [
+        f"Peak memory (tracemalloc) of a 2048x2048 15x15 conv2d: {peak / 2**20:.1f} MiB = "
+        f"{peak / (image.nbytes + out.nbytes):.2f}x (input + output); bar < 3x ({budget / 2**20:.0f} MiB): "
+        f"{'ok' if peak < budget else 'MISSED'}",
+    ]
+
+
+FIRST_CALL = """
+import time
+start = time.perf_counter()
+import numpy as np
+import kernels
+imported = time.perf_counter()
+kernels.conv2d(np.ones((64, 64), np.float32), np.ones((3, 3), np.float32), padding=1)
+first = time.perf_counter()
+kernels.warm_up()
+done = time.perf_counter()
+print(f"{imported - start:.2f} {first - imported:.2f} {done - first:.2f}")
+"""
+
+
+def first_call_lines() -> list[str]:
+    """Import and first-call seconds in fresh processes: without, then with, the on-disk cache."""
+    with tempfile.TemporaryDirectory() as cache_dir:
+        environment = dict(os.environ, NUMBA_CACHE_DIR=cache_dir)
+        results = []
+        for label in ("cold (empty cache)", "warm (cache present)"):
+            completed = subprocess.run([sys.executable, "-c", FIRST_CALL], cwd=ROOT, env=environment,
+                                       capture_output=True, text=True, check=True)
+            imported, first, rest = (float(v) for v in completed.stdout.split())
+            results.append(f"  {label:<22} import {imported:5.2f} s, first conv2d {first:5.2f} s, "
+                           f"rest of warm_up() {rest:5.2f} s")
+    return ["First call in a fresh process (NUMBA_CACHE_DIR set to a new temporary directory):"] + results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="3 repeats instead of 9")
+    arguments = parser.parse_args()
+    repeats = 3 if arguments.quick else 9
+    sys.path.insert(0, str(ROOT))
+    set_threads()
+    from kernels import warm_up
+
+    warm_up()
+    import numba
+
+    print(f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, Python "
+          f"{platform.python_version()}, NumPy {np.__version__}, Numba {numba.__version__} "
+          f"({numba.config.THREADING_LAYER} threads: {THREADS}); load average {os.getloadavg()[0]:.1f}")
+    print()
+    for section in (single_channel_table, large_kernel_lines, layer_lines, pooling_lines):
+        print("\n".join(section(repeats)))
+        print()
+    print("\n".join(memory_lines()))
+    print()
+    print("\n".join(first_call_lines()))
+
+
+if __name__ == "__main__":
+    main()
