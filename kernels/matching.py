@@ -287,12 +287,14 @@ class TileScores(NamedTuple):
     """Per-tile scores of several kernels and the class each tile gets.
 
     ``scores[k, i, j]``: the best score of kernel k with its box inside tile (i, j);
-    ``labels[i, j]``: the kernel (class) with the highest score; ``tile``: the tile size in pixels.
+    ``labels[i, j]``: the kernel (class) with the highest score; ``tile``: the tile size in pixels;
+    ``image_scores[k]``: the best score of kernel k anywhere in the image (the whole image's evidence).
     """
 
     scores: np.ndarray
     labels: np.ndarray
     tile: int
+    image_scores: np.ndarray
 
 
 def classify_tiles(image, kernels, tile):
@@ -313,7 +315,8 @@ def classify_tiles(image, kernels, tile):
     Returns
     -------
     TileScores
-        ``scores`` (len(kernels), H // tile, W // tile) float32, ``labels`` (H // tile, W // tile) int.
+        ``scores`` (len(kernels), H // tile, W // tile) float32, ``labels`` (H // tile, W // tile) int,
+        ``image_scores`` (len(kernels),) float32.
     """
     image = _checked_image(image)
     if len(kernels) < 2:
@@ -323,18 +326,20 @@ def classify_tiles(image, kernels, tile):
         raise ValueError(f"tile must be between 1 and {min(image.shape)} pixels for this image, got {tile}")
     tile_rows, tile_cols = image.shape[0] // tile, image.shape[1] // tile
     scores = np.empty((len(kernels), tile_rows, tile_cols), dtype=np.float32)
+    image_scores = np.empty(len(kernels), dtype=np.float32)
     for index, kernel in enumerate(kernels):
         kernel_rows, kernel_cols = np.shape(kernel)
         if kernel_rows > tile or kernel_cols > tile:
             raise ValueError(f"kernel {index} is {kernel_rows} x {kernel_cols}, larger than the {tile}-pixel "
                              "tiles: use larger tiles or a smaller box")
         response = response_map(image, kernel)
+        image_scores[index] = response.max()
         # Positions whose box fits inside tile (i, j): rows i*tile .. i*tile + tile - kernel_rows.
         for i in range(tile_rows):
             for j in range(tile_cols):
                 scores[index, i, j] = response[i * tile:i * tile + tile - kernel_rows + 1,
                                                j * tile:j * tile + tile - kernel_cols + 1].max()
-    return TileScores(scores, np.argmax(scores, axis=0), tile)
+    return TileScores(scores, np.argmax(scores, axis=0), tile, image_scores)
 
 
 def shifted_copy(image, rows, cols, *, fill=0.0):

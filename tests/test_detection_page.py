@@ -136,3 +136,32 @@ def test_an_uploaded_image_is_searched_without_the_shared_cache(app):
     row, col, _, _ = box(app)
     table = matches_table(app)
     assert (table["top row"][0], table["left column"][0]) == (row, col)
+
+
+# ----------------------------------------------------------------------- the page's drawings (viz/detection.py)
+
+
+def test_response_is_placed_at_the_centre_of_each_window():
+    from viz.detection import response_on_image
+
+    response = np.arange(12, dtype=np.float32).reshape(3, 4)
+    placed = response_on_image(response, (5, 4), (7, 7), fill=-1)
+    assert placed.shape == (7, 7)
+    assert placed[2, 1] == 0 and placed[4, 4] == 11  # window (0, 0) centred at (2, 1)
+    assert placed[0, 0] == -1 and placed[6, 6] == -1
+    with pytest.raises(ValueError, match="gives a 3 x 4 map"):
+        response_on_image(np.zeros((2, 2)), (5, 4), (7, 7))
+
+
+def test_boxes_and_tiles_are_drawn_where_they_belong():
+    from viz.detection import CLASS_COLOURS, boxes_overlay, tile_class_overlay
+
+    rgb = np.zeros((50, 60, 3), dtype=np.uint8)
+    framed = boxes_overlay(rgb, [((10, 20, 8, 6), (0, 255, 0), "")], scale=1, thickness=1)
+    assert tuple(framed[9, 22]) == (0, 255, 0) and tuple(framed[12, 22]) == (0, 0, 0)
+    tiles = tile_class_overlay(np.full((40, 60), 0.5), np.array([[0, 1, 0], [1, 1, 0]]), np.ones((2, 3)), 20, scale=2)
+    assert tiles.shape == (80, 120, 3)
+    # A class-B tile is tinted towards blue, a class-A tile towards orange.
+    assert tiles[10, 50, 2] > tiles[10, 50, 0]
+    assert tiles[10, 10, 0] > tiles[10, 10, 2]
+    assert CLASS_COLOURS[0] != CLASS_COLOURS[1]

@@ -166,6 +166,9 @@ def test_two_kernels_two_classes_on_two_textures():
     result = classify_tiles(image, [kernel_a, kernel_b], tile=32)
     assert result.scores.shape == (2, 3, 4) and result.labels.shape == (3, 4)
     np.testing.assert_array_equal(result.labels, np.repeat([[0, 0, 1, 1]], 3, axis=0))
+    # Each kernel's best score anywhere is at its own box, whatever the tiling.
+    np.testing.assert_allclose(result.image_scores, [1.0, 1.0], atol=1e-4)
+    assert np.all(result.scores.max(axis=(1, 2)) <= result.image_scores + 1e-6)
     with pytest.raises(ValueError, match="larger than the 8-pixel tiles"):
         classify_tiles(image, [kernel_a, kernel_b], tile=8)
     with pytest.raises(ValueError, match="at least two kernels"):

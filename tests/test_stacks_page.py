@@ -135,3 +135,45 @@ def test_an_uploaded_image_runs_without_the_shared_cache(app):
     app.file_uploader(key="scan_uploader").set_value(("square.png", buffer.getvalue(), "image/png")).run()
     assert not app.exception, app.exception
     assert summary(app)["output (channels x height x width)"][0] == "1 x 150 x 200"
+
+
+# ----------------------------------------------------------------------- the page's drawings (viz/stacks.py)
+
+
+def test_strip_layout_turns_every_cell_centre_back_into_its_cell():
+    from viz.stacks import maps_strip
+
+    maps = np.random.default_rng(0).normal(size=(3, 5, 7)).astype(np.float32)
+    strip, layout = maps_strip(maps, scale=6, titles=["a", "b", "c"], highlight=(1, 2, 3))
+    assert strip.shape == layout.size + (3,) and strip.dtype == np.uint8
+    for map_index in range(3):
+        for row in range(5):
+            for col in range(7):
+                top, left, bottom, right = layout.cell_box(map_index, row, col)
+                assert layout.cell_at((top + bottom - 1) / 2, (left + right - 1) / 2) == (map_index, row, col)
+    gap_x = layout.cell_box(0, 0, 6)[3] + 1  # between map 1 and map 2
+    assert layout.cell_at(layout.top + 1, gap_x) is None
+    assert layout.cell_at(0, 1) is None  # the title band
+
+
+def test_overview_draws_every_stage_at_the_same_cell_size():
+    from viz.stacks import stack_overview
+
+    image = np.random.default_rng(1).random((40, 30)).astype(np.float32)
+    stage_maps = [np.ones((2, 20, 15)), np.ones((2, 10, 7))]
+    frame = stack_overview(image, stage_maps, ["input", "stage 1", "stage 2"], scale=3)
+    # Three rows, each below a label band: 40*3 + 20*3 + 10*3 pixels of maps, plus bands and gaps.
+    assert frame.shape[1] >= 2 * 15 * 3 and frame.dtype == np.uint8
+    assert frame.shape[0] > (40 + 20 + 10) * 3
+    with pytest.raises(ValueError, match="need 3 labels"):
+        stack_overview(image, stage_maps, ["input"], scale=1)
+
+
+def test_field_overlay_outlines_just_outside_the_field():
+    from viz.stacks import field_overlay
+
+    image = np.full((20, 20), 0.5, dtype=np.float32)
+    frame = field_overlay(image, [((5, 9, 6, 12), (255, 0, 0), 1)], scale=2)
+    assert frame.shape == (40, 40, 3)
+    assert tuple(frame[9, 20]) == (255, 0, 0)   # the line one pixel above row 5 (pixel row 10)
+    assert tuple(frame[12, 14]) == (128, 128, 128)  # inside the field: untouched

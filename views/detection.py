@@ -341,9 +341,9 @@ def _two_classes_section(chosen, image):
         _box_inputs("cls_b", image.shape, "B")
         count_a = int(np.sum(result.labels == 0))
         count_b = int(result.labels.size - count_a)
-        st.markdown(f"**{count_a}** tiles went to class A and **{count_b}** to class B. For the whole image, the "
-                    f"best score of kernel A is **{float(result.scores[0].max()):.3f}** and of kernel B "
-                    f"**{float(result.scores[1].max()):.3f}**.")
+        st.markdown(f"**{count_a}** tiles went to class A and **{count_b}** to class B. Over the whole image "
+                    f"the best score of kernel A is **{float(result.image_scores[0]):.3f}** and of kernel B "
+                    f"**{float(result.image_scores[1]):.3f}** (each finds its own box, where it scores 1).")
         rows = []
         for i in range(result.labels.shape[0]):
             for j in range(result.labels.shape[1]):
