@@ -120,7 +120,8 @@ def _drawing_only(region_size, repeats):
         output = steps.value_grid_frame(trace.output, cell=steps.fit_cell(*trace.output.shape, lesson.FRAME_SIZE),
                                         limit=limit, visible=steps.filled_mask(trace.output.shape, index + 1),
                                         highlight=(step.out_row, step.out_col))
-        arithmetic = steps.arithmetic_frame(step.patch, trace.kernel, step.products, max_width=760,
+        arithmetic = steps.arithmetic_frame(step.patch, trace.kernel, step.products,
+                                            max_width=lesson.ARITHMETIC_WIDTH,
                                             result_line=f"sum {step.total:.4f} + bias 0 = {step.value:.4f}")
         for frame in (window, output, arithmetic):
             jpeg_bytes(frame, sharp_text=True)

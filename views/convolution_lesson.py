@@ -20,6 +20,7 @@ from viz.images import grey_rgb, jpeg_bytes
 
 STEPPERS = ("conv", "pool")
 FRAME_SIZE = 540  # long side of a step frame: two fit side by side at full size on a 1920-pixel projector
+ARITHMETIC_WIDTH = 1100  # the multiply-and-add frame wraps its three grids to fit this width
 ACTIVATIONS = ("ReLU", "leaky ReLU", "sigmoid", "tanh")
 BANK_STAGES = ("feature maps", "after ReLU", "after ReLU and 2 x 2 max pooling")
 BANK_DEFAULT = ("sobel x", "sobel y", "laplacian", "laplacian of gaussian", "gaussian blur", "sharpen",
@@ -157,16 +158,17 @@ def _conv_stepper(trace):
         st.image(_frame_bytes(frame), output_format="JPEG",
                  caption=f"The output ({out_rows} x {out_cols}) filling in, row by row. "
                                            "Orange: the value just computed.")
-    arithmetic_column, result_column = st.columns([3, 1], gap="medium")
-    with arithmetic_column:
-        line = f"sum {step.total:.4f}  +  bias {step.bias:.4f}  =  {step.value:.4f}"
-        st.image(_frame_bytes(steps.arithmetic_frame(step.patch, trace.kernel, step.products, max_width=760,
-                                                      result_line=line)), output_format="JPEG")
-    with result_column:
+    metric_column, text_column = st.columns([1, 3], gap="medium", vertical_alignment="center")
+    with metric_column:
         st.metric(f"Output at row {step.out_row}, column {step.out_col}", f"{step.value:.4f}")
+    with text_column:
         st.markdown(f"Step **{index + 1}** of {trace.num_steps}: the {step.products.size} products add up to "
-                    f"**{step.total:.4f}**; plus the bias {step.bias:.4f} gives **{step.value:.4f}**.")
+                    f"**{step.total:.4f}**; plus the bias {step.bias:.4f} gives **{step.value:.4f}**, the orange "
+                    "cell of the output.")
         st.caption(f"output[{step.out_row}, {step.out_col}] = {step.value!r}")
+    line = f"sum {step.total:.4f}  +  bias {step.bias:.4f}  =  {step.value:.4f}"
+    st.image(_frame_bytes(steps.arithmetic_frame(step.patch, trace.kernel, step.products, max_width=ARITHMETIC_WIDTH,
+                                                 result_line=line)), output_format="JPEG")
 
 
 def _pool_stepper(trace):
@@ -185,7 +187,8 @@ def _pool_stepper(trace):
         frame = steps.value_grid_frame(trace.output, cell=steps.fit_cell(out_rows, out_cols, FRAME_SIZE),
                                        limit=limit, visible=steps.filled_mask(trace.output.shape, index + 1),
                                        highlight=(step.out_row, step.out_col))
-        st.image(_frame_bytes(frame), output_format="JPEG", caption=f"The pooled map ({out_rows} x {out_cols}) filling in.")
+        st.image(_frame_bytes(frame), output_format="JPEG",
+                 caption=f"The pooled map ({out_rows} x {out_cols}) filling in.")
     how = "largest" if trace.mode == "max" else "mean"
     st.markdown(f"Step **{index + 1}** of {trace.num_steps}: the {how} of the {step.patch.size} values in the "
                 f"window is **{step.value:.4f}**; it goes to row {step.out_row}, column {step.out_col}.")

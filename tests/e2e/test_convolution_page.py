@@ -23,6 +23,16 @@ def test_convolution_lesson_in_browser(page):
     assert_no_exception(page)
     assert _shown_step(page) == 1
 
+    # Clicking the image moves the region there (the click arrives in displayed pixels).
+    top_row = page.locator("[data-testid='stSlider']").filter(has_text="Top row")
+    top_before = top_row.get_by_test_id("stSliderThumbValue").inner_text()
+    picture = page.frame_locator("iframe[title*='streamlit_image_coordinates']").locator("img")
+    size = picture.bounding_box()
+    picture.click(position={"x": size["width"] * 0.3, "y": size["height"] * 0.7})
+    expect(top_row.get_by_test_id("stSliderThumbValue")).not_to_have_text(top_before, timeout=30_000)
+    wait_for_app(page)
+    assert _shown_step(page) == 1
+
     next_button = page.get_by_role("button", name="Next").first
     for expected_step in (2, 3, 4):
         next_button.click()
