@@ -108,6 +108,13 @@ def test_four_stages_with_other_kernels_pooling_and_dilation(app):
     field = receptive_field(layers)
     assert table["one cell sees (pixels)"][4].startswith(f"{field.size[0]} x {field.size[1]}")
     assert table["output (channels x height x width)"][2].startswith("3 x ")
+    # The dilated stage's per-channel sums come from the engine's trace with the same dilation.
+    app.radio(key="stacks_rf_stage").set_value(3).run()
+    assert not app.exception, app.exception
+    equation = next(element.value for element in app.markdown if element.value.startswith("("))
+    terms = [float(value) for value in re.findall(r"\((-?\d+\.\d+)\)", equation.split("=")[0])]
+    assert len(terms) == 3
+    assert sum(terms) == pytest.approx(float(re.search(r"= \*\*(-?\d+\.\d+)\*\*", equation).group(1)), abs=2e-4)
 
 
 def test_changing_the_kernel_size_keeps_only_kernels_that_exist_at_that_size(app):

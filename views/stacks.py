@@ -248,7 +248,8 @@ def _receptive_field_section(working, stages, results):
         strip, layout = maps_strip(result.outputs, scale=scale, titles=[f"{i + 1}: {n}" for i, n in enumerate(names)],
                                    highlight=(kernel_index, row, col))
         streamlit_image_coordinates(strip, key="stacks_rf_click", on_click=partial(_on_strip_click, layout),
-                                    width="stretch" if strip.shape[1] > 700 else None, cursor="crosshair")
+                                    width="stretch" if strip.shape[1] > 700 else None, cursor="crosshair",
+                                    png_compression_level=1)  # flat cells compress well; level 0 would not
         st.caption(f"Stage {stage_number}: {maps} maps of {map_rows} x {map_cols} cells. Click a cell, or type "
                    "its row and column.")
 
