@@ -25,9 +25,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def set_threads() -> None:
+    import kernels  # first: its config sets OMP_WAIT_POLICY before any OpenMP runtime (torch's) loads
     import cv2
     import numba
 
+    # The engine keeps small calls on one thread (kernels._config.PARALLEL_MIN_WORK): measured as is.
     numba.set_num_threads(THREADS)
     cv2.setNumThreads(THREADS)
     try:
@@ -228,8 +230,12 @@ def first_call_lines() -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="3 repeats instead of 9")
+    parser.add_argument("--threads", type=int, default=THREADS, help=f"threads for every library (default {THREADS})")
+    parser.add_argument("--skip-first-call", action="store_true", help="skip the cold/warm compile measurement")
     arguments = parser.parse_args()
     repeats = 3 if arguments.quick else 9
+    global THREADS
+    THREADS = arguments.threads
     sys.path.insert(0, str(ROOT))
     set_threads()
     from kernels import warm_up
@@ -245,8 +251,9 @@ def main() -> None:
         print("\n".join(section(repeats)))
         print()
     print("\n".join(memory_lines()))
-    print()
-    print("\n".join(first_call_lines()))
+    if not arguments.skip_first_call:
+        print()
+        print("\n".join(first_call_lines()))
 
 
 if __name__ == "__main__":

@@ -76,18 +76,41 @@ THREADING_LAYER_IS_THREADSAFE = numba.config.THREADING_LAYER in ("omp", "tbb", "
 _WORKQUEUE_LOCK = threading.Lock()
 
 
-def kernel_call_guard():
+# Smallest amount of work (multiply-adds or element operations) worth spreading over threads.
+# Waking a second thread costs microseconds on an idle machine but a whole scheduler time slice
+# (measured: ReLU on 2M values 0.7 ms on one thread, 8 ms on two) when other processes hold the
+# cores, as on a lecturer's laptop serving many sessions.  Below this, kernels run on the calling
+# thread only.  CONVSCOPE_PARALLEL_MIN_WORK overrides it.
+PARALLEL_MIN_WORK = int(os.environ.get("CONVSCOPE_PARALLEL_MIN_WORK", str(1 << 24)))
+
+
+@contextlib.contextmanager
+def kernel_call_guard(work: int = PARALLEL_MIN_WORK):
     """Context manager to wrap every call of a parallel jitted kernel in.
 
-    Returns
-    -------
-    contextlib.AbstractContextManager
-        A process-wide lock when the threading layer cannot take concurrent launches, otherwise
-        a no-op context.
+    Parameters
+    ----------
+    work : int
+        Rough operation count of the call: below ``PARALLEL_MIN_WORK`` the kernel runs on the
+        calling thread alone (``numba.set_num_threads`` is per calling thread, so other sessions
+        are not affected).
+
+    Notes
+    -----
+    With a threading layer that cannot take concurrent launches (workqueue) the call also holds
+    a process-wide lock.
     """
-    if PARALLEL and not THREADING_LAYER_IS_THREADSAFE:
-        return _WORKQUEUE_LOCK
-    return contextlib.nullcontext()
+    lock = _WORKQUEUE_LOCK if PARALLEL and not THREADING_LAYER_IS_THREADSAFE else contextlib.nullcontext()
+    with lock:
+        if PARALLEL and work < PARALLEL_MIN_WORK:
+            previous = numba.get_num_threads()
+            numba.set_num_threads(1)
+            try:
+                yield
+            finally:
+                numba.set_num_threads(previous)
+        else:
+            yield
 
 
 # BLAS threads: the engine does not call BLAS (its loops are Numba's, its FFT is pocketfft), but

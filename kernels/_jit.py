@@ -505,11 +505,14 @@ def elementwise(x, d_out, operation, slope, out, nonfinite_blocks):
         xs = x[start:stop]
         ds = d_out[start:stop]
         target = out[start:stop]
-        x_bits = xs.view(np.int32)
-        d_bits = ds.view(np.int32)
         smallest = _FLOAT32_EXPONENT_MASK
+        x_bits = xs.view(np.int32)
         for m in range(stop - start):
-            smallest = min(smallest, min((~x_bits[m]) & _FLOAT32_EXPONENT_MASK, (~d_bits[m]) & _FLOAT32_EXPONENT_MASK))
+            smallest = min(smallest, (~x_bits[m]) & _FLOAT32_EXPONENT_MASK)
+        if operation % 2 == 1:  # backward operations read d_out too
+            d_bits = ds.view(np.int32)
+            for m in range(stop - start):
+                smallest = min(smallest, (~d_bits[m]) & _FLOAT32_EXPONENT_MASK)
         nonfinite_blocks[block] = 1 if smallest == 0 else 0
         # One loop per operation so each loop body is branch-free and vectorises; loops over
         # slices from 0 so Numba can drop its negative-index checks (which block vectorising).

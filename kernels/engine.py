@@ -486,7 +486,7 @@ def _run_forward(x5, w5, bias, pads, strides, dilations, padding_mode, out_spati
     weights = np.ascontiguousarray(w5.reshape(w5.shape[0], -1), dtype=np.float32)
     out = np.empty((x5.shape[0], w5.shape[0]) + layout.out_spatial, dtype=np.float32)
     nonfinite_rows = np.empty(out.size // out.shape[-1], dtype=np.uint8)
-    with kernel_call_guard():
+    with kernel_call_guard(out.size * weights.shape[1]):
         _jit.correlate_forward(layout.x, *layout.taps, weights, bias, *layout.maps, layout.pad_left,
                                strides[0], 1 if layout.wide_width else strides[1], strides[2],
                                out, nonfinite_rows)
@@ -677,7 +677,7 @@ def _weight_gradient(plan: _ConvPlan, d_out5: np.ndarray) -> np.ndarray:
         wide[..., :d_out5.shape[4]] = d_out5
         d_out5 = wide.reshape(d_out5.shape[:3] + (1, -1))
     d_weights = np.empty((plan.w.shape[0], plan.w[0].size), dtype=np.float32)
-    with kernel_call_guard():
+    with kernel_call_guard(d_out5.size * plan.w[0].size):
         _jit.correlate_weight_grad(layout.x, d_out5, *layout.taps, *layout.maps, layout.pad_left,
                                    plan.strides[0], 1 if layout.wide_width else plan.strides[1],
                                    plan.strides[2], d_weights)
@@ -702,7 +702,7 @@ def _input_gradient(plan: _ConvPlan, d_out5: np.ndarray) -> np.ndarray:
         return _fold_padding(grad_padded, plan.x.shape[2:], plan.pads, plan.padding_mode)
     depth_map, row_map, col_map = _plan_index_maps(plan)
     d_x = np.empty_like(plan.x)
-    with kernel_call_guard():
+    with kernel_call_guard(d_out5.size * plan.w[0].size):
         _jit.correlate_input_grad(d_out5, plan.w, depth_map, row_map, col_map, plan.pads[2][0],
                                   *plan.strides, *plan.dilations, d_x)
     return d_x
@@ -839,7 +839,7 @@ def _max_pool(x, size, stride, padding, return_indices, spatial_ndim):
     plan = _plan_pooling(x, size, stride, padding, spatial_ndim)
     out = np.empty((plan.planes.shape[0],) + plan.out_spatial, dtype=np.float32)
     indices = np.empty(out.shape, dtype=np.int64)
-    with kernel_call_guard():
+    with kernel_call_guard(out.size * int(np.prod(plan.sizes))):
         _jit.max_pool_forward(plan.planes, *plan.sizes, *plan.strides, *plan.pads, out, indices)
     out = _unplane(out, plan)
     if return_indices:
@@ -868,7 +868,7 @@ def _max_pool_backward(d_out, indices, input_shape, spatial_ndim):
         )
     n_planes = int(np.prod(leading_shape)) if leading_shape else 1
     d_x = np.empty((n_planes, volume), dtype=np.float32)
-    with kernel_call_guard():
+    with kernel_call_guard(d_x.size + d_out.size):
         _jit.scatter_add(_ready(d_out.reshape(n_planes, -1)),
                          np.ascontiguousarray(indices.reshape(n_planes, -1), dtype=np.int64), d_x)
     return d_x.reshape(tuple(leading_shape) + tuple(spatial_shape))
@@ -903,7 +903,7 @@ def _avg_pool_backward(d_out, input_shape, size, stride, padding, spatial_ndim):
     ones = np.ones((1, 1) + sizes, dtype=np.float32)
     maps = tuple(_index_map(n, p, p, "zeros") for n, p in zip(spatial_shape, pads))
     d_x = np.empty((n_planes, 1) + tuple(spatial_shape), dtype=np.float32)
-    with kernel_call_guard():
+    with kernel_call_guard(scaled.size * int(np.prod(sizes))):
         _jit.correlate_input_grad(scaled, ones, *maps, pads[2], *strides, 1, 1, 1, d_x)
     return d_x.reshape(tuple(leading_shape) + tuple(spatial_shape[-spatial_ndim:]))
 
@@ -1025,7 +1025,8 @@ def _elementwise(x, d_out, operation, slope=0.0):
         raise ValueError(f"slope must be a finite number, got {slope}")
     out = np.empty_like(x)
     nonfinite_blocks = np.empty(-(-x.size // _jit.ELEMENTWISE_BLOCK), dtype=np.uint8)
-    with kernel_call_guard():
+    cost = 1 if operation in (_jit.RELU, _jit.RELU_BACKWARD, _jit.LEAKY_RELU, _jit.LEAKY_RELU_BACKWARD) else 8
+    with kernel_call_guard(x.size * cost):
         _jit.elementwise(x.reshape(-1), d_flat, operation, slope, out.reshape(-1), nonfinite_blocks)
     if nonfinite_blocks.any():  # the kernel checked x and d_out as it read them
         _check_finite(x, "x")

@@ -504,3 +504,19 @@ def test_integer_images_beyond_float32_precision_are_refused_but_in_range_ones_c
     fine = np.array([[2**24, -(2**24)]], dtype=np.int64)
     assert kernels.conv2d(fine, np.ones((1, 1))).tolist() == [[2**24, -(2**24)]]
     assert kernels.relu(np.array([True, False])).tolist() == [1.0, 0.0]
+
+
+def test_concurrent_calls_from_threads_give_the_serial_results():
+    """Streamlit runs each browser session as a thread: parallel kernels called concurrently."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    images = [random(3, 2, 40, 37, seed=s) for s in range(8)]
+    w, b = random(4, 2, 3, 3, seed=99), random(4, seed=98)
+    expected = [kernels.conv2d(x, w, b, padding=1) for x in images]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(lambda x: kernels.conv2d(x, w, b, padding=1), images))
+        pooled = list(pool.map(lambda x: kernels.max_pool2d(kernels.relu(x)), images))
+    for got, want in zip(results, expected):
+        np.testing.assert_array_equal(got, want)
+    for got, x in zip(pooled, images):
+        np.testing.assert_array_equal(got, kernels.max_pool2d(kernels.relu(x)))
