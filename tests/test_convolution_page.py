@@ -226,3 +226,17 @@ def test_region_follows_the_sliders():
         20, 30, 6)
     _assert_shown_value_is_conv2d(app)
     assert any("floor((6 + 2*1 - 3) / 1) + 1 = 6" in markdown.value for markdown in app.markdown)
+
+
+def test_a_new_window_changes_the_numbers():
+    app = _open()
+    app.selectbox(key="scan_source").set_value("Head CT slice").run()
+    app.slider(key="conv_region_top").set_value(200).run()  # brain tissue: grey values inside the window
+    app.slider(key="conv_region_left").set_value(300).run()
+    _, _, before = _shown(app)
+    assert before != 0.0
+    app.slider(key="scan_level").set_value(80.0).run()  # the brain window moved up by 40 HU
+    assert not app.exception, app.exception
+    assert app.session_state["scan__level"] == 80.0
+    _assert_shown_value_is_conv2d(app)
+    assert _shown(app)[2] != before

@@ -335,6 +335,21 @@ def _shared(task_name, cache_key, parameters, _task, _image):
     return _task(_image, parameters)
 
 
+def _upload_digest(chosen):
+    """A digest of the uploaded image's pixels, computed once per run (one ChosenImage per run)."""
+    last = st.session_state.get("conv__upload_digest")
+    # Keeping the ChosenImage itself alive means a new one can never reuse its id(), so "is" is exact.
+    if last is None or last[0] is not chosen:
+        last = (chosen, hashlib.blake2b(chosen.image.tobytes(), digest_size=16).hexdigest())
+        st.session_state["conv__upload_digest"] = last
+    return last[1]
+
+
+def image_key(chosen):
+    """A string naming exactly this image (sample, slice and window; or the upload's pixels)."""
+    return chosen.cache_key if chosen.cache_key is not None else f"upload:{_upload_digest(chosen)}"
+
+
 def computed(task, chosen, parameters):
     """``task(image, parameters)``, remembered: shared cache for samples, session memory for uploads.
 
@@ -343,10 +358,9 @@ def computed(task, chosen, parameters):
     if chosen.cache_key is not None:
         return _shared(task.__qualname__, chosen.cache_key, parameters, task, chosen.image)
     memo = st.session_state.setdefault("conv__upload_memo", {})
-    image_id = hashlib.blake2b(chosen.image.tobytes(), digest_size=12).hexdigest()
-    key = (task.__qualname__, image_id, chosen.image.shape, parameters)
+    key = (task.__qualname__, _upload_digest(chosen), chosen.image.shape, parameters)
     if key not in memo:
-        while len(memo) >= 12:  # keep this session's memory bounded
+        while len(memo) >= 6:  # keep this session's memory bounded (a whole map is about 2 MB)
             memo.pop(next(iter(memo)))
         memo[key] = task(chosen.image, parameters)
     return memo[key]

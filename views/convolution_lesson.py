@@ -318,7 +318,7 @@ def main():
     whole = _image_section(chosen, region, settings, kernel, image_column, map_column)
     try:
         _size_section(chosen.image.shape, region, kernel, settings)
-        trace = _session_memo("conv", (region, _kernel_key(kernel), settings, chosen.image.shape, identity),
+        trace = _session_memo("conv", (region, _kernel_key(kernel), settings, controls.image_key(chosen)),
                               lambda: conv2d_trace(region.crop(chosen.image), kernel, settings.bias,
                                                    **settings.as_kwargs()))
     except ValueError as error:
