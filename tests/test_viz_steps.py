@@ -205,6 +205,15 @@ def test_feature_map_grid_shared_scale_changes_colours():
     assert not np.array_equal(own, shared)
 
 
+def test_feature_map_grid_takes_one_limit_per_map():
+    maps = [np.full((4, 4), 0.5), np.full((4, 4), 0.5)]
+    grid = steps.feature_map_grid(maps, ["a", "b"], columns=2, tile=40, limit=[0.5, 5.0])
+    left, right = grid[-20, 20].astype(int), grid[-20, 70].astype(int)
+    assert left[1] < right[1], "0.5 at full strength is a deeper red than 0.5 of 5"
+    with pytest.raises(ValueError, match="one limit per map"):
+        steps.feature_map_grid(maps, ["a", "b"], limit=[1.0])
+
+
 def test_feature_map_grid_needs_matching_titles():
     with pytest.raises(ValueError, match="one title per map"):
         steps.feature_map_grid([np.zeros((2, 2))], ["a", "b"])

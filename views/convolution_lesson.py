@@ -41,9 +41,13 @@ def _whole_map(image, parameters):
     kernel_rows, settings = parameters
     feature_map = conv2d(image, np.asarray(kernel_rows, dtype=np.float32), settings.bias, **settings.as_kwargs())
     peak = np.unravel_index(int(np.argmax(feature_map)), feature_map.shape)
-    limit = float(np.percentile(np.abs(feature_map), MAP_COLOUR_PERCENTILE)) or None
-    return {"map": feature_map, "rgb": steps.colour_cells(feature_map, "diverging", limit=limit),
+    return {"map": feature_map, "rgb": steps.colour_cells(feature_map, "diverging", limit=_colour_limit(feature_map)),
             "peak": (int(peak[0]), int(peak[1])), "peak_value": float(feature_map[peak])}
+
+
+def _colour_limit(feature_map):
+    """The magnitude drawn at full colour: a high percentile, so a few extreme pixels do not wash out the rest."""
+    return float(np.percentile(np.abs(feature_map), MAP_COLOUR_PERCENTILE)) or 1.0
 
 
 def _activate(values, name, slope):
@@ -62,9 +66,10 @@ def _whole_activation(image, parameters):
     before = conv2d(image, np.asarray(kernel_rows, dtype=np.float32), settings.bias, **settings.as_kwargs())
     after = _activate(before, name, slope)
     signed = name in ("ReLU", "leaky ReLU")
-    limit = float(np.percentile(np.abs(before), MAP_COLOUR_PERCENTILE)) or 1.0
+    # ReLU-like: one scale, so the kept values look the same before and after; squashing ones: their own.
+    limits = [_colour_limit(before)] * 2 if signed else [_colour_limit(before), _colour_limit(after)]
     grid = steps.feature_map_grid([before, after], ["before", f"after {name}"], columns=2, tile=420,
-                                  limit=limit if signed else None, marked=[None, before < 0 if signed else None])
+                                  limit=limits, marked=[None, before < 0 if signed else None])
     return jpeg_bytes(grid, quality=92)
 
 
@@ -91,8 +96,8 @@ def _bank_grid(image, parameters):
         if stage == BANK_STAGES[2]:
             feature_map = max_pool2d(feature_map, 2)
         maps.append(feature_map)
-    limit = (max(float(np.percentile(np.abs(feature_map), MAP_COLOUR_PERCENTILE)) for feature_map in maps) or None
-             if shared else None)
+    limits = [_colour_limit(feature_map) for feature_map in maps]
+    limit = max(limits) if shared else limits
     titles = [f"{name} ({feature_map.shape[0]} x {feature_map.shape[1]})" for name, feature_map in zip(names, maps)]
     return jpeg_bytes(steps.feature_map_grid(maps, titles, columns=4, tile=260, limit=limit), quality=92)
 

@@ -625,8 +625,9 @@ def feature_map_grid(maps, titles, *, columns=4, tile=240, limit=None, colour_ma
         Maps per row.
     tile : int
         Each map is drawn inside a ``tile`` x ``tile`` square (nearest-neighbour scaled, aspect kept).
-    limit : float, optional
-        With "diverging", one shared magnitude for every map (one colour scale); None = each its own.
+    limit : float or sequence of float, optional
+        The magnitude drawn at full colour: one number for every map (one shared colour scale), one per
+        map, or None for each map's own largest magnitude.
     colour_map : str
         "diverging" or "heat" (see :func:`colour_cells`; with "heat" a shared scale runs 0..``limit``).
     marked : sequence of ndarray of bool, optional
@@ -647,13 +648,15 @@ def feature_map_grid(maps, titles, *, columns=4, tile=240, limit=None, colour_ma
     gap = 10
     canvas = np.empty((rows * (tile + title_band + gap) - gap, columns * (tile + gap) - gap, 3), dtype=np.uint8)
     canvas[:] = BACKGROUND
+    limits = list(limit) if isinstance(limit, (list, tuple, np.ndarray)) else [limit] * len(maps)
+    if len(limits) != len(maps):
+        raise ValueError(f"need one limit per map, got {len(limits)} limits and {len(maps)} maps")
     for index, (feature_map, title) in enumerate(zip(maps, titles)):
         feature_map = np.asarray(feature_map, dtype=np.float32)
         if colour_map == "heat":
-            high = limit if limit is not None else None
-            rgb = heat_rgb(feature_map, 0.0 if limit is not None else None, high)
+            rgb = heat_rgb(feature_map, 0.0 if limits[index] is not None else None, limits[index])
         else:
-            rgb = diverging_rgb(feature_map, limit)
+            rgb = diverging_rgb(feature_map, limits[index])
         if marked is not None and marked[index] is not None:
             rgb = np.where(np.asarray(marked[index], dtype=bool)[..., None],
                            np.asarray(BLANK_COLOUR, dtype=np.uint8), rgb)
