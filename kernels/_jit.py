@@ -8,24 +8,32 @@ The loops are written for 3-D volumes; a 2-D image is a volume of depth 1 (and a
 a batch of one with one channel), so six functions serve every public operation:
 
 =======================  ======================================================================
-correlate_forward        conv2d / conv3d forward, avg pooling (with a ones kernel)
+correlate_forward        conv2d / conv3d forward, the stride-1 input gradient (a correlation of
+                         d_out with the flipped kernels), avg pooling (a ones kernel)
 correlate_weight_grad    d_loss/d_w of a convolution
-correlate_input_grad     d_loss/d_x of a convolution, avg pooling backward
+correlate_input_grad     d_loss/d_x of a strided convolution, avg pooling backward
 max_pool_forward         max pooling with argmax indices
 scatter_add              max pooling backward (sends each gradient to its argmax)
 elementwise              relu / leaky_relu / sigmoid / tanh, forward and backward
 =======================  ======================================================================
 
-Padding is never materialised.  Each spatial axis gets an *index map*: ``index_map[p]`` is the
-source index in the unpadded input of padded position ``p``, or -1 where the padded value is zero.
-Zero, reflect and replicate padding differ only in their maps.  Along a row, the output columns
-whose whole window lies inside the image form one contiguous "interior" range that reads the input
-row directly (and so vectorises); only the few border columns look the map up.
+Padding: each spatial axis gets an *index map*: ``index_map[p]`` is the source index in the
+unpadded input of padded position ``p``, or -1 where the padded value is zero, so zero, reflect and
+replicate padding differ only in their maps and small kernels never copy the image.  Along a row,
+the output columns whose whole window lies inside the image form one contiguous "interior" range
+that reads the input directly (and vectorises); only the few border columns look the map up.
+(engine.py copies the padded image instead where that is cheaper: wide kernels, narrow maps.)
 
 Loop order: the innermost loop always runs along an output row (contiguous memory), each output
-element keeping its own running sum, so LLVM vectorises it without reassociating any sum.  The sum
-for one output element is accumulated in the fixed order (channel, depth tap, row tap, column tap)
-starting from 0, with the bias added last; kernels/trace.py relies on that order.
+element keeping its own running sum, so LLVM vectorises it without reassociating any sum.  In the
+forward loop the sum for one output element is accumulated in the fixed order of the tap table
+(channel, depth tap, row tap, column tap), starting from 0, bias last, without fused multiply-adds;
+kernels/trace.py replays that order in NumPy and gets the same float32 bits.
+
+Inner loops index with unsigned integers (``np.uint64``): with a signed index Numba inserts a
+negative-index wraparound check that stops LLVM from vectorising (measured 35x slower).  Array
+views are not passed between jitted functions in the hot loops: that costs reference-count
+updates on a cache line shared by all threads.
 """
 
 from __future__ import annotations
@@ -266,6 +274,23 @@ def correlate_forward(x, tap_channel, tap_depth, tap_row, tap_col, weights, bias
         nonfinite_rows[task] = 1 if smallest == 0 else 0
 
 
+@njit(**JIT_HELPER_OPTIONS)
+def _tap_source(first, g, count, z, r, tap_depth, tap_row, tap_col, depth_map, row_map, stride_d, stride_h):
+    """(source plane, source row, padded column offset, valid) of tap ``first + g`` for output row (z, r).
+
+    A tap past the group's ``count`` or inside zero padding is not valid; it then points at plane 0,
+    row 0 (and the first tap's column offset) so that reading it is harmless.
+    """
+    if g >= count:
+        return 0, 0, tap_col[first], False
+    t = first + g
+    source_depth = depth_map[z * stride_d + tap_depth[t]]
+    source_row = row_map[r * stride_h + tap_row[t]]
+    if source_depth < 0 or source_row < 0:
+        return 0, 0, tap_col[t], False
+    return source_depth, source_row, tap_col[t], True
+
+
 @njit(**JIT_REDUCTION_OPTIONS)
 def correlate_weight_grad(x, d_out, tap_channel, tap_depth, tap_row, tap_col,
                           depth_map, row_map, col_map, pad_left, stride_d, stride_h, stride_w, d_weights):
@@ -292,7 +317,10 @@ def correlate_weight_grad(x, d_out, tap_channel, tap_depth, tap_row, tap_col,
     taps_per_channel = n_taps // n_in
     out_depth, out_rows, out_width = d_out.shape[2], d_out.shape[3], d_out.shape[4]
     # One task per (k, c): for each image it re-reads the same gradient plane and input plane for
-    # all of the channel's taps, while they are still in cache.
+    # all of the channel's taps, while they are still in cache.  Taps go four per sweep along the
+    # row, sharing each load of the gradient (1.6x fewer loads than one tap per sweep).
+    zero = np.float32(0.0)
+    unsigned_stride = np.uint64(stride_w)
     for task in prange(n_out * n_in):
         c = task % n_in
         k = task // n_in
@@ -301,36 +329,74 @@ def correlate_weight_grad(x, d_out, tap_channel, tap_depth, tap_row, tap_col,
         for n in range(n_batch):
             for z in range(out_depth):
                 for r in range(out_rows):
-                    grad_row = d_out[n, k, z, r]
-                    for m in range(taps_per_channel):
-                        t = first_tap + m
-                        source_depth = depth_map[z * stride_d + tap_depth[t]]
-                        source_row = row_map[r * stride_h + tap_row[t]]
-                        if source_depth < 0 or source_row < 0:
-                            continue
-                        x_row = x[n, c, source_depth, source_row]
-                        offset = tap_col[t] - pad_left
-                        lo, hi = _interior_range(offset, stride_w, width, out_width)
-                        total = np.float32(0.0)
-                        for q in range(lo):
-                            source_col = col_map[q * stride_w + tap_col[t]]
+                    for first in range(first_tap, first_tap + taps_per_channel, _TAP_GROUP):
+                        count = min(_TAP_GROUP, first_tap + taps_per_channel - first)
+                        # Taps beyond count or inside zero padding read row 0 and are discarded.
+                        d0, r0, c0, valid0 = _tap_source(first, 0, count, z, r, tap_depth, tap_row, tap_col,
+                                                         depth_map, row_map, stride_d, stride_h)
+                        d1, r1, c1, valid1 = _tap_source(first, 1, count, z, r, tap_depth, tap_row, tap_col,
+                                                         depth_map, row_map, stride_d, stride_h)
+                        d2, r2, c2, valid2 = _tap_source(first, 2, count, z, r, tap_depth, tap_row, tap_col,
+                                                         depth_map, row_map, stride_d, stride_h)
+                        d3, r3, c3, valid3 = _tap_source(first, 3, count, z, r, tap_depth, tap_row, tap_col,
+                                                         depth_map, row_map, stride_d, stride_h)
+                        lo, hi = _interior_range(c0 - pad_left, stride_w, width, out_width)
+                        lo1, hi1 = _interior_range(c1 - pad_left, stride_w, width, out_width)
+                        lo2, hi2 = _interior_range(c2 - pad_left, stride_w, width, out_width)
+                        lo3, hi3 = _interior_range(c3 - pad_left, stride_w, width, out_width)
+                        lo = max(max(lo, lo1), max(lo2, lo3))
+                        hi = min(min(hi, hi1), min(hi2, hi3))
+                        if lo >= hi:
+                            lo = out_width
+                            hi = out_width
+                        s0, s1, s2, s3 = zero, zero, zero, zero
+                        for q in range(out_width - (hi - lo)):
+                            if q >= lo:
+                                q += hi - lo  # skip the interior
+                            grad = d_out[n, k, z, r, q]
+                            source_col = col_map[q * stride_w + c0]
                             if source_col >= 0:
-                                total += grad_row[q] * x_row[source_col]
-                        if hi > lo and stride_w == 1:
-                            grad = grad_row[lo:hi]
-                            source = x_row[lo + offset:hi + offset]
-                            for u in range(hi - lo):
-                                total += grad[u] * source[u]
-                        elif hi > lo:
-                            grad = grad_row[lo:hi]
-                            source = _strided_slice(x_row, lo, hi, stride_w, offset)
-                            for u in range(hi - lo):
-                                total += grad[u] * source[u]
-                        for q in range(hi, out_width):
-                            source_col = col_map[q * stride_w + tap_col[t]]
+                                s0 += grad * x[n, c, d0, r0, source_col]
+                            source_col = col_map[q * stride_w + c1]
                             if source_col >= 0:
-                                total += grad_row[q] * x_row[source_col]
-                        sums[m] += total
+                                s1 += grad * x[n, c, d1, r1, source_col]
+                            source_col = col_map[q * stride_w + c2]
+                            if source_col >= 0:
+                                s2 += grad * x[n, c, d2, r2, source_col]
+                            source_col = col_map[q * stride_w + c3]
+                            if source_col >= 0:
+                                s3 += grad * x[n, c, d3, r3, source_col]
+                        if hi > lo:
+                            span = np.uint64(hi - lo)
+                            base = np.uint64(lo)
+                            step = np.uint64(1) if stride_w == 1 else unsigned_stride
+                            a0 = np.uint64(lo * stride_w + c0 - pad_left)
+                            a1 = np.uint64(lo * stride_w + c1 - pad_left)
+                            a2 = np.uint64(lo * stride_w + c2 - pad_left)
+                            a3 = np.uint64(lo * stride_w + c3 - pad_left)
+                            if stride_w == 1:
+                                for u in range(span):
+                                    grad = d_out[n, k, z, r, base + u]
+                                    s0 += grad * x[n, c, d0, r0, a0 + u]
+                                    s1 += grad * x[n, c, d1, r1, a1 + u]
+                                    s2 += grad * x[n, c, d2, r2, a2 + u]
+                                    s3 += grad * x[n, c, d3, r3, a3 + u]
+                            else:
+                                for u in range(span):
+                                    grad = d_out[n, k, z, r, base + u]
+                                    s0 += grad * x[n, c, d0, r0, a0 + u * step]
+                                    s1 += grad * x[n, c, d1, r1, a1 + u * step]
+                                    s2 += grad * x[n, c, d2, r2, a2 + u * step]
+                                    s3 += grad * x[n, c, d3, r3, a3 + u * step]
+                        m = first - first_tap
+                        if valid0:
+                            sums[m] += s0
+                        if valid1:
+                            sums[m + 1] += s1
+                        if valid2:
+                            sums[m + 2] += s2
+                        if valid3:
+                            sums[m + 3] += s3
         for m in range(taps_per_channel):
             d_weights[k, first_tap + m] = sums[m]
 
