@@ -21,6 +21,11 @@ Conventions (the same as PyTorch, so that numbers can be checked against it):
   (|value| <= 2**24, always true for 8- and 16-bit images) and refused otherwise; float64 and
   float16 are converted to float32.  NaN or infinite values are refused.
 
+Threads: a call with fewer than ``kernels._config.PARALLEL_MIN_WORK`` (2**24) multiply-adds runs on
+the calling thread only; larger ones use all of Numba's threads.  Every function may be called
+from several threads at once (Streamlit sessions): the kernels release the GIL and the OpenMP
+threading layer accepts concurrent launches.
+
 Large kernels: for a single-channel convolution (C = K = 1) whose kernel area is at least
 ``FFT_MIN_KERNEL_AREA`` (20 x 20), ``conv2d`` switches to an FFT path (NumPy's pocketfft, in float64)
 that gives the same numbers to float32 rounding; ``method="direct"`` or ``method="fft"`` forces one.
@@ -66,9 +71,10 @@ __all__ = [
 PADDING_MODES = ("zeros", "reflect", "replicate")
 
 # The switch between the direct loop and the FFT path of conv2d (method="auto"): single-channel
-# convolutions whose kernel has at least this many taps go through the FFT.  Below it the direct
-# loop is faster (a 15 x 15 kernel on 2048 x 2048 runs at about cv2.filter2D's speed); above it the
-# direct cost grows with the kernel area while the FFT's does not (64 x 64 on 512 x 512: ~20 ms).
+# convolutions whose kernel has at least this many taps go through the FFT.  The direct loop's cost
+# grows with the kernel area, the FFT's does not: on 512 x 512, a 15 x 15 kernel takes ~8 ms either
+# way, a 64 x 64 kernel 60 ms direct and 7 ms by FFT (one core).  The direct loop is kept below the
+# switch because only it matches the step trace bit for bit.
 FFT_MIN_KERNEL_AREA = 20 * 20
 
 # Largest integer magnitude that float32 represents exactly (24-bit significand).
@@ -484,13 +490,24 @@ def _run_forward(x5, w5, bias, pads, strides, dilations, padding_mode, out_spati
     """Direct correlation through ``_jit.correlate_forward``: (N, K, OD, OH, OW) and a non-finite flag."""
     layout = _layout(x5, w5.shape[2:], pads, strides, dilations, padding_mode, out_spatial)
     weights = np.ascontiguousarray(w5.reshape(w5.shape[0], -1), dtype=np.float32)
-    out = np.empty((x5.shape[0], w5.shape[0]) + layout.out_spatial, dtype=np.float32)
+    n_kernels = w5.shape[0]
+    # Four kernels per sweep when there are at least four (padded with zero kernels to a multiple
+    # of 4, whose outputs are dropped); single-kernel calls (all the lessons' images) keep one.
+    kernels_per_task = 4 if n_kernels >= 4 and strides[2] == 1 else 1
+    if kernels_per_task == 4 and n_kernels % 4:
+        extra = 4 - n_kernels % 4
+        weights = np.concatenate([weights, np.zeros((extra, weights.shape[1]), dtype=np.float32)])
+        bias = np.concatenate([bias, np.zeros(extra, dtype=np.float32)])
+    out = np.empty((x5.shape[0], weights.shape[0]) + layout.out_spatial, dtype=np.float32)
     nonfinite_rows = np.empty(out.size // out.shape[-1], dtype=np.uint8)
     with kernel_call_guard(out.size * weights.shape[1]):
         _jit.correlate_forward(layout.x, *layout.taps, weights, bias, *layout.maps, layout.pad_left,
                                strides[0], 1 if layout.wide_width else strides[1], strides[2],
-                               out, nonfinite_rows)
-    return _unpack(out, layout), bool(nonfinite_rows.any())
+                               kernels_per_task, out, nonfinite_rows)
+    if weights.shape[0] != n_kernels:
+        out = out[:, :n_kernels]
+        nonfinite_rows = nonfinite_rows.reshape(out.shape[0], -1)[:, :out[0].size // out.shape[-1]]
+    return _ready(_unpack(out, layout)), bool(nonfinite_rows.any())
 
 
 def _correlate_direct(plan: _ConvPlan) -> np.ndarray:
