@@ -13,6 +13,11 @@ def test_home_page_runs_and_shows_notice_and_sample():
     assert app.title[0].value == "ConvScope"
     assert any(TEACHING_NOTICE in warning.value for warning in app.warning)
     assert app.get("image"), "the home page should show a sample image"
+    lessons = [entry for entry in PAGE_TABLE if entry.section == "Lessons"]
+    link_labels = [link.proto.label for link in app.get("page_link")]
+    assert len(link_labels) == len(lessons)
+    for entry, label in zip(lessons, link_labels):
+        assert entry.title in label and entry.summary in label
 
 
 @pytest.mark.parametrize("entry", PAGE_TABLE, ids=[entry.path for entry in PAGE_TABLE])

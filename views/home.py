@@ -4,6 +4,7 @@ import streamlit as st
 
 from scans import apply_window, list_samples, read_sample
 from views.notices import show_teaching_notice
+from views.pages import PAGE_TABLE
 from viz.images import grey_rgb
 
 
@@ -39,9 +40,12 @@ It reads an image (or a whole volume) in three stages:
    those weights and every kernel.
 
 ConvScope lets you watch each step on real CT, MR and radiograph images, with the real numbers,
-and on your own de-identified scans. Pick a lesson in the sidebar.
+and on your own de-identified scans. The lessons, in teaching order:
 """
     )
+    for entry in PAGE_TABLE:
+        if entry.section == "Lessons":
+            st.page_link(entry.path, label=f"**{entry.title}**: {entry.summary}", icon=entry.icon)
 
 with image_column:
     default_sample = list_samples()[0]

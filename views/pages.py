@@ -8,13 +8,18 @@ class PageEntry(NamedTuple):
     path: str
     title: str
     icon: str
+    summary: str = ""  # one line for the home page's list of lessons
 
 
 # In teaching order. A lesson is listed here once it works; tests run every page in this table.
 PAGE_TABLE = (
     PageEntry("Start", "views/home.py", "What is ConvScope?", ":material/home:"),
-    PageEntry("Lessons", "views/input.py", "The input", ":material/input:"),
-    PageEntry("Lessons", "views/convolution.py", "A kernel scans the image", ":material/grid_on:"),
-    PageEntry("Lessons", "views/stacks.py", "Deeper layers see larger things", ":material/stacks:"),
-    PageEntry("Lessons", "views/detection.py", "Where is it?", ":material/frame_inspect:"),
+    PageEntry("Lessons", "views/input.py", "The input", ":material/input:",
+              "From a scan in Hounsfield units to the array of numbers a network receives."),
+    PageEntry("Lessons", "views/convolution.py", "A kernel scans the image", ":material/grid_on:",
+              "Convolution step by step with the real numbers, then ReLU and pooling."),
+    PageEntry("Lessons", "views/stacks.py", "Deeper layers see larger things", ":material/stacks:",
+              "Stacked stages: maps shrink while the region each value depends on grows."),
+    PageEntry("Lessons", "views/detection.py", "Where is it?", ":material/frame_inspect:",
+              "A kernel shaped like its target answers most where the target is."),
 )
