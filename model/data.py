@@ -1,0 +1,566 @@
+"""Lesion-detection patches: real scans windowed to [0, 1], half given a synthetic lesion, all seeded.
+
+The classifier's question is "does this 64 x 64 patch hold a lesion?". No labelled lesion data set
+ships with ConvScope, so the lesions are synthetic and the anatomy is real:
+
+* backgrounds are square crops of real CT, MR, radiograph and nuclear-medicine images (ConvScope's
+  own ``sample_images/`` and the MIT-licensed test files of pydicom and pydicom-data), cut at several
+  scales, flipped and rotated, windowed with a jittered window so that contrast varies as it does on
+  screen;
+* half of them get a lesion from :func:`insert_lesion`: a roughly round or elliptical blob with soft
+  edges, some internal texture and the noise level of the scan it sits in, brighter or darker than
+  its surroundings by 0.08 to 0.4 in windowed units, radius 3 to 12 pixels, anywhere in the patch;
+* the other half stay as they are, including busy patches full of edges, vessels and bone.
+
+The held-out set is cut from scans of one whole modality (:data:`HELD_OUT_MODALITY`) that training
+never sees, so its figures measure generalisation to unseen anatomy, not memory.
+
+Only :func:`insert_lesion` and :func:`estimate_noise_sigma` are needed at run time (the lesson page's
+"add a synthetic lesion here" button); building data sets needs pydicom-data, installed for training.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from kernels import conv2d
+
+PATCH_SIZE = 64
+RADIUS_RANGE = (3.0, 12.0)  # pixels, at PATCH_SIZE 64 (scaled with the patch size)
+CONTRAST_RANGE = (0.08, 0.4)  # windowed units: the patch spans [0, 1]
+NOISE_SIGMA_RANGE = (0.005, 0.08)  # floor: saturated regions still get a faint texture; cap: outliers
+
+HELD_OUT_MODALITY = "MR"
+
+# Where each scan comes from. pydicom's own test files ship inside pydicom; pydicom-data's are in its
+# ``data_store`` package. Each DICOM image appears once here, even where the packages hold several
+# encodings of it (J2K, RLE, big endian), and the two copies of the same abdominal MR (the cropped
+# "examples_overlay.dcm" and the full "MR-SIEMENS-DICOM-WithOverlays.dcm") count as one scan.
+# (file name, package, slices to use (None: the only image))
+DICOM_SOURCES = (
+    ("CT_small.dcm", "pydicom", None),                       # CT, thoracic spine, 128 x 128
+    ("J2K_pixelrep_mismatch.dcm", "pydicom", None),          # CT, head, 512 x 512
+    ("693_UNCR.dcm", "pydicom-data", None),                  # CT, head, 512 x 512
+    ("explicit_VR-UN.dcm", "pydicom-data", None),            # CT, abdomen (pancreas), 512 x 512
+    ("eCT_Supplemental.dcm", "pydicom-data", (0,)),          # CT, brain, 2 frames 512 x 512
+    ("RG1_UNCR.dcm", "pydicom-data", None),                  # CR, chest, 1955 x 1841
+    ("RG3_UNCR.dcm", "pydicom-data", None),                  # CR, lower leg, 1760 x 1760
+    ("JPEG2000_UNC.dcm", "pydicom-data", None),              # NM, whole-body bone scan, 1024 x 256
+    ("MR_small.dcm", "pydicom", None),                       # MR, 64 x 64
+    ("emri_small.dcm", "pydicom-data", (2, 5, 8)),           # MR, head, 10 frames 64 x 64
+    ("MR-SIEMENS-DICOM-WithOverlays.dcm", "pydicom-data", None),  # MR, abdomen, 484 x 484
+    ("MR2_UNCR.dcm", "pydicom-data", None),                  # MR, shoulder, 1024 x 1024
+)
+
+# Relative scales at which crops are cut: 0.5 means a 128-pixel square of the scan becomes a patch.
+_SCALES = (2.0, 1.4, 1.0, 0.7, 0.5, 0.35, 0.25, 0.18)
+# A pyramid level is used only if the scaled image's short side is at least _LEVEL_MIN_SIDE (smaller
+# shows a whole body part in one patch) and its long side at most _LEVEL_MAX_SIDE (larger shows
+# nothing but smooth detector signal). Only small scans are enlarged: enlarging a big one adds blur,
+# not anatomy.
+_LEVEL_MIN_SIDE = 128
+_LEVEL_MAX_SIDE = 1100
+_ENLARGE_BELOW_SIDE = 300
+# Flat patches (air, saturated bone) carry no anatomy: most are redrawn, a few kept so that the
+# network also sees lesions on plain backgrounds.
+_FLAT_STD = 0.02
+_KEEP_FLAT_PROBABILITY = 0.1
+# Immerkaer's noise-estimation mask: two second differences, blind to planes and linear ramps.
+_NOISE_MASK = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class SourceImage:
+    """One real 2-D image that patches are cut from.
+
+    Attributes
+    ----------
+    name : str
+        File name (and slice) it came from, e.g. ``"emri_small.dcm[5]"``.
+    modality : str
+        DICOM modality code ("CT", "MR", "CR", "NM", ...).
+    pixels : numpy.ndarray, float32, shape (H, W)
+        Grey values in the scan's own units (HU for CT), larger is brighter.
+    window : tuple of float
+        (level, width) that shows it well; patches jitter around it.
+    """
+
+    name: str
+    modality: str
+    pixels: np.ndarray
+    window: tuple
+
+
+@dataclass(frozen=True)
+class Lesion:
+    """Where and what :func:`insert_lesion` put into a patch.
+
+    Attributes
+    ----------
+    center : tuple of float
+        (row, col) of the blob's centre in patch pixels.
+    radius : float
+        Mean radius in pixels (the ellipse's axes are ``radius * aspect`` and ``radius / aspect``).
+    contrast : float
+        Signed intensity change in windowed units (positive: brighter than its surroundings).
+    mask : numpy.ndarray, float32, shape (H, W)
+        The blob's soft footprint in [0, 1] (1 inside, falling to 0 across the soft edge).
+    """
+
+    center: tuple
+    radius: float
+    contrast: float
+    mask: np.ndarray
+
+
+@dataclass(frozen=True)
+class PatchSet:
+    """A labelled set of patches.
+
+    Attributes
+    ----------
+    patches : numpy.ndarray, float32, shape (N, S, S)
+        Windowed patches in [0, 1].
+    labels : numpy.ndarray, int64, shape (N,)
+        1 where a lesion was inserted, 0 otherwise (the class order of the classifier's output).
+    lesion_masks : numpy.ndarray, bool, shape (N, S, S)
+        True inside the inserted lesion (soft mask > 0.5); all False for negatives.
+    source_names : tuple of str, length N
+        Which :class:`SourceImage` each patch was cut from.
+    radii, contrasts : numpy.ndarray, float32, shape (N,)
+        The inserted lesion's radius (pixels) and signed contrast; 0 for negatives.
+    """
+
+    patches: np.ndarray
+    labels: np.ndarray
+    lesion_masks: np.ndarray
+    source_names: tuple
+    radii: np.ndarray
+    contrasts: np.ndarray
+
+    def __len__(self):
+        return len(self.labels)
+
+    def subset(self, indices):
+        """A new PatchSet with only the patches at ``indices`` (an int array or slice)."""
+        indices = np.arange(len(self))[indices]
+        return PatchSet(self.patches[indices], self.labels[indices], self.lesion_masks[indices],
+                        tuple(self.source_names[i] for i in indices), self.radii[indices],
+                        self.contrasts[indices])
+
+
+# ---------------------------------------------------------------------------------------------
+# Noise and lesions (used at run time by the lesson page as well)
+
+
+def estimate_noise_sigma(image):
+    """Estimate the standard deviation of an image's pixel noise (Immerkaer 1996).
+
+    The 3 x 3 mask ``[[1, -2, 1], [-2, 4, -2], [1, -2, 1]]`` is the difference of two Laplacians; it
+    cancels flat regions and linear ramps, so what remains is mostly noise.
+
+    Parameters
+    ----------
+    image : array_like, shape (H, W), H and W >= 3
+        Any grey image (here: a windowed patch).
+
+    Returns
+    -------
+    float
+        sigma = sqrt(pi / 2) / (6 (H - 2)(W - 2)) * sum |image (*) mask|.
+
+    Notes
+    -----
+    J. Immerkaer, "Fast noise variance estimation", Computer Vision and Image Understanding 64(2),
+    1996, pp. 300-302.
+    """
+    image = np.asarray(image, dtype=np.float32)
+    if image.ndim != 2 or min(image.shape) < 3:
+        raise ValueError(f"noise estimation needs a 2-D image of at least 3 x 3 pixels, got shape {image.shape}")
+    response = conv2d(image, _NOISE_MASK, padding="valid")
+    height, width = image.shape
+    return float(np.sqrt(np.pi / 2.0) * np.abs(response, dtype=np.float64).sum()
+                 / (6.0 * (height - 2) * (width - 2)))
+
+
+def insert_lesion(patch, rng, *, center=None, radius=None, contrast=None, noise_sigma=None):
+    """Put one synthetic lesion into a windowed patch.
+
+    The lesion is a soft-edged, slightly irregular ellipse. Inside it the tissue is partly or wholly
+    replaced (a random fraction) by a value ``contrast`` above or below the local mean, with a
+    smooth internal texture and fresh noise at the patch's own noise level, so that its grain
+    matches its surroundings.
+
+    Parameters
+    ----------
+    patch : array_like, shape (S, S) or (H, W), values in [0, 1]
+        Windowed image (not modified).
+    rng : numpy.random.Generator
+        Source of every random choice.
+    center : tuple of float, optional
+        (row, col); default: uniform, at least half a radius inside the patch.
+    radius : float, optional
+        Mean radius in pixels; default uniform in :data:`RADIUS_RANGE` scaled by min(H, W) / 64.
+    contrast : float, optional
+        Signed change in windowed units. Default: magnitude uniform in :data:`CONTRAST_RANGE`, sign
+        random where both fit in [0, 1], otherwise the sign that fits.
+    noise_sigma : float, optional
+        Noise level to give the lesion; default :func:`estimate_noise_sigma` of the patch, clipped to
+        :data:`NOISE_SIGMA_RANGE`.
+
+    Returns
+    -------
+    with_lesion : numpy.ndarray, float32, same shape as ``patch``
+        The patch with the lesion, clipped to [0, 1].
+    lesion : Lesion
+        Its centre, radius, signed contrast and soft mask.
+    """
+    patch = np.asarray(patch, dtype=np.float32)
+    if patch.ndim != 2 or min(patch.shape) < 8:
+        raise ValueError(f"insert_lesion needs a 2-D patch of at least 8 x 8 pixels, got shape {patch.shape}")
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(f"rng must be a numpy.random.Generator (np.random.default_rng(seed)), got {type(rng).__name__}")
+    height, width = patch.shape
+    scale = min(height, width) / PATCH_SIZE
+    if radius is None:
+        radius = rng.uniform(*RADIUS_RANGE) * scale
+    radius = float(radius)
+    if radius <= 0:
+        raise ValueError(f"lesion radius must be > 0 pixels, got {radius}")
+    if center is None:
+        margin = min(0.5 * radius, 0.5 * (min(height, width) - 1))
+        center = (rng.uniform(margin, height - 1 - margin), rng.uniform(margin, width - 1 - margin))
+    center_row, center_col = float(center[0]), float(center[1])
+
+    # Shape: an ellipse with a wobbly outline (low angular harmonics), soft edge of 0.5-2 pixels.
+    aspect = rng.uniform(1.0, 1.5)
+    angle = rng.uniform(0.0, np.pi)
+    rows, cols = np.mgrid[0:height, 0:width].astype(np.float32)
+    d_row, d_col = rows - center_row, cols - center_col
+    along = (d_row * np.cos(angle) + d_col * np.sin(angle)) / (radius * aspect)
+    across = (-d_row * np.sin(angle) + d_col * np.cos(angle)) / (radius / aspect)
+    distance = np.sqrt(along**2 + across**2)  # 1 on the ellipse
+    theta = np.arctan2(across, along)
+    wobble = 1.0 + sum(rng.uniform(-0.08, 0.08) * np.cos(order * theta + rng.uniform(0, 2 * np.pi))
+                       for order in (2, 3, 4))
+    edge_width = rng.uniform(0.5, 2.0)
+    mask = 1.0 / (1.0 + np.exp(-(wobble - distance) * radius / edge_width))
+    mask = mask.astype(np.float32)
+
+    weights_sum = float(mask.sum())
+    local_mean = float((mask * patch).sum() / weights_sum) if weights_sum > 1e-6 else float(patch.mean())
+    if contrast is None:
+        magnitude = rng.uniform(*CONTRAST_RANGE)
+        fits_brighter = local_mean + magnitude <= 1.0
+        fits_darker = local_mean - magnitude >= 0.0
+        if fits_brighter and fits_darker:
+            sign = rng.choice((-1.0, 1.0))
+        else:
+            sign = 1.0 if fits_brighter else -1.0
+        contrast = sign * magnitude
+    contrast = float(contrast)
+
+    if noise_sigma is None:
+        noise_sigma = estimate_noise_sigma(patch)
+    noise_sigma = float(np.clip(noise_sigma, *NOISE_SIGMA_RANGE))
+
+    # Internal texture: a few smooth waves at the lesion's own scale, up to a third of its contrast.
+    texture = np.zeros_like(patch)
+    for _ in range(3):
+        wavelength = radius * rng.uniform(0.6, 1.6)
+        direction = rng.uniform(0, 2 * np.pi)
+        texture += np.cos(2 * np.pi * (d_row * np.cos(direction) + d_col * np.sin(direction)) / wavelength
+                          + rng.uniform(0, 2 * np.pi))
+    texture *= rng.uniform(0.0, 0.33) * abs(contrast) / np.sqrt(1.5)  # three unit cosines: std sqrt(1.5)
+
+    # How much of the tissue the lesion replaces (1: a solid mass; 0: a change laid over it). The
+    # replaced part loses its own noise, so new noise keeps the total at the scan's level:
+    # (1 - r)^2 sigma^2 + (r sigma_new)^2 = sigma^2.
+    replaced = rng.uniform(0.3, 1.0)
+    fresh_noise = noise_sigma * np.sqrt(1.0 - (1.0 - replaced) ** 2) / replaced
+    noise = rng.normal(0.0, fresh_noise, size=patch.shape).astype(np.float32)
+    change = contrast + texture + replaced * (local_mean - patch + noise)
+    with_lesion = np.clip(patch + mask * change, 0.0, 1.0).astype(np.float32)
+    return with_lesion, Lesion((center_row, center_col), radius, contrast, mask)
+
+
+# ---------------------------------------------------------------------------------------------
+# Source scans (training time: needs pydicom and pydicom-data)
+
+
+def _dicom_path(file_name, package):
+    """Absolute path of a pydicom / pydicom-data test file, found locally (never downloaded)."""
+    if package == "pydicom":
+        import pydicom.data
+
+        folder = os.path.join(os.path.dirname(pydicom.data.__file__), "test_files")
+    elif package == "pydicom-data":
+        try:
+            import data_store  # the import name of the pydicom-data package
+        except ImportError as error:
+            raise ImportError(
+                "Building the classifier's data sets needs the pydicom-data package (MIT-licensed test "
+                "scans): pip install pydicom-data. The shipped weights do not need it."
+            ) from error
+        folder = os.path.join(os.path.dirname(data_store.__file__), "data")
+    else:
+        raise ValueError(f"unknown package {package!r} for {file_name}: use 'pydicom' or 'pydicom-data'")
+    path = os.path.join(folder, file_name)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{file_name} is not in {folder}; reinstall {package}")
+    return path
+
+
+def _images_of(scan, name, slices):
+    """Split a Scan into SourceImages (the chosen slices of a volume, or the image itself)."""
+    level, width = scan.default_window
+    if scan.is_volume:
+        indices = slices if slices is not None else range(scan.num_slices)
+        return [SourceImage(f"{name}[{index}]", scan.modality, np.asarray(scan.slice(index), np.float32),
+                            (float(level), float(width))) for index in indices]
+    return [SourceImage(name, scan.modality, np.asarray(scan.pixels, np.float32), (float(level), float(width)))]
+
+
+def _thumbnail(pixels):
+    """A 32 x 32 standardised thumbnail (zero mean, unit norm): a fingerprint of the picture."""
+    from skimage.transform import resize
+
+    small = resize(pixels.astype(np.float64), (32, 32), anti_aliasing=True).ravel()
+    small -= small.mean()
+    norm = np.linalg.norm(small)
+    return small / norm if norm > 0 else small
+
+
+# Two thumbnails correlating more than this show the same picture (a resized or re-encoded copy).
+_SAME_PICTURE_CORRELATION = 0.97
+
+
+def _is_copy(thumbnail, known_thumbnails):
+    return any(float(thumbnail @ known) > _SAME_PICTURE_CORRELATION for known in known_thumbnails)
+
+
+def load_source_images(*, reader=None, include_samples=True):
+    """Read every scan that patches are cut from.
+
+    Parameters
+    ----------
+    reader : callable, optional
+        ``reader(path) -> Scan``; default :func:`scans.read`.
+    include_samples : bool
+        Also use ConvScope's ``sample_images/`` (grey ones; colour photographs are skipped). A sample
+        that is a copy of one of the DICOM sources (the samples are rebuilt from pydicom-data files,
+        some resized) is skipped as a whole, so one scan cannot sit on both sides of the split.
+
+    Returns
+    -------
+    list of SourceImage, sorted by name
+    """
+    import warnings
+
+    if reader is None:
+        from scans import read as reader
+    images = []
+    known_thumbnails = []
+    for file_name, package, slices in DICOM_SOURCES:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # pydicom warns about the test files' deliberate oddities
+            scan = reader(_dicom_path(file_name, package))
+        images.extend(_images_of(scan, file_name, slices))
+        # Fingerprint every slice, also those not used, to recognise another slice of the same scan.
+        known_thumbnails.extend(_thumbnail(scan.slice(index)) for index in range(scan.num_slices))
+    if include_samples:
+        from scans import list_samples, read_sample
+
+        for name in list_samples():
+            scan = read_sample(name)
+            if scan.display_rgb is not None or scan.modality not in _ANATOMY_MODALITIES:
+                continue
+            if any(_is_copy(_thumbnail(scan.slice(index)), known_thumbnails) for index in range(scan.num_slices)):
+                continue
+            slices = None
+            if scan.is_volume:  # a handful of slices spread through the volume
+                slices = sorted(set(np.linspace(0, scan.num_slices - 1, 5).round().astype(int).tolist()))
+            images.extend(_images_of(scan, name, slices))
+            known_thumbnails.extend(_thumbnail(scan.slice(index)) for index in range(scan.num_slices))
+    return sorted(images, key=lambda image: image.name)
+
+
+_ANATOMY_MODALITIES = ("CT", "MR", "CR", "DX", "MG", "NM", "PT", "XA", "RF")
+
+
+def split_by_modality(images, held_out=HELD_OUT_MODALITY):
+    """Split source images into (training, held_out) lists: all of one modality held out."""
+    training = [image for image in images if image.modality != held_out]
+    held = [image for image in images if image.modality == held_out]
+    if not training or not held:
+        raise ValueError(f"holding out modality {held_out!r} leaves {len(training)} training and "
+                         f"{len(held)} held-out images; choose a modality present among "
+                         f"{sorted({image.modality for image in images})}")
+    return training, held
+
+
+# ---------------------------------------------------------------------------------------------
+# Patches
+
+
+def _pyramid(image):
+    """The image resampled at each usable scale of :data:`_SCALES`: list of float32 (h, w)."""
+    from skimage.transform import resize
+
+    levels = []
+    height, width = image.pixels.shape
+    for scale in _SCALES:
+        shape = (int(round(height * scale)), int(round(width * scale)))
+        if min(shape) < _LEVEL_MIN_SIDE or max(shape) > _LEVEL_MAX_SIDE:
+            continue
+        if scale > 1 and max(height, width) >= _ENLARGE_BELOW_SIDE:
+            continue
+        levels.append(resize(image.pixels, shape, order=1, anti_aliasing=scale < 1,
+                             preserve_range=True).astype(np.float32))
+    if not levels:  # a tiny image: one level blown up to the minimum size
+        scale = _LEVEL_MIN_SIDE / min(height, width)
+        shape = (int(round(height * scale)), int(round(width * scale)))
+        levels.append(resize(image.pixels, shape, order=1, preserve_range=True).astype(np.float32))
+    return levels
+
+
+def _random_background(levels, window, rng, size, augment):
+    """One windowed crop (size, size) in [0, 1] from a random pyramid level, flipped/rotated.
+
+    With ``augment`` (training only) the grey levels are also remapped the way other scanners and
+    sequences would show the same anatomy: a random gamma, sometimes inverted (T1 versus T2 shows
+    fat and fluid the other way round), and sometimes extra noise.
+    """
+    level_image = levels[rng.integers(len(levels))]
+    height, width = level_image.shape
+    top = rng.integers(0, height - size + 1)
+    left = rng.integers(0, width - size + 1)
+    crop = level_image[top:top + size, left:left + size]
+    crop = np.rot90(crop, rng.integers(4))
+    if rng.random() < 0.5:
+        crop = crop[:, ::-1]
+    centre, window_width = window
+    window_width = window_width * np.exp(rng.uniform(np.log(0.7), np.log(1.5)))
+    centre = centre + window_width * rng.uniform(-0.15, 0.15)
+    lower = centre - window_width / 2.0
+    windowed = np.clip((crop - lower) / window_width, 0.0, 1.0)
+    if augment:
+        windowed = windowed ** np.exp(rng.uniform(-0.5, 0.5))
+        if rng.random() < 0.3:
+            windowed = 1.0 - windowed
+        if rng.random() < 0.5:
+            windowed = np.clip(windowed + rng.normal(0.0, rng.uniform(0.0, 0.03), windowed.shape), 0.0, 1.0)
+    return np.ascontiguousarray(windowed, dtype=np.float32)
+
+
+def _source_weights(images):
+    """Chance of each source per patch: proportional to sqrt(pixel count), so a 1024 x 1024 scan
+    gives more patches than a 64 x 64 one, but not 256 times as many."""
+    weights = np.array([np.sqrt(image.pixels.size) for image in images], dtype=np.float64)
+    return weights / weights.sum()
+
+
+def make_patch_set(images, count, seed, *, size=PATCH_SIZE, paired=False, augment=False):
+    """Cut ``count`` labelled patches from ``images``, half of them with a lesion.
+
+    Parameters
+    ----------
+    images : list of SourceImage
+        Scans to cut from; a patch picks one with probability proportional to sqrt(pixel count).
+    count : int
+        Number of patches: count // 2 positives, the rest negatives, in random order.
+    seed : int
+        Seed of every random choice: the same arguments give the same patches.
+    size : int
+        Patch side in pixels.
+    paired : bool
+        If True, every background appears twice, once with a lesion and once without (count must be
+        even). For training: the only difference between the two is the lesion, so the network
+        cannot learn to tell the classes apart by anatomy or window. Test sets use independent
+        backgrounds (False).
+    augment : bool
+        Remap grey levels (gamma, inversion, extra noise) for variety; for training sets only.
+
+    Returns
+    -------
+    PatchSet
+    """
+    if count < 2:
+        raise ValueError(f"a patch set needs at least 2 patches (one of each class), got count={count}")
+    if paired and count % 2:
+        raise ValueError(f"a paired patch set needs an even count, got count={count}")
+    if not images:
+        raise ValueError("make_patch_set needs at least one source image")
+    rng = np.random.default_rng(seed)
+    pyramids = [_pyramid(image) for image in images]
+    weights = _source_weights(images)
+    num_backgrounds = count // 2 if paired else count
+    patches = np.empty((count, size, size), dtype=np.float32)
+    masks = np.zeros((count, size, size), dtype=bool)
+    labels = np.zeros(count, dtype=np.int64)
+    radii = np.zeros(count, dtype=np.float32)
+    contrasts = np.zeros(count, dtype=np.float32)
+    names = []
+    positive = np.zeros(num_backgrounds, dtype=bool)
+    positive[: count // 2] = True
+    rng.shuffle(positive)
+    slot = 0
+    for background_index in range(num_backgrounds):
+        source = rng.choice(len(images), p=weights)
+        while True:
+            background = _random_background(pyramids[source], images[source].window, rng, size, augment)
+            if background.std() >= _FLAT_STD or rng.random() < _KEEP_FLAT_PROBABILITY:
+                break
+        wanted = (False, True) if paired else (bool(positive[background_index]),)
+        for with_lesion in wanted:
+            if with_lesion:
+                patches[slot], lesion = insert_lesion(background, rng)
+                masks[slot] = lesion.mask > 0.5
+                labels[slot] = 1
+                radii[slot], contrasts[slot] = lesion.radius, lesion.contrast
+            else:
+                patches[slot] = background
+            names.append(images[source].name)
+            slot += 1
+    order = rng.permutation(count)
+    return PatchSet(patches[order], labels[order], masks[order], tuple(names[i] for i in order),
+                    radii[order], contrasts[order])
+
+
+# The seeds of the three data sets (different seeds: different crops and lesions).
+TRAINING_SEED = 7
+IN_DISTRIBUTION_SEED = 1007
+HELD_OUT_SEED = 2007
+
+
+def standard_sets(*, training_count, test_count, reader=None):
+    """The training set, an in-distribution test set and the held-out test set.
+
+    The in-distribution set is cut from the training scans with another seed (new crops, new
+    lesions, same anatomy); the held-out set from the :data:`HELD_OUT_MODALITY` scans only.
+
+    Returns
+    -------
+    dict with keys "training", "in_distribution", "held_out" (PatchSet) and "sources"
+    (dict "training"/"held_out" -> tuple of source names)
+    """
+    training_images, held_images = split_by_modality(load_source_images(reader=reader))
+    return {
+        "training": make_patch_set(training_images, training_count, TRAINING_SEED),
+        "in_distribution": make_patch_set(training_images, test_count, IN_DISTRIBUTION_SEED),
+        "held_out": make_patch_set(held_images, test_count, HELD_OUT_SEED),
+        "sources": {"training": tuple(image.name for image in training_images),
+                    "held_out": tuple(image.name for image in held_images)},
+    }
+
+
+def patch_set_digest(patch_set):
+    """A short hash of a PatchSet's pixels and labels (to check two runs built the same data)."""
+    digest = hashlib.sha256()
+    digest.update(np.ascontiguousarray(patch_set.patches).tobytes())
+    digest.update(patch_set.labels.tobytes())
+    return digest.hexdigest()[:16]

@@ -1,0 +1,244 @@
+"""Train the lesion classifier with ConvScope's own engine and write model/weights.npz.
+
+Run from the repository root::
+
+    python -m model.train            # the shipped weights (seeded, a few minutes on 2 cores)
+    python -m model.train --help     # epochs, set size, output path, ...
+
+Every random choice is seeded (data, initial weights, batch order), so the same command on the same
+package versions writes the same weights. Needs pydicom-data (the training scans); the app does not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from kernels._config import limit_blas_threads
+from model import data
+from model.layers import softmax, softmax_cross_entropy
+from model.network import Architecture, Classifier, Network
+
+WEIGHTS_PATH = Path(__file__).resolve().parent / "weights.npz"
+
+# The shipped model. Why these choices (measured, see the project README's classifier section):
+# - four stages (the last three 3 x 3): the receptive field grows to 40 pixels, enough to see a
+#   12-pixel-radius lesion together with its surroundings;
+# - global MAX pooling: a lesion is one small place in the patch; averaging over all 64 positions
+#   diluted small lesions and generalised worse to unseen anatomy;
+# - a first stage of zero-sum kernels started as centre-surround (blob) detectors (see Network).
+ARCHITECTURE = Architecture(input_size=data.PATCH_SIZE, channels=(8, 16, 32, 32), kernel_sizes=(5, 3, 3, 3),
+                            pool_after=(True, True, True, False), global_pool="max")
+
+
+class TrainingConfig:
+    """Every setting of a training run (defaults: the shipped model)."""
+
+    def __init__(self, *, epochs=4, training_count=24000, validation_count=1000, batch_size=32,
+                 learning_rate=2e-3, final_learning_rate_fraction=0.1, seed=0, architecture=ARCHITECTURE):
+        self.epochs = int(epochs)
+        self.training_count = int(training_count)
+        self.validation_count = int(validation_count)
+        self.batch_size = int(batch_size)
+        self.learning_rate = float(learning_rate)
+        self.final_learning_rate_fraction = float(final_learning_rate_fraction)
+        self.seed = int(seed)
+        self.architecture = architecture
+        if self.epochs < 1 or self.batch_size < 1 or self.training_count < 2 * self.batch_size:
+            raise ValueError(f"need epochs >= 1, batch_size >= 1 and training_count >= 2 * batch_size; got "
+                             f"epochs={self.epochs}, batch_size={self.batch_size}, training_count={self.training_count}")
+
+    def as_metadata(self):
+        return {"epochs": self.epochs, "training_count": self.training_count, "batch_size": self.batch_size,
+                "learning_rate": self.learning_rate, "seed": self.seed}
+
+
+class Adam:
+    """The Adam optimiser (Kingma and Ba, 2015), updating a dict of arrays in place.
+
+    For each parameter p with gradient g at step t:
+    m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2;
+    p -= lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps).
+
+    Parameters
+    ----------
+    params : dict of str to float32 array
+        The arrays to update (modified in place).
+    learning_rate, beta1, beta2, eps : float
+    """
+
+    def __init__(self, params, *, learning_rate=1e-3, beta1=0.9, beta2=0.999, eps=1e-8):
+        self.params = params
+        self.learning_rate = learning_rate
+        self.beta1, self.beta2, self.eps = beta1, beta2, eps
+        self.first_moment = {key: np.zeros_like(value) for key, value in params.items()}
+        self.second_moment = {key: np.zeros_like(value) for key, value in params.items()}
+        self.steps = 0
+
+    def step(self, grads):
+        """Apply one update from ``grads`` (same keys and shapes as ``params``)."""
+        self.steps += 1
+        correction1 = 1.0 - self.beta1 ** self.steps
+        correction2 = 1.0 - self.beta2 ** self.steps
+        for key, param in self.params.items():
+            grad = grads[key]
+            m = self.first_moment[key]
+            v = self.second_moment[key]
+            m *= self.beta1
+            m += (1.0 - self.beta1) * grad
+            v *= self.beta2
+            v += (1.0 - self.beta2) * grad * grad
+            param -= (self.learning_rate * (m / correction1) / (np.sqrt(v / correction2) + self.eps)).astype(np.float32)
+
+
+def learning_rate_at(progress, config):
+    """Cosine decay from the initial rate to ``final_learning_rate_fraction`` of it; progress in [0, 1]."""
+    floor = config.final_learning_rate_fraction
+    return config.learning_rate * (floor + (1.0 - floor) * 0.5 * (1.0 + np.cos(np.pi * progress)))
+
+
+def roc_auc(labels, scores):
+    """Area under the ROC curve: the chance that a random positive scores above a random negative.
+
+    Computed from ranks (Mann-Whitney U), ties counted as one half.
+
+    Parameters
+    ----------
+    labels : int array (N,), 0 or 1, both present
+    scores : float array (N,)
+    """
+    labels = np.asarray(labels).astype(bool)
+    scores = np.asarray(scores, dtype=np.float64)
+    positives, negatives = int(labels.sum()), int((~labels).sum())
+    if positives == 0 or negatives == 0:
+        raise ValueError(f"ROC AUC needs both classes; got {positives} positives and {negatives} negatives")
+    order = np.argsort(scores, kind="mergesort")
+    sorted_scores = scores[order]
+    ranks = np.empty(len(scores), dtype=np.float64)
+    # Average rank within each group of tied scores.
+    boundaries = np.flatnonzero(np.diff(sorted_scores)) + 1
+    starts = np.concatenate(([0], boundaries))
+    ends = np.concatenate((boundaries, [len(scores)]))
+    for start, end in zip(starts, ends):
+        ranks[order[start:end]] = 0.5 * (start + end - 1) + 1.0
+    return float((ranks[labels].sum() - positives * (positives + 1) / 2.0) / (positives * negatives))
+
+
+def _progress_bar(done, total, width=28):
+    filled = int(round(width * done / total))
+    return "[" + "#" * filled + "." * (width - filled) + f"] {done}/{total}"
+
+
+def train(config=None, *, sets=None, output=WEIGHTS_PATH, log=print):
+    """Train a network and save it.
+
+    Parameters
+    ----------
+    config : TrainingConfig, optional
+    sets : dict, optional
+        {"training": PatchSet, "validation": PatchSet}; default: built from the scans by
+        :func:`model.data.make_patch_set` (training: paired and augmented, from the training scans;
+        validation: unpaired, new crops of the same scans).
+    output : path or None
+        Where to write the weights (None: do not write).
+    log : callable
+        Receives each line of progress text.
+
+    Returns
+    -------
+    Classifier
+    """
+    config = config or TrainingConfig()
+    limit_blas_threads()
+    started = time.perf_counter()
+    if sets is None:
+        log("Cutting patches from the training scans ...")
+        training_images, _ = data.split_by_modality(data.load_source_images())
+        sets = {
+            "training": data.make_patch_set(training_images, config.training_count, data.TRAINING_SEED,
+                                            paired=True, augment=True),
+            "validation": data.make_patch_set(training_images, config.validation_count, data.IN_DISTRIBUTION_SEED + 1),
+        }
+        log(f"  {len(sets['training'])} training patches from {len(training_images)} scans "
+            f"(held out: every {data.HELD_OUT_MODALITY}) in {time.perf_counter() - started:.1f} s")
+    training, validation = sets["training"], sets["validation"]
+    inputs = np.ascontiguousarray(training.patches[:, None])
+    labels = training.labels
+
+    network = Network(config.architecture, seed=config.seed)
+    params = network.parameters()
+    optimiser = Adam(params, learning_rate=config.learning_rate)
+    rng = np.random.default_rng(config.seed)
+    steps_per_epoch = len(labels) // config.batch_size
+    total_steps = steps_per_epoch * config.epochs
+    log(f"Training {sum(value.size for value in params.values())} parameters for {config.epochs} epochs "
+        f"of {steps_per_epoch} batches of {config.batch_size}")
+    interactive = sys.stderr.isatty()
+    train_started = time.perf_counter()
+    for epoch in range(1, config.epochs + 1):
+        order = rng.permutation(len(labels))
+        loss_sum = correct = seen = 0.0
+        epoch_started = time.perf_counter()
+        for batch_index in range(steps_per_epoch):
+            chosen = order[batch_index * config.batch_size:(batch_index + 1) * config.batch_size]
+            step = (epoch - 1) * steps_per_epoch + batch_index
+            optimiser.learning_rate = learning_rate_at(step / max(total_steps - 1, 1), config)
+            logits, trace = network.forward(inputs[chosen], keep=True)
+            loss, d_logits = softmax_cross_entropy(logits, labels[chosen])
+            optimiser.step(network.backward(trace, d_logits))
+            network.constrain()
+            loss_sum += loss * len(chosen)
+            correct += float((logits.argmax(axis=1) == labels[chosen]).sum())
+            seen += len(chosen)
+            if interactive and (batch_index % 10 == 0 or batch_index == steps_per_epoch - 1):
+                print(f"\r  epoch {epoch}/{config.epochs} {_progress_bar(batch_index + 1, steps_per_epoch)} "
+                      f"loss {loss_sum / seen:.3f} acc {correct / seen:.3f}", end="", file=sys.stderr, flush=True)
+        if interactive:
+            print("\r" + " " * 100 + "\r", end="", file=sys.stderr, flush=True)
+        probabilities = Classifier(network).predict_proba(validation.patches)[:, 1]
+        validation_accuracy = float(((probabilities > 0.5) == validation.labels).mean())
+        log(f"epoch {epoch}/{config.epochs} {_progress_bar(epoch, config.epochs)}  "
+            f"train loss {loss_sum / seen:.4f}  train acc {correct / seen:.3f}  "
+            f"validation acc {validation_accuracy:.3f}  validation AUC {roc_auc(validation.labels, probabilities):.3f}  "
+            f"({time.perf_counter() - epoch_started:.0f} s)")
+    training_seconds = time.perf_counter() - train_started
+    total_seconds = time.perf_counter() - started
+    log(f"Trained in {training_seconds:.0f} s ({total_seconds:.0f} s with the data).")
+    metadata = dict(config.as_metadata())
+    metadata.update({
+        "held_out_modality": data.HELD_OUT_MODALITY,
+        "training_data_digest": data.patch_set_digest(training),
+        "training_seconds": f"{training_seconds:.0f}",
+        "total_seconds": f"{total_seconds:.0f}",
+        "trained_with": "ConvScope's Numba engine (kernels/), Adam written in model/train.py",
+    })
+    classifier = Classifier(network, metadata)
+    if output is not None:
+        classifier.save(output)
+        log(f"Wrote {output} ({os.path.getsize(output) / 1024:.0f} kB)")
+    return classifier
+
+
+def main(argv=None):
+    defaults = TrainingConfig()
+    parser = argparse.ArgumentParser(prog="python -m model.train", description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=defaults.epochs)
+    parser.add_argument("--training-count", type=int, default=defaults.training_count,
+                        help="training patches (half with a lesion)")
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    parser.add_argument("--learning-rate", type=float, default=defaults.learning_rate)
+    parser.add_argument("--seed", type=int, default=defaults.seed, help="initial weights and batch order")
+    parser.add_argument("--output", type=Path, default=WEIGHTS_PATH)
+    args = parser.parse_args(argv)
+    config = TrainingConfig(epochs=args.epochs, training_count=args.training_count, batch_size=args.batch_size,
+                            learning_rate=args.learning_rate, seed=args.seed)
+    train(config, output=args.output)
+
+
+if __name__ == "__main__":
+    main()
