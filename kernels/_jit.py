@@ -774,6 +774,12 @@ def elementwise(x, d_out, operation, slope, out, nonfinite_blocks):
         target = out[start:stop]
         smallest = _FLOAT32_EXPONENT_MASK
         x_bits = xs.view(np.int32)
+        if operation == RELU:  # the commonest call: check while computing, one pass over x
+            for m in range(stop - start):
+                target[m] = xs[m] if xs[m] > zero else zero
+                smallest = min(smallest, (~x_bits[m]) & _FLOAT32_EXPONENT_MASK)
+            nonfinite_blocks[block] = 1 if smallest == 0 else 0
+            continue
         for m in range(stop - start):
             smallest = min(smallest, (~x_bits[m]) & _FLOAT32_EXPONENT_MASK)
         if operation % 2 == 1:  # backward operations read d_out too
