@@ -228,13 +228,13 @@ def first_call_lines() -> list[str]:
 
 
 def main() -> None:
+    global THREADS
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="3 repeats instead of 9")
     parser.add_argument("--threads", type=int, default=THREADS, help=f"threads for every library (default {THREADS})")
     parser.add_argument("--skip-first-call", action="store_true", help="skip the cold/warm compile measurement")
     arguments = parser.parse_args()
     repeats = 3 if arguments.quick else 9
-    global THREADS
     THREADS = arguments.threads
     sys.path.insert(0, str(ROOT))
     set_threads()
