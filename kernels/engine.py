@@ -725,7 +725,7 @@ def _input_gradient(plan: _ConvPlan, d_out5: np.ndarray) -> np.ndarray:
     return d_x
 
 
-def _convolution_backward(x, w, d_out, spatial_ndim, stride, padding, dilation, padding_mode):
+def _convolution_backward(x, w, d_out, spatial_ndim, stride, padding, dilation, padding_mode, input_gradient=True):
     plan = _plan_convolution(x, w, None, spatial_ndim, stride, padding, dilation, padding_mode, False)
     d_out = _checked_float32(d_out, "d_out")
     expected = (plan.x.shape[0], plan.w.shape[0]) + plan.out_spatial[3 - spatial_ndim:]
@@ -737,17 +737,17 @@ def _convolution_backward(x, w, d_out, spatial_ndim, stride, padding, dilation, 
             f"(check that stride, padding and dilation match the forward call)"
         )
     d_out5 = _ready(d_out.reshape((plan.x.shape[0], plan.w.shape[0]) + plan.out_spatial))
-    d_x = _input_gradient(plan, d_out5)
+    d_x = _input_gradient(plan, d_out5) if input_gradient else None
     d_w = _weight_gradient(plan, d_out5)
     d_b = d_out5.sum(axis=(0, 2, 3, 4), dtype=np.float64).astype(np.float32)
-    d_x = _strip(d_x, plan)
+    d_x = None if d_x is None else _strip(d_x, plan)
     d_w = _strip(d_w, plan)
     if plan.unbatched:
         return d_x, d_w, float(d_b[0])
     return d_x, d_w, d_b
 
 
-def conv2d_backward(x, w, d_out, *, stride=1, padding=0, dilation=1, padding_mode="zeros"):
+def conv2d_backward(x, w, d_out, *, stride=1, padding=0, dilation=1, padding_mode="zeros", input_gradient=True):
     """Gradients of a loss through ``conv2d``, given the gradient of its output.
 
     Parameters
@@ -757,10 +757,13 @@ def conv2d_backward(x, w, d_out, *, stride=1, padding=0, dilation=1, padding_mod
         d_loss/d_out, the shape of ``conv2d``'s output.
     stride, padding, dilation, padding_mode :
         The same as in the forward call.
+    input_gradient : bool, default True
+        False skips d_x (returned as None): a network's first layer needs no gradient for its
+        input, and d_x costs as much as the forward pass.
 
     Returns
     -------
-    d_x : float32, shape of x
+    d_x : float32, shape of x, or None
         d_loss/d_x.  With reflect / replicate padding the gradient of each copied border pixel is
         added back onto the pixel it was copied from.
     d_w : float32, shape of w
@@ -768,10 +771,10 @@ def conv2d_backward(x, w, d_out, *, stride=1, padding=0, dilation=1, padding_mod
     d_b : float (2-D x) or float32 (K,)
         d_loss/d_b: the sum of d_out over everything but the kernel axis.
     """
-    return _convolution_backward(x, w, d_out, 2, stride, padding, dilation, padding_mode)
+    return _convolution_backward(x, w, d_out, 2, stride, padding, dilation, padding_mode, input_gradient)
 
 
-def conv3d_backward(x, w, d_out, *, stride=1, padding=0, dilation=1, padding_mode="zeros"):
+def conv3d_backward(x, w, d_out, *, stride=1, padding=0, dilation=1, padding_mode="zeros", input_gradient=True):
     """Gradients of a loss through ``conv3d``: (d_x, d_w, d_b), shaped like x, w and b.
 
     Parameters
@@ -780,13 +783,15 @@ def conv3d_backward(x, w, d_out, *, stride=1, padding=0, dilation=1, padding_mod
     d_out : array (D', H', W') or (N, K, D', H', W')
     stride, padding, dilation, padding_mode :
         The same as in the forward call.
+    input_gradient : bool, default True
+        False skips d_x (returned as None).
 
     Returns
     -------
-    d_x, d_w : float32 arrays shaped like x and w
+    d_x, d_w : float32 arrays shaped like x and w (d_x None if not asked for)
     d_b : float (3-D x) or float32 (K,)
     """
-    return _convolution_backward(x, w, d_out, 3, stride, padding, dilation, padding_mode)
+    return _convolution_backward(x, w, d_out, 3, stride, padding, dilation, padding_mode, input_gradient)
 
 
 # --------------------------------------------------------------------------------------------

@@ -250,6 +250,17 @@ def test_conv2d_backward_small_matches_finite_differences(padding_mode):
     np.testing.assert_allclose(d_b, d_out.sum(axis=(0, 2, 3)), rtol=1e-5)
 
 
+def test_conv2d_backward_can_skip_the_input_gradient():
+    x, w = random(2, 3, 9, 10), random(4, 3, 3, 3)
+    d_out = random(2, 4, 9, 10)
+    d_x, d_w, d_b = kernels.conv2d_backward(x, w, d_out, padding=1, input_gradient=False)
+    full = kernels.conv2d_backward(x, w, d_out, padding=1)
+    assert d_x is None
+    np.testing.assert_array_equal(d_w, full[1])
+    np.testing.assert_array_equal(d_b, full[2])
+    assert kernels.conv3d_backward(x[:, :, None], w[:, :, None], d_out[:, :, None], padding=(0, 1, 1), input_gradient=False)[0] is None
+
+
 def test_conv2d_backward_single_image_form():
     x, w = random(9, 10), random(3, 3)
     d_out = random(*kernels.conv2d(x, w, padding=1).shape)
