@@ -143,11 +143,6 @@ def correlate_forward(x, tap_channel, tap_depth, tap_row, tap_col, weights, bias
                                         depth_map, row_map, col_map, pad_left, stride_d, stride_h, out,
                                         nonfinite_rows)
         return
-    if weights.shape[1] == 9 and stride_w == 1:
-        _correlate_forward_nine_taps(x, tap_channel, tap_depth, tap_row, tap_col, weights, bias,
-                                     depth_map, row_map, col_map, pad_left, stride_d, stride_h, out,
-                                     nonfinite_rows)
-        return
     n_batch, _, _, _, width = x.shape
     n_out, n_taps = weights.shape
     out_depth, out_rows, out_width = out.shape[2], out.shape[3], out.shape[4]
@@ -284,94 +279,6 @@ def correlate_forward(x, tap_channel, tap_depth, tap_row, tap_col, weights, bias
         bits = out[n, k, z, r].view(np.int32)
         smallest = _FLOAT32_EXPONENT_MASK
         for q in range(out_width):
-            smallest = min(smallest, (~bits[q]) & _FLOAT32_EXPONENT_MASK)
-        nonfinite_rows[task] = 1 if smallest == 0 else 0
-
-
-@njit(**JIT_OPTIONS)
-def _correlate_forward_nine_taps(x, tap_channel, tap_depth, tap_row, tap_col, weights, bias,
-                                 depth_map, row_map, col_map, pad_left, stride_d, stride_h, out,
-                                 nonfinite_rows):
-    """``correlate_forward`` for exactly nine taps (a 3 x 3 kernel on one channel), column stride 1.
-
-    The lessons' most common case: all nine products of an output element are summed in one sweep,
-    in registers, so each output row is written once instead of read and written per tap group
-    (about 2x faster on a 512 x 512 image).  Same order of additions as the general loop: taps 0..8
-    from 0, bias last.  A tap on a zero-padded row gets weight 0 and reads row 0.
-    """
-    n_batch, _, _, _, width = x.shape
-    n_out = weights.shape[0]
-    out_depth, out_rows, out_width = out.shape[2], out.shape[3], out.shape[4]
-    zero = np.float32(0.0)
-    for task in prange(n_batch * n_out * out_depth * out_rows):
-        r = task % out_rows
-        rest = task // out_rows
-        z = rest % out_depth
-        rest //= out_depth
-        k = rest % n_out
-        n = rest // n_out
-        d0, r0, c0, valid0 = _tap_source(0, 0, 9, z, r, tap_depth, tap_row, tap_col, depth_map, row_map, stride_d, stride_h)
-        d1, r1, c1, valid1 = _tap_source(0, 1, 9, z, r, tap_depth, tap_row, tap_col, depth_map, row_map, stride_d, stride_h)
-        d2, r2, c2, valid2 = _tap_source(0, 2, 9, z, r, tap_depth, tap_row, tap_col, depth_map, row_map, stride_d, stride_h)
-        d3, r3, c3, valid3 = _tap_source(0, 3, 9, z, r, tap_depth, tap_row, tap_col, depth_map, row_map, stride_d, stride_h)
-        d4, r4, c4, valid4 = _tap_source(0, 4, 9, z, r, tap_depth, tap_row, tap_col, depth_map, row_map, stride_d, stride_h)
-        d5, r5, c5, valid5 = _tap_source(0, 5, 9, z, r, tap_depth, tap_row, tap_col, depth_map, row_map, stride_d, stride_h)
-        d6, r6, c6, valid6 = _tap_source(0, 6, 9, z, r, tap_depth, tap_row, tap_col, depth_map, row_map, stride_d, stride_h)
-        d7, r7, c7, valid7 = _tap_source(0, 7, 9, z, r, tap_depth, tap_row, tap_col, depth_map, row_map, stride_d, stride_h)
-        d8, r8, c8, valid8 = _tap_source(0, 8, 9, z, r, tap_depth, tap_row, tap_col, depth_map, row_map, stride_d, stride_h)
-        w0 = weights[k, 0] if valid0 else zero
-        w1 = weights[k, 1] if valid1 else zero
-        w2 = weights[k, 2] if valid2 else zero
-        w3 = weights[k, 3] if valid3 else zero
-        w4 = weights[k, 4] if valid4 else zero
-        w5 = weights[k, 5] if valid5 else zero
-        w6 = weights[k, 6] if valid6 else zero
-        w7 = weights[k, 7] if valid7 else zero
-        w8 = weights[k, 8] if valid8 else zero
-        ch0, ch1, ch2 = tap_channel[0], tap_channel[1], tap_channel[2]
-        ch3, ch4, ch5 = tap_channel[3], tap_channel[4], tap_channel[5]
-        ch6, ch7, ch8 = tap_channel[6], tap_channel[7], tap_channel[8]
-        # Interior columns: reads inside the row for all nine taps (offsets differ only by column).
-        lo, hi = 0, out_width
-        for t in range(9):
-            tap_lo, tap_hi = _interior_range(tap_col[t] - pad_left, 1, width, out_width)
-            lo, hi = max(lo, tap_lo), min(hi, tap_hi)
-        if lo >= hi:
-            lo = out_width
-            hi = out_width
-        for q in range(out_width - (hi - lo)):
-            if q >= lo:
-                q += hi - lo  # skip the interior
-            total = zero
-            for t in range(9):
-                source_depth = depth_map[z * stride_d + tap_depth[t]]
-                source_row = row_map[r * stride_h + tap_row[t]]
-                source_col = col_map[q + tap_col[t]]
-                if source_depth >= 0 and source_row >= 0 and source_col >= 0:
-                    total += weights[k, t] * x[n, tap_channel[t], source_depth, source_row, source_col]
-            out[n, k, z, r, q] = total
-        if hi > lo:
-            span = np.uint64(hi - lo)
-            base = np.uint64(lo)
-            a0, a1, a2 = np.uint64(lo + c0 - pad_left), np.uint64(lo + c1 - pad_left), np.uint64(lo + c2 - pad_left)
-            a3, a4, a5 = np.uint64(lo + c3 - pad_left), np.uint64(lo + c4 - pad_left), np.uint64(lo + c5 - pad_left)
-            a6, a7, a8 = np.uint64(lo + c6 - pad_left), np.uint64(lo + c7 - pad_left), np.uint64(lo + c8 - pad_left)
-            for u in range(span):
-                out[n, k, z, r, base + u] = ((((((((
-                    w0 * x[n, ch0, d0, r0, a0 + u]
-                    + w1 * x[n, ch1, d1, r1, a1 + u])
-                    + w2 * x[n, ch2, d2, r2, a2 + u])
-                    + w3 * x[n, ch3, d3, r3, a3 + u])
-                    + w4 * x[n, ch4, d4, r4, a4 + u])
-                    + w5 * x[n, ch5, d5, r5, a5 + u])
-                    + w6 * x[n, ch6, d6, r6, a6 + u])
-                    + w7 * x[n, ch7, d7, r7, a7 + u])
-                    + w8 * x[n, ch8, d8, r8, a8 + u])
-        bias_k = bias[k]
-        bits = out[n, k, z, r].view(np.int32)
-        smallest = _FLOAT32_EXPONENT_MASK
-        for q in range(out_width):
-            out[n, k, z, r, q] += bias_k
             smallest = min(smallest, (~bits[q]) & _FLOAT32_EXPONENT_MASK)
         nonfinite_rows[task] = 1 if smallest == 0 else 0
 
