@@ -4,7 +4,8 @@ from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
-APP_PATH = Path(__file__).resolve().parents[1] / "app.py"
+REPO_ROOT = Path(__file__).resolve().parents[1]
+APP_PATH = REPO_ROOT / "app.py"
 APP_TIMEOUT_S = 120  # a first run may load the Numba engine from its on-disk cache
 
 
@@ -14,3 +15,8 @@ def open_page(page_path=None):
     if page_path is not None:
         app.switch_page(page_path).run()
     return app
+
+
+def run_page_file(page_path):
+    """Run one page file (e.g. "views/stacks.py") on its own, without app.py's navigation: faster."""
+    return AppTest.from_file(str(REPO_ROOT / page_path), default_timeout=APP_TIMEOUT_S).run()

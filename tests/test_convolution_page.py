@@ -9,21 +9,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from streamlit.testing.v1 import AppTest
 
+from tests.apptest import run_page_file
 from kernels import conv2d, make_kernel, max_pool2d, relu
 from scans import apply_window, list_samples, read_sample
 from views.convolution_controls import output_size_equation, random_kernel, stored_key
 
-PAGE = "../views/convolution.py"
+PAGE = "views/convolution.py"
 SAMPLES = Path(__file__).resolve().parents[1] / "sample_images"
-TIMEOUT = 120  # the first run may load the Numba engine from its cache
 SHOWN = re.compile(r"^output\[(\d+), (\d+)\] = (\S+)$")
 POOLED = re.compile(r"^pooled\[(\d+), (\d+)\] = (\S+)$")
 
 
 def _open():
-    app = AppTest.from_file(PAGE, default_timeout=TIMEOUT).run()
+    app = run_page_file(PAGE)
     assert not app.exception, app.exception
     return app
 

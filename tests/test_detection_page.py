@@ -2,21 +2,20 @@
 
 import io
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
-from streamlit.testing.v1 import AppTest
+
+from tests.apptest import run_page_file
 
 
-PAGE = str(Path(__file__).resolve().parents[1] / "views" / "detection.py")
-TIMEOUT = 60
+PAGE = "views/detection.py"
 
 
 @pytest.fixture
 def app():
-    page = AppTest.from_file(PAGE, default_timeout=TIMEOUT).run()
+    page = run_page_file(PAGE)
     assert not page.exception, page.exception
     return page
 
@@ -36,7 +35,7 @@ def box(page, prefix="det"):
 # Every sample is run on the stacks page; here three kinds: radiograph, CT and MR.
 @pytest.mark.parametrize("sample", ["Chest radiograph", "Abdomen CT slice", "Abdomen MR with a liver lesion"])
 def test_samples_find_their_own_box_first(sample):
-    page = AppTest.from_file(PAGE, default_timeout=TIMEOUT).run()
+    page = run_page_file(PAGE)
     page.selectbox(key="scan_source").set_value(sample).run()
     assert not page.exception, page.exception
     assert not page.error, [error.value for error in page.error]

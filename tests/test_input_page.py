@@ -1,24 +1,22 @@
 """The input page in Streamlit's AppTest: samples, window, preprocessing, uploads (good, identifying, garbage)."""
 
 import io
-from pathlib import Path
 
 import numpy as np
 import pydicom
 import pydicom.data
 import pytest
 from PIL import Image
-from streamlit.testing.v1 import AppTest
 
+from tests.apptest import run_page_file
 from scans import list_samples
 
-PAGE = str(Path(__file__).resolve().parents[1] / "views" / "input.py")
-TIMEOUT = 60
+PAGE = "views/input.py"
 
 
 @pytest.fixture
 def app():
-    page = AppTest.from_file(PAGE, default_timeout=TIMEOUT).run()
+    page = run_page_file(PAGE)
     assert not page.exception, page.exception
     return page
 

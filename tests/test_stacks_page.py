@@ -2,23 +2,21 @@
 
 import io
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
-from streamlit.testing.v1 import AppTest
 
+from tests.apptest import run_page_file
 from kernels.receptive_field import input_region, layer_shapes, pool_geometry, conv_geometry, receptive_field
 from scans import list_samples
 
-PAGE = str(Path(__file__).resolve().parents[1] / "views" / "stacks.py")
-TIMEOUT = 60
+PAGE = "views/stacks.py"
 
 
 @pytest.fixture
 def app():
-    page = AppTest.from_file(PAGE, default_timeout=TIMEOUT).run()
+    page = run_page_file(PAGE)
     assert not page.exception, page.exception
     return page
 
@@ -43,7 +41,7 @@ def _working_shape(image_shape, longer_side):
 
 @pytest.mark.parametrize("sample", list_samples())
 def test_every_sample_builds_the_default_stack(sample):
-    page = AppTest.from_file(PAGE, default_timeout=TIMEOUT).run()
+    page = run_page_file(PAGE)
     page.selectbox(key="scan_source").set_value(sample).run()
     assert not page.exception, page.exception
     assert not page.error, [error.value for error in page.error]
