@@ -23,14 +23,6 @@ def _window_inputs(size=6, pad=1, seed=0):
 # ---------------------------------------------------------------- numbers ------------------------------------
 
 
-@pytest.mark.parametrize(("value", "text"), [
-    (0.0, "0"), (0.0625, "0.0625"), (0.533333, "0.533"), (-1.0, "-1"), (12.345, "12.3"), (1234.5, "1234"),
-    (0.00004, "4e-05"),
-])
-def test_format_number(value, text):
-    assert steps.format_number(value) == text
-
-
 def test_format_grid_shares_decimals_and_never_prints_minus_zero():
     texts = steps.format_grid(np.array([[0.5, -0.00001], [0.25, 0.125]]))
     assert texts == [["0.500", "0.000"], ["0.250", "0.125"]]

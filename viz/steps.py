@@ -145,23 +145,6 @@ def _blend_mask(canvas, mask, top, left, colour, alpha=None):
 # ----------------------------------------------------------------------------------------------
 
 
-def format_number(value):
-    """Short text for a value: three significant digits, no exponent for everyday magnitudes.
-
-    Examples: 0.0625 -> "0.0625", 0.53333 -> "0.533", -1.0 -> "-1", 12.345 -> "12.3", 1234.5 -> "1234",
-    0.00004 -> "4e-05", 0.0 -> "0".
-    """
-    value = float(value)
-    if value == 0.0:
-        return "0"
-    magnitude = abs(value)
-    if magnitude >= 1000.0:
-        return f"{value:.0f}"
-    if magnitude < 0.001:
-        return f"{value:.0e}"
-    return f"{value:.3g}"
-
-
 def grid_decimals(values, significant=3, max_decimals=4):
     """Decimal places that give the largest magnitude in ``values`` ``significant`` digits (0..max_decimals).
 
