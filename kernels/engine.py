@@ -39,7 +39,7 @@ from typing import NamedTuple
 import numpy as np
 
 from kernels import _jit
-from kernels._config import kernel_call_guard
+from kernels._config import PARALLEL_MIN_WORK, kernel_call_guard
 
 __all__ = [
     "FFT_MIN_KERNEL_AREA",
@@ -79,6 +79,8 @@ FFT_MIN_KERNEL_AREA = 20 * 20
 
 # Largest integer magnitude that float32 represents exactly (24-bit significand).
 _FLOAT32_EXACT_INTEGER_LIMIT = 2**24
+# Bit pattern of float32 +inf: |x|'s bits are at least this iff x is inf or NaN.
+_FLOAT32_INF_BITS = 0x7F800000
 
 _AXIS_NAMES = ("depth", "rows", "columns")
 _NUMPY_PAD_MODES = {"zeros": "constant", "reflect": "reflect", "replicate": "edge"}
@@ -116,7 +118,9 @@ def _check_finite(array: np.ndarray, name: str) -> None:
         return
     # One float32 sum is much cheaper than isfinite().all() and is finite only if every element
     # is; a finite array whose sum overflows takes the slow path and passes.
-    if np.isfinite(array.sum()):
+    with np.errstate(over="ignore", invalid="ignore"):  # a finite array may overflow the sum
+        total = array.sum()
+    if np.isfinite(total):
         return
     finite = np.isfinite(array)
     if finite.all():
@@ -510,10 +514,52 @@ def _run_forward(x5, w5, bias, pads, strides, dilations, padding_mode, out_spati
     return _ready(_unpack(out, layout)), bool(nonfinite_rows.any())
 
 
+# Output rows per parallel task of ``_jit.correlate_image`` (each task allocates one padded-row
+# buffer; OpenMP hands each thread a contiguous block of tasks either way).
+IMAGE_ROWS_PER_TASK = 32
+
+
+def _correlate_image(plan: _ConvPlan):
+    """One (H, W) image with one (kh, kw) kernel through ``_jit.correlate_image``.
+
+    Returns (1, 1, 1, OH, OW) float32 (the shape of the general loop's output) and whether an
+    output value is inf or NaN.
+    """
+    x = plan.x[0, 0, 0]
+    w = plan.w[0, 0, 0]
+    (top, bottom), (left, right) = plan.pads[1], plan.pads[2]
+    row_map = _index_map(x.shape[0], top, bottom, plan.padding_mode)
+    col_map = _index_map(x.shape[1], left, right, plan.padding_mode)
+    out = np.empty(plan.out_spatial[1:], dtype=np.float32)
+    arguments = (x, w, float(plan.bias[0]), row_map, col_map, left, plan.strides[1], plan.strides[2],
+                 plan.dilations[1], plan.dilations[2])
+    work = out.size * w.size
+    if work < PARALLEL_MIN_WORK:  # the serial loop itself: no parallel launch to pay for
+        largest = int(_jit.correlate_image_rows(*arguments, 0, out.shape[0], out))
+    else:
+        largest_bits = np.zeros(-(-out.shape[0] // IMAGE_ROWS_PER_TASK), dtype=np.int64)
+        with kernel_call_guard(work):
+            _jit.correlate_image(*arguments, IMAGE_ROWS_PER_TASK, out, largest_bits)
+        largest = int(largest_bits.max())
+    if largest >= _FLOAT32_INF_BITS:  # the loop read an inf or NaN pixel
+        nonfinite = True
+    else:
+        # |out| <= sum |w| * max |x| + |b| (times a rounding factor far below 2): only when that
+        # bound comes near float32's range can the sum have overflowed, and only then is the
+        # output itself checked.
+        largest_x = float(np.array([largest], dtype=np.int32).view(np.float32)[0])
+        bound = float(np.abs(w, dtype=np.float64).sum()) * largest_x + abs(float(plan.bias[0]))
+        nonfinite = bound * 2.0 >= float(np.finfo(np.float32).max) and not np.isfinite(out).all()
+    return out.reshape((1, 1, 1) + out.shape), nonfinite
+
+
 def _correlate_direct(plan: _ConvPlan) -> np.ndarray:
     """Run the jitted forward loop; returns (N, K, OD, OH, OW) float32."""
-    out, nonfinite = _run_forward(plan.x, plan.w, plan.bias, plan.pads, plan.strides, plan.dilations,
-                                  plan.padding_mode, plan.out_spatial)
+    if plan.unbatched and plan.spatial_ndim == 2:
+        out, nonfinite = _correlate_image(plan)
+    else:
+        out, nonfinite = _run_forward(plan.x, plan.w, plan.bias, plan.pads, plan.strides, plan.dilations,
+                                      plan.padding_mode, plan.out_spatial)
     if nonfinite:
         _check_finite(_strip(plan.x, plan), "x")  # names the first bad pixel, in the caller's shape
         raise ValueError(
@@ -1046,11 +1092,15 @@ def _elementwise(x, d_out, operation, slope=0.0):
     if not np.isfinite(slope):
         raise ValueError(f"slope must be a finite number, got {slope}")
     out = np.empty_like(x)
-    nonfinite_blocks = np.empty(-(-x.size // _jit.ELEMENTWISE_BLOCK), dtype=np.uint8)
     cost = 1 if operation in (_jit.RELU, _jit.RELU_BACKWARD, _jit.LEAKY_RELU, _jit.LEAKY_RELU_BACKWARD) else 8
-    with kernel_call_guard(x.size * cost):
-        _jit.elementwise(x.reshape(-1), d_flat, operation, slope, out.reshape(-1), nonfinite_blocks)
-    if nonfinite_blocks.any():  # the kernel checked x and d_out as it read them
+    if x.size * cost < PARALLEL_MIN_WORK:  # the serial loop itself: no parallel launch to pay for
+        nonfinite = bool(_jit.elementwise_range(x.reshape(-1), d_flat, operation, slope, out.reshape(-1)))
+    else:
+        nonfinite_blocks = np.empty(-(-x.size // _jit.ELEMENTWISE_BLOCK), dtype=np.uint8)
+        with kernel_call_guard(x.size * cost):
+            _jit.elementwise(x.reshape(-1), d_flat, operation, slope, out.reshape(-1), nonfinite_blocks)
+        nonfinite = bool(nonfinite_blocks.any())
+    if nonfinite:  # the kernel checked x and d_out as it read them
         _check_finite(x, "x")
         _check_finite(d_out, "d_out")
     return out

@@ -103,6 +103,56 @@ def test_conv2d_single_image_equals_batched_form():
     )
 
 
+@pytest.mark.parametrize("padding_mode", ["zeros", "reflect", "replicate"])
+@pytest.mark.parametrize("kernel_shape", [(1, 1), (3, 3), (2, 5), (7, 7), (3, 11)])
+@pytest.mark.parametrize("stride, dilation, padding", [(1, 1, "same"), (1, 2, (2, 3)), (2, 1, 1), ((1, 3), (2, 1), 2)])
+def test_single_image_loop_equals_batched_loop_bit_for_bit(padding_mode, kernel_shape, stride, dilation, padding):
+    # (H, W) images take their own loop (_jit.correlate_image); it must add the same products in
+    # the same order as the batched loop, so the two agree exactly, not just to rounding.
+    x, w = random(41, 67), random(*kernel_shape)
+    options = dict(stride=stride, dilation=dilation, padding=padding, padding_mode=padding_mode, method="direct")
+    np.testing.assert_array_equal(
+        kernels.conv2d(x, w, -0.5, **options),
+        kernels.conv2d(x[None, None], w[None, None], np.float32([-0.5]), **options)[0, 0],
+    )
+
+
+def test_single_image_loop_reports_nonfinite_pixels_and_overflow():
+    x = random(300, 300)
+    x[250, 7] = np.nan
+    with pytest.raises(ValueError, match=r"x contains 1 NaN and 0 infinite values \(first at index \(250, 7\)"):
+        kernels.conv2d(x, np.ones((3, 3)), padding="same")
+    huge = np.full((40, 40), 3e38, dtype=np.float32)
+    with pytest.raises(ValueError, match="overflowed float32"):
+        kernels.conv2d(huge, np.ones((3, 3)))
+    np.testing.assert_array_equal(kernels.conv2d(huge, np.full((1, 1), 0.5)), huge * np.float32(0.5))
+
+
+def test_parallel_launchers_give_the_serial_loops_results(monkeypatch):
+    # Small calls run the serial loops directly, big ones through the parallel launchers; with
+    # the threshold at 0 every call takes the parallel route, which must change no bit.
+    x, w = random(70, 90), random(5, 4)
+    activation_input = random(3, 5, 40, 50) - np.float32(0.5)
+    gradient = random(3, 5, 40, 50)
+    serial = [kernels.conv2d(x, w, 0.5, padding="same", padding_mode="reflect"),
+              kernels.conv2d(x, w, stride=(2, 3), dilation=2, padding=3),
+              kernels.relu(activation_input), kernels.sigmoid_backward(activation_input, gradient),
+              kernels.leaky_relu(activation_input, 0.1), kernels.tanh(activation_input)]
+    monkeypatch.setattr(engine, "PARALLEL_MIN_WORK", 0)
+    parallel = [kernels.conv2d(x, w, 0.5, padding="same", padding_mode="reflect"),
+                kernels.conv2d(x, w, stride=(2, 3), dilation=2, padding=3),
+                kernels.relu(activation_input), kernels.sigmoid_backward(activation_input, gradient),
+                kernels.leaky_relu(activation_input, 0.1), kernels.tanh(activation_input)]
+    for expected, result in zip(serial, parallel):
+        np.testing.assert_array_equal(result, expected)
+    x[60, 3] = np.inf
+    with pytest.raises(ValueError, match=r"x contains 0 NaN and 1 infinite values \(first at index \(60, 3\)"):
+        kernels.conv2d(x, w)
+    activation_input[2, 4, 39, 49] = np.nan
+    with pytest.raises(ValueError, match="x contains 1 NaN"):
+        kernels.relu(activation_input)
+
+
 def test_conv2d_converts_float64_and_integer_images_and_keeps_input_untouched():
     image = RNG.integers(0, 255, size=(10, 11)).astype(np.uint8)
     w = np.ones((3, 3))
