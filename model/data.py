@@ -452,9 +452,21 @@ def _random_background(levels, window, rng, size, augment):
         windowed = windowed ** np.exp(rng.uniform(-0.5, 0.5))
         if rng.random() < 0.3:
             windowed = 1.0 - windowed
+        if rng.random() < 0.3:  # a softer scanner or a smaller matrix enlarged
+            windowed = _gaussian_blur(windowed, rng.uniform(0.5, 1.5))
         if rng.random() < 0.5:
             windowed = np.clip(windowed + rng.normal(0.0, rng.uniform(0.0, 0.03), windowed.shape), 0.0, 1.0)
     return np.ascontiguousarray(windowed, dtype=np.float32)
+
+
+def _gaussian_blur(image, sigma):
+    """Blur (H, W) with a Gaussian of width ``sigma`` pixels (kernels/ engine, mirrored borders)."""
+    size = min(9, 2 * int(np.ceil(2 * sigma)) + 1)
+    offsets = np.arange(size) - size // 2
+    profile = np.exp(-offsets**2 / (2 * sigma * sigma))
+    kernel = np.outer(profile, profile)
+    return conv2d(np.ascontiguousarray(image, dtype=np.float32), kernel / kernel.sum(), padding="same",
+                  padding_mode="reflect")
 
 
 def _source_weights(images):

@@ -52,8 +52,9 @@ class Conv2d:
             raise ValueError(f"Conv2d needs weight (K, C, kh, kw) and bias (K,); got {weight.shape} and {bias.shape}")
         self.params = {"weight": weight, "bias": bias}
         self.padding_mode = padding_mode
+        # The weights are used as given (saved weights load bit for bit); fresh ones are projected
+        # by whoever makes them (model.network.initial_parameters), and training calls constrain().
         self.zero_mean = bool(zero_mean)
-        self.constrain()
 
     @property
     def out_channels(self):

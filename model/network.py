@@ -179,7 +179,10 @@ def initial_parameters(architecture, seed):
         weight = rng.normal(0.0, np.sqrt(2.0 / fan_in), (channels, in_channels, size, size))
         if stage == 1:
             weight = centre_surround_kernels(channels, size) + 0.1 * weight
-        params[f"conv{stage}.weight"] = weight.astype(np.float32)
+        weight = weight.astype(np.float32)
+        if stage == 1:  # zero-sum kernels (see Conv2d's zero_mean), projected as training will keep them
+            weight -= weight.mean(axis=(1, 2, 3), keepdims=True)
+        params[f"conv{stage}.weight"] = weight
         params[f"conv{stage}.bias"] = np.zeros(channels, np.float32)
         in_channels = channels
     params["dense.weight"] = rng.normal(0.0, np.sqrt(1.0 / in_channels), (in_channels, len(CLASS_NAMES))).astype(np.float32)
@@ -344,6 +347,35 @@ class Classifier:
         cam, _ = self.cam_features(patch)
         return upsample_bilinear(cam, self.architecture.stride)
 
+    def probability_map(self, image, *, stride=16):
+        """Slide the input window over a whole image and map the lesion probability.
+
+        Parameters
+        ----------
+        image : array (H, W) in [0, 1], H and W >= ``input_size``
+        stride : int
+            Pixels between window positions (the last window is pushed against the far edge, so
+            every pixel is covered).
+
+        Returns
+        -------
+        probabilities : float32 (rows, cols)
+            Lesion probability of the window at each position.
+        tops, lefts : int arrays (rows,), (cols,)
+            Each window's top row and left column.
+        """
+        image = np.asarray(image, dtype=np.float32)
+        size = self.input_size
+        if image.ndim != 2 or min(image.shape) < size:
+            raise ValueError(f"the image must be 2-D and at least {size} x {size} pixels, got shape {image.shape}")
+        if stride < 1:
+            raise ValueError(f"stride must be at least 1 pixel, got {stride}")
+        tops = _window_starts(image.shape[0], size, stride)
+        lefts = _window_starts(image.shape[1], size, stride)
+        windows = np.lib.stride_tricks.sliding_window_view(image, (size, size))[tops][:, lefts]
+        probabilities = self.predict_proba(windows.reshape(-1, size, size))[:, 1]
+        return probabilities.reshape(len(tops), len(lefts)), tops, lefts
+
     def first_layer_kernels(self):
         """The learned first-layer kernels, float32 (K, k, k)."""
         return self.network.layer("conv1").params["weight"][:, 0].copy()
@@ -393,3 +425,26 @@ def upsample_bilinear(values, factor):
     cols = np.arange(width * factor)
     along_cols = np.array([np.interp(cols, centres_cols, row) for row in values])  # (h, W)
     return np.array([np.interp(rows, centres_rows, column) for column in along_cols.T]).T.astype(np.float32)
+
+
+def _window_starts(length, size, stride):
+    """Start positions 0, stride, 2 stride, ... of windows of ``size`` along ``length``, ending flush."""
+    starts = list(range(0, length - size + 1, stride))
+    if starts[-1] != length - size:
+        starts.append(length - size)
+    return np.array(starts, dtype=np.intp)
+
+
+def probability_picture(probabilities, tops, lefts, image_shape, size):
+    """Spread window probabilities over the image: each pixel gets the value of the window whose
+    centre is nearest to it (rows and columns separately), so the map reads like the image.
+
+    Returns
+    -------
+    float32 (H, W)
+    """
+    centres_rows = np.asarray(tops) + (size - 1) / 2.0
+    centres_cols = np.asarray(lefts) + (size - 1) / 2.0
+    nearest_rows = np.abs(np.arange(image_shape[0])[:, None] - centres_rows[None, :]).argmin(axis=1)
+    nearest_cols = np.abs(np.arange(image_shape[1])[:, None] - centres_cols[None, :]).argmin(axis=1)
+    return np.asarray(probabilities, dtype=np.float32)[nearest_rows][:, nearest_cols]

@@ -12,6 +12,7 @@ package versions writes the same weights. Needs pydicom-data (the training scans
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 import time
@@ -134,7 +135,7 @@ def _progress_bar(done, total, width=28):
     return "[" + "#" * filled + "." * (width - filled) + f"] {done}/{total}"
 
 
-def train(config=None, *, sets=None, output=WEIGHTS_PATH, log=print):
+def train(config=None, *, sets=None, output=WEIGHTS_PATH, log=None):
     """Train a network and save it.
 
     Parameters
@@ -154,6 +155,7 @@ def train(config=None, *, sets=None, output=WEIGHTS_PATH, log=print):
     Classifier
     """
     config = config or TrainingConfig()
+    log = log or functools.partial(print, flush=True)
     limit_blas_threads()
     started = time.perf_counter()
     if sets is None:

@@ -1,0 +1,51 @@
+"""The trained-classifier lesson in a real browser: click to place the window, add a synthetic lesion,
+and the answer turns to "lesion"."""
+
+import re
+
+from playwright.sync_api import expect
+
+from tests.e2e.browser import assert_no_exception, save_screenshot, wait_for_app
+
+CLICK_FRAME = "iframe[title*='streamlit_image_coordinates']"
+
+
+def _number(page, label):
+    return int(page.get_by_label(label, exact=True).input_value())
+
+
+def _lesion_probability(page):
+    sentence = page.get_by_text(re.compile(r"The network answers")).first.inner_text()
+    return float(re.search(r"lesion probability ([0-9.]+) %", sentence).group(1))
+
+
+def test_click_add_a_lesion_and_the_answer_changes(page):
+    page.goto("/classifier")
+    wait_for_app(page)
+    expect(page.get_by_role("heading", name="Does this patch contain a lesion?")).to_be_visible()
+    expect(page.get_by_text("trained on synthetic lesions inserted into real scans")).to_be_visible()
+    assert_no_exception(page)
+
+    # Click at 45 % down, 42 % across the chest radiograph (640 rows x 603 columns): the window centres there.
+    image = page.frame_locator(CLICK_FRAME).first.locator("img")
+    expect(image).to_be_visible()
+    image.scroll_into_view_if_needed()
+    box = image.bounding_box()
+    page.mouse.click(box["x"] + 0.42 * box["width"], box["y"] + 0.45 * box["height"])
+    wait_for_app(page)
+    expect(page.get_by_label("Window top row", exact=True)).not_to_have_value("288")  # the centred default
+    top, left = _number(page, "Window top row"), _number(page, "Window left column")
+    assert abs(top + 32 - 0.45 * 640) <= 3 and abs(left + 32 - 0.42 * 603) <= 3, (top, left)
+    before = _lesion_probability(page)
+
+    page.get_by_role("button", name="Add a synthetic lesion here").click()
+    wait_for_app(page)
+    assert_no_exception(page)
+    expect(page.get_by_text(re.compile(r"Lesion at row \d+, column \d+, radius"))).to_be_visible()
+    after = _lesion_probability(page)
+    assert after > before and after > 50.0, (before, after)
+    page.get_by_role("heading", name="2. The network's input and its answer").scroll_into_view_if_needed()
+    save_screenshot(page, "classifier_lesion_added", full_page=False)
+    page.get_by_role("heading", name="6. Where: the class activation map").scroll_into_view_if_needed()
+    save_screenshot(page, "classifier_cam", full_page=False)
+    save_screenshot(page, "classifier_full_page")

@@ -1,0 +1,99 @@
+"""The "Does this patch contain a lesion?" page in Streamlit's AppTest: a sample, a moved window, a
+synthetic lesion that changes the answer, every stage's maps, the probability map and an upload."""
+
+import io
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+PAGE = str(Path(__file__).resolve().parents[1] / "views" / "classifier.py")
+TIMEOUT = 120
+
+
+@pytest.fixture
+def app():
+    page = AppTest.from_file(PAGE, default_timeout=TIMEOUT).run()
+    assert not page.exception, page.exception
+    return page
+
+
+def lesion_probability(page):
+    sentence = next(element.value for element in page.markdown if "The network answers" in element.value)
+    return float(re.search(r"lesion probability ([0-9.]+) %", sentence).group(1))
+
+
+def captions(page):
+    return [caption for image in page.get("image") for caption in image.captions]
+
+
+def test_page_shows_the_notices_the_answer_and_softmax(app):
+    from views.classifier import MODEL_NOTICE
+    from views.notices import TEACHING_NOTICE
+
+    warnings = [warning.value for warning in app.warning]
+    assert MODEL_NOTICE in warnings and TEACHING_NOTICE in warnings
+    markdown = "\n".join(element.value for element in app.markdown)
+    assert "**Softmax** turns the two scores into probabilities" in markdown
+    assert 0.0 <= lesion_probability(app) <= 100.0
+    assert any("The input: the window's 64 x 64 grey values" in caption for caption in captions(app))
+    assert any("Evidence for \"lesion\" over the input window." in caption for caption in captions(app))
+
+
+def test_a_synthetic_lesion_in_the_window_raises_the_lesion_probability(app):
+    # The click on the image sets these two inputs (views.classifier._on_click); set them directly.
+    app.number_input(key="clf_top").set_value(288).run()
+    app.number_input(key="clf_left").set_value(269).run()
+    before = lesion_probability(app)
+    app.slider(key="clf_contrast").set_value(0.3).run()
+    app.slider(key="clf_radius").set_value(8.0).run()
+    app.button(key="clf_add").click().run()
+    assert not app.exception, app.exception
+    after = lesion_probability(app)
+    assert before < 50.0 < after, (before, after)
+    assert any("green line: where the synthetic lesion is" in caption for caption in captions(app))
+    app.button(key="clf_remove").click().run()
+    assert lesion_probability(app) == pytest.approx(before, abs=0.05)
+
+
+def test_a_click_centres_the_window_on_the_clicked_pixel():
+    from views.classifier import window_for_click
+
+    # A 603 x 640 image shown at half size: the click at (x=100, y=50) is pixel (row 100, col 200).
+    event = {"x": 100, "y": 50, "width": 320, "height": 301.5}
+    assert window_for_click(event, (603, 640), 64) == (100 - 32, 200 - 32)
+    # Near a corner the window stays inside the image.
+    assert window_for_click({"x": 1, "y": 1, "width": 320, "height": 301.5}, (603, 640), 64) == (0, 0)
+    assert window_for_click({"x": 319, "y": 301, "width": 320, "height": 301.5}, (603, 640), 64) == (603 - 64, 640 - 64)
+
+
+def test_every_stage_shows_each_layers_maps(app):
+    stages = len(app.radio(key="clf_stage").options)
+    assert stages == 4
+    for stage in range(1, stages + 1):
+        app.radio(key="clf_stage").set_value(stage).run()
+        assert not app.exception, app.exception
+        markdown = "\n".join(element.value for element in app.markdown)
+        assert f"**conv{stage}**" in markdown and f"**relu{stage}**" in markdown
+
+
+def test_probability_map_of_a_sample(app):
+    app.toggle(key="clf_map").set_value(True).run()
+    assert not app.exception, app.exception
+    assert any(re.match(r"\d+ windows; highest lesion probability", caption) for caption in captions(app))
+
+
+def test_an_uploaded_image_works_and_its_map_is_computed(app):
+    rng = np.random.default_rng(0)
+    picture = (rng.random((96, 130)) * 40 + 100).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(picture).save(buffer, format="PNG")
+    app.file_uploader(key="scan_uploader").set_value(("upload.png", buffer.getvalue(), "image/png")).run()
+    assert not app.exception, app.exception
+    app.toggle(key="clf_map").set_value(True).run()
+    assert not app.exception, app.exception
+    assert any(element.value.startswith("upload.png: 96 x 130 pixels") for element in app.caption)
+    assert any(re.match(r"\d+ windows; highest lesion probability", caption) for caption in captions(app))

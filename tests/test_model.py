@@ -1,0 +1,242 @@
+"""The classifier's pieces: synthetic lesions, patch sets, the Classifier API, the CAM's arithmetic,
+the optimiser, the metrics, and that training is seeded and learns."""
+
+import numpy as np
+import pytest
+
+from model import data
+from model.layers import softmax
+from model.network import Architecture, Classifier, Network, probability_picture, upsample_bilinear
+from model.train import Adam, TrainingConfig, roc_auc, train
+
+
+def smooth_image(shape, seed):
+    """A synthetic 'scan': smooth random blobs plus a little noise, in made-up units."""
+    rng = np.random.default_rng(seed)
+    rows, cols = np.mgrid[0:shape[0], 0:shape[1]]
+    image = np.zeros(shape)
+    for _ in range(12):
+        centre = rng.uniform(0, shape[0]), rng.uniform(0, shape[1])
+        width = rng.uniform(10, 60)
+        image += rng.uniform(-300, 300) * np.exp(-((rows - centre[0]) ** 2 + (cols - centre[1]) ** 2) / (2 * width**2))
+    return (image + rng.normal(0, 10, shape)).astype(np.float32)
+
+
+def synthetic_sources(count=3):
+    return [data.SourceImage(f"synthetic {index}", "CT", smooth_image((256, 256), index), (0.0, 600.0))
+            for index in range(count)]
+
+
+# ------------------------------------------------------------------------------ lesions and noise
+
+
+def test_noise_estimate_recovers_known_gaussian_noise():
+    rng = np.random.default_rng(0)
+    ramp = np.add.outer(np.linspace(0.2, 0.6, 128), np.linspace(0.0, 0.2, 128))  # a ramp is invisible to it
+    for sigma in (0.01, 0.03, 0.08):
+        noisy = ramp + rng.normal(0, sigma, ramp.shape)
+        assert data.estimate_noise_sigma(noisy) == pytest.approx(sigma, rel=0.08)
+    assert data.estimate_noise_sigma(ramp) < 1e-4
+
+
+@pytest.mark.parametrize("contrast", [0.3, -0.2, 0.08])
+def test_insert_lesion_changes_the_patch_by_its_contrast_inside_its_mask(contrast):
+    rng = np.random.default_rng(1)
+    patch = np.full((64, 64), 0.5, dtype=np.float32) + rng.normal(0, 0.01, (64, 64)).astype(np.float32)
+    with_lesion, lesion = data.insert_lesion(patch, rng, center=(30.0, 34.0), radius=8.0, contrast=contrast)
+    inside = lesion.mask > 0.95
+    outside = lesion.mask < 0.01
+    assert lesion.center == (30.0, 34.0) and lesion.radius == 8.0 and lesion.contrast == contrast
+    assert inside[30, 34] and not inside[0, 0]
+    # The texture averages out over the blob; the change is the contrast (within the texture's spread).
+    assert float((with_lesion - patch)[inside].mean()) == pytest.approx(contrast, abs=0.25 * abs(contrast) + 0.01)
+    np.testing.assert_allclose(with_lesion[outside], np.clip(patch, 0, 1)[outside], atol=0.01)
+    assert with_lesion.min() >= 0.0 and with_lesion.max() <= 1.0
+
+
+def test_insert_lesion_defaults_stay_in_the_specified_ranges_and_fit_the_grey_scale():
+    rng = np.random.default_rng(2)
+    for background in (0.05, 0.5, 0.95):
+        patch = np.full((64, 64), background, dtype=np.float32)
+        for _ in range(20):
+            _, lesion = data.insert_lesion(patch, rng)
+            assert data.RADIUS_RANGE[0] <= lesion.radius <= data.RADIUS_RANGE[1]
+            assert data.CONTRAST_RANGE[0] <= abs(lesion.contrast) <= data.CONTRAST_RANGE[1]
+            # A bright background gets a darker lesion and a dark one a brighter lesion, so it stays visible.
+            assert 0.0 <= background + lesion.contrast <= 1.0
+
+
+def test_insert_lesion_refuses_bad_input_with_a_clear_message():
+    rng = np.random.default_rng(3)
+    with pytest.raises(ValueError, match="at least 8 x 8"):
+        data.insert_lesion(np.zeros((4, 4)), rng)
+    with pytest.raises(ValueError, match="radius must be > 0"):
+        data.insert_lesion(np.zeros((64, 64)), rng, radius=0)
+    with pytest.raises(TypeError, match="numpy.random.Generator"):
+        data.insert_lesion(np.zeros((64, 64)), 42)
+
+
+# ------------------------------------------------------------------------------ patch sets
+
+
+def test_patch_sets_are_seeded_balanced_and_in_range():
+    sources = synthetic_sources()
+    first = data.make_patch_set(sources, 60, seed=5)
+    again = data.make_patch_set(sources, 60, seed=5)
+    other = data.make_patch_set(sources, 60, seed=6)
+    assert data.patch_set_digest(first) == data.patch_set_digest(again) != data.patch_set_digest(other)
+    assert first.patches.shape == (60, 64, 64) and first.patches.dtype == np.float32
+    assert first.labels.sum() == 30
+    assert first.patches.min() >= 0.0 and first.patches.max() <= 1.0
+    positives = first.labels == 1
+    assert first.lesion_masks[positives].any(axis=(1, 2)).all()
+    assert not first.lesion_masks[~positives].any()
+    assert (first.radii[~positives] == 0).all() and (first.radii[positives] >= 3).all()
+
+
+def test_paired_sets_hold_each_background_with_and_without_a_lesion():
+    patch_set = data.make_patch_set(synthetic_sources(), 40, seed=7, paired=True, augment=True)
+    positives = patch_set.patches[patch_set.labels == 1]
+    negatives = patch_set.patches[patch_set.labels == 0]
+    masks = patch_set.lesion_masks[patch_set.labels == 1]
+    for positive, mask in zip(positives, masks):
+        # Its twin is the negative that agrees with it everywhere outside the lesion.
+        differences = [np.abs(positive - negative)[~mask].max() if (~mask).any() else 0.0 for negative in negatives]
+        assert min(differences) < 0.5, "a lesion patch without its lesion-free twin"
+
+
+def test_split_by_modality_holds_a_whole_modality_out():
+    sources = synthetic_sources(2) + [data.SourceImage("mr", "MR", smooth_image((128, 128), 9), (0.0, 600.0))]
+    training, held = data.split_by_modality(sources, "MR")
+    assert [image.name for image in held] == ["mr"] and all(image.modality != "MR" for image in training)
+    with pytest.raises(ValueError, match="holding out modality 'CR'"):
+        data.split_by_modality(sources, "CR")
+
+
+# ------------------------------------------------------------------------------ the Classifier
+
+
+def small_classifier(global_pool="max", seed=0):
+    architecture = Architecture(input_size=16, channels=(4, 6), kernel_sizes=(3, 3), pool_after=(True, False),
+                                global_pool=global_pool)
+    return Classifier(Network(architecture, seed=seed))
+
+
+def test_predict_proba_activations_and_cam_shapes():
+    classifier = small_classifier()
+    patches = np.random.default_rng(0).random((5, 16, 16)).astype(np.float32)
+    probabilities = classifier.predict_proba(patches)
+    assert probabilities.shape == (5, 2)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(classifier.predict_proba(patches[2]), probabilities[2:3], rtol=1e-6)
+    outputs = classifier.activations(patches[0])
+    assert [output.name for output in outputs] == ["input", "conv1", "relu1", "pool1", "conv2", "relu2",
+                                                   "global_pool", "dense", "softmax"]
+    shapes = {output.name: output.values.shape for output in outputs}
+    assert shapes["conv1"] == (4, 16, 16) and shapes["pool1"] == (4, 8, 8) and shapes["relu2"] == (6, 8, 8)
+    assert shapes["global_pool"] == (6,) and shapes["softmax"] == (2,)
+    np.testing.assert_allclose(outputs[-1].values, probabilities[0], rtol=1e-6)
+    assert classifier.cam(patches[0]).shape == (16, 16)
+    with pytest.raises(ValueError, match=r"patches must be \(N, 16, 16\)"):
+        classifier.predict_proba(np.zeros((3, 20, 20)))
+
+
+def test_cam_adds_up_to_the_score_exactly_with_average_pooling():
+    classifier = small_classifier("avg")
+    patch = np.random.default_rng(1).random((16, 16)).astype(np.float32)
+    cam, logit_difference = classifier.cam_features(patch)
+    bias = classifier.network.layer("dense").params["bias"]
+    assert float(cam.mean()) + float(bias[1] - bias[0]) == pytest.approx(logit_difference, rel=1e-4, abs=1e-5)
+
+
+def test_cam_at_the_winning_positions_adds_up_to_the_score_with_max_pooling():
+    classifier = small_classifier("max")
+    patch = np.random.default_rng(2).random((16, 16)).astype(np.float32)
+    _, logit_difference = classifier.cam_features(patch)
+    outputs = {output.name: output.values for output in classifier.activations(patch)}
+    features = outputs["relu2"]
+    dense = classifier.network.layer("dense").params
+    evidence = dense["weight"][:, 1] - dense["weight"][:, 0]
+    winners = features.reshape(len(features), -1).max(axis=1)
+    assert float(evidence @ winners + dense["bias"][1] - dense["bias"][0]) == pytest.approx(logit_difference, rel=1e-4)
+
+
+def test_upsampling_keeps_pixel_centres_aligned():
+    # Feature pixels 0 and 1 of a stride-2 map sit over input columns 0.5 and 2.5: in between, linear;
+    # beyond the outer centres, the edge value.
+    enlarged = upsample_bilinear(np.array([[0.0, 4.0]], dtype=np.float32), 2)
+    np.testing.assert_allclose(enlarged, [[0.0, 1.0, 3.0, 4.0], [0.0, 1.0, 3.0, 4.0]])
+    assert upsample_bilinear(np.ones((8, 8), dtype=np.float32), 8).shape == (64, 64)
+
+
+def test_probability_map_matches_predict_proba_window_by_window():
+    classifier = small_classifier()
+    image = np.random.default_rng(3).random((40, 50)).astype(np.float32)
+    probabilities, tops, lefts = classifier.probability_map(image, stride=8)
+    assert list(tops) == [0, 8, 16, 24] and list(lefts) == [0, 8, 16, 24, 32, 34]
+    expected = classifier.predict_proba(image[16:32, 34:50])[0, 1]
+    assert probabilities[2, 5] == pytest.approx(expected, rel=1e-5)
+    picture = probability_picture(probabilities, tops, lefts, image.shape, 16)
+    assert picture.shape == image.shape and picture[0, 0] == probabilities[0, 0] and picture[-1, -1] == probabilities[-1, -1]
+
+
+def test_save_and_load_round_trip(tmp_path):
+    classifier = small_classifier()
+    classifier.metadata["seed"] = "0"
+    path = tmp_path / "weights.npz"
+    classifier.save(path)
+    again = Classifier.from_file(path)
+    assert again.architecture == classifier.architecture and again.metadata == {"seed": "0"}
+    patches = np.random.default_rng(4).random((3, 16, 16)).astype(np.float32)
+    np.testing.assert_array_equal(again.predict_proba(patches), classifier.predict_proba(patches))
+
+
+# ------------------------------------------------------------------------------ training pieces
+
+
+def test_adam_first_step_moves_each_parameter_by_the_learning_rate_against_its_gradient():
+    params = {"w": np.array([1.0, -2.0, 0.5], dtype=np.float32)}
+    optimiser = Adam(params, learning_rate=0.1)
+    optimiser.step({"w": np.array([3.0, -0.2, 0.0], dtype=np.float32)})
+    # After bias correction the first step is lr * g / |g| (0 where g = 0).
+    np.testing.assert_allclose(params["w"], [0.9, -1.9, 0.5], atol=1e-6)
+
+
+def test_roc_auc_counts_pairs_and_half_ties():
+    rng = np.random.default_rng(5)
+    labels = rng.integers(0, 2, 200)
+    scores = np.round(rng.random(200), 1)  # many ties
+    positives, negatives = scores[labels == 1], scores[labels == 0]
+    pairs = (positives[:, None] > negatives[None, :]).sum() + 0.5 * (positives[:, None] == negatives[None, :]).sum()
+    assert roc_auc(labels, scores) == pytest.approx(pairs / (len(positives) * len(negatives)))
+    assert roc_auc([0, 0, 1, 1], [0.1, 0.2, 0.8, 0.9]) == 1.0
+    with pytest.raises(ValueError, match="both classes"):
+        roc_auc([1, 1], [0.2, 0.3])
+
+
+def test_softmax_is_stable_for_large_scores():
+    np.testing.assert_allclose(softmax(np.array([[1000.0, 1001.0]])), [[1 / (1 + np.e), np.e / (1 + np.e)]])
+
+
+def _tiny_training_sets():
+    sources = synthetic_sources(2)
+    return {"training": data.make_patch_set(sources, 512, seed=11, paired=True),
+            "validation": data.make_patch_set(sources, 200, seed=12)}
+
+
+TINY = Architecture(input_size=64, channels=(4, 8, 8), kernel_sizes=(5, 3, 3), pool_after=(True, True, True),
+                    global_pool="max")
+
+
+def test_training_is_seeded_and_learns_to_find_lesions():
+    sets = _tiny_training_sets()
+    config = TrainingConfig(epochs=4, training_count=512, batch_size=32, learning_rate=3e-3, seed=3, architecture=TINY)
+    lines = []
+    first = train(config, sets=sets, output=None, log=lines.append)
+    second = train(config, sets=sets, output=None, log=lambda line: None)
+    for key, value in first.network.parameters().items():
+        np.testing.assert_array_equal(value, second.network.parameters()[key], err_msg=key)
+    assert any(line.startswith("epoch 4/4") for line in lines)
+    probabilities = first.predict_proba(sets["validation"].patches)[:, 1]
+    # Smooth synthetic backgrounds: even a tiny network trained for seconds finds most lesions.
+    assert roc_auc(sets["validation"].labels, probabilities) > 0.8

@@ -1,0 +1,380 @@
+"""Lesson page "Does this patch contain a lesion?": a small trained CNN, opened up layer by layer."""
+
+from __future__ import annotations
+
+from functools import partial
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+from streamlit_image_coordinates import streamlit_image_coordinates
+
+from kernels import conv2d
+from model import load
+from model.data import CONTRAST_RANGE, RADIUS_RANGE, insert_lesion
+from model.network import probability_picture
+from scans.preprocess import resize
+from views.notices import show_teaching_notice
+from views.scan_picker import choose_image
+from viz.images import grey_rgb, upscale_nearest
+from viz.network import (
+    cam_overlay,
+    contribution_bars,
+    filtered_scan,
+    kernel_bank,
+    kernel_numbers,
+    layer_maps,
+    lesion_outline,
+    outline_window,
+    probability_bars,
+    probability_overlay,
+    window_on_image,
+)
+
+MAX_SIDE = 640  # larger images are reduced first: the window then covers a useful part of the scan
+PATCH_ZOOM = 4  # the 64 x 64 input is shown 4x enlarged
+MAP_STRIDE = 16
+CLICK_IMAGE_FORMAT = {"image_format": "JPEG", "jpeg_quality": 90}
+MODEL_NOTICE = (
+    "**This classifier was trained on synthetic lesions inserted into real scans, for teaching.** "
+    "It has never seen a real lesion; it is not a diagnostic tool and its answers are not findings."
+)
+SOFTMAX_SENTENCE = (
+    "**Softmax** turns the two scores into probabilities: it takes e to the power of each score and divides "
+    "by their sum, so both shares are positive, they add up to 100 %, and the larger score gets the larger "
+    "share. Only the difference between the two scores matters."
+)
+POLARITIES = {"auto": "whichever fits", "brighter": "brighter", "darker": "darker"}
+
+
+# ------------------------------------------------------------------------------- image and state
+
+
+def _fit_image(image):
+    """The windowed image, reduced to MAX_SIDE (or enlarged to the input size if smaller)."""
+    rows, cols = image.shape
+    size = load().input_size
+    factor = 1.0
+    if max(rows, cols) > MAX_SIDE:
+        factor = MAX_SIDE / max(rows, cols)
+    if min(rows, cols) * factor < size:
+        factor = size / min(rows, cols)
+    if factor == 1.0:
+        return np.asarray(image, dtype=np.float32)
+    shape = (max(size, round(rows * factor)), max(size, round(cols * factor)))
+    return np.clip(resize(image, shape), 0.0, 1.0).astype(np.float32)
+
+
+def _image_identity(chosen, image):
+    return (chosen.name, chosen.slice_index, image.shape, chosen.is_upload)
+
+
+def _reset_state(image):
+    size = load().input_size
+    st.session_state["clf_top"] = (image.shape[0] - size) // 2
+    st.session_state["clf_left"] = (image.shape[1] - size) // 2
+    st.session_state["clf_lesion"] = None
+    st.session_state["clf_lesion_count"] = 0
+
+
+def _clamp_window(image_shape):
+    size = load().input_size
+    st.session_state["clf_top"] = int(np.clip(st.session_state["clf_top"], 0, image_shape[0] - size))
+    st.session_state["clf_left"] = int(np.clip(st.session_state["clf_left"], 0, image_shape[1] - size))
+
+
+def window_for_click(event, image_shape, size):
+    """(top, left) of the size x size window centred on a click, kept inside the image.
+
+    ``event`` is what streamlit_image_coordinates reports: the click's "x", "y" in displayed pixels
+    and the displayed "width", "height" (the picture is shown scaled to the column's width).
+    """
+    row = event["y"] * image_shape[0] / event["height"]
+    col = event["x"] * image_shape[1] / event["width"]
+    top = int(np.clip(round(row - size / 2), 0, image_shape[0] - size))
+    left = int(np.clip(round(col - size / 2), 0, image_shape[1] - size))
+    return top, left
+
+
+def _on_click(image_shape):
+    """A click centres the window on the clicked pixel."""
+    event = st.session_state.get("clf_click")
+    if not event or not event.get("width"):
+        return
+    st.session_state["clf_top"], st.session_state["clf_left"] = window_for_click(
+        event, image_shape, load().input_size)
+
+
+def _add_lesion():
+    """Remember a lesion at the window's centre; its pixels are made on every run from these numbers."""
+    size = load().input_size
+    st.session_state["clf_lesion_count"] += 1
+    st.session_state["clf_lesion"] = {
+        "row": st.session_state["clf_top"] + size / 2 - 0.5,
+        "col": st.session_state["clf_left"] + size / 2 - 0.5,
+        "radius": float(st.session_state["clf_radius"]),
+        "contrast": float(st.session_state["clf_contrast"]),
+        "polarity": st.session_state["clf_polarity"],
+        "seed": st.session_state["clf_lesion_count"],
+    }
+
+
+def _remove_lesion():
+    st.session_state["clf_lesion"] = None
+
+
+def _image_with_lesion(image, lesion):
+    """A copy of the image with the remembered lesion drawn in, and the lesion's mask (H, W) (or None)."""
+    if lesion is None:
+        return image, None
+    size = load().input_size
+    # The lesion is made inside a window-sized region around its centre, with that region's noise.
+    top = int(np.clip(round(lesion["row"] - size / 2), 0, image.shape[0] - size))
+    left = int(np.clip(round(lesion["col"] - size / 2), 0, image.shape[1] - size))
+    region = image[top:top + size, left:left + size]
+    centre = (lesion["row"] - top, lesion["col"] - left)
+    local_mean = float(region[max(0, int(centre[0]) - 4):int(centre[0]) + 5,
+                              max(0, int(centre[1]) - 4):int(centre[1]) + 5].mean())
+    magnitude = lesion["contrast"]
+    if lesion["polarity"] == "brighter" or (lesion["polarity"] == "auto" and local_mean + magnitude <= 1.0):
+        contrast = magnitude
+    else:
+        contrast = -magnitude
+    rng = np.random.default_rng(lesion["seed"])
+    with_lesion, placed = insert_lesion(region, rng, center=centre, radius=lesion["radius"], contrast=contrast)
+    result = np.array(image, dtype=np.float32, copy=True)
+    result[top:top + size, left:left + size] = with_lesion
+    mask = np.zeros(image.shape, dtype=bool)
+    mask[top:top + size, left:left + size] = placed.mask > 0.5
+    return result, mask
+
+
+@st.cache_data(max_entries=16, show_spinner="Sliding the window over the whole image ...")
+def _sample_probability_map(cache_key, lesion_key, _image):
+    # Sample images only: cache_key names the windowed sample, lesion_key the inserted lesion.
+    return load().probability_map(_image, stride=MAP_STRIDE)
+
+
+# ------------------------------------------------------------------------------- sections
+
+
+def _window_section(image, base_image, chosen):
+    classifier = load()
+    size = classifier.input_size
+    st.subheader("1. Place the window")
+    st.markdown(
+        f"The network reads one **{size} x {size}** window of the image at a time. Click on the image to "
+        "move the window there. Then add a synthetic lesion inside it and watch the answer change, "
+        "or move the window away from the lesion again."
+    )
+    scale = max(1, 520 // max(image.shape))
+    image_column, control_column = st.columns([3, 2], gap="large")
+    top, left = st.session_state["clf_top"], st.session_state["clf_left"]
+    with image_column:
+        picture = window_on_image(image, top, left, size, scale=scale)
+        streamlit_image_coordinates(picture, key="clf_click", width="stretch", cursor="crosshair",
+                                    **CLICK_IMAGE_FORMAT, on_click=partial(_on_click, image.shape))
+        st.caption(f"{chosen.name}: {image.shape[0]} x {image.shape[1]} pixels. The orange square is the window.")
+    with control_column:
+        row_column, col_column = st.columns(2)
+        row_column.number_input("Window top row", 0, image.shape[0] - size, key="clf_top", step=8)
+        col_column.number_input("Window left column", 0, image.shape[1] - size, key="clf_left", step=8)
+        st.markdown("**A synthetic lesion** (a soft-edged blob with the scan's own noise, like the training data)")
+        st.slider("Radius (pixels)", float(RADIUS_RANGE[0]), float(RADIUS_RANGE[1]), 7.0, 0.5, key="clf_radius")
+        st.slider("Contrast (on the 0-1 grey scale)", float(CONTRAST_RANGE[0]), float(CONTRAST_RANGE[1]), 0.2, 0.01,
+                  key="clf_contrast")
+        st.radio("Lesion is", tuple(POLARITIES), key="clf_polarity", format_func=POLARITIES.get, horizontal=True)
+        st.button("Add a synthetic lesion here", key="clf_add", on_click=_add_lesion, type="primary",
+                  icon=":material/add_circle:", width="stretch")
+        st.button("Remove the lesion", key="clf_remove", on_click=_remove_lesion, width="stretch",
+                  disabled=st.session_state["clf_lesion"] is None)
+        lesion = st.session_state["clf_lesion"]
+        if lesion is not None:
+            st.caption(f"Lesion at row {lesion['row']:.0f}, column {lesion['col']:.0f}, radius {lesion['radius']:.1f} px, "
+                       f"contrast {lesion['contrast']:.2f} ({lesion['polarity']}). It stays there when the window moves.")
+
+
+def _answer_section(patch, outputs, mask_patch):
+    classifier = load()
+    probabilities = outputs[-1].values
+    st.subheader("2. The network's input and its answer")
+    input_column, answer_column = st.columns([2, 3], gap="large")
+    with input_column:
+        picture = upscale_nearest(grey_rgb(patch), PATCH_ZOOM)
+        if mask_patch is not None and mask_patch.any():
+            picture = lesion_outline(picture, mask_patch, scale=PATCH_ZOOM)
+        st.image(picture, caption="The input: the window's 64 x 64 grey values in [0, 1]"
+                 + (" (green line: where the synthetic lesion is)" if mask_patch is not None and mask_patch.any() else ""),
+                 width="stretch")
+    with answer_column:
+        st.image(probability_bars(probabilities, classifier.class_names), width="stretch")
+        verdict = "a lesion" if probabilities[1] > 0.5 else "no lesion"
+        st.markdown(f"The network answers **{verdict}** (lesion probability {100 * probabilities[1]:.1f} %).")
+        st.markdown(SOFTMAX_SENTENCE)
+
+
+def _layers_section(outputs):
+    st.subheader("3. Inside the network, layer by layer")
+    architecture = load().architecture
+    stages = len(architecture.channels)
+    by_name = {output.name: output for output in outputs}
+    labels = {stage: f"Stage {stage}: {architecture.channels[stage - 1]} kernels of "
+                     f"{architecture.kernel_sizes[stage - 1]} x {architecture.kernel_sizes[stage - 1]}"
+              for stage in range(1, stages + 1)}
+    stage = st.radio("Stage", tuple(labels), key="clf_stage", format_func=labels.get, horizontal=True)
+    st.markdown(
+        "Each stage convolves its input with its kernels (one feature map per kernel; red positive, blue "
+        "negative), ReLU sets the negative values to zero, and max pooling keeps the largest value of each "
+        "2 x 2 block, so the maps halve in size while each value sees a larger part of the patch."
+    )
+    for name, what in ((f"conv{stage}", "after the convolution (plus bias)"),
+                       (f"relu{stage}", "after ReLU (negative values set to zero)"),
+                       (f"pool{stage}", "after 2 x 2 max pooling")):
+        if name not in by_name:
+            continue
+        values = by_name[name].values
+        st.markdown(f"**{name}**: {len(values)} maps of {values.shape[1]} x {values.shape[2]}, {what}")
+        tile = int(np.clip(values.shape[1] * 3, 72, 160))
+        st.image(layer_maps(values, name, tile=tile, columns=8), width="stretch")
+
+
+def _kernels_section(image):
+    classifier = load()
+    kernels = classifier.first_layer_kernels()
+    biases = classifier.network.layer("conv1").params["bias"]
+    st.subheader("4. What the first layer learned")
+    st.markdown(
+        f"The {len(kernels)} kernels of the first layer, as training left them. They started as "
+        "centre-surround blob detectors (a bright or dark spot in a ring of the opposite sign); "
+        "backpropagation reshaped them. Their weights add up to zero, so a flat region gives zero "
+        "whatever its brightness: they respond to differences, not to the window setting."
+    )
+    st.image(kernel_bank(kernels, tile=100, columns=8), width="stretch")
+    labels = {index: f"kernel #{index + 1}" for index in range(len(kernels))}
+    chosen = st.selectbox("Kernel to look at", tuple(labels), key="clf_kernel", format_func=labels.get)
+    numbers_column, applied_column = st.columns([2, 3], gap="large")
+    with numbers_column:
+        st.image(kernel_numbers(kernels[chosen], cell=64), width="stretch",
+                 caption=f"Its weights (bias {biases[chosen]:+.3f}); sum {kernels[chosen].sum():+.4f}")
+    with applied_column:
+        response = conv2d(image, kernels[chosen], float(biases[chosen]), padding="same", padding_mode="reflect")
+        st.image(filtered_scan(response), width="stretch",
+                 caption="The same kernel applied to the whole image (red positive, blue negative): what this "
+                         "first-layer channel sees everywhere, not just in the window.")
+
+
+def _decision_section(outputs):
+    classifier = load()
+    by_name = {output.name: output for output in outputs}
+    pooled = by_name["global_pool"].values
+    dense = classifier.network.layer("dense").params
+    evidence = dense["weight"][:, 1] - dense["weight"][:, 0]
+    st.subheader("5. From maps to an answer: pooling, the dense layer, softmax")
+    how = "largest" if classifier.architecture.global_pool == "max" else "mean"
+    st.markdown(
+        f"Global pooling keeps one number per channel of the last stage: the map's **{how}** value. "
+        f"These {len(pooled)} numbers are the dense layer's inputs. The dense layer multiplies each by a "
+        "weight per class and adds them up; below, each bar is one channel's push towards \"lesion\" "
+        "(its value times the difference of its two weights)."
+    )
+    inputs_column, sum_column = st.columns(2, gap="large")
+    with inputs_column:
+        st.bar_chart(pd.DataFrame({"pooled value": pooled}, index=[f"#{index + 1:02d}" for index in range(len(pooled))]),
+                     height=260, x_label="channel of the last stage", y_label="dense input")
+    with sum_column:
+        st.image(contribution_bars(pooled * evidence, float(dense["bias"][1] - dense["bias"][0]), top=8),
+                 width="stretch")
+    logits = by_name["dense"].values
+    st.markdown(f"Scores: no lesion {logits[0]:+.3f}, lesion {logits[1]:+.3f}. " + SOFTMAX_SENTENCE)
+
+
+def _cam_section(image, patch, top, left, mask_patch):
+    classifier = load()
+    size = classifier.input_size
+    cam = classifier.cam(patch)
+    st.subheader("6. Where: the class activation map")
+    exact = ("With global max pooling the lesion score is the sum, over the channels, of each channel's "
+             "weight difference times its value at its own strongest position; the map below adds those "
+             "same weighted maps at every position, so at the winning positions it is exactly what the score "
+             "is made of, and elsewhere it shows what else the channels responded to.")
+    if classifier.architecture.global_pool == "avg":
+        exact = ("With global average pooling the lesion score is exactly the mean of this map plus a bias: "
+                 "every position's share is visible.")
+    st.markdown("The class activation map weights each last-stage map by how much its channel votes for "
+                "\"lesion\" and adds them up: bright where the network found evidence for a lesion. " + exact)
+    patch_column, image_column = st.columns(2, gap="large")
+    with patch_column:
+        picture = cam_overlay(patch, cam, scale=PATCH_ZOOM)
+        caption = "Evidence for \"lesion\" over the input window."
+        if mask_patch is not None and mask_patch.any():
+            picture = lesion_outline(picture, mask_patch, scale=PATCH_ZOOM)
+            caption += " Green line: the synthetic lesion."
+        st.image(picture, width="stretch", caption=caption)
+    with image_column:
+        scale = max(1, 520 // max(image.shape))
+        heat = np.zeros(image.shape, dtype=np.float32)
+        heat[top:top + size, left:left + size] = np.maximum(cam, 0.0)
+        st.image(outline_window(cam_overlay(image, heat, scale=scale), top, left, size, scale=scale),
+                 width="stretch", caption="The same map placed on the whole image, inside the window.")
+
+
+def _map_section(image, chosen, lesion_key):
+    st.subheader("7. Slide the window over the whole image")
+    st.markdown(
+        f"The same network, applied to every window position {MAP_STRIDE} pixels apart: each place gets the "
+        "lesion probability of the window centred nearest to it. Clear below 50 %, then heat."
+    )
+    if not st.toggle("Compute the lesion-probability map", key="clf_map"):
+        return
+    classifier = load()
+    if chosen.cache_key is not None:
+        probabilities, tops, lefts = _sample_probability_map(chosen.cache_key, lesion_key, image)
+    else:
+        probabilities, tops, lefts = classifier.probability_map(image, stride=MAP_STRIDE)
+    picture = probability_picture(probabilities, tops, lefts, image.shape, classifier.input_size)
+    scale = max(1, 520 // max(image.shape))
+    st.image(probability_overlay(image, picture, scale=scale), width="stretch",
+             caption=f"{probabilities.size} windows; highest lesion probability {100 * probabilities.max():.1f} %.")
+    st.caption("Busy anatomy (bone edges, vessels seen end-on, bowel, kidneys) can look like a blob to a "
+               "network trained only on synthetic lesions: expect some heat where there is no lesion.")
+
+
+@st.fragment
+def _lesson(chosen, base_image):
+    classifier = load()
+    size = classifier.input_size
+    if st.session_state.get("clf_identity") != _image_identity(chosen, base_image):
+        _reset_state(base_image)
+        st.session_state["clf_identity"] = _image_identity(chosen, base_image)
+    _clamp_window(base_image.shape)
+    lesion = st.session_state["clf_lesion"]
+    image, mask = _image_with_lesion(base_image, lesion)
+    _window_section(image, base_image, chosen)
+    top, left = st.session_state["clf_top"], st.session_state["clf_left"]
+    patch = np.ascontiguousarray(image[top:top + size, left:left + size])
+    mask_patch = mask[top:top + size, left:left + size] if mask is not None else None
+    outputs = classifier.activations(patch)
+    _answer_section(patch, outputs, mask_patch)
+    _layers_section(outputs)
+    _kernels_section(image)
+    _decision_section(outputs)
+    _cam_section(image, patch, top, left, mask_patch)
+    lesion_key = None if lesion is None else tuple(sorted(lesion.items()))
+    _map_section(image, chosen, lesion_key)
+
+
+def main():
+    st.title("Does this patch contain a lesion?")
+    st.warning(MODEL_NOTICE, icon=":material/science:")
+    show_teaching_notice()
+    st.markdown(
+        "A small convolutional network, trained here with ConvScope's own engine, answers one question about "
+        "a 64 x 64 window of the image: is there a lesion in it? This page opens it up: the input, every "
+        "layer's feature maps, the learned kernels, the weighted sum behind the answer, softmax, and where "
+        "in the window the evidence lies."
+    )
+    chosen = choose_image()
+    _lesson(chosen, _fit_image(chosen.image))
+
+
+main()

@@ -1,0 +1,213 @@
+"""Pictures for the trained-classifier lesson: the window on the scan, every layer's maps, the kernels,
+the weighted sum behind the answer, the softmax bars and the class activation map.
+
+Pure drawing: NumPy arrays in, RGB uint8 arrays (H, W, 3) out; no Streamlit. Signed maps use the
+blue-white-red scale, non-negative ones (after ReLU and pooling) the dark-to-bright heat scale.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from viz.detection import heat_overlay
+from viz.images import diverging_rgb, grey_rgb, upscale_nearest
+from viz.steps import (
+    BACKGROUND,
+    GRID_COLOUR,
+    WINDOW_COLOUR,
+    feature_map_grid,
+    region_overlay,
+    stamp_text_left,
+    text_size,
+    value_grid_frame,
+)
+
+# Red for "lesion", blue for "no lesion": the two ends of the signed colour scale.
+LESION_COLOUR = (178, 24, 43)
+CLEAR_COLOUR = (33, 102, 172)
+LABEL_SIZE = 18
+
+
+def layer_maps(values, layer_name, *, tile=150, columns=8, signed=None):
+    """Every channel of one layer's output, side by side, on one colour scale shared by the layer.
+
+    Parameters
+    ----------
+    values : ndarray (C, h, w)
+        One layer's output for one patch (``Classifier.activations``).
+    layer_name : str
+        Used in each tile's title ("conv1 #3").
+    tile : int
+        Pixels per map (nearest-neighbour, aspect kept).
+    columns : int
+        Maps per row.
+    signed : bool, optional
+        Blue-white-red around zero (True) or dark-to-bright from zero (False); default: signed when
+        any value is negative (convolution outputs), heat otherwise (after ReLU and pooling).
+
+    Returns
+    -------
+    ndarray (rows * (tile + title), columns * tile + gaps, 3), uint8
+    """
+    values = np.asarray(values, dtype=np.float32)
+    if values.ndim != 3:
+        raise ValueError(f"layer_maps needs (C, h, w) maps, got shape {values.shape}")
+    if signed is None:
+        signed = bool((values < 0).any())
+    limit = float(np.abs(values).max()) or 1.0  # one scale for the layer: channels can be compared
+    titles = [f"{layer_name} #{index + 1}" for index in range(len(values))]
+    return feature_map_grid(list(values), titles, columns=columns, tile=tile, limit=limit,
+                            colour_map="diverging" if signed else "heat")
+
+
+def kernel_bank(kernels, *, tile=110, columns=8):
+    """First-layer kernels (K, k, k) as small signed pictures on one shared scale (red +, blue -)."""
+    kernels = np.asarray(kernels, dtype=np.float32)
+    if kernels.ndim != 3:
+        raise ValueError(f"kernel_bank needs (K, k, k) kernels, got shape {kernels.shape}")
+    limit = float(np.abs(kernels).max()) or 1.0
+    titles = [f"kernel #{index + 1}" for index in range(len(kernels))]
+    return feature_map_grid(list(kernels), titles, columns=columns, tile=tile, limit=limit)
+
+
+def kernel_numbers(kernel, *, cell=64):
+    """One kernel (k, k) as a grid of coloured cells with its weights written in."""
+    kernel = np.asarray(kernel, dtype=np.float32)
+    return value_grid_frame(kernel, cell=cell, colour_map="diverging", limit=float(np.abs(kernel).max()) or 1.0)
+
+
+def window_on_image(image, top, left, size, *, scale=1, colour=WINDOW_COLOUR):
+    """The grey image (H, W) in [0, 1], enlarged by ``scale``, with the size x size window outlined."""
+    rgb = upscale_nearest(grey_rgb(image), scale) if scale > 1 else grey_rgb(image)
+    return region_overlay(rgb, top, left, size, size, scale=scale, colour=colour, thickness=max(2, scale + 1))
+
+
+def outline_window(rgb, top, left, size, *, scale=1, colour=WINDOW_COLOUR):
+    """A copy of an RGB picture (already enlarged by ``scale``) with the size x size window outlined."""
+    return region_overlay(rgb, top, left, size, size, scale=scale, colour=colour, thickness=max(2, scale + 1))
+
+
+def cam_overlay(patch, cam, *, scale=4, max_opacity=0.7):
+    """The class activation map laid over the patch: bright where the evidence for "lesion" is.
+
+    Only the positive part (pushing towards "lesion") is coloured; its largest value is drawn at
+    ``max_opacity``, zero and below not at all, so a clear patch with no evidence stays grey.
+
+    Parameters
+    ----------
+    patch : ndarray (S, S) in [0, 1]
+    cam : ndarray (S, S)
+    scale : int
+        Nearest-neighbour enlargement for display.
+    """
+    cam = np.asarray(cam, dtype=np.float32)
+    high = float(cam.max())
+    picture = heat_overlay(patch, np.maximum(cam, 0.0), low=0.0, high=high if high > 0 else 1.0,
+                           max_opacity=max_opacity if high > 0 else 0.0)
+    return upscale_nearest(picture, scale)
+
+
+def probability_overlay(image, probability_map, *, scale=1, max_opacity=0.65):
+    """A lesion-probability map (H, W) in [0, 1] over the grey image (H, W): clear below 0.5,
+    increasingly red-yellow heat from 0.5 (undecided) to 1 (sure there is a lesion)."""
+    probability_map = np.asarray(probability_map, dtype=np.float32)
+    if probability_map.shape != np.shape(image):
+        raise ValueError(f"probability map {probability_map.shape} and image {np.shape(image)} must match")
+    picture = heat_overlay(image, probability_map, low=0.5, high=1.0, max_opacity=max_opacity)
+    return upscale_nearest(picture, scale) if scale > 1 else picture
+
+
+def probability_bars(probabilities, class_names, *, width=560, bar_height=40):
+    """Softmax output [no lesion, lesion] as two labelled horizontal bars (blue, red)."""
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    labels = list(class_names)
+    colours = (CLEAR_COLOUR, LESION_COLOUR)
+    label_width = max(text_size(label, LABEL_SIZE)[0] for label in labels) + 16
+    number_width = text_size("100.0 %", LABEL_SIZE)[0] + 16
+    bar_space = width - label_width - number_width
+    row_height = bar_height + 10
+    canvas = np.full((len(labels) * row_height, width, 3), BACKGROUND, dtype=np.uint8)
+    for index, (label, probability) in enumerate(zip(labels, probabilities)):
+        top = index * row_height + 5
+        colour = colours[index % 2]
+        canvas[top:top + bar_height, label_width:label_width + bar_space] = (236, 236, 236)
+        canvas[top:top + bar_height, label_width:label_width + int(round(probability * bar_space))] = colour
+        stamp_text_left(canvas, label, top + bar_height // 2 - LABEL_SIZE // 2, 4, LABEL_SIZE)
+        stamp_text_left(canvas, f"{100 * probability:.1f} %", top + bar_height // 2 - LABEL_SIZE // 2,
+                        width - number_width + 8, LABEL_SIZE)
+    return canvas
+
+
+def contribution_bars(contributions, bias, *, top=10, width=640, bar_height=24):
+    """How the lesion score adds up: each channel's pooled value times its weight difference.
+
+    Parameters
+    ----------
+    contributions : ndarray (C,)
+        pooled_k * (w[k, lesion] - w[k, no lesion]) for each channel k.
+    bias : float
+        b[lesion] - b[no lesion].
+    top : int
+        The ``top`` largest contributions get a bar each; the rest are summed in one "others" bar.
+
+    Returns
+    -------
+    ndarray, uint8: bars to the right (red) push towards "lesion", to the left (blue) towards
+    "no lesion"; the last bar is the total (the lesion score minus the no-lesion score).
+    """
+    contributions = np.asarray(contributions, dtype=np.float64)
+    order = np.argsort(-np.abs(contributions))
+    shown = order[:top]
+    entries = [(f"channel {index + 1}", float(contributions[index])) for index in shown]
+    if len(order) > top:
+        entries.append((f"{len(order) - top} other channels", float(contributions[order[top:]].sum())))
+    entries.append(("bias", float(bias)))
+    total = float(contributions.sum() + bias)
+    entries.append(("total (lesion - no lesion)", total))
+    limit = max(max(abs(value) for _, value in entries), 1e-12)
+    size = 15
+    label_width = max(text_size(label, size)[0] for label, _ in entries) + 14
+    number_width = max(text_size(f"{value:+.3f}", size)[0] for _, value in entries) + 14
+    half = (width - label_width - number_width) // 2
+    centre = label_width + half
+    row_height = bar_height + 6
+    canvas = np.full((len(entries) * row_height, width, 3), BACKGROUND, dtype=np.uint8)
+    for index, (label, value) in enumerate(entries):
+        row_top = index * row_height + 3
+        length = int(round(abs(value) / limit * (half - 4)))
+        colour = LESION_COLOUR if value >= 0 else CLEAR_COLOUR
+        if index == len(entries) - 1:
+            canvas[row_top - 3, :] = GRID_COLOUR  # the rule above a written total
+        left, right = (centre, centre + length) if value >= 0 else (centre - length, centre)
+        canvas[row_top:row_top + bar_height, left:right] = colour
+        stamp_text_left(canvas, label, row_top + bar_height // 2 - size // 2 - 1, 4, size)
+        stamp_text_left(canvas, f"{value:+.3f}", row_top + bar_height // 2 - size // 2 - 1,
+                        width - number_width + 8, size)
+    canvas[:, centre] = GRID_COLOUR
+    return canvas
+
+
+def filtered_scan(response, *, limit=None):
+    """A first-layer kernel applied to the whole scan (H, W) as a signed picture."""
+    response = np.asarray(response, dtype=np.float32)
+    if limit is None:
+        # The 99.5th percentile: one bright edge must not wash out the rest of the scan.
+        limit = float(np.percentile(np.abs(response), 99.5)) or 1.0
+    return diverging_rgb(response, limit)
+
+
+def lesion_outline(rgb, mask, *, scale=1, colour=(0, 170, 60)):
+    """A copy of ``rgb`` with the boundary of a boolean mask (H, W) drawn (enlarged by ``scale``)."""
+    mask = np.asarray(mask, dtype=bool)
+    if scale > 1:
+        mask = np.repeat(np.repeat(mask, scale, axis=0), scale, axis=1)
+    inner = mask.copy()
+    inner[1:, :] &= mask[:-1, :]
+    inner[:-1, :] &= mask[1:, :]
+    inner[:, 1:] &= mask[:, :-1]
+    inner[:, :-1] &= mask[:, 1:]
+    edge = mask & ~inner
+    canvas = np.array(rgb, dtype=np.uint8, copy=True)
+    canvas[edge] = colour
+    return canvas
+
