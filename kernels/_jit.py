@@ -392,9 +392,9 @@ def correlate_image_rows(x, w, bias, row_map, col_map, pad_left, stride_h, strid
             for p in range(pad_left + width, padded_width):
                 target[p] = source[col_map[p]] if col_map[p] >= 0 else zero
         out_row = out[r]
+        out_row[:] = zero
         row_base = r * stride_h
         if stride_w != 1:  # strided columns (small lesson images): one sweep per tap
-            out_row[:] = zero
             for t in range(n_taps):
                 i, j = t // k_cols, t % k_cols
                 weight = w[i, j]
@@ -402,9 +402,6 @@ def correlate_image_rows(x, w, bias, row_map, col_map, pad_left, stride_h, strid
                 taps = row[j * dilation_w:j * dilation_w + (out_width - 1) * stride_w + 1:stride_w]
                 for q in range(out_width):
                     out_row[q] += weight * taps[q]
-        # The first sweep starts each sum from 0 (``zero + ...``: the same value as
-        # accumulating into a zeroed row, without a pass to zero it).
-        first = True
         t = 0
         while stride_w == 1 and t < n_taps:
             # Always at least one tap: s0 .. s7 are that many padded-row views, each shifted
@@ -413,13 +410,8 @@ def correlate_image_rows(x, w, bias, row_map, col_map, pad_left, stride_h, strid
             w0 = w[i, j]
             s0 = ring[(row_base + i * dilation_h) % window_rows][j * dilation_w:j * dilation_w + out_width]
             if n_taps - t < 4:
-                if first:
-                    for q in range(out_width):
-                        out_row[q] = zero + w0 * s0[q]
-                else:
-                    for q in range(out_width):
-                        out_row[q] += w0 * s0[q]
-                first = False
+                for q in range(out_width):
+                    out_row[q] += w0 * s0[q]
                 t += 1
                 continue
             i, j = (t + 1) // k_cols, (t + 1) % k_cols
@@ -432,13 +424,8 @@ def correlate_image_rows(x, w, bias, row_map, col_map, pad_left, stride_h, strid
             w3 = w[i, j]
             s3 = ring[(row_base + i * dilation_h) % window_rows][j * dilation_w:j * dilation_w + out_width]
             if n_taps - t < _IMAGE_TAP_GROUP:
-                if first:
-                    for q in range(out_width):
-                        out_row[q] = (((zero + w0 * s0[q]) + w1 * s1[q]) + w2 * s2[q]) + w3 * s3[q]
-                else:
-                    for q in range(out_width):
-                        out_row[q] = (((out_row[q] + w0 * s0[q]) + w1 * s1[q]) + w2 * s2[q]) + w3 * s3[q]
-                first = False
+                for q in range(out_width):
+                    out_row[q] = (((out_row[q] + w0 * s0[q]) + w1 * s1[q]) + w2 * s2[q]) + w3 * s3[q]
                 t += 4
                 continue
             i, j = (t + 4) // k_cols, (t + 4) % k_cols
@@ -453,15 +440,9 @@ def correlate_image_rows(x, w, bias, row_map, col_map, pad_left, stride_h, strid
             i, j = (t + 7) // k_cols, (t + 7) % k_cols
             w7 = w[i, j]
             s7 = ring[(row_base + i * dilation_h) % window_rows][j * dilation_w:j * dilation_w + out_width]
-            if first:
-                for q in range(out_width):
-                    out_row[q] = (((((((zero + w0 * s0[q]) + w1 * s1[q]) + w2 * s2[q]) + w3 * s3[q])
-                                    + w4 * s4[q]) + w5 * s5[q]) + w6 * s6[q]) + w7 * s7[q]
-            else:
-                for q in range(out_width):
-                    out_row[q] = (((((((out_row[q] + w0 * s0[q]) + w1 * s1[q]) + w2 * s2[q]) + w3 * s3[q])
-                                    + w4 * s4[q]) + w5 * s5[q]) + w6 * s6[q]) + w7 * s7[q]
-            first = False
+            for q in range(out_width):
+                out_row[q] = (((((((out_row[q] + w0 * s0[q]) + w1 * s1[q]) + w2 * s2[q]) + w3 * s3[q])
+                                + w4 * s4[q]) + w5 * s5[q]) + w6 * s6[q]) + w7 * s7[q]
             t += _IMAGE_TAP_GROUP
         for q in range(out_width):
             out_row[q] += bias32
