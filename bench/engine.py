@@ -2,7 +2,7 @@
 
 Run by hand: ``python -m bench.engine`` (add ``--quick`` for fewer repeats).  Prints median times
 over several repeats and the ratios the engine's speed bars are stated in; it never fails, it
-reports.  Every library gets the same 2 threads.  The numbers depend on the machine and on
+reports.  Every library gets the same 2 threads (NumPy's OpenBLAS included).  The numbers depend on the machine and on
 whatever else runs on it: quote them with the machine they were measured on.
 """
 
@@ -18,10 +18,27 @@ import time
 import tracemalloc
 from pathlib import Path
 
-import numpy as np
-
 THREADS = 2
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def _threads_from_command_line(argv: list[str]) -> int:
+    """The --threads value (or the default), read before NumPy loads its BLAS."""
+    for index, argument in enumerate(argv):
+        if argument.startswith("--threads="):
+            return int(argument.split("=", 1)[1])
+        if argument == "--threads" and index + 1 < len(argv):
+            return int(argv[index + 1])
+    return THREADS
+
+
+# NumPy's OpenBLAS (used by the einsum baseline) starts its own thread pool when NumPy is imported
+# and its idle threads keep spinning after each call: without this cap they held a core while the
+# next row's engine and cv2 calls were timed (measured: 512x512 15x15 engine 7.7 ms instead of
+# 3.5 ms on one thread).  Must be set before NumPy is imported.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", str(_threads_from_command_line(sys.argv)))
+
+import numpy as np  # noqa: E402  (after the BLAS thread cap above)
 
 
 def set_threads() -> None:
