@@ -6,10 +6,11 @@ function is compiled exactly once and loaded from the on-disk cache afterwards.
 
 The loops are written for 3-D volumes; a 2-D image is a volume of depth 1 (and a single image is
 a batch of one with one channel), so six functions serve every public operation, plus one loop
-order made for the lessons' single (H, W) image with one (kh, kw) kernel:
+order made for the lessons' single (H, W) image with one (kh, kw) kernel (serial: engine.py runs
+blocks of rows of a big image on several threads, which saves compiling a parallel launcher):
 
 =======================  ======================================================================
-correlate_image          conv2d of one (H, W) image with one (kh, kw) kernel (same sums as
+correlate_image_rows     conv2d of one (H, W) image with one (kh, kw) kernel (same sums as
                          correlate_forward, bit for bit; faster loop order for one big image)
 correlate_forward        conv2d / conv3d forward, the stride-1 input gradient (a correlation of
                          d_out with the flipped kernels), avg pooling (a ones kernel)
@@ -288,36 +289,10 @@ def correlate_forward(x, tap_channel, tap_depth, tap_row, tap_col, weights, bias
         nonfinite_rows[task] = 1 if smallest == 0 else 0
 
 
-# Taps applied in one sweep along the output row by ``correlate_image``: eight running sums per
+# Taps applied in one sweep along the output row by ``correlate_image_rows``: eight running sums per
 # vector held in registers, so the output row is loaded and stored once per eight taps (a 3x3
 # kernel: two sweeps instead of nine; measured 1.3x faster than groups of four on 512 x 512).
 _IMAGE_TAP_GROUP = 8
-
-
-@njit(**JIT_OPTIONS)
-def correlate_image(x, w, bias, row_map, col_map, pad_left, stride_h, stride_w, dilation_h, dilation_w,
-                    rows_per_task, out, largest_bits):
-    """Cross-correlation of one single-channel image with one kernel (the lessons' conv2d).
-
-    Blocks of ``rows_per_task`` output rows go to the threads; each block is computed by
-    ``correlate_image_rows`` (which the wrapper also calls directly, without a parallel launch,
-    for calls too small to share).
-
-    Parameters
-    ----------
-    x, w, bias, row_map, col_map, pad_left, stride_h, stride_w, dilation_h, dilation_w, out :
-        As in ``correlate_image_rows``.
-    rows_per_task : int
-        Output rows per parallel task (a block of rows per thread, not one row per task).
-    largest_bits : int64 (ceil(OH / rows_per_task),)
-        Per task, what ``correlate_image_rows`` returns.
-    """
-    out_rows = out.shape[0]
-    n_tasks = (out_rows + rows_per_task - 1) // rows_per_task
-    for task in prange(n_tasks):
-        largest_bits[task] = correlate_image_rows(
-            x, w, bias, row_map, col_map, pad_left, stride_h, stride_w, dilation_h, dilation_w,
-            task * rows_per_task, min((task + 1) * rows_per_task, out_rows), out)
 
 
 @njit(**JIT_HELPER_OPTIONS)
@@ -392,7 +367,8 @@ def correlate_image_rows(x, w, bias, row_map, col_map, pad_left, stride_h, strid
             for p in range(pad_left + width, padded_width):
                 target[p] = source[col_map[p]] if col_map[p] >= 0 else zero
         out_row = out[r]
-        out_row[:] = zero
+        if stride_w != 1 or n_taps < _IMAGE_TAP_GROUP:  # else the first sweep below starts the sums
+            out_row[:] = zero
         row_base = r * stride_h
         if stride_w != 1:  # strided columns (small lesson images): one sweep per tap
             for t in range(n_taps):
@@ -402,6 +378,11 @@ def correlate_image_rows(x, w, bias, row_map, col_map, pad_left, stride_h, strid
                 taps = row[j * dilation_w:j * dilation_w + (out_width - 1) * stride_w + 1:stride_w]
                 for q in range(out_width):
                     out_row[q] += weight * taps[q]
+        # Two passes over the row saved where they are cheap to save: the first group of eight
+        # starts every sum from 0 itself (``zero + ...``: the value of adding to a zeroed row), and
+        # a lone last tap (any odd square kernel: n * n = 8m + 1) adds the bias in its own sweep,
+        # still after every product (measured 25 % faster on a 2048 x 2048 3x3).
+        bias_added = False
         t = 0
         while stride_w == 1 and t < n_taps:
             # Always at least one tap: s0 .. s7 are that many padded-row views, each shifted
@@ -410,8 +391,13 @@ def correlate_image_rows(x, w, bias, row_map, col_map, pad_left, stride_h, strid
             w0 = w[i, j]
             s0 = ring[(row_base + i * dilation_h) % window_rows][j * dilation_w:j * dilation_w + out_width]
             if n_taps - t < 4:
-                for q in range(out_width):
-                    out_row[q] += w0 * s0[q]
+                if t == n_taps - 1:
+                    for q in range(out_width):
+                        out_row[q] = (out_row[q] + w0 * s0[q]) + bias32
+                    bias_added = True
+                else:
+                    for q in range(out_width):
+                        out_row[q] += w0 * s0[q]
                 t += 1
                 continue
             i, j = (t + 1) // k_cols, (t + 1) % k_cols
@@ -440,12 +426,18 @@ def correlate_image_rows(x, w, bias, row_map, col_map, pad_left, stride_h, strid
             i, j = (t + 7) // k_cols, (t + 7) % k_cols
             w7 = w[i, j]
             s7 = ring[(row_base + i * dilation_h) % window_rows][j * dilation_w:j * dilation_w + out_width]
-            for q in range(out_width):
-                out_row[q] = (((((((out_row[q] + w0 * s0[q]) + w1 * s1[q]) + w2 * s2[q]) + w3 * s3[q])
-                                + w4 * s4[q]) + w5 * s5[q]) + w6 * s6[q]) + w7 * s7[q]
+            if t == 0:
+                for q in range(out_width):
+                    out_row[q] = (((((((zero + w0 * s0[q]) + w1 * s1[q]) + w2 * s2[q]) + w3 * s3[q])
+                                    + w4 * s4[q]) + w5 * s5[q]) + w6 * s6[q]) + w7 * s7[q]
+            else:
+                for q in range(out_width):
+                    out_row[q] = (((((((out_row[q] + w0 * s0[q]) + w1 * s1[q]) + w2 * s2[q]) + w3 * s3[q])
+                                    + w4 * s4[q]) + w5 * s5[q]) + w6 * s6[q]) + w7 * s7[q]
             t += _IMAGE_TAP_GROUP
-        for q in range(out_width):
-            out_row[q] += bias32
+        if not bias_added:
+            for q in range(out_width):
+                out_row[q] += bias32
     return largest
 
 

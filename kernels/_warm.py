@@ -24,18 +24,13 @@ def warm_up() -> float:
     start = time.perf_counter()
     image = np.linspace(0.0, 1.0, 4 * 5 * 6, dtype=np.float32).reshape(1, 4, 5, 6)
     kernel = np.ones((2, 4, 3, 3), dtype=np.float32)
-    engine.conv2d(image[0, 0], kernel[0, 0], padding=1)  # correlate_image (one image, one kernel)
+    engine.conv2d(image[0, 0], kernel[0, 0], padding=1)  # correlate_image_rows (one image, one kernel)
     out = engine.conv2d(image, kernel, padding=1)  # correlate_forward
     engine.conv2d_backward(image, kernel, out, padding=1)  # correlate_input_grad, correlate_weight_grad
     pooled, indices = engine.max_pool2d(image, 2, return_indices=True)  # max_pool_forward
     engine.max_pool2d_backward(pooled, indices, image.shape)  # scatter_add
     engine.relu(image)  # elementwise_range (small calls run the serial loop directly)
-    # The parallel launchers of those two serial loops, which only big calls reach.
-    plane = image[0, 0]
-    out = np.empty((3, 4), dtype=np.float32)
-    index_map = np.arange(5, dtype=np.int64)
-    _jit.correlate_image(plane, kernel[0, 0], 0.0, index_map[:4], index_map, 0, 1, 1, 1, 1,
-                         engine.IMAGE_ROWS_PER_TASK, out, np.zeros(1, dtype=np.int64))
-    flat = plane.reshape(-1)
+    # The parallel launcher of the activations' serial loop, which only big calls reach.
+    flat = image[0, 0].reshape(-1)
     _jit.elementwise(flat, flat, _jit.RELU, 0.0, np.empty_like(flat), np.zeros(1, dtype=np.uint8))
     return time.perf_counter() - start

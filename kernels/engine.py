@@ -33,13 +33,17 @@ that gives the same numbers to float32 rounding; ``method="direct"`` or ``method
 
 from __future__ import annotations
 
+import functools
 import operator
+import os
+from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
+import numba
 import numpy as np
 
 from kernels import _jit
-from kernels._config import PARALLEL_MIN_WORK, kernel_call_guard
+from kernels._config import PARALLEL, PARALLEL_MIN_WORK, kernel_call_guard
 
 __all__ = [
     "FFT_MIN_KERNEL_AREA",
@@ -514,13 +518,20 @@ def _run_forward(x5, w5, bias, pads, strides, dilations, padding_mode, out_spati
     return _ready(_unpack(out, layout)), bool(nonfinite_rows.any())
 
 
-# Output rows per parallel task of ``_jit.correlate_image`` (each task allocates one padded-row
-# buffer; OpenMP hands each thread a contiguous block of tasks either way).
-IMAGE_ROWS_PER_TASK = 32
+@functools.lru_cache(maxsize=1)
+def _row_block_pool() -> ThreadPoolExecutor:
+    """Worker threads for the row blocks of big single-image convolutions (created on first use)."""
+    return ThreadPoolExecutor(max_workers=max(1, (os.cpu_count() or 2) - 1), thread_name_prefix="convscope-rows")
 
 
 def _correlate_image(plan: _ConvPlan):
-    """One (H, W) image with one (kh, kw) kernel through ``_jit.correlate_image``.
+    """One (H, W) image with one (kh, kw) kernel through ``_jit.correlate_image_rows``.
+
+    A call with at least ``PARALLEL_MIN_WORK`` multiply-adds is split into one block of output
+    rows per Numba thread (``numba.get_num_threads()``); the jitted loop releases the GIL, so the
+    blocks run at the same time on Python threads.  Using threads here instead of a ``prange``
+    launcher saves compiling a second, parallel version of the loop (about 1 s of cold start);
+    every row is computed by the same code either way.
 
     Returns (1, 1, 1, OH, OW) float32 (the shape of the general loop's output) and whether an
     output value is inf or NaN.
@@ -533,14 +544,14 @@ def _correlate_image(plan: _ConvPlan):
     out = np.empty(plan.out_spatial[1:], dtype=np.float32)
     arguments = (x, w, float(plan.bias[0]), row_map, col_map, left, plan.strides[1], plan.strides[2],
                  plan.dilations[1], plan.dilations[2])
-    work = out.size * w.size
-    if work < PARALLEL_MIN_WORK:  # the serial loop itself: no parallel launch to pay for
-        largest = int(_jit.correlate_image_rows(*arguments, 0, out.shape[0], out))
-    else:
-        largest_bits = np.zeros(-(-out.shape[0] // IMAGE_ROWS_PER_TASK), dtype=np.int64)
-        with kernel_call_guard(work):
-            _jit.correlate_image(*arguments, IMAGE_ROWS_PER_TASK, out, largest_bits)
-        largest = int(largest_bits.max())
+    out_rows = out.shape[0]
+    n_blocks = min(numba.get_num_threads(), out_rows) if PARALLEL and out.size * w.size >= PARALLEL_MIN_WORK else 1
+    bounds = [out_rows * block // n_blocks for block in range(n_blocks + 1)]
+    others = [_row_block_pool().submit(_jit.correlate_image_rows, *arguments, bounds[block], bounds[block + 1], out)
+              for block in range(1, n_blocks)]
+    largest = int(_jit.correlate_image_rows(*arguments, bounds[0], bounds[1], out))
+    for future in others:
+        largest = max(largest, int(future.result()))
     if largest >= _FLOAT32_INF_BITS:  # the loop read an inf or NaN pixel
         nonfinite = True
     else:

@@ -107,7 +107,7 @@ def test_conv2d_single_image_equals_batched_form():
 @pytest.mark.parametrize("kernel_shape", [(1, 1), (3, 3), (2, 5), (7, 7), (3, 11)])
 @pytest.mark.parametrize("stride, dilation, padding", [(1, 1, "same"), (1, 2, (2, 3)), (2, 1, 1), ((1, 3), (2, 1), 2)])
 def test_single_image_loop_equals_batched_loop_bit_for_bit(padding_mode, kernel_shape, stride, dilation, padding):
-    # (H, W) images take their own loop (_jit.correlate_image); it must add the same products in
+    # (H, W) images take their own loop (_jit.correlate_image_rows); it must add the same products in
     # the same order as the batched loop, so the two agree exactly, not just to rounding.
     x, w = random(41, 67), random(*kernel_shape)
     options = dict(stride=stride, dilation=dilation, padding=padding, padding_mode=padding_mode, method="direct")
