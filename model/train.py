@@ -40,7 +40,7 @@ ARCHITECTURE = Architecture(input_size=data.PATCH_SIZE, channels=(8, 16, 32, 32)
 class TrainingConfig:
     """Every setting of a training run (defaults: the shipped model)."""
 
-    def __init__(self, *, epochs=4, training_count=24000, validation_count=1000, batch_size=32,
+    def __init__(self, *, epochs=3, training_count=32000, validation_count=1000, batch_size=32,
                  learning_rate=2e-3, final_learning_rate_fraction=0.1, seed=0, architecture=ARCHITECTURE):
         self.epochs = int(epochs)
         self.training_count = int(training_count)

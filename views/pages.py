@@ -22,4 +22,6 @@ PAGE_TABLE = (
               "Stacked stages: maps shrink while the region each value depends on grows."),
     PageEntry("Lessons", "views/detection.py", "Where is it?", ":material/frame_inspect:",
               "A kernel shaped like its target answers most where the target is."),
+    PageEntry("Lessons", "views/classifier.py", "Does this patch contain a lesion?", ":material/psychology:",
+              "A small trained CNN, opened up layer by layer, finds a synthetic lesion."),
 )

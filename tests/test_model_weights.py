@@ -1,0 +1,79 @@
+"""The shipped weights: they load with no training-time package, reproduce the figures that
+``python -m model.evaluate`` recorded, and their class activation maps point at the lesions."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from model import WEIGHTS_PATH, load
+
+ROOT = Path(__file__).resolve().parents[1]
+EVALUATION = ROOT / "model" / "evaluation.json"
+
+
+def test_shipped_weights_are_small_and_load_without_pydicom_data_or_torch():
+    assert WEIGHTS_PATH.stat().st_size < 200_000
+    # Block the training-time packages, as on a machine that only runs the app.
+    script = (
+        "import sys\n"
+        "for blocked in ('data_store', 'torch'):\n"
+        "    sys.modules[blocked] = None\n"
+        "import numpy as np, model\n"
+        "classifier = model.load()\n"
+        "p = classifier.predict_proba(np.full((2, 64, 64), 0.5, dtype=np.float32))\n"
+        "assert p.shape == (2, 2) and abs(float(p.sum()) - 2.0) < 1e-5\n"
+        "print(classifier.input_size, len(classifier.activations(np.zeros((64, 64), np.float32))))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["64", str(len(load().network.layers) + 2)]
+
+
+@pytest.fixture(scope="module")
+def recorded_and_measured():
+    pytest.importorskip("data_store", reason="the test scans come from pydicom-data (pip install pydicom-data)")
+    from model.evaluate import evaluate, test_sets
+
+    record = json.loads(EVALUATION.read_text())
+    sets, sources = test_sets(record["count"])
+    classifier = load()
+    measured = {name: evaluate(classifier, patch_set) for name, patch_set in sets.items()}
+    return record, measured, sets, sources
+
+
+def test_shipped_weights_reproduce_the_recorded_evaluation(recorded_and_measured):
+    record, measured, _, sources = recorded_and_measured
+    assert record["sources"] == sources
+    for name, metrics in measured.items():
+        recorded = record["metrics"][name]
+        assert metrics.count == recorded["count"]
+        # Another CPU may round a borderline patch the other way: allow a couple of patches' worth.
+        for figure in ("roc_auc", "accuracy", "sensitivity", "specificity", "cam_hit_rate"):
+            assert getattr(metrics, figure) == pytest.approx(recorded[figure], abs=3e-3), (name, figure)
+        for band, value in metrics.auc_by_contrast.items():
+            assert value == pytest.approx(recorded["auc_by_contrast"][band], abs=3e-3), (name, band)
+        np.testing.assert_allclose(metrics.confusion, recorded["confusion"], atol=3)
+
+
+def test_held_out_figures_are_well_above_chance(recorded_and_measured):
+    _, measured, _, _ = recorded_and_measured
+    # The held-out modality (MR) was never seen in training: ROC AUC 0.5 would be guessing.
+    assert measured["held_out"].roc_auc > 0.75
+    assert measured["in_distribution"].roc_auc > 0.85
+    # Clearer lesions are found more reliably than faint ones.
+    bands = list(measured["held_out"].auc_by_contrast.values())
+    assert bands[0] < bands[-1]
+
+
+def test_cam_peaks_inside_inserted_lesions_far_more_often_than_chance(recorded_and_measured):
+    _, measured, sets, _ = recorded_and_measured
+    for name, patch_set in sets.items():
+        positives = patch_set.labels == 1
+        # A map peaking at a random place would land inside the lesion this often (its share of the patch).
+        chance = float(patch_set.lesion_masks[positives].mean())
+        assert measured[name].cam_hit_rate > 6 * chance, (name, measured[name].cam_hit_rate, chance)
+    assert measured["in_distribution"].cam_hit_rate > 0.5
