@@ -40,7 +40,8 @@ def test_page_shows_the_notices_the_answer_and_softmax(app):
     assert "**Softmax** turns the two scores into probabilities" in markdown
     assert 0.0 <= lesion_probability(app) <= 100.0
     assert any("The input: the window's 64 x 64 grey values" in caption for caption in captions(app))
-    assert any("Evidence for \"lesion\" over the input window." in caption for caption in captions(app))
+    assert any("Where the map is highest (brightest), smoothed to the window's pixels" in caption for caption in captions(app))
+    assert any(caption.startswith("The map itself: 8 x 8 values") for caption in captions(app))
 
 
 def test_a_synthetic_lesion_in_the_window_raises_the_lesion_probability(app):

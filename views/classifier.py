@@ -28,6 +28,7 @@ from viz.network import (
     outline_window,
     probability_bars,
     probability_overlay,
+    signed_map,
     window_on_image,
 )
 
@@ -291,21 +292,28 @@ def _decision_section(outputs):
 def _cam_section(image, patch, top, left, mask_patch):
     classifier = load()
     size = classifier.input_size
+    cam_small, _ = classifier.cam_features(patch)
     cam = classifier.cam(patch)
     st.subheader("6. Where: the class activation map")
     exact = ("With global max pooling the lesion score is the sum, over the channels, of each channel's "
-             "weight difference times its value at its own strongest position; the map below adds those "
-             "same weighted maps at every position, so at the winning positions it is exactly what the score "
-             "is made of, and elsewhere it shows what else the channels responded to.")
+             "weight difference times its value at its own strongest position; the map adds those same "
+             "weighted maps at every position, so at the winning positions it is exactly what the score is "
+             "made of, and elsewhere it shows what else the channels responded to.")
     if classifier.architecture.global_pool == "avg":
         exact = ("With global average pooling the lesion score is exactly the mean of this map plus a bias: "
                  "every position's share is visible.")
     st.markdown("The class activation map weights each last-stage map by how much its channel votes for "
-                "\"lesion\" and adds them up: bright where the network found evidence for a lesion. " + exact)
-    patch_column, image_column = st.columns(2, gap="large")
+                "\"lesion\" and adds them up: red where the network found evidence for a lesion, blue where "
+                "the evidence says \"no lesion\". " + exact)
+    map_column, patch_column, image_column = st.columns(3, gap="medium")
+    with map_column:
+        step = classifier.architecture.stride
+        st.image(signed_map(cam_small), width="stretch",
+                 caption=f"The map itself: {cam_small.shape[0]} x {cam_small.shape[1]} values, one per "
+                         f"{step} x {step} block of the window (red: lesion, blue: no lesion).")
     with patch_column:
         picture = cam_overlay(patch, cam, scale=PATCH_ZOOM)
-        caption = "Evidence for \"lesion\" over the input window."
+        caption = "Where the map is highest (brightest), smoothed to the window's pixels, over the input."
         if mask_patch is not None and mask_patch.any():
             picture = lesion_outline(picture, mask_patch, scale=PATCH_ZOOM)
             caption += " Green line: the synthetic lesion."
@@ -313,9 +321,11 @@ def _cam_section(image, patch, top, left, mask_patch):
     with image_column:
         scale = max(1, 520 // max(image.shape))
         heat = np.zeros(image.shape, dtype=np.float32)
-        heat[top:top + size, left:left + size] = np.maximum(cam, 0.0)
-        st.image(outline_window(cam_overlay(image, heat, scale=scale), top, left, size, scale=scale),
-                 width="stretch", caption="The same map placed on the whole image, inside the window.")
+        heat[top:top + size, left:left + size] = cam
+        window = np.zeros(image.shape, dtype=bool)
+        window[top:top + size, left:left + size] = True
+        st.image(outline_window(cam_overlay(image, heat, scale=scale, where=window), top, left, size, scale=scale),
+                 width="stretch", caption="The same, placed on the whole image inside the window.")
 
 
 def _map_section(image, chosen, lesion_key):

@@ -87,24 +87,35 @@ def outline_window(rgb, top, left, size, *, scale=1, colour=WINDOW_COLOUR):
     return region_overlay(rgb, top, left, size, size, scale=scale, colour=colour, thickness=max(2, scale + 1))
 
 
-def cam_overlay(patch, cam, *, scale=4, max_opacity=0.7):
-    """The class activation map laid over the patch: bright where the evidence for "lesion" is.
+def cam_overlay(patch, cam, *, scale=4, max_opacity=0.8, where=None):
+    """The class activation map laid over the patch as heat: where the evidence for "lesion" is strongest.
 
-    Only the positive part (pushing towards "lesion") is coloured; its largest value is drawn at
-    ``max_opacity``, zero and below not at all, so a clear patch with no evidence stays grey.
+    Relative within the map: its lowest value is clear, its highest drawn at ``max_opacity``, with the
+    opacity growing as the square of the relative value so that the peak stands out (the signed values
+    themselves are drawn by :func:`signed_map`).
 
     Parameters
     ----------
-    patch : ndarray (S, S) in [0, 1]
-    cam : ndarray (S, S)
+    patch : ndarray (H, W) in [0, 1]
+    cam : ndarray (H, W)
     scale : int
         Nearest-neighbour enlargement for display.
+    where : ndarray of bool (H, W), optional
+        Only these pixels carry the map (e.g. the window inside a whole image); elsewhere clear.
     """
     cam = np.asarray(cam, dtype=np.float32)
-    high = float(cam.max())
-    picture = heat_overlay(patch, np.maximum(cam, 0.0), low=0.0, high=high if high > 0 else 1.0,
-                           max_opacity=max_opacity if high > 0 else 0.0)
-    return upscale_nearest(picture, scale)
+    inside = np.ones(cam.shape, dtype=bool) if where is None else np.asarray(where, dtype=bool)
+    low, high = float(cam[inside].min()), float(cam[inside].max())
+    strength = np.where(inside, ((cam - low) / (high - low)) ** 2 if high > low else 0.0, 0.0)
+    picture = heat_overlay(patch, strength, low=0.0, high=1.0, max_opacity=max_opacity)
+    return upscale_nearest(picture, scale) if scale > 1 else picture
+
+
+def signed_map(values, *, size=256):
+    """A small signed map (h, w) as blue-white-red cells enlarged to about ``size`` pixels, scale symmetric."""
+    values = np.asarray(values, dtype=np.float32)
+    factor = max(1, size // max(values.shape))
+    return upscale_nearest(diverging_rgb(values, float(np.abs(values).max()) or 1.0), factor)
 
 
 def probability_overlay(image, probability_map, *, scale=1, max_opacity=0.65):
