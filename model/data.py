@@ -3,8 +3,9 @@
 The classifier's question is "does this 64 x 64 patch hold a lesion?". No labelled lesion data set
 ships with ConvScope, so the lesions are synthetic and the anatomy is real:
 
-* backgrounds are square crops of real CT, MR, radiograph and nuclear-medicine images (ConvScope's
-  own ``sample_images/`` and the MIT-licensed test files of pydicom and pydicom-data), cut at several
+* backgrounds are square crops of real CT, MR, radiograph and nuclear-medicine images (the
+  MIT-licensed test files of pydicom and pydicom-data, and any of ConvScope's ``sample_images/`` that
+  is not a copy of one of them: today every grey sample is rebuilt from those files), cut at several
   scales, flipped and rotated, windowed with a jittered window so that contrast varies as it does on
   screen;
 * half of them get a lesion from :func:`insert_lesion`: a roughly round or elliptical blob with soft

@@ -22,7 +22,7 @@ import numpy as np
 
 from kernels._config import limit_blas_threads
 from model import data
-from model.layers import softmax, softmax_cross_entropy
+from model.layers import softmax_cross_entropy
 from model.network import Architecture, Classifier, Network
 
 WEIGHTS_PATH = Path(__file__).resolve().parent / "weights.npz"

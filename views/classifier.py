@@ -159,7 +159,7 @@ def _sample_probability_map(cache_key, lesion_key, _image):
 # ------------------------------------------------------------------------------- sections
 
 
-def _window_section(image, base_image, chosen):
+def _window_section(image, chosen):
     classifier = load()
     size = classifier.input_size
     st.subheader("1. Place the window")
@@ -359,7 +359,7 @@ def _lesson(chosen, base_image):
     _clamp_window(base_image.shape)
     lesion = st.session_state["clf_lesion"]
     image, mask = _image_with_lesion(base_image, lesion)
-    _window_section(image, base_image, chosen)
+    _window_section(image, chosen)
     top, left = st.session_state["clf_top"], st.session_state["clf_left"]
     patch = np.ascontiguousarray(image[top:top + size, left:left + size])
     mask_patch = mask[top:top + size, left:left + size] if mask is not None else None
