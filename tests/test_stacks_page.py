@@ -142,6 +142,60 @@ def test_an_uploaded_image_runs_without_the_shared_cache(app):
     assert summary(app)["output (channels x height x width)"][0] == "1 x 150 x 200"
 
 
+def test_learned_kernels_of_the_classifier_make_stage_one_maps(app):
+    from kernels import conv2d
+    from model import load
+
+    learned = load().first_layer_kernels()
+    # A two-level picture: whatever window the scan picker applies, its levels become 0 and 1.
+    picture = np.zeros((96, 120), dtype=np.uint8)
+    picture[20:60, 30:75] = 255
+    picture[70:90, 10:40] = 255
+    buffer = io.BytesIO()
+    Image.fromarray(picture).save(buffer, format="PNG")
+    app.file_uploader(key="scan_uploader").set_value(("blocks.png", buffer.getvalue(), "image/png")).run()
+    app.radio(key="stacks_s0_source").set_value("learned").run()
+    app.multiselect(key="stacks_s0_learned").set_value([1, 4, 6]).run()
+    app.selectbox(key="stacks_s0_activation").set_value("none").run()
+    app.selectbox(key="stacks_s0_pool").set_value("none").run()
+    assert not app.exception, app.exception
+    table = summary(app)
+    assert table["what it does"][1].startswith("conv 5x5 x3 learned")
+    assert table["output (channels x height x width)"][1] == "3 x 96 x 120"
+    assert table["multiply-adds"][1] in (f"{96 * 120 * 3 * 25 / 1e6:.2f} M", f"{96 * 120 * 3 * 25:,}")
+    assert any("nobody designed" in text for text in (element.value for element in app.markdown))
+
+    app.radio(key="stacks_rf_stage").set_value(1).run()
+    map_box = app.selectbox(key="stacks_rf_map")
+    assert map_box.options == [
+        "1: learned #2", "2: learned #5", "3: learned #7"]
+    map_box.set_value(2).run()
+    app.number_input(key="stacks_rf_row").set_value(21).run()
+    app.number_input(key="stacks_rf_col").set_value(31).run()
+    assert not app.exception, app.exception
+    equation = next(element.value for element in app.markdown if element.value.startswith("("))
+    shown = float(re.search(r"output at \(21, 31\) is \*\*(-?\d+\.\d+)\*\*", equation).group(1))
+    expected = conv2d(picture.astype(np.float32) / 255.0, learned[6], padding="same")[21, 31]
+    assert abs(expected) > 0.05  # a corner of a block: the kernel answers, so the check means something
+    assert shown == pytest.approx(float(expected), abs=2e-4)
+
+    # A later stage of learned kernels reads all 3 maps below through the page's (k + c) mod K arrangement.
+    app.radio(key="stacks_s1_source").set_value("learned").run()
+    app.radio(key="stacks_rf_stage").set_value(2).run()
+    assert not app.exception, app.exception
+    assert summary(app)["what it does"][2].startswith("conv 5x5 x3 learned")
+    equation = next(element.value for element in app.markdown if element.value.startswith("("))
+    terms = [float(value) for value in re.findall(r"\((-?\d+\.\d+)\)", equation.split("=")[0])]
+    assert len(terms) == 3
+    assert sum(terms) == pytest.approx(float(re.search(r"= \*\*(-?\d+\.\d+)\*\*", equation).group(1)), abs=2e-4)
+
+    # Back to the filter bank: the stage's earlier choices are still there.
+    app.radio(key="stacks_s0_source").set_value("bank").run()
+    assert not app.exception, app.exception
+    assert app.multiselect(key="stacks_s0_kernels").value == ["sobel x", "sobel y", "laplacian"]
+    assert summary(app)["what it does"][1].startswith("conv 3x3 x3,")
+
+
 # ----------------------------------------------------------------------- the page's drawings (viz/stacks.py)
 
 

@@ -21,6 +21,7 @@ from kernels.receptive_field import (
     run_stack,
     stack_geometries,
 )
+from model import load as load_classifier
 from scans.preprocess import resize
 from views.notices import show_teaching_notice
 from views.scan_picker import choose_image
@@ -38,6 +39,9 @@ DEFAULT_BANKS = (
     ("laplacian", "box blur"),
     ("gaussian blur", "sharpen"),
 )
+KERNEL_SOURCES = {"bank": "the filter bank", "learned": "learned by the classifier"}
+LEARNED_PREFIX = "learned #"  # map labels of the classifier's kernels: "learned #3" is its first-layer kernel 3
+DEFAULT_LEARNED = (0, 1, 2)  # indices into the classifier's first layer
 STRIP_TARGET_WIDTH = 900  # pixels: the clickable maps of one stage
 FIELD_TARGET_SIDE = 560  # pixels: the input with the receptive fields drawn on it
 
@@ -52,6 +56,35 @@ def _bank(names, size):
                      for name in names]).astype(np.float32)
 
 
+@st.cache_resource(show_spinner=False)
+def _learned_kernels():
+    """The classifier's first-layer kernels, float32 (K, k, k), read-only.
+
+    Loaded once for the whole server: the shipped weights are the same for every session.
+    """
+    kernels = load_classifier().first_layer_kernels()
+    kernels.flags.writeable = False
+    return kernels
+
+
+def _learned_bank(indices):
+    """The chosen learned kernels (by index into the classifier's first layer), float32 (len, k, k)."""
+    kernels = _learned_kernels()
+    bad = [index for index in indices if not 0 <= index < len(kernels)]
+    if bad:
+        raise ValueError(f"learned kernel indices {bad} do not exist; the classifier's first layer has "
+                         f"{len(kernels)} kernels (0 to {len(kernels) - 1})")
+    return np.ascontiguousarray(kernels[list(indices)], dtype=np.float32)
+
+
+def _learned_name(index):
+    return f"{LEARNED_PREFIX}{index + 1}"
+
+
+def _is_learned(stage):
+    return all(name.startswith(LEARNED_PREFIX) for name in stage.names)
+
+
 def _key(stage, name):
     return f"stacks_s{stage}_{name}"
 
@@ -61,25 +94,35 @@ def _init_state():
     for stage in range(MAX_STAGES):
         defaults.update({
             _key(stage, "size"): 3, _key(stage, "kernels"): list(DEFAULT_BANKS[stage]),
+            _key(stage, "source"): "bank", _key(stage, "learned"): list(DEFAULT_LEARNED),
             _key(stage, "activation"): "relu", _key(stage, "pool"): "max", _key(stage, "pool_size"): 2,
             _key(stage, "stride"): 1, _key(stage, "dilation"): 1, _key(stage, "pool_stride"): 0,
         })
     for key, value in defaults.items():
         if key not in st.session_state:
             st.session_state[key] = value
+    for stage in range(MAX_STAGES):
+        for name in ("size", "kernels", "learned"):
+            # Only one kernel source's widgets are drawn at a time; writing the value back keeps the other
+            # source's choices when its widgets are hidden (Streamlit drops state of widgets not drawn).
+            st.session_state[_key(stage, name)] = st.session_state[_key(stage, name)]
 
 
 def _stage_ui(stage):
-    """Widgets of one stage; returns its hashable spec (names, size, stride, dilation, activation, pool...)."""
+    """Widgets of one stage; returns its hashable spec (source, kernels, size, stride, dilation, activation, pool...).
+
+    ``kernels`` holds filter-bank names when the source is "bank", and indices into the classifier's first
+    layer when it is "learned".
+    """
     st.markdown(f"**Stage {stage + 1}**")
-    size = st.selectbox("Kernel size", KERNEL_SIZES, key=_key(stage, "size"),
-                        help="Fixed kernels (Sobel, Laplacian, ...) exist only as 3 x 3; blurs and the "
-                             "Laplacian of Gaussian can be any size.")
-    allowed = _allowed_kernels(size)
-    chosen = [name for name in st.session_state[_key(stage, "kernels")] if name in allowed]
-    st.session_state[_key(stage, "kernels")] = chosen or allowed[:2]
-    names = st.multiselect("Kernels (one feature map each)", allowed, key=_key(stage, "kernels"),
-                           max_selections=MAX_KERNELS)
+    source = st.radio("Kernels from", tuple(KERNEL_SOURCES), key=_key(stage, "source"),
+                      format_func=KERNEL_SOURCES.get,
+                      help="The filter bank holds kernels people designed; the classifier's first-layer "
+                           "kernels were shaped by training.")
+    if source == "learned":
+        kernels, size = _learned_kernel_ui(stage)
+    else:
+        kernels, size = _bank_kernel_ui(stage)
     activation = st.selectbox("Activation", ACTIVATIONS, key=_key(stage, "activation"))
     pool = st.selectbox("Pooling", tuple(POOL_LABELS), key=_key(stage, "pool"), format_func=POOL_LABELS.get)
     pool_size = st.selectbox("Pool size", (2, 3, 4), key=_key(stage, "pool_size"), disabled=pool == "none")
@@ -90,16 +133,50 @@ def _stage_ui(stage):
         pool_stride = st.selectbox("Pool stride", (0, 1, 2, 3, 4), key=_key(stage, "pool_stride"),
                                    format_func=lambda value: "= pool size" if value == 0 else str(value),
                                    disabled=pool == "none")
-    if not names:
-        st.caption("Choose at least one kernel; the first two are used meanwhile.")
-        names = allowed[:2]
-    return (tuple(names), int(size), int(stride), int(dilation), activation, pool, int(pool_size),
+    return (source, tuple(kernels), int(size), int(stride), int(dilation), activation, pool, int(pool_size),
             int(pool_stride) or None)
 
 
+def _bank_kernel_ui(stage):
+    """Size and filter-bank names of one stage's kernels."""
+    size = st.selectbox("Kernel size", KERNEL_SIZES, key=_key(stage, "size"),
+                        help="Fixed kernels (Sobel, Laplacian, ...) exist only as 3 x 3; blurs and the "
+                             "Laplacian of Gaussian can be any size.")
+    allowed = _allowed_kernels(size)
+    chosen = [name for name in st.session_state[_key(stage, "kernels")] if name in allowed]
+    st.session_state[_key(stage, "kernels")] = chosen or allowed[:2]
+    names = st.multiselect("Kernels (one feature map each)", allowed, key=_key(stage, "kernels"),
+                           max_selections=MAX_KERNELS)
+    if not names:
+        st.caption("Choose at least one kernel; the first two are used meanwhile.")
+        names = allowed[:2]
+    return names, size
+
+
+def _learned_kernel_ui(stage):
+    """Indices (into the classifier's first layer) and size of one stage's learned kernels."""
+    kernels = _learned_kernels()
+    available = list(range(len(kernels)))
+    chosen = [index for index in st.session_state[_key(stage, "learned")] if index in available]
+    st.session_state[_key(stage, "learned")] = chosen or available[:2]
+    indices = st.multiselect("Learned kernels (one feature map each)", available, key=_key(stage, "learned"),
+                             format_func=_learned_name, max_selections=MAX_KERNELS)
+    size = kernels.shape[1]
+    st.caption(f"{size} x {size} kernels from the classifier's first layer "
+               f"({len(kernels)} in all; numbered as on the classifier page).")
+    if not indices:
+        st.caption("Choose at least one kernel; the first two are used meanwhile.")
+        indices = available[:2]
+    return sorted(indices), size
+
+
 def _stage_from_spec(spec):
-    names, size, stride, dilation, activation, pool, pool_size, pool_stride = spec
-    return Stage(_bank(names, size), names=names, stride=stride, dilation=dilation, activation=activation,
+    source, kernels, size, stride, dilation, activation, pool, pool_size, pool_stride = spec
+    if source == "learned":
+        bank, names = _learned_bank(kernels), tuple(_learned_name(index) for index in kernels)
+    else:
+        bank, names = _bank(kernels, size), kernels
+    return Stage(bank, names=names, stride=stride, dilation=dilation, activation=activation,
                  pool=pool, pool_size=pool_size, pool_stride=pool_stride)
 
 
@@ -133,6 +210,8 @@ def _compute_sample(cache_key, longer_side, specs, _image):
 def _describe(stage):
     kernel_rows, kernel_cols = stage.bank.shape[1:]
     text = f"conv {kernel_rows}x{kernel_cols} x{stage.kernel_count}"
+    if _is_learned(stage):
+        text += " learned"
     if stage.stride > 1:
         text += f" stride {stage.stride}"
     if stage.dilation > 1:
@@ -390,6 +469,18 @@ value depends on more of the scan, which is why deeper layers respond to larger 
         "(k + c) mod K, divided by the number of input maps: an arrangement made up for this lesson (a "
         "trained network learns a separate slice for every pair)."
     )
+    learned_stages = [index + 1 for index, stage in enumerate(stages) if _is_learned(stage)]
+    if learned_stages:
+        st.markdown(
+            f"Stage{'s' if len(learned_stages) > 1 else ''} {', '.join(map(str, learned_stages))} "
+            "use kernels that nobody designed. They are the first layer of this app's lesion classifier: "
+            "they began as simple spot detectors and training nudged their numbers, batch after batch, "
+            "towards whatever helped tell a patch with a lesion from one without. Map 'learned #n' is the "
+            "classifier's kernel n. Here they run without the classifier's bias and with zero padding, like "
+            "every kernel on this page; in a later stage they are spread over the maps below by the same "
+            "made-up (k + c) mod K arrangement, because the classifier's own deeper kernels belong to its "
+            "own eight maps, not to the stack built here."
+        )
     _receptive_field_section(working, stages, results)
 
 
