@@ -2,14 +2,24 @@
 
 from pathlib import Path
 
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+
+RERUN_START_MS = 1000
 SCREENSHOT_DIR = Path(__file__).resolve().parent / "screenshots"
 
 
 def wait_for_app(page):
-    """Wait until the app is connected and its script has finished its current run."""
+    """Wait until the app is connected and its script has finished its current run.
+
+    After a click the rerun may not have started yet (a busy server takes a moment): first give it up
+    to RERUN_START_MS to start, then wait for it to finish.
+    """
     page.wait_for_selector("[data-testid='stApp']", state="attached")
-    # A run may not have started yet when the page has just loaded: give it a moment to begin.
-    page.wait_for_timeout(300)
+    try:
+        page.wait_for_selector("[data-testid='stApp'][data-test-script-state='running']", state="attached",
+                               timeout=RERUN_START_MS)
+    except PlaywrightTimeoutError:
+        pass  # the run was quicker than the poll, or nothing reran
     page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']", state="attached")
     page.wait_for_selector("[data-testid='stStatusWidget']", state="detached")
 
