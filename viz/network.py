@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from viz.charts import NEGATIVE_COLOUR, POSITIVE_COLOUR, signed_sum_bars
 from viz.detection import heat_overlay
 from viz.images import diverging_rgb, grey_rgb, upscale_nearest
 from viz.steps import (
     BACKGROUND,
-    GRID_COLOUR,
     WINDOW_COLOUR,
     feature_map_grid,
     region_overlay,
@@ -23,8 +23,8 @@ from viz.steps import (
 )
 
 # Red for "lesion", blue for "no lesion": the two ends of the signed colour scale.
-LESION_COLOUR = (178, 24, 43)
-CLEAR_COLOUR = (33, 102, 172)
+LESION_COLOUR = POSITIVE_COLOUR
+CLEAR_COLOUR = NEGATIVE_COLOUR
 LABEL_SIZE = 18
 
 
@@ -175,27 +175,7 @@ def contribution_bars(contributions, bias, *, top=10, width=640, bar_height=24):
     entries.append(("bias", float(bias)))
     total = float(contributions.sum() + bias)
     entries.append(("total (lesion - no lesion)", total))
-    limit = max(max(abs(value) for _, value in entries), 1e-12)
-    size = 15
-    label_width = max(text_size(label, size)[0] for label, _ in entries) + 14
-    number_width = max(text_size(f"{value:+.3f}", size)[0] for _, value in entries) + 14
-    half = (width - label_width - number_width) // 2
-    centre = label_width + half
-    row_height = bar_height + 6
-    canvas = np.full((len(entries) * row_height, width, 3), BACKGROUND, dtype=np.uint8)
-    for index, (label, value) in enumerate(entries):
-        row_top = index * row_height + 3
-        length = int(round(abs(value) / limit * (half - 4)))
-        colour = LESION_COLOUR if value >= 0 else CLEAR_COLOUR
-        if index == len(entries) - 1:
-            canvas[row_top - 3, :] = GRID_COLOUR  # the rule above a written total
-        left, right = (centre, centre + length) if value >= 0 else (centre - length, centre)
-        canvas[row_top:row_top + bar_height, left:right] = colour
-        stamp_text_left(canvas, label, row_top + bar_height // 2 - size // 2 - 1, 4, size)
-        stamp_text_left(canvas, f"{value:+.3f}", row_top + bar_height // 2 - size // 2 - 1,
-                        width - number_width + 8, size)
-    canvas[:, centre] = GRID_COLOUR
-    return canvas
+    return signed_sum_bars(entries, width=width, bar_height=bar_height, text_px=15, decimals=3)
 
 
 def filtered_scan(response, *, limit=None):

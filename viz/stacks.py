@@ -11,8 +11,9 @@ from typing import NamedTuple
 
 import numpy as np
 
+from viz.charts import signed_sum_bars
 from viz.images import diverging_rgb, grey_rgb
-from viz.steps import BACKGROUND, GRID_COLOUR, WINDOW_COLOUR, outline_box, stamp_text, stamp_text_left, text_size
+from viz.steps import BACKGROUND, WINDOW_COLOUR, outline_box, stamp_text, stamp_text_left, text_size
 
 MAP_GAP = 8  # pixels between two maps of a stage
 # One colour per stage for receptive-field boxes (colour-blind-safe Okabe-Ito hues), stage 1 first.
@@ -209,24 +210,5 @@ def sum_bars(totals, value, *, labels, width=520, bar_height=34):
     -------
     ndarray, shape ((C + 1) * (bar_height + 8), width, 3), uint8
     """
-    totals = np.asarray(totals, dtype=np.float64)
-    entries = list(zip(labels, totals)) + [("sum", float(value))]
-    limit = max(max(abs(v) for _, v in entries), 1e-12)
-    label_width = max(text_size(label, 16)[0] for label, _ in entries) + 16
-    number_width = max(text_size(f"{v:+.4f}", 16)[0] for _, v in entries) + 16
-    half = (width - label_width - number_width) // 2
-    centre = label_width + half
-    row_height = bar_height + 8
-    canvas = np.full((len(entries) * row_height, width, 3), BACKGROUND, dtype=np.uint8)
-    for index, (label, entry_value) in enumerate(entries):
-        top = index * row_height + 4
-        length = int(round(abs(entry_value) / limit * (half - 4)))
-        colour = (178, 24, 43) if entry_value >= 0 else (33, 102, 172)
-        if index == len(entries) - 1:
-            canvas[top - 4, :] = GRID_COLOUR  # the line above the total, as in a written sum
-        left, right = (centre, centre + length) if entry_value >= 0 else (centre - length, centre)
-        canvas[top:top + bar_height, left:right] = colour
-        stamp_text_left(canvas, label, top + bar_height // 2 - 8, 4, 16)
-        stamp_text_left(canvas, f"{entry_value:+.4f}", top + bar_height // 2 - 8, width - number_width + 8, 16)
-    canvas[:, centre] = GRID_COLOUR
-    return canvas
+    entries = list(zip(labels, np.asarray(totals, dtype=np.float64))) + [("sum", float(value))]
+    return signed_sum_bars(entries, width=width, bar_height=bar_height, text_px=16, decimals=4)
