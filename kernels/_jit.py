@@ -97,8 +97,17 @@ def _strided_slice(row, lo, hi, stride, offset):
 _TAP_GROUP = 4
 # Bits of a float32 that are all set for +-inf and NaN (the exponent field).
 _FLOAT32_EXPONENT_MASK = 0x7F800000
-# Every bit of a float32 but the sign: the bit pattern of |x|.
-_FLOAT32_MAGNITUDE_MASK = 0x7FFFFFFF
+
+
+@njit(inline="always", **JIT_HELPER_OPTIONS)
+def _exponent_gap(bits):
+    """``~bits & 0x7F800000`` in int32: 0 iff the float32 with these bits is inf or NaN.
+
+    The kernels take the minimum of it over a row to detect a non-finite value.  The explicit
+    int32 casts matter: Numba widens int32 arithmetic to int64, which halves the vector width of
+    that min-reduction (measured 2x slower).
+    """
+    return np.int32(np.int32(~bits) & np.int32(_FLOAT32_EXPONENT_MASK))
 
 
 @njit(**JIT_OPTIONS)
@@ -283,16 +292,26 @@ def correlate_forward(x, tap_channel, tap_depth, tap_row, tap_col, weights, bias
             out[n, k, z, r, q] += bias_k
         # Integer min-reduction (vectorises): 0 iff some element has every exponent bit set.
         bits = out[n, k, z, r].view(np.int32)
-        smallest = _FLOAT32_EXPONENT_MASK
+        smallest = np.int32(_FLOAT32_EXPONENT_MASK)
         for q in range(out_width):
-            smallest = min(smallest, (~bits[q]) & _FLOAT32_EXPONENT_MASK)
+            smallest = min(smallest, _exponent_gap(bits[q]))
         nonfinite_rows[task] = 1 if smallest == 0 else 0
 
 
-# Taps applied in one sweep along the output row by ``correlate_image_rows``: eight running sums per
-# vector held in registers, so the output row is loaded and stored once per eight taps (a 3x3
-# kernel: two sweeps instead of nine; measured 1.3x faster than groups of four on 512 x 512).
-_IMAGE_TAP_GROUP = 8
+@njit(**JIT_HELPER_OPTIONS)
+def _ring_slot(base_slot, distance, window_rows):
+    """Slot (base_slot + distance) % window_rows, for 0 <= base_slot, distance < window_rows, without a division."""
+    slot = base_slot + distance
+    return slot - window_rows if slot >= window_rows else slot
+
+
+# Taps applied in one sweep along the output row by ``correlate_image_rows``: nine running sums per
+# vector held in registers, so the output row is loaded and stored once per nine taps (a 3x3
+# kernel: one sweep; 7x7: five sweeps of nine and one of four).
+_IMAGE_TAP_GROUP = 9
+# Output rows checked for inf / NaN together by ``correlate_image_rows`` (8 rows of 2048 floats,
+# 64 KiB, still mostly in cache).
+_IMAGE_CHECK_ROWS = 8
 
 
 @njit(**JIT_HELPER_OPTIONS)
@@ -305,8 +324,12 @@ def correlate_image_rows(x, w, bias, row_map, col_map, pad_left, stride_h, strid
     fused multiply-adds, so kernels/trace.py replays it exactly.  The loop order is made for one
     big image: each padded source row is copied once into a small ring of row buffers (padding
     included, so no tap reads through the index maps), then the taps are applied in row-major
-    order, eight (or four, or one) per sweep along the output row, their running sums held in
-    registers while the output row (a few KiB) stays in L1 cache.
+    order, nine (or four, or one) per sweep along the output row, their running sums held in
+    registers while the output row (a few KiB) stays in L1 cache.  The first sweep of a row
+    starts its sums at 0 and the last one adds the bias, so a 3x3 kernel is one sweep.
+
+    Every array is indexed in place with unsigned integers (no negative-index checks, which stop
+    LLVM from vectorising), never sliced into views inside the row loop.
 
     Parameters
     ----------
@@ -319,126 +342,139 @@ def correlate_image_rows(x, w, bias, row_map, col_map, pad_left, stride_h, strid
         Padded columns before column 0.
     stride_h, stride_w, dilation_h, dilation_w : int
     first_row, stop_row : int
-    out : float32 (OH, OW)
+    out : float32 (OH, OW), C-contiguous
         Rows [first_row, stop_row) are written in place.
 
     Returns
     -------
-    int
-        The largest ``bits & 0x7FFFFFFF`` of the float32 input pixels read: at least 0x7F800000
-        iff one of them is inf or NaN, else the bit pattern of the largest |x| (for finite
-        floats the magnitude grows with the bit pattern).  Taken while each source row is
-        copied, instead of a pass over the output; the wrapper bounds the output with it to
-        detect an overflow.
+    bool
+        True if one of the rows written holds an inf or NaN (a non-finite pixel read by a window,
+        or a sum that overflowed float32): checked row by row while the row is in cache.
     """
     width = x.shape[1]
     k_rows, k_cols = w.shape
     n_taps = k_rows * k_cols
-    out_width = out.shape[1]
     padded_width = col_map.shape[0]
     window_rows = (k_rows - 1) * dilation_h + 1  # padded rows one window spans
     bias32 = np.float32(bias)
     zero = np.float32(0.0)
+    # All output rows as one flat run of float32 bits, for the non-finite check.
+    out_bits = out.view(np.int32).reshape(-1)
+    u_checked_from = np.uint64(first_row * out.shape[1])  # rows before this one are checked
     # Ring of padded rows: padded row p lives in slot p % window_rows, so the rows of one
     # window never collide and, with stride 1, each row is copied once per task.
     ring = np.empty((window_rows, padded_width), dtype=np.float32)
     ring_holds = np.full(window_rows, -1, dtype=np.int64)
-    largest = 0
+    # Tap t (row-major): its row distance i * dilation_h, column offset j * dilation_w, weight.
+    tap_row = np.empty(n_taps, dtype=np.int64)
+    tap_col = np.empty(n_taps, dtype=np.uint64)
+    tap_weight = np.empty(n_taps, dtype=np.float32)
+    for t in range(n_taps):
+        tap_row[t] = (t // k_cols) * dilation_h
+        tap_col[t] = (t % k_cols) * dilation_w
+        tap_weight[t] = w[t // k_cols, t % k_cols]
+    u_width = np.uint64(width)
+    u_pad_left = np.uint64(pad_left)
+    u_out_width = np.uint64(out.shape[1])
+    u_stride = np.uint64(stride_w)
+    smallest = np.int32(_FLOAT32_EXPONENT_MASK)
     for r in range(first_row, stop_row):
+        row_base = r * stride_h
+        # Ring slot of the window's first row; a tap's slot is ``_ring_slot(base_slot, distance)``.
+        # One integer modulo per row: a 64-bit division costs some 40 cycles, one per tap per row
+        # was a third of a 512 x 512 3x3 call.
+        base_slot = row_base % window_rows
         for i in range(k_rows):
-            padded_index = r * stride_h + i * dilation_h
-            slot = padded_index % window_rows
+            padded_index = row_base + i * dilation_h
+            slot = _ring_slot(base_slot, i * dilation_h, window_rows)
             if ring_holds[slot] == padded_index:
                 continue
             ring_holds[slot] = padded_index
-            target = ring[slot]
+            u_slot = np.uint64(slot)
             source_row = row_map[padded_index]
             if source_row < 0:
-                target[:] = zero
+                for p in range(np.uint64(padded_width)):
+                    ring[u_slot, p] = zero
                 continue
-            source = x[source_row]
-            source_bits = source.view(np.int32)
-            interior = target[pad_left:pad_left + width]
-            for p in range(width):
-                interior[p] = source[p]
-                largest = max(largest, source_bits[p] & _FLOAT32_MAGNITUDE_MASK)
+            u_source = np.uint64(source_row)
+            for p in range(u_width):
+                ring[u_slot, u_pad_left + p] = x[u_source, p]
             for p in range(pad_left):
-                target[p] = source[col_map[p]] if col_map[p] >= 0 else zero
+                ring[u_slot, p] = x[u_source, col_map[p]] if col_map[p] >= 0 else zero
             for p in range(pad_left + width, padded_width):
-                target[p] = source[col_map[p]] if col_map[p] >= 0 else zero
-        out_row = out[r]
-        if stride_w != 1 or n_taps < _IMAGE_TAP_GROUP:  # else the first sweep below starts the sums
-            out_row[:] = zero
-        row_base = r * stride_h
+                ring[u_slot, p] = x[u_source, col_map[p]] if col_map[p] >= 0 else zero
+        o = np.uint64(r)
         if stride_w != 1:  # strided columns (small lesson images): one sweep per tap
+            for q in range(u_out_width):
+                out[o, q] = zero
             for t in range(n_taps):
-                i, j = t // k_cols, t % k_cols
-                weight = w[i, j]
-                row = ring[(row_base + i * dilation_h) % window_rows]
-                taps = row[j * dilation_w:j * dilation_w + (out_width - 1) * stride_w + 1:stride_w]
-                for q in range(out_width):
-                    out_row[q] += weight * taps[q]
-        # Two passes over the row saved where they are cheap to save: the first group of eight
-        # starts every sum from 0 itself (``zero + ...``: the value of adding to a zeroed row), and
-        # a lone last tap (any odd square kernel: n * n = 8m + 1) adds the bias in its own sweep,
-        # still after every product (measured 25 % faster on a 2048 x 2048 3x3).
-        bias_added = False
+                w0 = tap_weight[t]
+                a0, c0 = np.uint64(_ring_slot(base_slot, tap_row[t], window_rows)), tap_col[t]
+                for q in range(u_out_width):
+                    out[o, q] += w0 * ring[a0, c0 + q * u_stride]
+            for q in range(u_out_width):
+                out[o, q] += bias32
+        if stride_w == 1 and n_taps < _IMAGE_TAP_GROUP:  # else the first sweep starts the sums at 0
+            for q in range(u_out_width):
+                out[o, q] = zero
         t = 0
         while stride_w == 1 and t < n_taps:
-            # Always at least one tap: s0 .. s7 are that many padded-row views, each shifted
-            # by its tap's column offset, and w0 .. w7 their weights.
-            i, j = t // k_cols, t % k_cols
-            w0 = w[i, j]
-            s0 = ring[(row_base + i * dilation_h) % window_rows][j * dilation_w:j * dilation_w + out_width]
-            if n_taps - t < 4:
-                if t == n_taps - 1:
-                    for q in range(out_width):
-                        out_row[q] = (out_row[q] + w0 * s0[q]) + bias32
-                    bias_added = True
-                else:
-                    for q in range(out_width):
-                        out_row[q] += w0 * s0[q]
+            # This sweep adds its taps to the running sums in ``out`` (or to 0 for the first group
+            # of nine) and ends with ``+ addend``: the bias after the last tap, else 0 (which
+            # changes no sum).  The two loops of a group of nine differ only in where the sums
+            # start: one loop reading a "start" array that may be ``out`` itself would fail LLVM's
+            # run-time overlap check and run unvectorised (measured 3x slower).
+            size = _IMAGE_TAP_GROUP if n_taps - t >= _IMAGE_TAP_GROUP else (4 if n_taps - t >= 4 else 1)
+            addend = bias32 if t + size == n_taps else zero
+            # Tap t + m: ring row a_m, column offset c_m, weight w_m.
+            w0 = tap_weight[t]
+            a0, c0 = np.uint64(_ring_slot(base_slot, tap_row[t], window_rows)), tap_col[t]
+            if size == 1:
+                for q in range(u_out_width):
+                    out[o, q] = (out[o, q] + w0 * ring[a0, c0 + q]) + addend
                 t += 1
                 continue
-            i, j = (t + 1) // k_cols, (t + 1) % k_cols
-            w1 = w[i, j]
-            s1 = ring[(row_base + i * dilation_h) % window_rows][j * dilation_w:j * dilation_w + out_width]
-            i, j = (t + 2) // k_cols, (t + 2) % k_cols
-            w2 = w[i, j]
-            s2 = ring[(row_base + i * dilation_h) % window_rows][j * dilation_w:j * dilation_w + out_width]
-            i, j = (t + 3) // k_cols, (t + 3) % k_cols
-            w3 = w[i, j]
-            s3 = ring[(row_base + i * dilation_h) % window_rows][j * dilation_w:j * dilation_w + out_width]
-            if n_taps - t < _IMAGE_TAP_GROUP:
-                for q in range(out_width):
-                    out_row[q] = (((out_row[q] + w0 * s0[q]) + w1 * s1[q]) + w2 * s2[q]) + w3 * s3[q]
+            w1, w2, w3 = tap_weight[t + 1], tap_weight[t + 2], tap_weight[t + 3]
+            a1, c1 = np.uint64(_ring_slot(base_slot, tap_row[t + 1], window_rows)), tap_col[t + 1]
+            a2, c2 = np.uint64(_ring_slot(base_slot, tap_row[t + 2], window_rows)), tap_col[t + 2]
+            a3, c3 = np.uint64(_ring_slot(base_slot, tap_row[t + 3], window_rows)), tap_col[t + 3]
+            if size == 4:
+                for q in range(u_out_width):
+                    out[o, q] = ((((out[o, q] + w0 * ring[a0, c0 + q]) + w1 * ring[a1, c1 + q])
+                                  + w2 * ring[a2, c2 + q]) + w3 * ring[a3, c3 + q]) + addend
                 t += 4
                 continue
-            i, j = (t + 4) // k_cols, (t + 4) % k_cols
-            w4 = w[i, j]
-            s4 = ring[(row_base + i * dilation_h) % window_rows][j * dilation_w:j * dilation_w + out_width]
-            i, j = (t + 5) // k_cols, (t + 5) % k_cols
-            w5 = w[i, j]
-            s5 = ring[(row_base + i * dilation_h) % window_rows][j * dilation_w:j * dilation_w + out_width]
-            i, j = (t + 6) // k_cols, (t + 6) % k_cols
-            w6 = w[i, j]
-            s6 = ring[(row_base + i * dilation_h) % window_rows][j * dilation_w:j * dilation_w + out_width]
-            i, j = (t + 7) // k_cols, (t + 7) % k_cols
-            w7 = w[i, j]
-            s7 = ring[(row_base + i * dilation_h) % window_rows][j * dilation_w:j * dilation_w + out_width]
+            w4, w5, w6, w7, w8 = (tap_weight[t + 4], tap_weight[t + 5], tap_weight[t + 6], tap_weight[t + 7],
+                                  tap_weight[t + 8])
+            a4, c4 = np.uint64(_ring_slot(base_slot, tap_row[t + 4], window_rows)), tap_col[t + 4]
+            a5, c5 = np.uint64(_ring_slot(base_slot, tap_row[t + 5], window_rows)), tap_col[t + 5]
+            a6, c6 = np.uint64(_ring_slot(base_slot, tap_row[t + 6], window_rows)), tap_col[t + 6]
+            a7, c7 = np.uint64(_ring_slot(base_slot, tap_row[t + 7], window_rows)), tap_col[t + 7]
+            a8, c8 = np.uint64(_ring_slot(base_slot, tap_row[t + 8], window_rows)), tap_col[t + 8]
             if t == 0:
-                for q in range(out_width):
-                    out_row[q] = (((((((zero + w0 * s0[q]) + w1 * s1[q]) + w2 * s2[q]) + w3 * s3[q])
-                                    + w4 * s4[q]) + w5 * s5[q]) + w6 * s6[q]) + w7 * s7[q]
+                for q in range(u_out_width):
+                    out[o, q] = ((((((((((zero + w0 * ring[a0, c0 + q]) + w1 * ring[a1, c1 + q])
+                                        + w2 * ring[a2, c2 + q]) + w3 * ring[a3, c3 + q])
+                                      + w4 * ring[a4, c4 + q]) + w5 * ring[a5, c5 + q])
+                                    + w6 * ring[a6, c6 + q]) + w7 * ring[a7, c7 + q])
+                                  + w8 * ring[a8, c8 + q]) + addend)
             else:
-                for q in range(out_width):
-                    out_row[q] = (((((((out_row[q] + w0 * s0[q]) + w1 * s1[q]) + w2 * s2[q]) + w3 * s3[q])
-                                    + w4 * s4[q]) + w5 * s5[q]) + w6 * s6[q]) + w7 * s7[q]
+                for q in range(u_out_width):
+                    out[o, q] = ((((((((((out[o, q] + w0 * ring[a0, c0 + q]) + w1 * ring[a1, c1 + q])
+                                        + w2 * ring[a2, c2 + q]) + w3 * ring[a3, c3 + q])
+                                      + w4 * ring[a4, c4 + q]) + w5 * ring[a5, c5 + q])
+                                    + w6 * ring[a6, c6 + q]) + w7 * ring[a7, c7 + q])
+                                  + w8 * ring[a8, c8 + q]) + addend)
             t += _IMAGE_TAP_GROUP
-        if not bias_added:
-            for q in range(out_width):
-                out_row[q] += bias32
-    return largest
+        # Integer min-reduction (vectorises): 0 iff some element has every exponent bit set.  Over
+        # a block of rows at a time, still in cache, so the vector loop's start-up and final
+        # horizontal reduction come once per block (with ``_exponent_gap``'s int32 arithmetic the
+        # check takes 9 us of a 512 x 512 3x3 call, 21 us before).
+        if r + 1 == stop_row or (r + 1 - first_row) % _IMAGE_CHECK_ROWS == 0:
+            for e in range(u_checked_from, (o + np.uint64(1)) * u_out_width):
+                smallest = min(smallest, _exponent_gap(out_bits[e]))
+            u_checked_from = (o + np.uint64(1)) * u_out_width
+    return smallest == 0
 
 
 @njit(**JIT_OPTIONS)
@@ -534,9 +570,9 @@ def _correlate_forward_four_kernels(x, tap_channel, tap_depth, tap_row, tap_col,
             for q in range(out_width):
                 out[n, k0 + kk, z, r, q] += bias_k
             bits = out[n, k0 + kk, z, r].view(np.int32)
-            smallest = _FLOAT32_EXPONENT_MASK
+            smallest = np.int32(_FLOAT32_EXPONENT_MASK)
             for q in range(out_width):
-                smallest = min(smallest, (~bits[q]) & _FLOAT32_EXPONENT_MASK)
+                smallest = min(smallest, _exponent_gap(bits[q]))
             nonfinite_rows[((n * n_out + k0 + kk) * out_depth + z) * out_rows + r] = 1 if smallest == 0 else 0
 
 
@@ -863,20 +899,20 @@ def elementwise_range(x, d_out, operation, slope, out):
         xs = x[start:stop]
         ds = d_out[start:stop]
         target = out[start:stop]
-        smallest = _FLOAT32_EXPONENT_MASK
+        smallest = np.int32(_FLOAT32_EXPONENT_MASK)
         x_bits = xs.view(np.int32)
         if operation == RELU:  # the commonest call: check while computing, one pass over x
             for m in range(stop - start):
                 target[m] = xs[m] if xs[m] > zero else zero
-                smallest = min(smallest, (~x_bits[m]) & _FLOAT32_EXPONENT_MASK)
+                smallest = min(smallest, _exponent_gap(x_bits[m]))
             nonfinite |= 1 if smallest == 0 else 0
             continue
         for m in range(stop - start):
-            smallest = min(smallest, (~x_bits[m]) & _FLOAT32_EXPONENT_MASK)
+            smallest = min(smallest, _exponent_gap(x_bits[m]))
         if operation % 2 == 1:  # backward operations read d_out too
             d_bits = ds.view(np.int32)
             for m in range(stop - start):
-                smallest = min(smallest, (~d_bits[m]) & _FLOAT32_EXPONENT_MASK)
+                smallest = min(smallest, _exponent_gap(d_bits[m]))
         nonfinite |= 1 if smallest == 0 else 0
         # One loop per operation so each loop body is branch-free and vectorises; loops over
         # slices from 0 so Numba can drop its negative-index checks (which block vectorising).
