@@ -117,6 +117,31 @@ def test_single_image_loop_equals_batched_loop_bit_for_bit(padding_mode, kernel_
     )
 
 
+@pytest.mark.parametrize("padding_mode", ["zeros", "reflect", "replicate"])
+@pytest.mark.parametrize("shape, kernel, dilation", [((3, 4, 8, 8), (5, 4, 3, 3), 1), ((2, 1, 9, 14), (4, 1, 5, 2), 2),
+                                                     ((4, 3, 5, 5), (8, 3, 1, 1), 1)])
+def test_packed_small_maps_give_the_unpacked_results(monkeypatch, padding_mode, shape, kernel, dilation):
+    # Small maps of a batch are packed into one row per channel (engine.PACKED_MAX_PLANE): the
+    # forward sums and the input gradient must keep every bit; the weight gradient's dot products
+    # are summed in another order, so it agrees to rounding.
+    x, w, bias = random(*shape), random(*kernel) - np.float32(0.5), random(kernel[0])
+    d_out = random(shape[0], kernel[0], shape[2], shape[3])
+    options = dict(padding="same", dilation=dilation, padding_mode=padding_mode)
+    results = {}
+    for limit in (0, 10**6):
+        monkeypatch.setattr(engine, "PACKED_MAX_PLANE", limit)
+        results[limit] = (kernels.conv2d(x, w, bias, **options),) + kernels.conv2d_backward(x, w, d_out, **options)
+    (out_a, dx_a, dw_a, db_a), (out_b, dx_b, dw_b, db_b) = results.values()
+    np.testing.assert_array_equal(out_a, out_b)
+    np.testing.assert_array_equal(dx_a, dx_b)
+    np.testing.assert_allclose(dw_a, dw_b, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(db_a, db_b)
+    top, bottom, left, right = kernels.resolve_padding(shape[2:], kernel[2:], "same", dilation)
+    _, reference, _ = naive.conv_backward_naive(x, w, d_out, (1, 1), ((top, bottom), (left, right)),
+                                                (dilation, dilation), padding_mode)
+    np.testing.assert_allclose(dw_b, reference, rtol=1e-4, atol=1e-4)
+
+
 def test_single_image_loop_reports_nonfinite_pixels_and_overflow():
     x = random(300, 300)
     x[250, 7] = np.nan
