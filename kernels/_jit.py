@@ -5,21 +5,24 @@ pass C-contiguous, writeable float32 arrays (int64 for index maps and argmax ind
 function is compiled exactly once and loaded from the on-disk cache afterwards.
 
 The loops are written for 3-D volumes; a 2-D image is a volume of depth 1 (and a single image is
-a batch of one with one channel), so six functions serve every public operation, plus one loop
-order made for the lessons' single (H, W) image with one (kh, kw) kernel (serial: engine.py runs
-blocks of rows of a big image on several threads, which saves compiling a parallel launcher):
+a batch of one with one channel), so six functions serve every public operation, plus two loop
+orders made for common cases: the lessons' single (H, W) image with one (kh, kw) kernel (serial:
+engine.py runs blocks of rows of a big image on several threads, which saves compiling a parallel
+launcher), and the weight gradient of a 2-D batch in the wide-row layout (the classifier's):
 
-=======================  ======================================================================
-correlate_image_rows     conv2d of one (H, W) image with one (kh, kw) kernel (same sums as
-                         correlate_forward, bit for bit; faster loop order for one big image)
-correlate_forward        conv2d / conv3d forward, the stride-1 input gradient (a correlation of
-                         d_out with the flipped kernels), avg pooling (a ones kernel)
-correlate_weight_grad    d_loss/d_w of a convolution
-correlate_input_grad     d_loss/d_x of a strided convolution, avg pooling backward
-max_pool_forward         max pooling with argmax indices
-scatter_add              max pooling backward (sends each gradient to its argmax)
-elementwise              relu / leaky_relu / sigmoid / tanh, forward and backward
-=======================  ======================================================================
+=========================== ==================================================================
+correlate_image_rows        conv2d of one (H, W) image with one (kh, kw) kernel (same sums as
+                            correlate_forward, bit for bit; faster loop order for one big image)
+correlate_forward           conv2d / conv3d forward, the stride-1 input gradient (a correlation
+                            of d_out with the flipped kernels), avg pooling (a ones kernel)
+correlate_weight_grad       d_loss/d_w of a convolution
+correlate_weight_grad_wide  d_loss/d_w of a 2-D batch in the wide-row layout (dot products
+                            along each row, four kernels per sweep)
+correlate_input_grad        d_loss/d_x of a strided convolution, avg pooling backward
+max_pool_forward            max pooling with argmax indices
+scatter_add                 max pooling backward (sends each gradient to its argmax)
+elementwise                 relu / leaky_relu / sigmoid / tanh, forward and backward
+=========================== ==================================================================
 
 Padding: each spatial axis gets an *index map*: ``index_map[p]`` is the source index in the
 unpadded input of padded position ``p``, or -1 where the padded value is zero, so zero, reflect and
@@ -701,6 +704,115 @@ def correlate_weight_grad(x, d_out, tap_channel, tap_depth, tap_row, tap_col,
                             sums[m + 3] += s3
         for m in range(taps_per_channel):
             d_weights[k, first_tap + m] = sums[m]
+
+
+@njit(**JIT_REDUCTION_OPTIONS)
+def correlate_weight_grad_wide(x, d_out, tap_col, d_weights):
+    """``correlate_weight_grad`` for 2-D batches in the wide-row layouts, four kernels per sweep.
+
+    Measured (batch 32, 3x3, one thread) against the general loop: 32 x 32 maps 8 -> 16 channels
+    3.2 -> 2.2 ms, 16 x 16 16 -> 32 3.2 -> 2.2 ms, 8 x 8 32 -> 32 1.8 -> 1.3 ms.
+
+    In a wide row (see engine.py) every output position a tap pairs with a real output lies
+    inside the row, and ``d_out`` is 0 at the thrown-away positions, so each weight's gradient is
+    a plain dot product along the row: no index maps and no border columns.  Four kernels and
+    four taps share each sweep: eight loads feed sixteen multiply-adds (the general loop: five
+    loads for four), and each input row is read once per four kernels instead of once per kernel.
+
+    Parameters
+    ----------
+    x : float32 (N, C, 1, 1, L)
+        The wide (or packed) padded input.
+    d_out : float32 (N, K, 1, 1, M), K a multiple of 4
+        The gradient in the same layout, zero at thrown-away positions (M <= L).
+    tap_col : int64 (T,)
+        Column offset of each tap in the row, taps grouped by channel (``T // C`` each).
+    d_weights : float32 (K, T)
+        Written in place.
+    """
+    n_batch, n_in, length = x.shape[0], x.shape[1], x.shape[4]
+    n_out, n_taps = d_weights.shape
+    taps_per_channel = n_taps // n_in
+    out_length = d_out.shape[4]
+    n_groups = n_out // 4
+    zero = np.float32(0.0)
+    # One task per (image, group of four kernels, channel), images outermost: the tasks a thread
+    # runs one after another share an image, whose input and gradient rows stay in L2 cache
+    # (measured on 64 x 64 maps, batch 32, 8 -> 16 channels, one thread: 9.3 ms; 10.1 ms with
+    # one task per (kernels, channel) looping over the images; 10.6 ms in the general loop).
+    # Each image's sums go to its own slice of ``partial``, added up at the end: no two tasks
+    # write the same place.
+    partial = np.zeros((n_batch, n_out, n_taps), dtype=np.float64)
+    for task in prange(n_batch * n_groups * n_in):
+        c = task % n_in
+        k0 = ((task // n_in) % n_groups) * 4
+        n = task // (n_in * n_groups)
+        first_tap = c * taps_per_channel
+        for first in range(first_tap, first_tap + taps_per_channel, 4):
+            count = min(4, first_tap + taps_per_channel - first)
+            # Missing taps of the last group repeat the first one; their sums are dropped.
+            c0 = tap_col[first]
+            c1 = tap_col[first + 1] if count > 1 else c0
+            c2 = tap_col[first + 2] if count > 2 else c0
+            c3 = tap_col[first + 3] if count > 3 else c0
+            # Positions whose reads all lie inside the row (every real output does).
+            span = min(out_length, length - max(max(c0, c1), max(c2, c3)))
+            a0, a1, a2, a3 = np.uint64(c0), np.uint64(c1), np.uint64(c2), np.uint64(c3)
+            s00, s01, s02, s03 = zero, zero, zero, zero
+            s10, s11, s12, s13 = zero, zero, zero, zero
+            s20, s21, s22, s23 = zero, zero, zero, zero
+            s30, s31, s32, s33 = zero, zero, zero, zero
+            for u in range(np.uint64(max(span, 0))):
+                x0 = x[n, c, 0, 0, a0 + u]
+                x1 = x[n, c, 0, 0, a1 + u]
+                x2 = x[n, c, 0, 0, a2 + u]
+                x3 = x[n, c, 0, 0, a3 + u]
+                g = d_out[n, k0, 0, 0, u]
+                s00 += g * x0
+                s01 += g * x1
+                s02 += g * x2
+                s03 += g * x3
+                g = d_out[n, k0 + 1, 0, 0, u]
+                s10 += g * x0
+                s11 += g * x1
+                s12 += g * x2
+                s13 += g * x3
+                g = d_out[n, k0 + 2, 0, 0, u]
+                s20 += g * x0
+                s21 += g * x1
+                s22 += g * x2
+                s23 += g * x3
+                g = d_out[n, k0 + 3, 0, 0, u]
+                s30 += g * x0
+                s31 += g * x1
+                s32 += g * x2
+                s33 += g * x3
+            sums = partial[n]
+            sums[k0, first] = s00
+            sums[k0 + 1, first] = s10
+            sums[k0 + 2, first] = s20
+            sums[k0 + 3, first] = s30
+            if count > 1:
+                sums[k0, first + 1] = s01
+                sums[k0 + 1, first + 1] = s11
+                sums[k0 + 2, first + 1] = s21
+                sums[k0 + 3, first + 1] = s31
+            if count > 2:
+                sums[k0, first + 2] = s02
+                sums[k0 + 1, first + 2] = s12
+                sums[k0 + 2, first + 2] = s22
+                sums[k0 + 3, first + 2] = s32
+            if count > 3:
+                sums[k0, first + 3] = s03
+                sums[k0 + 1, first + 3] = s13
+                sums[k0 + 2, first + 3] = s23
+                sums[k0 + 3, first + 3] = s33
+    for k in prange(n_out):
+        for t in range(n_taps):
+            total = 0.0
+            for n in range(n_batch):
+                total += partial[n, k, t]
+            d_weights[k, t] = total
 
 
 @njit(**JIT_OPTIONS)

@@ -26,7 +26,9 @@ def warm_up() -> float:
     kernel = np.ones((2, 4, 3, 3), dtype=np.float32)
     engine.conv2d(image[0, 0], kernel[0, 0], padding=1)  # correlate_image_rows (one image, one kernel)
     out = engine.conv2d(image, kernel, padding=1)  # correlate_forward
-    engine.conv2d_backward(image, kernel, out, padding=1)  # correlate_input_grad, correlate_weight_grad
+    engine.conv2d_backward(image, kernel, out, padding=1)  # correlate_weight_grad_wide (wide rows)
+    strided = engine.conv2d(image, kernel, stride=2)
+    engine.conv2d_backward(image, kernel, strided, stride=2)  # correlate_input_grad, correlate_weight_grad
     pooled, indices = engine.max_pool2d(image, 2, return_indices=True)  # max_pool_forward
     engine.max_pool2d_backward(pooled, indices, image.shape)  # scatter_add
     engine.relu(image)  # elementwise_range (small calls run the serial loop directly)

@@ -788,7 +788,17 @@ def _weight_gradient(plan: _ConvPlan, d_out5: np.ndarray) -> np.ndarray:
         wide = np.zeros(d_out5.shape[:4] + (layout.wide_width,), dtype=np.float32)
         wide[..., :d_out5.shape[4]] = d_out5
         d_out5 = wide.reshape(d_out5.shape[:3] + (1, -1))
-    d_weights = np.empty((plan.w.shape[0], plan.w[0].size), dtype=np.float32)
+    n_kernels = plan.w.shape[0]
+    if layout.wide_width and plan.x.shape[2] == 1:  # 2-D wide rows: four kernels per task
+        extra = -n_kernels % 4  # zero gradients for the kernels that fill the last four
+        if extra:
+            d_out5 = np.concatenate([d_out5, np.zeros(d_out5.shape[:1] + (extra,) + d_out5.shape[2:],
+                                                      dtype=np.float32)], axis=1)
+        d_weights = np.empty((n_kernels + extra, plan.w[0].size), dtype=np.float32)
+        with kernel_call_guard(d_out5.size * plan.w[0].size):
+            _jit.correlate_weight_grad_wide(layout.x, d_out5, layout.taps[3], d_weights)
+        return d_weights[:n_kernels].reshape(plan.w.shape)
+    d_weights = np.empty((n_kernels, plan.w[0].size), dtype=np.float32)
     with kernel_call_guard(d_out5.size * plan.w[0].size):
         _jit.correlate_weight_grad(layout.x, d_out5, *layout.taps, *layout.maps, layout.pad_left,
                                    plan.strides[0], 1 if layout.wide_width else plan.strides[1],
