@@ -57,12 +57,22 @@ def set_threads() -> None:
         pass
 
 
-def median_ms(function, repeats: int, budget_s: float = 2.0) -> float:
-    """Median wall time of ``function()`` in ms, after one untimed call; fewer repeats if slow."""
+def median_ms(function, repeats: int, budget_s: float = 2.0, min_s: float = 0.25) -> float:
+    """Median wall time of ``function()`` in ms, after one untimed call.
+
+    At least ``repeats`` calls and at least ``min_s`` seconds of calls (a 0.1 ms call is timed a
+    few thousand times: nine samples of it moved by 20 % between runs), but fewer calls than
+    ``repeats`` (at least 3) for a call so slow that they would take more than ``budget_s``.
+    """
     function()
     times = []
     started = time.perf_counter()
-    while len(times) < repeats and (len(times) < 3 or time.perf_counter() - started < budget_s):
+    while True:
+        elapsed = time.perf_counter() - started
+        if len(times) >= 3 and elapsed >= budget_s:
+            break
+        if len(times) >= repeats and elapsed >= min_s:
+            break
         tick = time.perf_counter()
         function()
         times.append(time.perf_counter() - tick)
