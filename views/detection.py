@@ -208,7 +208,10 @@ def _detection_section(chosen, image):
         except ValueError as error:
             st.error(str(error), icon=":material/error:")
             return
-        st.image(kernel_picture(kernel, binary=kind == "binary", size=200),
+        # At its own size (at most 200 pixels), not stretched to the column: a column-wide
+        # square made this column much taller than the image beside it.
+        kernel_rgb = kernel_picture(kernel, binary=kind == "binary", size=200)
+        st.image(kernel_rgb, width=int(kernel_rgb.shape[1]),
                  caption=f"The {kernel.shape[0]} x {kernel.shape[1]} kernel"
                          + (" (white = 1, black = 0)" if kind == "binary" else " (red above the box's mean, blue below)"))
 
