@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from tests.apptest import run_page_file
-from kernels import conv2d, make_kernel, max_pool2d, relu
+from kernels import avg_pool2d, conv2d, make_kernel, max_pool2d, relu
 from scans import apply_window, list_samples, read_sample
 from views.convolution_controls import output_size_equation, random_kernel, stored_key
 
@@ -193,6 +193,27 @@ def test_pooling_steps_match_max_pool2d_of_the_relu():
     expected = max_pool2d(relu(_expected_region_output(app)), 2, stride=2)
     assert shown == float(expected[row, col])
     assert row * expected.shape[1] + col == 2
+
+
+@pytest.mark.parametrize("mode", ["max", "avg"])
+def test_padded_pooling_steps_match_the_engine_and_padding_follows_the_window(mode):
+    app = _open()
+    app.radio(key="pool_mode").set_value(mode).run()
+    app.select_slider(key="pool_size").set_value(3).run()
+    app.select_slider(key="pool_padding").set_value(1).run()
+    app.button(key="pool_next").click().run()
+    assert not app.exception, app.exception
+    row, col, shown = _shown(app, POOLED)
+    pool = max_pool2d if mode == "max" else avg_pool2d
+    expected = pool(relu(_expected_region_output(app)), 3, stride=2, padding=1)
+    assert (row, col) == (0, 1)
+    assert shown == float(expected[row, col])
+    # A window of 4 allows padding 2; back to a window of 2, the padding drops to 1 by itself.
+    app.select_slider(key="pool_size").set_value(4).run()
+    app.select_slider(key="pool_padding").set_value(2).run()
+    app.select_slider(key="pool_size").set_value(2).run()
+    assert not app.exception, app.exception
+    assert app.select_slider(key="pool_padding").value == 1
 
 
 def test_uploaded_png_and_dicom_are_used():

@@ -180,7 +180,10 @@ def _pool_stepper(trace):
     index = controls.stepper_controls("pool", trace.num_steps, STEPPERS)
     step = trace.step(index)
     out_rows, out_cols = trace.output.shape
-    limit = float(np.max(np.abs(trace.padded))) or 1.0
+    # Max pooling's padding is -inf: the colour scale comes from the real (finite) values.
+    finite = trace.padded[np.isfinite(trace.padded)]
+    limit = float(np.max(np.abs(finite))) if finite.size else 1.0
+    limit = limit or 1.0
     input_column, output_column = st.columns(2, gap="medium")
     with input_column:
         frame = steps.window_frame(trace.padded, trace.pad, step.rows, step.cols,
@@ -386,16 +389,22 @@ def _pooling_section(after, trace, whole):
                 "mean. A 2 x 2 window moving by 2 halves each side, so the next layer has a quarter of the pixels "
                 "to work on and each of its pixels stands for a larger piece of the scan. That is why early "
                 "layers pick out fine detail and later layers larger structures.")
-    for key, default in (("pool_mode", "max"), ("pool_size", 2), ("pool_stride", 2)):
+    for key, default in (("pool_mode", "max"), ("pool_size", 2), ("pool_stride", 2), ("pool_padding", 0)):
         st.session_state.setdefault(key, default)
-    mode_column, size_column, stride_column = st.columns(3)
+    # Padding beyond half the window would let a window hold padding only.
+    st.session_state["pool_padding"] = min(st.session_state["pool_padding"], st.session_state["pool_size"] // 2)
+    mode_column, size_column, stride_column, padding_column = st.columns(4)
     mode = mode_column.radio("Pooling", ("max", "avg"), key="pool_mode", horizontal=True,
                              format_func={"max": "max", "avg": "average"}.get)
     size = size_column.select_slider("Window", options=[2, 3, 4], key="pool_size")
     stride = stride_column.select_slider("Stride", options=[1, 2, 3, 4], key="pool_stride")
+    padding = padding_column.select_slider("Padding", options=list(range(size // 2 + 1)), key="pool_padding",
+                                           help="Cells added around the map so windows can sit on its edge. "
+                                                "Max pooling pads with minus infinity, which never wins; "
+                                                "average pooling pads with 0, which counts in the mean.")
     try:
-        pool_trace = _session_memo("pool", (after.tobytes(), after.shape, mode, size, stride),
-                                   lambda: pool2d_trace(after, size, stride=stride, mode=mode))
+        pool_trace = _session_memo("pool", (after.tobytes(), after.shape, mode, size, stride, padding),
+                                   lambda: pool2d_trace(after, size, stride=stride, padding=padding, mode=mode))
     except ValueError as error:
         st.error(f"This pooling does not fit the region's map: {error}")
         return
@@ -403,8 +412,9 @@ def _pooling_section(after, trace, whole):
               f"**{pool_trace.output.shape[0]} x {pool_trace.output.shape[1]}**")
     if whole is not None:
         map_height, map_width = whole["map"].shape
-        shrink += (f"; the whole image's map from {map_height} x {map_width} to "
-                   f"{output_size(map_height, size, stride=stride)} x {output_size(map_width, size, stride=stride)}")
+        pooled_height = output_size(map_height, size, stride=stride, padding=padding)
+        pooled_width = output_size(map_width, size, stride=stride, padding=padding)
+        shrink += f"; the whole image's map from {map_height} x {map_width} to {pooled_height} x {pooled_width}"
     st.markdown(shrink + ".")
     _run_stepper("pool", _pool_stepper, pool_trace)
 
