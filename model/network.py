@@ -130,13 +130,39 @@ class Network:
                 trace.append((name, x, cache))
         return (x, trace) if keep else x
 
-    def backward(self, trace, d_logits):
+    def score_map(self, trace):
+        """The class activation map of each patch in a batch, at feature resolution.
+
+        ``M[n, y, x] = sum_k (w[k, lesion] - w[k, no lesion]) * F[n, k, y, x]``, F the maps that go
+        into global pooling (what :meth:`Classifier.cam_features` shows, without the bias).
+
+        Parameters
+        ----------
+        trace : list from ``forward(..., keep=True)``
+
+        Returns
+        -------
+        float32 (N, h, w)
+        """
+        features = self._pooled_features(trace)
+        dense = self.layer("dense").params["weight"]
+        evidence = dense[:, 1] - dense[:, 0]
+        return np.einsum("k,nkhw->nhw", evidence, features).astype(np.float32)
+
+    def _pooled_features(self, trace):
+        names = [name for name, _ in self.layers]
+        return trace[names.index("global_pool") - 1][1]
+
+    def backward(self, trace, d_logits, d_score_map=None):
         """Gradients of the loss with respect to every parameter.
 
         Parameters
         ----------
         trace : list from ``forward(..., keep=True)``
         d_logits : float32 (N, 2)
+        d_score_map : float32 (N, h, w), optional
+            Gradient of a loss on :meth:`score_map` (the localisation loss of training), added to
+            the gradient that reaches the pooled feature maps and the dense weights.
 
         Returns
         -------
@@ -152,6 +178,15 @@ class Network:
                 d_out, layer_grads = layer.backward(cache, d_out)
             for key, value in layer_grads.items():
                 grads[f"{name}.{key}"] = value
+            if name == "global_pool" and d_score_map is not None:
+                # M = sum_k e_k F_k with e = w[:, 1] - w[:, 0]: dF_k = e_k dM, de_k = sum dM F_k.
+                d_score_map = np.asarray(d_score_map, dtype=np.float32)
+                dense = self.layer("dense").params["weight"]
+                evidence = dense[:, 1] - dense[:, 0]
+                d_out = d_out + evidence[None, :, None, None] * d_score_map[:, None]
+                d_evidence = np.einsum("nhw,nkhw->k", d_score_map, self._pooled_features(trace))
+                grads["dense.weight"] = grads["dense.weight"] + np.stack([-d_evidence, d_evidence], axis=1)
+                d_out = d_out.astype(np.float32)
         return grads
 
     def constrain(self):

@@ -27,12 +27,19 @@ from model.network import Architecture, Classifier, Network
 
 WEIGHTS_PATH = Path(__file__).resolve().parent / "weights.npz"
 
+# A score-map cell counts as lesion when the lesion covers more than this share of it.
+LESION_CELL_COVER = 0.25
+
 # The shipped model. Why these choices (measured, see the project README's classifier section):
 # - four stages (the last three 3 x 3): the receptive field grows to 40 pixels, enough to see a
 #   12-pixel-radius lesion together with its surroundings;
 # - global MAX pooling: a lesion is one small place in the patch; averaging over all 64 positions
 #   diluted small lesions and generalised worse to unseen anatomy;
-# - a first stage of zero-sum kernels started as centre-surround (blob) detectors (see Network).
+# - a first stage of zero-sum kernels started as centre-surround (blob) detectors (see Network);
+# - trained on two losses: the answer (softmax cross-entropy) and where (localisation_loss: the
+#   synthetic lesions come with exact masks, so the class activation map is told where each one
+#   is). Told where to look, the network also answers better on the held-out modality (ROC AUC
+#   0.79 -> 0.80) and its map peaks inside the lesion for most positives (0.39 -> 0.61 held out).
 ARCHITECTURE = Architecture(input_size=data.PATCH_SIZE, channels=(8, 16, 32, 32), kernel_sizes=(5, 3, 3, 3),
                             pool_after=(True, True, True, False), global_pool="max")
 
@@ -41,13 +48,15 @@ class TrainingConfig:
     """Every setting of a training run (defaults: the shipped model)."""
 
     def __init__(self, *, epochs=3, training_count=32000, validation_count=1000, batch_size=32,
-                 learning_rate=2e-3, final_learning_rate_fraction=0.1, seed=0, architecture=ARCHITECTURE):
+                 learning_rate=2e-3, final_learning_rate_fraction=0.1, localisation_weight=1.0, seed=0,
+                 architecture=ARCHITECTURE):
         self.epochs = int(epochs)
         self.training_count = int(training_count)
         self.validation_count = int(validation_count)
         self.batch_size = int(batch_size)
         self.learning_rate = float(learning_rate)
         self.final_learning_rate_fraction = float(final_learning_rate_fraction)
+        self.localisation_weight = float(localisation_weight)
         self.seed = int(seed)
         self.architecture = architecture
         if self.epochs < 1 or self.batch_size < 1 or self.training_count < 2 * self.batch_size:
@@ -56,7 +65,8 @@ class TrainingConfig:
 
     def as_metadata(self):
         return {"epochs": self.epochs, "training_count": self.training_count, "batch_size": self.batch_size,
-                "learning_rate": self.learning_rate, "seed": self.seed}
+                "learning_rate": self.learning_rate, "localisation_weight": self.localisation_weight,
+                "seed": self.seed}
 
 
 class Adam:
@@ -95,6 +105,75 @@ class Adam:
             v *= self.beta2
             v += (1.0 - self.beta2) * grad * grad
             param -= (self.learning_rate * (m / correction1) / (np.sqrt(v / correction2) + self.eps)).astype(np.float32)
+
+
+def lesion_cells(lesion_masks, stride, *, min_cover=LESION_CELL_COVER):
+    """Which cells of the score map a lesion occupies: the localisation loss's targets.
+
+    A cell is stride x stride input pixels. It counts as lesion if the lesion covers more than
+    ``min_cover`` of it; the most-covered cell always counts, so a small lesion lying across
+    several cells still has one.
+
+    Parameters
+    ----------
+    lesion_masks : bool array (N, S, S)
+        True inside each patch's inserted lesion (all False for a patch without one).
+    stride : int
+        Input pixels per score-map pixel (S divisible by it).
+
+    Returns
+    -------
+    bool array (N, S // stride, S // stride); all False where the patch has no lesion
+    """
+    count, size, _ = lesion_masks.shape
+    cells = size // stride
+    cover = lesion_masks.reshape(count, cells, stride, cells, stride).mean(axis=(2, 4), dtype=np.float32)
+    targets = cover > min_cover
+    flat_cover = cover.reshape(count, -1)
+    has_lesion = flat_cover.max(axis=1) > 0
+    best = flat_cover.argmax(axis=1)
+    targets.reshape(count, -1)[np.flatnonzero(has_lesion), best[has_lesion]] = True
+    return targets
+
+
+def localisation_loss(score_map, targets):
+    """Cross-entropy of "where is the lesion?" over the positions of each lesion patch's score map.
+
+    For a patch with a lesion, a softmax over its h x w score-map values gives each position a
+    probability of being where the lesion is; the loss is -log of the probability that falls on
+    the lesion's cells. It asks only that the lesion's cells score higher than the rest of the same
+    patch (adding a constant to a map changes nothing), so it points the class activation map at
+    the lesion without fighting the image-level answer. Patches without a lesion add nothing.
+
+    Parameters
+    ----------
+    score_map : array (N, h, w)
+        :meth:`model.network.Network.score_map` of the batch.
+    targets : bool array (N, h, w)
+        :func:`lesion_cells` of the batch.
+
+    Returns
+    -------
+    loss : float
+        Sum over lesion patches divided by N (the batch size), so it weighs like a per-patch mean.
+    d_score_map : float32 (N, h, w)
+    """
+    count = len(score_map)
+    flat = np.asarray(score_map, dtype=np.float64).reshape(count, -1)
+    flat_targets = np.asarray(targets, dtype=bool).reshape(count, -1)
+    chosen = flat_targets.any(axis=1)
+    d_flat = np.zeros_like(flat)
+    if not chosen.any():
+        return 0.0, d_flat.reshape(score_map.shape).astype(np.float32)
+    values = flat[chosen]
+    shifted = np.exp(values - values.max(axis=1, keepdims=True))
+    everywhere = shifted / shifted.sum(axis=1, keepdims=True)  # softmax over all positions
+    on_lesion = np.where(flat_targets[chosen], shifted, 0.0)
+    lesion_share = on_lesion.sum(axis=1, keepdims=True)
+    loss = float(-np.log(np.maximum(lesion_share[:, 0] / shifted.sum(axis=1), 1e-300)).sum() / count)
+    # d/dM of log sum_all exp(M) - log sum_lesion exp(M) = softmax over all - softmax over the lesion cells.
+    d_flat[chosen] = (everywhere - on_lesion / lesion_share) / count
+    return loss, d_flat.reshape(score_map.shape).astype(np.float32)
 
 
 def learning_rate_at(progress, config):
@@ -171,6 +250,7 @@ def train(config=None, *, sets=None, output=WEIGHTS_PATH, log=None):
     training, validation = sets["training"], sets["validation"]
     inputs = np.ascontiguousarray(training.patches[:, None])
     labels = training.labels
+    targets = lesion_cells(training.lesion_masks, config.architecture.stride)
 
     network = Network(config.architecture, seed=config.seed)
     params = network.parameters()
@@ -192,7 +272,12 @@ def train(config=None, *, sets=None, output=WEIGHTS_PATH, log=None):
             optimiser.learning_rate = learning_rate_at(step / max(total_steps - 1, 1), config)
             logits, trace = network.forward(inputs[chosen], keep=True)
             loss, d_logits = softmax_cross_entropy(logits, labels[chosen])
-            optimiser.step(network.backward(trace, d_logits))
+            d_score_map = None
+            if config.localisation_weight > 0:
+                where_loss, d_score_map = localisation_loss(network.score_map(trace), targets[chosen])
+                loss += config.localisation_weight * where_loss
+                d_score_map *= config.localisation_weight
+            optimiser.step(network.backward(trace, d_logits, d_score_map))
             network.constrain()
             loss_sum += loss * len(chosen)
             correct += float((logits.argmax(axis=1) == labels[chosen]).sum())

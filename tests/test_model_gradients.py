@@ -186,3 +186,49 @@ def test_whole_network_gradients_match_pytorch_autograd():
         if key == "conv1.weight":
             expected = expected - expected.mean(axis=(1, 2, 3), keepdims=True)
         np.testing.assert_allclose(grads[key], expected, rtol=1e-3, atol=1e-5, err_msg=key)
+
+
+def test_localisation_loss_gradients_through_the_network_match_finite_differences():
+    from model.train import lesion_cells, localisation_loss
+
+    rng = np.random.default_rng(10)
+    network = tiny_network("max")
+    x = rng.random((3, 1, 8, 8)).astype(np.float32)
+    labels = np.array([1, 0, 1])
+    masks = np.zeros((3, 8, 8), dtype=bool)
+    masks[0, 1:4, 1:3] = True
+    masks[2, 5:8, 4:8] = True
+    targets = lesion_cells(masks, network.architecture.stride)
+    assert targets.shape == (3, 4, 4) and not targets[1].any() and targets[0].any() and targets[2].any()
+    weight = 0.7
+
+    def loss():
+        logits, trace = network.forward(x, keep=True)
+        return softmax_cross_entropy(logits, labels)[0] + weight * localisation_loss(network.score_map(trace), targets)[0]
+
+    logits, trace = network.forward(x, keep=True)
+    where_loss, d_score_map = localisation_loss(network.score_map(trace), targets)
+    grads = network.backward(trace, softmax_cross_entropy(logits, labels)[1], weight * d_score_map)
+    for key, param in network.parameters().items():
+        numeric = numerical_gradient(loss, param, step=1e-3)
+        if key == "conv1.weight":
+            numeric -= numeric.mean(axis=(1, 2, 3), keepdims=True)
+        scale = max(np.abs(numeric).max(), 1e-4)
+        error = np.abs(grads[key] - numeric).max() / scale
+        assert error < 5e-2, f"{key}: relative gradient error {error:.3g}"
+
+
+def test_localisation_loss_is_the_cross_entropy_of_where_the_lesion_is():
+    from model.train import localisation_loss
+
+    score_map = np.array([[[0.0, 1.0], [2.0, 3.0]], [[5.0, 0.0], [0.0, 0.0]]], dtype=np.float32)
+    targets = np.array([[[False, False], [True, True]], [[False, False], [False, False]]])
+    loss, d_score_map = localisation_loss(score_map, targets)
+    exponentials = np.exp([0.0, 1.0, 2.0, 3.0])
+    # Two patches in the batch, one with a lesion: its -log(share of softmax on the lesion) / 2.
+    assert loss == pytest.approx(-np.log(exponentials[2:].sum() / exponentials.sum()) / 2, rel=1e-6)
+    assert not d_score_map[1].any()  # a patch without a lesion gives no gradient
+    # Adding a constant to a map changes nothing: the gradient of each map sums to zero.
+    assert float(d_score_map[0].sum()) == pytest.approx(0.0, abs=1e-7)
+    numeric = numerical_gradient(lambda: localisation_loss(score_map, targets)[0], score_map, step=1e-3)
+    np.testing.assert_allclose(d_score_map, numeric, rtol=1e-3, atol=1e-6)
