@@ -302,9 +302,13 @@ def _cam_section(image, patch, top, left, mask_patch):
     if classifier.architecture.global_pool == "avg":
         exact = ("With global average pooling the lesion score is exactly the mean of this map plus a bias: "
                  "every position's share is visible.")
+    taught = ""
+    if float(classifier.metadata.get("localisation_weight", "0")) > 0:
+        taught = (" In training the map was also told where each synthetic lesion was: a second loss rewarded "
+                  "it for being highest on the lesion's blocks, so its peak is meant to sit on the lesion.")
     st.markdown("The class activation map weights each last-stage map by how much its channel votes for "
                 "\"lesion\" and adds them up: red where the network found evidence for a lesion, blue where "
-                "the evidence says \"no lesion\". " + exact)
+                "the evidence says \"no lesion\". " + exact + taught)
     map_column, patch_column, image_column = st.columns(3, gap="medium")
     with map_column:
         step = classifier.architecture.stride
