@@ -7,6 +7,9 @@ with NUMBA_DISABLE_JIT=1 so coverage (and a debugger) can see inside the jitted 
 from __future__ import annotations
 
 import itertools
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,6 +21,8 @@ from hypothesis import strategies as st
 import kernels
 from kernels import engine
 from tests import naive
+
+ROOT = Path(__file__).resolve().parents[1]
 
 RNG = np.random.default_rng(20240611)
 SCIPY_MODES = {"zeros": "constant", "reflect": "mirror", "replicate": "nearest"}
@@ -606,3 +611,22 @@ def test_concurrent_calls_from_threads_give_the_serial_results():
         np.testing.assert_array_equal(got, want)
     for got, x in zip(pooled, images):
         np.testing.assert_array_equal(got, kernels.max_pool2d(kernels.relu(x)))
+
+
+def test_warm_up_loads_every_jitted_loop():
+    # kernels.warm_up() runs when the app starts so that no click waits for a compile: in a fresh
+    # process it must compile (or load from the cache) every loop engine.py calls, i.e. every
+    # jitted function of _jit without a leading underscore (the private ones are only called from
+    # inside the others and come with them).  A new loop, or a call that moves to another loop,
+    # must be added to kernels/_warm.py.
+    code = (
+        "import kernels, numba\n"
+        "from kernels import _jit\n"
+        "kernels.warm_up()\n"
+        "print(sorted(name for name, value in vars(_jit).items()\n"
+        "             if isinstance(value, numba.core.registry.CPUDispatcher)\n"
+        "             and not name.startswith('_') and not value.signatures))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip() == "[]", f"not compiled by kernels.warm_up(): {result.stdout.strip()}"
