@@ -11,7 +11,13 @@ ships with ConvScope, so the lesions are synthetic and the anatomy is real:
 * half of them get a lesion from :func:`insert_lesion`: a roughly round or elliptical blob with soft
   edges, some internal texture and the noise level of the scan it sits in, brighter or darker than
   its surroundings by 0.08 to 0.4 in windowed units, radius 3 to 12 pixels, anywhere in the patch;
-* the other half stay as they are, including busy patches full of edges, vessels and bone.
+* the other half stay as they are, including busy patches full of edges, vessels and bone;
+* for training only, a quarter of the backgrounds are synthetic anatomy (:func:`synthetic_background`:
+  folded textures like gyri or bowel, large soft-edged regions, vessels along and across the plane,
+  smooth noise), some blended with a real crop, and some real crops are enlarged from a small region
+  or get their grey levels remapped. Eight training scans are little variety; these teach the
+  network that a lesion is a blob that does not belong to its surroundings, whatever those are.
+  The lesions are the same as everywhere else, and the test sets use real scans only.
 
 The held-out set is cut from scans of one whole modality (:data:`HELD_OUT_MODALITY`) that training
 never sees, so its figures measure generalisation to unseen anatomy, not memory.
@@ -131,7 +137,8 @@ class PatchSet:
     lesion_masks : numpy.ndarray, bool, shape (N, S, S)
         True inside the inserted lesion (soft mask > 0.5); all False for negatives.
     source_names : tuple of str, length N
-        Which :class:`SourceImage` each patch was cut from.
+        Which :class:`SourceImage` each patch was cut from (:data:`SYNTHETIC_SOURCE_NAME` for a
+        wholly synthetic training background).
     radii, contrasts : numpy.ndarray, float32, shape (N,)
         The inserted lesion's radius (pixels) and signed contrast; 0 for negatives.
     """
@@ -470,6 +477,222 @@ def _gaussian_blur(image, sigma):
                   padding_mode="reflect")
 
 
+def _real_background(images, pyramids, weights, rng, size, *, augment):
+    """A crop of a real scan, redrawn while flat (mostly): (index of its source, (size, size) float32)."""
+    source = rng.choice(len(images), p=weights)
+    while True:
+        background = _random_background(pyramids[source], images[source].window, rng, size, augment)
+        if background.std() >= _FLAT_STD or rng.random() < _KEEP_FLAT_PROBABILITY:
+            return source, background
+
+
+# Shares of the training backgrounds (the rest are real crops, augmented as _random_background does).
+SYNTHETIC_FRACTION = 0.25  # synthetic anatomy (synthetic_background)
+SYNTHETIC_BLEND_PROBABILITY = 0.3  # of those, blended half-and-half-ish with a real crop
+ZOOM_FRACTION = 0.1  # a 24-48 pixel region of a real crop enlarged to the patch size
+REMAP_PROBABILITY = 0.1  # any background: grey levels through a random piecewise-linear curve
+SYNTHETIC_SOURCE_NAME = "synthetic"
+
+
+def _training_background(images, pyramids, weights, rng, size):
+    """One training background: real, enlarged or synthetic, sometimes with remapped grey levels.
+
+    Returns
+    -------
+    background : float32 (size, size) in [0, 1]
+    source : int or None
+        Index of the real scan it came from (None: wholly synthetic).
+    """
+    choice = rng.random()
+    if choice < SYNTHETIC_FRACTION:
+        background, source = synthetic_background(rng, size), None
+        if rng.random() < SYNTHETIC_BLEND_PROBABILITY:
+            source, real = _real_background(images, pyramids, weights, rng, size, augment=True)
+            share = rng.uniform(0.3, 0.7)
+            background = share * background + (1.0 - share) * real
+    elif choice < SYNTHETIC_FRACTION + ZOOM_FRACTION:
+        from skimage.transform import resize
+
+        side = int(rng.integers(24, 49))
+        source, small = _real_background(images, pyramids, weights, rng, side, augment=True)
+        background = resize(small, (size, size), order=int(rng.choice((1, 3))), preserve_range=True)
+    else:
+        source, background = _real_background(images, pyramids, weights, rng, size, augment=True)
+    if rng.random() < REMAP_PROBABILITY:
+        background = _remap_grey_levels(background, rng)
+    return np.ascontiguousarray(np.clip(background, 0.0, 1.0), dtype=np.float32), source
+
+
+def _remap_grey_levels(image, rng):
+    """Half the time: grey levels through a random piecewise-linear curve with 4 inner knots (mostly
+    rising; sometimes not, as another sequence can reorder tissues); otherwise unchanged."""
+    if rng.random() >= 0.5:
+        return image
+    knots = np.concatenate(([0.0], np.sort(rng.random(4)), [1.0]))
+    values = np.sort(rng.random(6)) if rng.random() < 0.7 else rng.random(6)
+    return np.interp(image, knots, values)
+
+
+# ---------------------------------------------------------------------------------------------
+# Synthetic anatomy (training only)
+
+
+def _frequencies(size):
+    """Radial spatial frequency (cycles per pixel) of each coefficient of a real 2-D FFT of (size, size)."""
+    return np.sqrt(np.fft.fftfreq(size)[:, None] ** 2 + np.fft.rfftfreq(size)[None, :] ** 2)
+
+
+def _random_field(rng, size, amplitude):
+    """Gaussian random field with the given spectral amplitude (from :func:`_frequencies`), std 1."""
+    spectrum = (rng.normal(size=amplitude.shape) + 1j * rng.normal(size=amplitude.shape)) * amplitude
+    field = np.fft.irfft2(spectrum, s=(size, size))
+    field -= field.mean()
+    return field / max(float(field.std()), 1e-9)
+
+
+def _power_law_field(rng, size, exponent):
+    """Smooth random field with power spectrum 1 / f^exponent (larger: smoother)."""
+    frequencies = _frequencies(size)
+    frequencies[0, 0] = 1.0
+    amplitude = frequencies ** (-exponent / 2.0)
+    amplitude[0, 0] = 0.0
+    return _random_field(rng, size, amplitude)
+
+
+def _smooth_warp(image, rng, amplitude):
+    """Displace every pixel along a smooth random field of about ``amplitude`` pixels."""
+    from scipy import ndimage
+
+    size = image.shape[0]
+    rows, cols = np.mgrid[0:size, 0:size].astype(np.float64)
+    shift_rows = amplitude * _power_law_field(rng, size, 5.0)
+    shift_cols = amplitude * _power_law_field(rng, size, 5.0)
+    return ndimage.map_coordinates(image, [rows + shift_rows, cols + shift_cols], order=1, mode="reflect")
+
+
+def _folds(rng, size):
+    """Folded texture (gyri, bowel loops, trabecular bone): band-pass noise through a soft threshold.
+
+    Period 6-20 pixels; half the time warped so that the folds run in a direction."""
+    frequencies = _frequencies(size)
+    centre = 1.0 / rng.uniform(6.0, 20.0)
+    bandwidth = centre * rng.uniform(0.15, 0.4)
+    field = _random_field(rng, size, np.exp(-0.5 * ((frequencies - centre) / bandwidth) ** 2))
+    if rng.random() < 0.5:
+        field = _smooth_warp(field, rng, rng.uniform(2.0, 6.0))
+    return np.tanh(rng.uniform(1.0, 4.0) * (field + rng.uniform(-0.5, 0.5)))
+
+
+def _soft_step(distance, width):
+    """0 -> 1 across a boundary at distance 0, over about ``width`` pixels."""
+    return 0.5 * (1.0 + np.tanh(distance / (2.0 * max(width, 1e-3))))
+
+
+def _large_regions(rng, size):
+    """One to three soft-edged regions much larger than a lesion: organ outlines, the body's edge."""
+    rows, cols = np.mgrid[0:size, 0:size].astype(np.float64)
+    middle = (size - 1) / 2.0
+    image = np.zeros((size, size))
+    for _ in range(int(rng.integers(1, 4))):
+        if rng.random() < 0.4:  # a (slightly curved) straight boundary
+            angle = rng.uniform(0, 2 * np.pi)
+            along = (cols - middle) * np.cos(angle) + (rows - middle) * np.sin(angle)
+            across = -(cols - middle) * np.sin(angle) + (rows - middle) * np.cos(angle)
+            distance = along - rng.uniform(-20, 20) - rng.uniform(-0.02, 0.02) * across**2
+        else:  # an ellipse of radius 18-60 pixels, centre anywhere near the patch
+            radius, aspect, angle = rng.uniform(18, 60), rng.uniform(1.0, 2.5), rng.uniform(0, np.pi)
+            centre_row, centre_col = rng.uniform(-0.5 * size, 1.5 * size, 2)
+            u = ((rows - centre_row) * np.cos(angle) + (cols - centre_col) * np.sin(angle)) / (radius * aspect)
+            v = (-(rows - centre_row) * np.sin(angle) + (cols - centre_col) * np.cos(angle)) / (radius / aspect)
+            distance = (1.0 - np.sqrt(u**2 + v**2)) * radius
+        image += rng.uniform(-1, 1) * _soft_step(distance, rng.uniform(0.3, 3.0))
+    return image
+
+
+def _vessels(rng, size):
+    """One to four long curved lines 1.5-8 pixels wide (vessels, bone cortex, fascia), never blobs."""
+    from scipy import ndimage
+
+    image = np.zeros((size, size))
+    for _ in range(int(rng.integers(1, 5))):
+        start = rng.uniform(-10, size + 10, 2)
+        angle, length, bend = rng.uniform(0, 2 * np.pi), rng.uniform(60, 140), rng.uniform(-0.02, 0.02)
+        t = np.linspace(-length / 2, length / 2, 200)
+        rows = np.round(start[0] + t * np.sin(angle) + bend * t**2 * np.cos(angle)).astype(int)
+        cols = np.round(start[1] + t * np.cos(angle) - bend * t**2 * np.sin(angle)).astype(int)
+        inside = (rows >= 0) & (rows < size) & (cols >= 0) & (cols < size)
+        if not inside.any():
+            continue
+        off_line = np.ones((size, size), dtype=bool)
+        off_line[rows[inside], cols[inside]] = False
+        distance = ndimage.distance_transform_edt(off_line)
+        half_width = rng.uniform(0.7, 4.0)
+        if rng.random() < 0.5:
+            profile = np.exp(-0.5 * (distance / half_width) ** 2)
+        else:
+            profile = _soft_step(half_width - distance, rng.uniform(0.3, 1.0))
+        image += rng.choice((-1.0, 1.0)) * rng.uniform(0.3, 1.0) * profile
+    return image
+
+
+def _vessel_sections(rng, size):
+    """One or two tubes seen end on: a bright or dark wall (a ring) around a slightly different inside."""
+    rows, cols = np.mgrid[0:size, 0:size].astype(np.float64)
+    image = np.zeros((size, size))
+    for _ in range(int(rng.integers(1, 3))):
+        centre_row, centre_col = rng.uniform(0, size, 2)
+        radius, wall = rng.uniform(4, 14), rng.uniform(1.5, 4.0)
+        aspect, angle = rng.uniform(1.0, 1.5), rng.uniform(0, np.pi)
+        u = ((rows - centre_row) * np.cos(angle) + (cols - centre_col) * np.sin(angle)) * aspect
+        v = (-(rows - centre_row) * np.sin(angle) + (cols - centre_col) * np.cos(angle)) / aspect
+        distance = np.sqrt(u**2 + v**2)
+        image += (rng.choice((-1.0, 1.0)) * np.exp(-0.5 * ((distance - radius) / (wall / 2)) ** 2)
+                  + rng.uniform(-0.6, 0.6) * _soft_step(radius - distance, 1.0))
+    return image
+
+
+def synthetic_background(rng, size=PATCH_SIZE):
+    """A made-up patch of anatomy-like structure, in [0, 1], for training variety.
+
+    A random mixture of folded texture, large soft-edged regions, long vessels, vessels seen end on
+    and smooth noise, stretched to a random part of the grey scale, sometimes blurred, with a little
+    noise. It holds no plain round blob of lesion size on purpose: that is what a lesion looks like.
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+    size : int
+
+    Returns
+    -------
+    float32 (size, size)
+    """
+    from scipy import ndimage
+
+    image = np.zeros((size, size))
+    parts = rng.random(5) < (0.5, 0.4, 0.4, 0.3, 0.25)
+    if not parts.any():
+        parts[0] = True
+    if parts[0]:
+        image += rng.uniform(0.5, 1.5) * _folds(rng, size)
+    if parts[1]:
+        image += _large_regions(rng, size)
+    if parts[2]:
+        image += _vessels(rng, size)
+    if parts[3]:
+        image += rng.uniform(0.2, 0.8) * _power_law_field(rng, size, rng.uniform(2.5, 4.0))
+    if parts[4]:
+        image += _vessel_sections(rng, size)
+    low, high = float(image.min()), float(image.max())
+    image = (image - low) / max(high - low, 1e-6)
+    span = rng.uniform(0.3, 1.0)
+    image = image * span + rng.uniform(0.0, 1.0 - span)
+    if rng.random() < 0.5:
+        image = ndimage.gaussian_filter(image, rng.uniform(0.5, 1.5))
+    image = image + rng.normal(0.0, rng.uniform(0.005, 0.04), image.shape)
+    return np.clip(image, 0.0, 1.0).astype(np.float32)
+
+
 def _source_weights(images):
     """Chance of each source per patch: proportional to sqrt(pixel count), so a 1024 x 1024 scan
     gives more patches than a 64 x 64 one, but not 256 times as many."""
@@ -496,7 +719,8 @@ def make_patch_set(images, count, seed, *, size=PATCH_SIZE, paired=False, augmen
         cannot learn to tell the classes apart by anatomy or window. Test sets use independent
         backgrounds (False).
     augment : bool
-        Remap grey levels (gamma, inversion, extra noise) for variety; for training sets only.
+        For training sets only: remap grey levels (gamma, inversion, extra noise), and draw some
+        backgrounds as synthetic anatomy or enlarged small regions (see :func:`_training_background`).
 
     Returns
     -------
@@ -523,11 +747,10 @@ def make_patch_set(images, count, seed, *, size=PATCH_SIZE, paired=False, augmen
     rng.shuffle(positive)
     slot = 0
     for background_index in range(num_backgrounds):
-        source = rng.choice(len(images), p=weights)
-        while True:
-            background = _random_background(pyramids[source], images[source].window, rng, size, augment)
-            if background.std() >= _FLAT_STD or rng.random() < _KEEP_FLAT_PROBABILITY:
-                break
+        if augment:
+            background, source = _training_background(images, pyramids, weights, rng, size)
+        else:
+            source, background = _real_background(images, pyramids, weights, rng, size, augment=False)
         wanted = (False, True) if paired else (bool(positive[background_index]),)
         for with_lesion in wanted:
             if with_lesion:
@@ -537,7 +760,7 @@ def make_patch_set(images, count, seed, *, size=PATCH_SIZE, paired=False, augmen
                 radii[slot], contrasts[slot] = lesion.radius, lesion.contrast
             else:
                 patches[slot] = background
-            names.append(images[source].name)
+            names.append(images[source].name if source is not None else SYNTHETIC_SOURCE_NAME)
             slot += 1
     order = rng.permutation(count)
     return PatchSet(patches[order], labels[order], masks[order], tuple(names[i] for i in order),

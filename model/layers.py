@@ -65,10 +65,14 @@ class Conv2d:
         y = conv2d(x, self.params["weight"], self.params["bias"], padding="same", padding_mode=self.padding_mode)
         return y, x
 
-    def backward(self, cache, d_out):
-        """d_out (N, K, H, W) -> d_x (N, C, H, W), {"weight": (K, C, kh, kw), "bias": (K,)}."""
+    def backward(self, cache, d_out, *, input_gradient=True):
+        """d_out (N, K, H, W) -> d_x (N, C, H, W), {"weight": (K, C, kh, kw), "bias": (K,)}.
+
+        With ``input_gradient=False`` d_x is None (a first layer's input needs none, and it costs as
+        much as the forward pass); the weight gradients are the same bits either way.
+        """
         d_x, d_w, d_b = conv2d_backward(cache, self.params["weight"], d_out, padding="same",
-                                        padding_mode=self.padding_mode)
+                                        padding_mode=self.padding_mode, input_gradient=input_gradient)
         if self.zero_mean:
             # The gradient along the allowed directions only (those that keep the sum at zero).
             d_w = d_w - d_w.mean(axis=(1, 2, 3), keepdims=True)

@@ -172,8 +172,7 @@ class Network:
         d_out = d_logits
         for (name, layer), (_, _, cache) in zip(reversed(self.layers), reversed(trace)):
             if name == "conv1":
-                # The input patch needs no gradient, but conv2d_backward computes it anyway.
-                _, layer_grads = layer.backward(cache, d_out)
+                _, layer_grads = layer.backward(cache, d_out, input_gradient=False)  # the patch needs none
             else:
                 d_out, layer_grads = layer.backward(cache, d_out)
             for key, value in layer_grads.items():

@@ -72,8 +72,10 @@ def test_a_click_centres_the_window_on_the_clicked_pixel():
 
 
 def test_every_stage_shows_each_layers_maps(app):
+    from model import load
+
     stages = len(app.radio(key="clf_stage").options)
-    assert stages == 4
+    assert stages == len(load().architecture.channels) >= 2
     for stage in range(1, stages + 1):
         app.radio(key="clf_stage").set_value(stage).run()
         assert not app.exception, app.exception

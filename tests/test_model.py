@@ -105,6 +105,33 @@ def test_paired_sets_hold_each_background_with_and_without_a_lesion():
         assert min(differences) < 0.5, "a lesion patch without its lesion-free twin"
 
 
+def test_synthetic_backgrounds_are_seeded_busy_and_in_range():
+    first = [data.synthetic_background(np.random.default_rng(seed)) for seed in range(20)]
+    again = data.synthetic_background(np.random.default_rng(3))
+    np.testing.assert_array_equal(first[3], again)
+    for image in first:
+        assert image.shape == (64, 64) and image.dtype == np.float32
+        assert image.min() >= 0.0 and image.max() <= 1.0
+    # Structure, not just noise: most have a grey-level spread well above their added noise.
+    assert np.median([image.std() for image in first]) > 0.05
+
+
+def test_augmented_training_sets_mix_synthetic_and_real_backgrounds_with_the_same_lesions():
+    patch_set = data.make_patch_set(synthetic_sources(), 400, seed=8, paired=True, augment=True)
+    names = np.array(patch_set.source_names)
+    synthetic_share = float((names == data.SYNTHETIC_SOURCE_NAME).mean())
+    # A quarter of the backgrounds are drawn synthetic; some of those are blended with a real crop.
+    assert 0.08 < synthetic_share < 0.3
+    positives = patch_set.labels == 1
+    assert (patch_set.radii[positives] >= data.RADIUS_RANGE[0]).all()
+    assert (patch_set.radii[positives] <= data.RADIUS_RANGE[1]).all()
+    magnitudes = np.abs(patch_set.contrasts[positives])
+    assert (magnitudes >= data.CONTRAST_RANGE[0]).all() and (magnitudes <= data.CONTRAST_RANGE[1]).all()
+    assert patch_set.patches.min() >= 0.0 and patch_set.patches.max() <= 1.0
+    # Test sets (augment=False) are cut from the scans alone.
+    assert data.SYNTHETIC_SOURCE_NAME not in data.make_patch_set(synthetic_sources(), 100, seed=9).source_names
+
+
 def test_split_by_modality_holds_a_whole_modality_out():
     sources = synthetic_sources(2) + [data.SourceImage("mr", "MR", smooth_image((128, 128), 9), (0.0, 600.0))]
     training, held = data.split_by_modality(sources, "MR")
@@ -212,6 +239,19 @@ def test_roc_auc_counts_pairs_and_half_ties():
     assert roc_auc([0, 0, 1, 1], [0.1, 0.2, 0.8, 0.9]) == 1.0
     with pytest.raises(ValueError, match="both classes"):
         roc_auc([1, 1], [0.2, 0.3])
+
+
+def test_lesion_cells_mark_the_blocks_a_lesion_covers_and_always_one():
+    from model.train import lesion_cells
+
+    masks = np.zeros((3, 16, 16), dtype=bool)
+    masks[0, 0:8, 0:6] = True  # three quarters of block (0, 0), a little of nothing else
+    masks[1, 7:9, 7:9] = True  # 4 pixels spread over four blocks: one still counts (the first, on a tie)
+    cells = lesion_cells(masks, 8)
+    assert cells.shape == (3, 2, 2)
+    np.testing.assert_array_equal(cells[0], [[True, False], [False, False]])
+    assert cells[1].sum() == 1 and cells[1, 0, 0]
+    assert not cells[2].any()  # no lesion, no target
 
 
 def test_softmax_is_stable_for_large_scores():

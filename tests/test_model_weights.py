@@ -62,8 +62,8 @@ def test_shipped_weights_reproduce_the_recorded_evaluation(recorded_and_measured
 def test_held_out_figures_are_well_above_chance(recorded_and_measured):
     _, measured, _, _ = recorded_and_measured
     # The held-out modality (MR) was never seen in training: ROC AUC 0.5 would be guessing.
-    assert measured["held_out"].roc_auc > 0.78
-    assert measured["in_distribution"].roc_auc > 0.9
+    assert measured["held_out"].roc_auc > 0.82
+    assert measured["in_distribution"].roc_auc > 0.92
     # Clearer lesions are found more reliably than faint ones.
     bands = list(measured["held_out"].auc_by_contrast.values())
     assert bands[0] < bands[-1]
@@ -79,4 +79,4 @@ def test_cam_peaks_inside_inserted_lesions_far_more_often_than_chance(recorded_a
     # Training also asked the map where each synthetic lesion was (model.train.localisation_loss): its
     # peak lands inside the lesion for most positives, also on the modality training never saw.
     assert measured["held_out"].cam_hit_rate > 0.5
-    assert measured["in_distribution"].cam_hit_rate > 0.6
+    assert measured["in_distribution"].cam_hit_rate > 0.7
