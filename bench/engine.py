@@ -42,7 +42,7 @@ import numpy as np  # noqa: E402  (after the BLAS thread cap above)
 
 
 def set_threads() -> None:
-    import kernels  # first: its config sets OMP_WAIT_POLICY before any OpenMP runtime (torch's) loads
+    import kernels  # noqa: F401  (first: its config sets OMP_WAIT_POLICY before any OpenMP runtime, torch's, loads)
     import cv2
     import numba
 

@@ -83,8 +83,6 @@ FFT_MIN_KERNEL_AREA = 20 * 20
 
 # Largest integer magnitude that float32 represents exactly (24-bit significand).
 _FLOAT32_EXACT_INTEGER_LIMIT = 2**24
-# Bit pattern of float32 +inf: |x|'s bits are at least this iff x is inf or NaN.
-_FLOAT32_INF_BITS = 0x7F800000
 
 _AXIS_NAMES = ("depth", "rows", "columns")
 _NUMPY_PAD_MODES = {"zeros": "constant", "reflect": "reflect", "replicate": "edge"}
