@@ -144,10 +144,12 @@ class Network:
         -------
         float32 (N, h, w)
         """
-        features = self._pooled_features(trace)
+        return np.einsum("k,nkhw->nhw", self._lesion_evidence(), self._pooled_features(trace)).astype(np.float32)
+
+    def _lesion_evidence(self):
+        """(K,) how much each last-stage channel pushes towards "lesion": w[k, lesion] - w[k, no lesion]."""
         dense = self.layer("dense").params["weight"]
-        evidence = dense[:, 1] - dense[:, 0]
-        return np.einsum("k,nkhw->nhw", evidence, features).astype(np.float32)
+        return dense[:, 1] - dense[:, 0]
 
     def _pooled_features(self, trace):
         names = [name for name, _ in self.layers]
@@ -180,8 +182,7 @@ class Network:
             if name == "global_pool" and d_score_map is not None:
                 # M = sum_k e_k F_k with e = w[:, 1] - w[:, 0]: dF_k = e_k dM, de_k = sum dM F_k.
                 d_score_map = np.asarray(d_score_map, dtype=np.float32)
-                dense = self.layer("dense").params["weight"]
-                evidence = dense[:, 1] - dense[:, 0]
+                evidence = self._lesion_evidence()
                 d_out = d_out + evidence[None, :, None, None] * d_score_map[:, None]
                 d_evidence = np.einsum("nhw,nkhw->k", d_score_map, self._pooled_features(trace))
                 grads["dense.weight"] = grads["dense.weight"] + np.stack([-d_evidence, d_evidence], axis=1)
@@ -360,11 +361,7 @@ class Classifier:
         """
         batch = self._batch(patch)
         logits, trace = self.network.forward(batch, keep=True)
-        features = next(output for name, output, _ in reversed(trace) if name.startswith("relu"))[0]
-        dense = self.network.layer("dense").params["weight"]
-        evidence = dense[:, 1] - dense[:, 0]
-        cam = np.tensordot(evidence, features, axes=(0, 0)).astype(np.float32)
-        return cam, float(logits[0, 1] - logits[0, 0])
+        return self.network.score_map(trace)[0], float(logits[0, 1] - logits[0, 0])
 
     def cam(self, patch):
         """Where the evidence for "lesion" lies, at input resolution.

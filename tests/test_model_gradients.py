@@ -136,6 +136,19 @@ def tiny_network(global_pool, seed=7):
     return Network(architecture, seed=seed)
 
 
+def assert_network_gradients_match(network, grads, loss):
+    """Every parameter's analytic gradient against finite differences of ``loss()``."""
+    for key, param in network.parameters().items():
+        numeric = numerical_gradient(loss, param, step=1e-3)
+        if key == "conv1.weight":  # zero-sum kernels: only the gradient within their plane counts
+            numeric -= numeric.mean(axis=(1, 2, 3), keepdims=True)
+        scale = max(np.abs(numeric).max(), 1e-4)
+        error = np.abs(grads[key] - numeric).max() / scale
+        # A step may cross a ReLU kink or swap a pooling winner on random data; allow a little
+        # more than the per-layer tests, which avoid kinks by construction.
+        assert error < 5e-2, f"{key}: relative gradient error {error:.3g}"
+
+
 @pytest.mark.parametrize("global_pool", ["max", "avg"])
 def test_whole_network_gradients_match_finite_differences(global_pool):
     rng = np.random.default_rng(8)
@@ -148,15 +161,7 @@ def test_whole_network_gradients_match_finite_differences(global_pool):
 
     logits, trace = network.forward(x, keep=True)
     grads = network.backward(trace, softmax_cross_entropy(logits, labels)[1])
-    for key, param in network.parameters().items():
-        numeric = numerical_gradient(loss, param, step=1e-3)
-        if key == "conv1.weight":
-            numeric -= numeric.mean(axis=(1, 2, 3), keepdims=True)
-        scale = max(np.abs(numeric).max(), 1e-4)
-        error = np.abs(grads[key] - numeric).max() / scale
-        # A step may cross a ReLU kink or swap a pooling winner on random data; allow a little
-        # more than the per-layer tests, which avoid kinks by construction.
-        assert error < 5e-2, f"{key}: relative gradient error {error:.3g}"
+    assert_network_gradients_match(network, grads, loss)
 
 
 def test_whole_network_gradients_match_pytorch_autograd():
@@ -209,13 +214,7 @@ def test_localisation_loss_gradients_through_the_network_match_finite_difference
     logits, trace = network.forward(x, keep=True)
     where_loss, d_score_map = localisation_loss(network.score_map(trace), targets)
     grads = network.backward(trace, softmax_cross_entropy(logits, labels)[1], weight * d_score_map)
-    for key, param in network.parameters().items():
-        numeric = numerical_gradient(loss, param, step=1e-3)
-        if key == "conv1.weight":
-            numeric -= numeric.mean(axis=(1, 2, 3), keepdims=True)
-        scale = max(np.abs(numeric).max(), 1e-4)
-        error = np.abs(grads[key] - numeric).max() / scale
-        assert error < 5e-2, f"{key}: relative gradient error {error:.3g}"
+    assert_network_gradients_match(network, grads, loss)
 
 
 def test_localisation_loss_is_the_cross_entropy_of_where_the_lesion_is():
