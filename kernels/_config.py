@@ -19,9 +19,10 @@ import numba
 # fastmath: only the flags that cannot change a finite result.  "nnan"/"ninf" let LLVM drop NaN
 #   checks (the public wrappers refuse non-finite input), "nsz" ignores the sign of zero, "arcp"
 #   allows reciprocal multiplication where the code divides.  Deliberately NOT "reassoc" or
-#   "contract": the forward convolution must add its products in a fixed order, without fused
-#   multiply-adds, so that the step trace (kernels/trace.py), recomputed in NumPy float32, matches
-#   every output pixel bit for bit.  Vectorisation does not need reassociation here because the
+#   "contract": the forward convolution must add its products in a fixed order, each with the
+#   explicit fused multiply-add of kernels/_jit.py, so that the step trace (kernels/trace.py),
+#   recomputed in NumPy, matches every output pixel bit for bit; "contract" would let LLVM choose
+#   which multiplies to fuse.  Vectorisation does not need reassociation here because the
 #   innermost loops run along an output row, where each element has its own independent sum.
 PARALLEL = os.environ.get("CONVSCOPE_PARALLEL", "1") != "0"
 

@@ -34,8 +34,10 @@ that reads the input directly (and vectorises); only the few border columns look
 Loop order: the innermost loop always runs along an output row (contiguous memory), each output
 element keeping its own running sum, so LLVM vectorises it without reassociating any sum.  In the
 forward loop the sum for one output element is accumulated in the fixed order of the tap table
-(channel, depth tap, row tap, column tap), starting from 0, bias last, without fused multiply-adds;
-kernels/trace.py replays that order in NumPy and gets the same float32 bits.
+(channel, depth tap, row tap, column tap), starting from 0, bias last, each product added to the
+running sum with one fused multiply-add (``fused_multiply_add``: one rounding per tap, and one
+instruction, 15 % faster than a multiply and an add); kernels/trace.py replays that order and that
+rounding in NumPy and gets the same float32 bits.
 
 Inner loops index with unsigned integers (``np.uint64``): with a signed index Numba inserts a
 negative-index wraparound check that stops LLVM from vectorising (measured 35x slower).  Array
@@ -46,9 +48,50 @@ updates on a cache line shared by all threads.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit, prange, types
+from numba.extending import intrinsic, overload
 
 from kernels._config import JIT_HELPER_OPTIONS, JIT_OPTIONS, JIT_REDUCTION_OPTIONS
+
+
+def fused_multiply_add(a, b, c):
+    """``a * b + c`` rounded once to float32, as the CPU's fused multiply-add instruction does.
+
+    The compiled kernels get the instruction itself (the overload below).  This body is the exact
+    NumPy equivalent, for kernels/trace.py's step-by-step replay and for NUMBA_DISABLE_JIT runs;
+    it takes scalars or arrays.  Exact because a product of two float32 fits a float64 without
+    rounding, and a float64 sum rounded "to odd" and then to float32 is the correctly rounded
+    float32 sum (53 >= 2 * 24 + 2 bits; Boldo and Melquiond, 2008).  Rounding the float64 sum
+    to nearest instead would round twice and miss the last bit now and then.
+    """
+    product = np.asarray(a, dtype=np.float64) * np.asarray(b, dtype=np.float64)  # exact
+    addend = np.asarray(c, dtype=np.float64)
+    with np.errstate(invalid="ignore", over="ignore"):
+        total = product + addend
+        # TwoSum: the exact error of that float64 addition.
+        back = total - product
+        error = (product - (total - back)) + (addend - back)
+        # Round to odd: an inexact sum whose last bit is even moves one step towards the exact value.
+        inexact_even = np.isfinite(total) & (error != 0) & ((total.view(np.int64) & 1) == 0)
+        total = np.where(inexact_even, np.nextafter(total, np.copysign(np.inf, error)), total)
+    return total.astype(np.float32)[()]
+
+
+@intrinsic
+def _fma_instruction(typingctx, a, b, c):
+    """LLVM's ``llvm.fma.f32``: one vfmadd per element once a loop is vectorised."""
+    signature = types.float32(types.float32, types.float32, types.float32)
+
+    def codegen(context, builder, signature, args):
+        return builder.fma(*args)
+
+    return signature, codegen
+
+
+@overload(fused_multiply_add, jit_options=JIT_HELPER_OPTIONS)
+def _fused_multiply_add_compiled(a, b, c):
+    return lambda a, b, c: _fma_instruction(np.float32(a), np.float32(b), np.float32(c))
+
 
 # Operation codes of ``elementwise`` (kept as plain ints so the kernel has one signature).
 RELU, RELU_BACKWARD = 0, 1
@@ -150,7 +193,7 @@ def correlate_forward(x, tap_channel, tap_depth, tap_row, tap_col, weights, bias
     out : float32 (N, K, OD, OH, OW)
         Written in place: ``out[n, k, z, r, q] = bias[k] + sum_t weights[k, t] *
         x_padded[n, tap_channel[t], z*sd + tap_depth[t], r*sh + tap_row[t], q*sw + tap_col[t]]``,
-        summed over t in table order starting from 0, bias last.
+        summed over t in table order starting from 0 (one fused multiply-add per tap), bias last.
     nonfinite_rows : uint8 (N * K * OD * OH,)
         Set to 1 for each output row holding an inf or NaN.  A non-finite input pixel that any
         window reads makes that output non-finite (0 * inf is NaN), so this replaces a separate
@@ -235,19 +278,19 @@ def correlate_forward(x, tap_channel, tap_depth, tap_row, tap_col, weights, bias
                 total = out[n, k, z, r, q]
                 source_col = col_map[q * stride_w + c0]
                 if source_col >= 0:
-                    total += w0 * x[n, ch0, d0, r0, source_col]
+                    total = fused_multiply_add(w0, x[n, ch0, d0, r0, source_col], total)
                 if count > 1:
                     source_col = col_map[q * stride_w + c1]
                     if source_col >= 0:
-                        total += w1 * x[n, ch1, d1, r1, source_col]
+                        total = fused_multiply_add(w1, x[n, ch1, d1, r1, source_col], total)
                 if count > 2:
                     source_col = col_map[q * stride_w + c2]
                     if source_col >= 0:
-                        total += w2 * x[n, ch2, d2, r2, source_col]
+                        total = fused_multiply_add(w2, x[n, ch2, d2, r2, source_col], total)
                 if count > 3:
                     source_col = col_map[q * stride_w + c3]
                     if source_col >= 0:
-                        total += w3 * x[n, ch3, d3, r3, source_col]
+                        total = fused_multiply_add(w3, x[n, ch3, d3, r3, source_col], total)
                 out[n, k, z, r, q] = total
             if lo >= hi:
                 continue
@@ -259,37 +302,38 @@ def correlate_forward(x, tap_channel, tap_depth, tap_row, tap_col, weights, bias
             a3 = np.uint64(lo * stride_w + c3 - pad_left)
             if stride_w == 1 and count == 4:
                 for u in range(span):
-                    out[n, k, z, r, target + u] = (
-                        ((out[n, k, z, r, target + u] + w0 * x[n, ch0, d0, r0, a0 + u])
-                         + w1 * x[n, ch1, d1, r1, a1 + u])
-                        + w2 * x[n, ch2, d2, r2, a2 + u]
-                    ) + w3 * x[n, ch3, d3, r3, a3 + u]
+                    out[n, k, z, r, target + u] = _four_taps(
+                        out[n, k, z, r, target + u], w0, w1, w2, w3, x[n, ch0, d0, r0, a0 + u],
+                        x[n, ch1, d1, r1, a1 + u], x[n, ch2, d2, r2, a2 + u], x[n, ch3, d3, r3, a3 + u])
             elif stride_w == 1 and count == 3:
                 for u in range(span):
-                    out[n, k, z, r, target + u] = (
-                        (out[n, k, z, r, target + u] + w0 * x[n, ch0, d0, r0, a0 + u])
-                        + w1 * x[n, ch1, d1, r1, a1 + u]
-                    ) + w2 * x[n, ch2, d2, r2, a2 + u]
+                    total = fused_multiply_add(w0, x[n, ch0, d0, r0, a0 + u], out[n, k, z, r, target + u])
+                    total = fused_multiply_add(w1, x[n, ch1, d1, r1, a1 + u], total)
+                    out[n, k, z, r, target + u] = fused_multiply_add(w2, x[n, ch2, d2, r2, a2 + u], total)
             elif stride_w == 1 and count == 2:
                 for u in range(span):
-                    out[n, k, z, r, target + u] = (
-                        out[n, k, z, r, target + u] + w0 * x[n, ch0, d0, r0, a0 + u]
-                    ) + w1 * x[n, ch1, d1, r1, a1 + u]
+                    total = fused_multiply_add(w0, x[n, ch0, d0, r0, a0 + u], out[n, k, z, r, target + u])
+                    out[n, k, z, r, target + u] = fused_multiply_add(w1, x[n, ch1, d1, r1, a1 + u], total)
             elif stride_w == 1:
                 for u in range(span):
-                    out[n, k, z, r, target + u] += w0 * x[n, ch0, d0, r0, a0 + u]
+                    out[n, k, z, r, target + u] = fused_multiply_add(w0, x[n, ch0, d0, r0, a0 + u],
+                                                                     out[n, k, z, r, target + u])
             else:  # strided columns: one sweep per tap, taps still in order for each element
                 for u in range(span):
-                    out[n, k, z, r, target + u] += w0 * x[n, ch0, d0, r0, a0 + u * unsigned_stride]
+                    out[n, k, z, r, target + u] = fused_multiply_add(
+                        w0, x[n, ch0, d0, r0, a0 + u * unsigned_stride], out[n, k, z, r, target + u])
                 if count > 1:
                     for u in range(span):
-                        out[n, k, z, r, target + u] += w1 * x[n, ch1, d1, r1, a1 + u * unsigned_stride]
+                        out[n, k, z, r, target + u] = fused_multiply_add(
+                            w1, x[n, ch1, d1, r1, a1 + u * unsigned_stride], out[n, k, z, r, target + u])
                 if count > 2:
                     for u in range(span):
-                        out[n, k, z, r, target + u] += w2 * x[n, ch2, d2, r2, a2 + u * unsigned_stride]
+                        out[n, k, z, r, target + u] = fused_multiply_add(
+                            w2, x[n, ch2, d2, r2, a2 + u * unsigned_stride], out[n, k, z, r, target + u])
                 if count > 3:
                     for u in range(span):
-                        out[n, k, z, r, target + u] += w3 * x[n, ch3, d3, r3, a3 + u * unsigned_stride]
+                        out[n, k, z, r, target + u] = fused_multiply_add(
+                            w3, x[n, ch3, d3, r3, a3 + u * unsigned_stride], out[n, k, z, r, target + u])
         bias_k = bias[k]
         for q in range(out_width):
             out[n, k, z, r, q] += bias_k
@@ -323,8 +367,8 @@ def correlate_image_rows(x, w, bias, row_map, col_map, pad_left, stride_h, strid
     """Output rows [first_row, stop_row) of one single-channel image correlated with one kernel.
 
     Same arithmetic as ``correlate_forward`` for N = C = K = 1: every output element is
-    ``((0 + w[0,0] x) + w[0,1] x) + ...`` over the taps in row-major order, bias last, without
-    fused multiply-adds, so kernels/trace.py replays it exactly.  The loop order is made for one
+    ``fma(w[0,1], x, fma(w[0,0], x, 0)) ...`` over the taps in row-major order, bias last, so
+    kernels/trace.py replays it exactly.  The loop order is made for one
     big image: each padded source row is copied once into a small ring of row buffers (padding
     included, so no tap reads through the index maps), then the taps are applied in row-major
     order, nine (or four, or one) per sweep along the output row, their running sums held in
@@ -414,7 +458,7 @@ def correlate_image_rows(x, w, bias, row_map, col_map, pad_left, stride_h, strid
                 w0 = tap_weight[t]
                 a0, c0 = np.uint64(_ring_slot(base_slot, tap_row[t], window_rows)), tap_col[t]
                 for q in range(u_out_width):
-                    out[o, q] += w0 * ring[a0, c0 + q * u_stride]
+                    out[o, q] = fused_multiply_add(w0, ring[a0, c0 + q * u_stride], out[o, q])
             for q in range(u_out_width):
                 out[o, q] += bias32
         if stride_w == 1 and n_taps < _IMAGE_TAP_GROUP:  # else the first sweep starts the sums at 0
@@ -434,7 +478,7 @@ def correlate_image_rows(x, w, bias, row_map, col_map, pad_left, stride_h, strid
             a0, c0 = np.uint64(_ring_slot(base_slot, tap_row[t], window_rows)), tap_col[t]
             if size == 1:
                 for q in range(u_out_width):
-                    out[o, q] = (out[o, q] + w0 * ring[a0, c0 + q]) + addend
+                    out[o, q] = fused_multiply_add(w0, ring[a0, c0 + q], out[o, q]) + addend
                 t += 1
                 continue
             w1, w2, w3 = tap_weight[t + 1], tap_weight[t + 2], tap_weight[t + 3]
@@ -443,8 +487,10 @@ def correlate_image_rows(x, w, bias, row_map, col_map, pad_left, stride_h, strid
             a3, c3 = np.uint64(_ring_slot(base_slot, tap_row[t + 3], window_rows)), tap_col[t + 3]
             if size == 4:
                 for q in range(u_out_width):
-                    out[o, q] = ((((out[o, q] + w0 * ring[a0, c0 + q]) + w1 * ring[a1, c1 + q])
-                                  + w2 * ring[a2, c2 + q]) + w3 * ring[a3, c3 + q]) + addend
+                    total = fused_multiply_add(w0, ring[a0, c0 + q], out[o, q])
+                    total = fused_multiply_add(w1, ring[a1, c1 + q], total)
+                    total = fused_multiply_add(w2, ring[a2, c2 + q], total)
+                    out[o, q] = fused_multiply_add(w3, ring[a3, c3 + q], total) + addend
                 t += 4
                 continue
             w4, w5, w6, w7, w8 = (tap_weight[t + 4], tap_weight[t + 5], tap_weight[t + 6], tap_weight[t + 7],
@@ -456,18 +502,26 @@ def correlate_image_rows(x, w, bias, row_map, col_map, pad_left, stride_h, strid
             a8, c8 = np.uint64(_ring_slot(base_slot, tap_row[t + 8], window_rows)), tap_col[t + 8]
             if t == 0:
                 for q in range(u_out_width):
-                    out[o, q] = ((((((((((zero + w0 * ring[a0, c0 + q]) + w1 * ring[a1, c1 + q])
-                                        + w2 * ring[a2, c2 + q]) + w3 * ring[a3, c3 + q])
-                                      + w4 * ring[a4, c4 + q]) + w5 * ring[a5, c5 + q])
-                                    + w6 * ring[a6, c6 + q]) + w7 * ring[a7, c7 + q])
-                                  + w8 * ring[a8, c8 + q]) + addend)
+                    total = fused_multiply_add(w0, ring[a0, c0 + q], zero)
+                    total = fused_multiply_add(w1, ring[a1, c1 + q], total)
+                    total = fused_multiply_add(w2, ring[a2, c2 + q], total)
+                    total = fused_multiply_add(w3, ring[a3, c3 + q], total)
+                    total = fused_multiply_add(w4, ring[a4, c4 + q], total)
+                    total = fused_multiply_add(w5, ring[a5, c5 + q], total)
+                    total = fused_multiply_add(w6, ring[a6, c6 + q], total)
+                    total = fused_multiply_add(w7, ring[a7, c7 + q], total)
+                    out[o, q] = fused_multiply_add(w8, ring[a8, c8 + q], total) + addend
             else:
                 for q in range(u_out_width):
-                    out[o, q] = ((((((((((out[o, q] + w0 * ring[a0, c0 + q]) + w1 * ring[a1, c1 + q])
-                                        + w2 * ring[a2, c2 + q]) + w3 * ring[a3, c3 + q])
-                                      + w4 * ring[a4, c4 + q]) + w5 * ring[a5, c5 + q])
-                                    + w6 * ring[a6, c6 + q]) + w7 * ring[a7, c7 + q])
-                                  + w8 * ring[a8, c8 + q]) + addend)
+                    total = fused_multiply_add(w0, ring[a0, c0 + q], out[o, q])
+                    total = fused_multiply_add(w1, ring[a1, c1 + q], total)
+                    total = fused_multiply_add(w2, ring[a2, c2 + q], total)
+                    total = fused_multiply_add(w3, ring[a3, c3 + q], total)
+                    total = fused_multiply_add(w4, ring[a4, c4 + q], total)
+                    total = fused_multiply_add(w5, ring[a5, c5 + q], total)
+                    total = fused_multiply_add(w6, ring[a6, c6 + q], total)
+                    total = fused_multiply_add(w7, ring[a7, c7 + q], total)
+                    out[o, q] = fused_multiply_add(w8, ring[a8, c8 + q], total) + addend
             t += _IMAGE_TAP_GROUP
         # Integer min-reduction (vectorises): 0 iff some element has every exponent bit set.  Over
         # a block of rows at a time, still in cache, so the vector loop's start-up and final
@@ -542,9 +596,10 @@ def _correlate_forward_four_kernels(x, tap_channel, tap_depth, tap_row, tap_col,
                 x2 = x[n, ch2, d2, r2, col2] if col2 >= 0 else np.float32(0.0)
                 x3 = x[n, ch3, d3, r3, col3] if col3 >= 0 else np.float32(0.0)
                 for kk in range(4):
-                    out[n, k0 + kk, z, r, q] = (((out[n, k0 + kk, z, r, q] + local_weights[kk, 0] * x0)
-                                                 + local_weights[kk, 1] * x1) + local_weights[kk, 2] * x2
-                                                ) + local_weights[kk, 3] * x3
+                    total = fused_multiply_add(local_weights[kk, 0], x0, out[n, k0 + kk, z, r, q])
+                    total = fused_multiply_add(local_weights[kk, 1], x1, total)
+                    total = fused_multiply_add(local_weights[kk, 2], x2, total)
+                    out[n, k0 + kk, z, r, q] = fused_multiply_add(local_weights[kk, 3], x3, total)
             if lo >= hi:
                 continue
             span = np.uint64(hi - lo)
@@ -564,10 +619,10 @@ def _correlate_forward_four_kernels(x, tap_channel, tap_depth, tap_row, tap_col,
                 x2 = x[n, ch2, d2, r2, a2 + u]
                 x3 = x[n, ch3, d3, r3, a3 + u]
                 q = base + u
-                out[n, k0, z, r, q] = (((out[n, k0, z, r, q] + w00 * x0) + w01 * x1) + w02 * x2) + w03 * x3
-                out[n, k1, z, r, q] = (((out[n, k1, z, r, q] + w10 * x0) + w11 * x1) + w12 * x2) + w13 * x3
-                out[n, k2, z, r, q] = (((out[n, k2, z, r, q] + w20 * x0) + w21 * x1) + w22 * x2) + w23 * x3
-                out[n, k3, z, r, q] = (((out[n, k3, z, r, q] + w30 * x0) + w31 * x1) + w32 * x2) + w33 * x3
+                out[n, k0, z, r, q] = _four_taps(out[n, k0, z, r, q], w00, w01, w02, w03, x0, x1, x2, x3)
+                out[n, k1, z, r, q] = _four_taps(out[n, k1, z, r, q], w10, w11, w12, w13, x0, x1, x2, x3)
+                out[n, k2, z, r, q] = _four_taps(out[n, k2, z, r, q], w20, w21, w22, w23, x0, x1, x2, x3)
+                out[n, k3, z, r, q] = _four_taps(out[n, k3, z, r, q], w30, w31, w32, w33, x0, x1, x2, x3)
         for kk in range(4):
             bias_k = bias[k0 + kk]
             for q in range(out_width):
@@ -577,6 +632,15 @@ def _correlate_forward_four_kernels(x, tap_channel, tap_depth, tap_row, tap_col,
             for q in range(out_width):
                 smallest = min(smallest, _exponent_gap(bits[q]))
             nonfinite_rows[((n * n_out + k0 + kk) * out_depth + z) * out_rows + r] = 1 if smallest == 0 else 0
+
+
+@njit(inline="always", **JIT_HELPER_OPTIONS)
+def _four_taps(total, w0, w1, w2, w3, x0, x1, x2, x3):
+    """``total`` plus four products, added in order, each with one fused multiply-add."""
+    total = fused_multiply_add(w0, x0, total)
+    total = fused_multiply_add(w1, x1, total)
+    total = fused_multiply_add(w2, x2, total)
+    return fused_multiply_add(w3, x3, total)
 
 
 @njit(**JIT_HELPER_OPTIONS)
@@ -863,21 +927,21 @@ def correlate_input_grad(d_out, w, depth_map, row_map, col_map, pad_left,
                                 for q in range(lo):
                                     source_col = col_map[q * stride_w + j * dilation_w]
                                     if source_col >= 0:
-                                        dx_row[source_col] += weight * grad_row[q]
+                                        dx_row[source_col] = fused_multiply_add(weight, grad_row[q], dx_row[source_col])
                                 if hi > lo and stride_w == 1:
                                     target = dx_row[lo + offset:hi + offset]
                                     grad = grad_row[lo:hi]
                                     for t in range(hi - lo):
-                                        target[t] += weight * grad[t]
+                                        target[t] = fused_multiply_add(weight, grad[t], target[t])
                                 elif hi > lo:
                                     target = _strided_slice(dx_row, lo, hi, stride_w, offset)
                                     grad = grad_row[lo:hi]
                                     for t in range(hi - lo):
-                                        target[t] += weight * grad[t]
+                                        target[t] = fused_multiply_add(weight, grad[t], target[t])
                                 for q in range(hi, out_width):
                                     source_col = col_map[q * stride_w + j * dilation_w]
                                     if source_col >= 0:
-                                        dx_row[source_col] += weight * grad_row[q]
+                                        dx_row[source_col] = fused_multiply_add(weight, grad_row[q], dx_row[source_col])
 
 
 @njit(**JIT_OPTIONS)

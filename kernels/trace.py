@@ -1,8 +1,9 @@
 """Step-by-step traces of a 2-D convolution and pooling: what each window read and how it was summed.
 
 The step-by-step views draw only these objects.  Each step's ``value`` is recomputed here in NumPy
-float32 in the engine's own order (products row by row, summed one after another from 0, bias
-last; see kernels/_jit.py), so it equals the engine's output pixel exactly, not just to rounding.
+in the engine's own order and rounding (taps row by row, each added to the running float32 sum with
+one fused multiply-add, from 0, bias last; see kernels/_jit.py), so it equals the engine's output
+pixel exactly, not just to rounding.
 """
 
 from __future__ import annotations
@@ -11,9 +12,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from kernels import engine
+from kernels import _jit, engine
 
 __all__ = ["ConvStep", "ConvTrace", "PoolStep", "PoolTrace", "conv2d_trace", "pool2d_trace"]
+
+
+def _fused_sum(patch: np.ndarray, kernel: np.ndarray) -> np.float32:
+    """Sum of ``patch * kernel`` as the engine forms it: tap by tap, each product added unrounded."""
+    total = np.float32(0.0)
+    for value, weight in zip(patch.reshape(-1), kernel.reshape(-1)):
+        total = _jit.fused_multiply_add(weight, value, total)
+    return total
 
 
 def _sequential_sum(values: np.ndarray) -> np.float32:
@@ -42,9 +51,11 @@ class ConvStep:
     patch : float32 (kh, kw)
         The padded input at those rows and columns.
     products : float32 (kh, kw)
-        ``patch * kernel``.
+        ``patch * kernel``, each rounded to float32 for display.
     total : float
-        Sum of the products.
+        Sum of the products, formed as the engine forms it: each exact product added to the running
+        float32 sum with a single rounding (fused multiply-add), so it can differ from adding the
+        rounded ``products`` in the last bit.
     bias : float
     value : float
         ``total + bias``, equal to ``output[out_row, out_col]`` as float32.
@@ -100,7 +111,7 @@ class ConvTrace:
         cols = out_col * self.stride[1] + np.arange(kw) * self.dilation[1]
         patch = self.padded[np.ix_(rows, cols)]
         products = patch * self.kernel
-        total = _sequential_sum(products)
+        total = _fused_sum(patch, self.kernel)
         value = np.float32(total + np.float32(self.bias))
         return ConvStep(i, out_row, out_col, rows, cols, patch, products, float(total), self.bias, float(value))
 

@@ -630,3 +630,61 @@ def test_warm_up_loads_every_jitted_loop():
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip() == "[]", f"not compiled by kernels.warm_up(): {result.stdout.strip()}"
+
+
+# --- Fused multiply-add: the engine's rounding, and the NumPy replay of it -----------------------
+
+def _double_rounding_cases():
+    """float32 (a, b, c) whose a * b + c lies just below a float32 midpoint, closer than float64 resolves.
+
+    c = 1 and a * b = 3 * 2**-24 minus less than half a float64 step: rounding the exact value to
+    float64 lands on the midpoint 1 + 3 * 2**-24, which then rounds (to even) up to 1 + 2**-22,
+    while the single correct rounding gives 1 + 2**-23.
+    """
+    target = 3 << 46
+    m_a = np.arange(2**23 + 1, 2**24, 2, dtype=np.int64)[::97]  # odd 24-bit mantissas
+    m_b = target // m_a
+    deficit = target - m_a * m_b
+    keep = (deficit > 0) & (deficit < 2**17) & (m_b >= 2**23) & (m_b < 2**24)
+    a = (m_a[keep] * 2.0**-23).astype(np.float32)
+    b = (m_b[keep] * 2.0**-47).astype(np.float32)
+    return a, b, np.ones_like(a)
+
+
+@pytest.fixture(scope="module")
+def compiled_fma():
+    from numba import njit
+
+    @njit
+    def loop(a, b, c, out):
+        for i in range(a.size):
+            out[i] = engine._jit.fused_multiply_add(a[i], b[i], c[i])
+        return out
+
+    return lambda a, b, c: loop(a, b, c, np.empty_like(a))
+
+
+def test_fused_multiply_add_replay_equals_the_cpu_instruction_bit_for_bit(compiled_fma):
+    a, b, c = _double_rounding_cases()
+    assert a.size > 20
+    naive_double = (a.astype(np.float64) * b + c).astype(np.float32)
+    exact = compiled_fma(a, b, c)
+    # The cases are real: rounding through float64 gets them wrong, the hardware does not.
+    assert np.all(naive_double == np.float32(1 + 2**-22)) and np.all(exact == np.float32(1 + 2**-23))
+    np.testing.assert_array_equal(engine._jit.fused_multiply_add(a, b, c), exact)
+    rng = np.random.default_rng(5)
+    x, y = random(200_000, seed=6), random(200_000, seed=7)
+    for z in (random(200_000, seed=8), -(x * y) * np.float32(1 + 2**-20),
+              random(200_000, seed=9) * np.float32(2.0) ** rng.integers(-40, 40, 200_000).astype(np.float32)):
+        got = engine._jit.fused_multiply_add(x, y, z)
+        np.testing.assert_array_equal(got.view(np.int32), compiled_fma(x, y, z).view(np.int32))
+
+
+def test_conv2d_small_adds_each_product_unrounded():
+    # (1 + 2**-12)**2 = 1 + 2**-11 + 2**-24 has a bit below float32's precision.  Added to the
+    # running sum -(1 + 2**-11) with one rounding (fused multiply-add) it leaves 2**-24; a separate
+    # multiply would round it to 1 + 2**-11 first and leave 0.
+    x = np.float32([[1.0, 1 + 2**-12]])
+    w = np.float32([[-(1 + 2**-11), 1 + 2**-12]])
+    assert x[0, 1] * w[0, 1] + w[0, 0] == 0
+    assert kernels.conv2d(x, w)[0, 0] == np.float32(2**-24)
