@@ -93,6 +93,30 @@ def _fused_multiply_add_compiled(a, b, c):
     return lambda a, b, c: _fma_instruction(np.float32(a), np.float32(b), np.float32(c))
 
 
+def float32_bits(value):
+    """The bits of a float32 as an int32 (``np.float32(value).view(np.int32)``).
+
+    Compiled kernels get a register bitcast (the overload below), so a loop can check the values
+    it has just computed for inf / NaN without storing and reloading them through an int32 view.
+    """
+    return np.float32(value).view(np.int32)
+
+
+@intrinsic
+def _bitcast_float32(typingctx, value):
+    signature = types.int32(types.float32)
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], context.get_value_type(types.int32))
+
+    return signature, codegen
+
+
+@overload(float32_bits, jit_options=JIT_HELPER_OPTIONS)
+def _float32_bits_compiled(value):
+    return lambda value: _bitcast_float32(np.float32(value))
+
+
 # Operation codes of ``elementwise`` (kept as plain ints so the kernel has one signature).
 RELU, RELU_BACKWARD = 0, 1
 LEAKY_RELU, LEAKY_RELU_BACKWARD = 2, 3
@@ -356,9 +380,6 @@ def _ring_slot(base_slot, distance, window_rows):
 # vector held in registers, so the output row is loaded and stored once per nine taps (a 3x3
 # kernel: one sweep; 7x7: five sweeps of nine and one of four).
 _IMAGE_TAP_GROUP = 9
-# Output rows checked for inf / NaN together by ``correlate_image_rows`` (8 rows of 2048 floats,
-# 64 KiB, still mostly in cache).
-_IMAGE_CHECK_ROWS = 8
 
 
 @njit(**JIT_HELPER_OPTIONS)
@@ -368,12 +389,13 @@ def correlate_image_rows(x, w, bias, row_map, col_map, pad_left, stride_h, strid
 
     Same arithmetic as ``correlate_forward`` for N = C = K = 1: every output element is
     ``fma(w[0,1], x, fma(w[0,0], x, 0)) ...`` over the taps in row-major order, bias last, so
-    kernels/trace.py replays it exactly.  The loop order is made for one
-    big image: each padded source row is copied once into a small ring of row buffers (padding
-    included, so no tap reads through the index maps), then the taps are applied in row-major
-    order, nine (or four, or one) per sweep along the output row, their running sums held in
-    registers while the output row (a few KiB) stays in L1 cache.  The first sweep of a row
-    starts its sums at 0 and the last one adds the bias, so a 3x3 kernel is one sweep.
+    kernels/trace.py replays it exactly.  The loop order is made for one big image: each padded
+    source row is copied once into a small ring of row buffers (padding included, so no tap reads
+    through the index maps), then the taps are applied in row-major order, nine (or four, or one)
+    per sweep along the output row, their running sums held in registers while the output row (a
+    few KiB) stays in L1 cache.  The first sweep of a row starts its sums at 0 and the last one
+    adds the bias, so a 3x3 kernel is one sweep.  (Reading the image rows in place instead of
+    through the ring measured no faster at 3x3 and 2x slower at 15x15.)
 
     Every array is indexed in place with unsigned integers (no negative-index checks, which stop
     LLVM from vectorising), never sliced into views inside the row loop.
@@ -396,7 +418,7 @@ def correlate_image_rows(x, w, bias, row_map, col_map, pad_left, stride_h, strid
     -------
     bool
         True if one of the rows written holds an inf or NaN (a non-finite pixel read by a window,
-        or a sum that overflowed float32): checked row by row while the row is in cache.
+        or a sum that overflowed float32).
     """
     width = x.shape[1]
     k_rows, k_cols = w.shape
@@ -405,9 +427,6 @@ def correlate_image_rows(x, w, bias, row_map, col_map, pad_left, stride_h, strid
     window_rows = (k_rows - 1) * dilation_h + 1  # padded rows one window spans
     bias32 = np.float32(bias)
     zero = np.float32(0.0)
-    # All output rows as one flat run of float32 bits, for the non-finite check.
-    out_bits = out.view(np.int32).reshape(-1)
-    u_checked_from = np.uint64(first_row * out.shape[1])  # rows before this one are checked
     # Ring of padded rows: padded row p lives in slot p % window_rows, so the rows of one
     # window never collide and, with stride 1, each row is copied once per task.
     ring = np.empty((window_rows, padded_width), dtype=np.float32)
@@ -424,6 +443,9 @@ def correlate_image_rows(x, w, bias, row_map, col_map, pad_left, stride_h, strid
     u_pad_left = np.uint64(pad_left)
     u_out_width = np.uint64(out.shape[1])
     u_stride = np.uint64(stride_w)
+    # Every sweep checks the sums it stores for inf / NaN with an integer min-reduction in the same
+    # vector loop (0 iff some value has every exponent bit set): a non-finite running sum stays
+    # non-finite, and a separate pass over the output cost 9 of a 512 x 512 3x3 call's 107 us.
     smallest = np.int32(_FLOAT32_EXPONENT_MASK)
     for r in range(first_row, stop_row):
         row_base = r * stride_h
@@ -460,7 +482,9 @@ def correlate_image_rows(x, w, bias, row_map, col_map, pad_left, stride_h, strid
                 for q in range(u_out_width):
                     out[o, q] = fused_multiply_add(w0, ring[a0, c0 + q * u_stride], out[o, q])
             for q in range(u_out_width):
-                out[o, q] += bias32
+                value = out[o, q] + bias32
+                out[o, q] = value
+                smallest = min(smallest, _exponent_gap(float32_bits(value)))
         if stride_w == 1 and n_taps < _IMAGE_TAP_GROUP:  # else the first sweep starts the sums at 0
             for q in range(u_out_width):
                 out[o, q] = zero
@@ -478,7 +502,9 @@ def correlate_image_rows(x, w, bias, row_map, col_map, pad_left, stride_h, strid
             a0, c0 = np.uint64(_ring_slot(base_slot, tap_row[t], window_rows)), tap_col[t]
             if size == 1:
                 for q in range(u_out_width):
-                    out[o, q] = fused_multiply_add(w0, ring[a0, c0 + q], out[o, q]) + addend
+                    value = fused_multiply_add(w0, ring[a0, c0 + q], out[o, q]) + addend
+                    out[o, q] = value
+                    smallest = min(smallest, _exponent_gap(float32_bits(value)))
                 t += 1
                 continue
             w1, w2, w3 = tap_weight[t + 1], tap_weight[t + 2], tap_weight[t + 3]
@@ -490,7 +516,9 @@ def correlate_image_rows(x, w, bias, row_map, col_map, pad_left, stride_h, strid
                     total = fused_multiply_add(w0, ring[a0, c0 + q], out[o, q])
                     total = fused_multiply_add(w1, ring[a1, c1 + q], total)
                     total = fused_multiply_add(w2, ring[a2, c2 + q], total)
-                    out[o, q] = fused_multiply_add(w3, ring[a3, c3 + q], total) + addend
+                    value = fused_multiply_add(w3, ring[a3, c3 + q], total) + addend
+                    out[o, q] = value
+                    smallest = min(smallest, _exponent_gap(float32_bits(value)))
                 t += 4
                 continue
             w4, w5, w6, w7, w8 = (tap_weight[t + 4], tap_weight[t + 5], tap_weight[t + 6], tap_weight[t + 7],
@@ -510,7 +538,9 @@ def correlate_image_rows(x, w, bias, row_map, col_map, pad_left, stride_h, strid
                     total = fused_multiply_add(w5, ring[a5, c5 + q], total)
                     total = fused_multiply_add(w6, ring[a6, c6 + q], total)
                     total = fused_multiply_add(w7, ring[a7, c7 + q], total)
-                    out[o, q] = fused_multiply_add(w8, ring[a8, c8 + q], total) + addend
+                    value = fused_multiply_add(w8, ring[a8, c8 + q], total) + addend
+                    out[o, q] = value
+                    smallest = min(smallest, _exponent_gap(float32_bits(value)))
             else:
                 for q in range(u_out_width):
                     total = fused_multiply_add(w0, ring[a0, c0 + q], out[o, q])
@@ -521,16 +551,10 @@ def correlate_image_rows(x, w, bias, row_map, col_map, pad_left, stride_h, strid
                     total = fused_multiply_add(w5, ring[a5, c5 + q], total)
                     total = fused_multiply_add(w6, ring[a6, c6 + q], total)
                     total = fused_multiply_add(w7, ring[a7, c7 + q], total)
-                    out[o, q] = fused_multiply_add(w8, ring[a8, c8 + q], total) + addend
+                    value = fused_multiply_add(w8, ring[a8, c8 + q], total) + addend
+                    out[o, q] = value
+                    smallest = min(smallest, _exponent_gap(float32_bits(value)))
             t += _IMAGE_TAP_GROUP
-        # Integer min-reduction (vectorises): 0 iff some element has every exponent bit set.  Over
-        # a block of rows at a time, still in cache, so the vector loop's start-up and final
-        # horizontal reduction come once per block (with ``_exponent_gap``'s int32 arithmetic the
-        # check takes 9 us of a 512 x 512 3x3 call, 21 us before).
-        if r + 1 == stop_row or (r + 1 - first_row) % _IMAGE_CHECK_ROWS == 0:
-            for e in range(u_checked_from, (o + np.uint64(1)) * u_out_width):
-                smallest = min(smallest, _exponent_gap(out_bits[e]))
-            u_checked_from = (o + np.uint64(1)) * u_out_width
     return smallest == 0
 
 

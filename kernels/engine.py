@@ -596,6 +596,9 @@ def _correlate_image(plan: _ConvPlan):
 
 def _correlate_direct(plan: _ConvPlan) -> np.ndarray:
     """Run the jitted forward loop; returns (N, K, OD, OH, OW) float32."""
+    if any(stride > 1 for stride in plan.strides):
+        # Strided windows can skip pixels: the loops would never see an inf / NaN there.
+        _check_finite(_strip(plan.x, plan), "x")
     if plan.unbatched and plan.spatial_ndim == 2:
         out, nonfinite = _correlate_image(plan)
     else:

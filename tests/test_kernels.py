@@ -158,6 +158,21 @@ def test_single_image_loop_reports_nonfinite_pixels_and_overflow():
     np.testing.assert_array_equal(kernels.conv2d(huge, np.full((1, 1), 0.5)), huge * np.float32(0.5))
 
 
+@pytest.mark.parametrize("kernel_shape", [(1, 1), (2, 2), (3, 3), (5, 5), (4, 7)])
+@pytest.mark.parametrize("stride", [1, (1, 2)])
+def test_single_image_loop_flags_nonfinite_sums_in_every_sweep_shape(kernel_shape, stride):
+    # Kernels of 1, 4, 9, 25 and 28 taps take different sweeps (groups of nine, four and one;
+    # one tap per sweep with strided columns): each must check what it stores.
+    for row, col in ((0, 0), (33, 17), (63, 40)):
+        x = random(64, 41)
+        x[row, col] = np.nan
+        with pytest.raises(ValueError, match=rf"x contains 1 NaN .*\({row}, {col}\)"):
+            kernels.conv2d(x, np.ones(kernel_shape), padding=(kernel_shape[0] // 2, kernel_shape[1] // 2),
+                           stride=stride)
+    with pytest.raises(ValueError, match="overflowed float32"):
+        kernels.conv2d(np.full((20, 30), 2e38, dtype=np.float32), np.ones(kernel_shape) * 2, stride=stride)
+
+
 def test_parallel_launchers_give_the_serial_loops_results(monkeypatch):
     # Small calls run the serial loops directly, big ones through the parallel launchers; with
     # the threshold at 0 every call takes the parallel route, which must change no bit.
