@@ -3,11 +3,14 @@
 The classifier's question is "does this 64 x 64 patch hold a lesion?". No labelled lesion data set
 ships with ConvScope, so the lesions are synthetic and the anatomy is real:
 
-* backgrounds are square crops of real CT, MR, radiograph and nuclear-medicine images (the
-  MIT-licensed test files of pydicom and pydicom-data, and any of ConvScope's ``sample_images/`` that
-  is not a copy of one of them: today every grey sample is rebuilt from those files), cut at several
-  scales, flipped and rotated, windowed with a jittered window so that contrast varies as it does on
-  screen;
+* backgrounds are square crops of real CT, MR, radiograph, nuclear-medicine, angiography and
+  ultrasound images, cut at several scales, flipped and rotated, windowed with a jittered window so
+  that contrast varies as it does on screen. They come from the MIT-licensed test files of pydicom
+  and pydicom-data (read from the installed packages), from chosen slices of other packages' test
+  files vendored as ``model/training_scans.npz`` (CT, a radiograph, an angiogram, an echocardiogram;
+  none MR; built by ``model/make_training_scans.py``, sources and licences in
+  ``model/TRAINING_SOURCES.md``), and from any of ConvScope's ``sample_images/`` that is not a copy
+  of one of them (today every grey sample is rebuilt from pydicom-data files);
 * half of them get a lesion from :func:`insert_lesion`: a roughly round or elliptical blob with soft
   edges, some internal texture and the noise level of the scan it sits in, brighter or darker than
   its surroundings by 0.08 to 0.4 in windowed units, radius 3 to 12 pixels, anywhere in the patch;
@@ -15,15 +18,16 @@ ships with ConvScope, so the lesions are synthetic and the anatomy is real:
 * for training only, a quarter of the backgrounds are synthetic anatomy (:func:`synthetic_background`:
   folded textures like gyri or bowel, large soft-edged regions, vessels along and across the plane,
   smooth noise), some blended with a real crop, and some real crops are enlarged from a small region
-  or get their grey levels remapped. Eight training scans are little variety; these teach the
-  network that a lesion is a blob that does not belong to its surroundings, whatever those are.
+  or get their grey levels remapped. Sixteen training scans are still little variety; these teach
+  the network that a lesion is a blob that does not belong to its surroundings, whatever those are.
   The lesions are the same as everywhere else, and the test sets use real scans only.
 
 The held-out set is cut from scans of one whole modality (:data:`HELD_OUT_MODALITY`) that training
 never sees, so its figures measure generalisation to unseen anatomy, not memory.
 
 Only :func:`insert_lesion` and :func:`estimate_noise_sigma` are needed at run time (the lesson page's
-"add a synthetic lesion here" button); building data sets needs pydicom-data, installed for training.
+"add a synthetic lesion here" button); building data sets needs pydicom-data, installed for training
+(the vendored npz needs nothing but NumPy).
 """
 
 from __future__ import annotations
@@ -43,8 +47,8 @@ NOISE_SIGMA_RANGE = (0.005, 0.08)  # floor: saturated regions still get a faint 
 
 HELD_OUT_MODALITY = "MR"
 
-# Where each scan comes from. pydicom's own test files ship inside pydicom; pydicom-data's are in its
-# ``data_store`` package. Each DICOM image appears once here, even where the packages hold several
+# Where each DICOM scan comes from. pydicom's own test files ship inside pydicom; pydicom-data's are in
+# its ``data_store`` package (the other training scans are vendored: see TRAINING_SCANS_PATH). Each DICOM image appears once here, even where the packages hold several
 # encodings of it (J2K, RLE, big endian), and the two copies of the same abdominal MR (the cropped
 # "examples_overlay.dcm" and the full "MR-SIEMENS-DICOM-WithOverlays.dcm") count as one scan.
 # (file name, package, slices to use (None: the only image))
@@ -62,6 +66,11 @@ DICOM_SOURCES = (
     ("MR-SIEMENS-DICOM-WithOverlays.dcm", "pydicom-data", None),  # MR, abdomen, 484 x 484
     ("MR2_UNCR.dcm", "pydicom-data", None),                  # MR, shoulder, 1024 x 1024
 )
+
+# Training-only images vendored from other packages' test files (see make_training_scans.py and
+# TRAINING_SOURCES.md): pixels as stored there (HU for CT), one window per image. None is MR, so the
+# held-out set is unchanged.
+TRAINING_SCANS_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "training_scans.npz")
 
 # Relative scales at which crops are cut: 0.5 means a 128-pixel square of the scan becomes a patch.
 _SCALES = (2.0, 1.4, 1.0, 0.7, 0.5, 0.35, 0.25, 0.18)
@@ -343,6 +352,28 @@ def _thumbnail(pixels):
     return small / norm if norm > 0 else small
 
 
+def _vendored_images(path=TRAINING_SCANS_PATH):
+    """The SourceImages of ``training_scans.npz`` and a thumbnail of each distinct slice in it.
+
+    Returns
+    -------
+    images : list of SourceImage
+        Pixels as float32 (H, W); a slice stored once but listed in two windows is two images
+        sharing one array.
+    thumbnails : list of numpy.ndarray, float64, shape (1024,)
+    """
+    with np.load(path, allow_pickle=False) as archive:
+        names, modalities, keys = (archive[field].tolist() for field in ("names", "modalities", "pixel_keys"))
+        windows = archive["windows"]
+        pixels = {key: archive[key].astype(np.float32) for key in dict.fromkeys(keys)}
+    if HELD_OUT_MODALITY in modalities:
+        raise ValueError(f"{path} holds {HELD_OUT_MODALITY} images, the held-out modality: they would change "
+                         "the held-out set; rebuild it with python3 -m model.make_training_scans")
+    images = [SourceImage(name, modality, pixels[key], (float(window[0]), float(window[1])))
+              for name, modality, key, window in zip(names, modalities, keys, windows)]
+    return images, [_thumbnail(slice_pixels) for slice_pixels in pixels.values()]
+
+
 # Two thumbnails correlating more than this show the same picture (a resized or re-encoded copy).
 _SAME_PICTURE_CORRELATION = 0.97
 
@@ -352,7 +383,8 @@ def _is_copy(thumbnail, known_thumbnails):
 
 
 def load_source_images(*, reader=None, include_samples=True):
-    """Read every scan that patches are cut from.
+    """Read every scan that patches are cut from: :data:`DICOM_SOURCES`, the vendored
+    ``training_scans.npz`` (:data:`TRAINING_SCANS_PATH`) and, optionally, the sample images.
 
     Parameters
     ----------
@@ -360,8 +392,8 @@ def load_source_images(*, reader=None, include_samples=True):
         ``reader(path) -> Scan``; default :func:`scans.read`.
     include_samples : bool
         Also use ConvScope's ``sample_images/`` (grey ones; colour photographs are skipped). A sample
-        that is a copy of one of the DICOM sources (the samples are rebuilt from pydicom-data files,
-        some resized) is skipped as a whole, so one scan cannot sit on both sides of the split.
+        that is a copy of one of the DICOM or vendored sources (the samples are rebuilt from
+        pydicom-data files, some resized) is skipped as a whole, so one scan cannot sit on both sides of the split.
 
     Returns
     -------
@@ -380,6 +412,9 @@ def load_source_images(*, reader=None, include_samples=True):
         images.extend(_images_of(scan, file_name, slices))
         # Fingerprint every slice, also those not used, to recognise another slice of the same scan.
         known_thumbnails.extend(_thumbnail(scan.slice(index)) for index in range(scan.num_slices))
+    vendored_images, vendored_thumbnails = _vendored_images()
+    images.extend(vendored_images)
+    known_thumbnails.extend(vendored_thumbnails)
     if include_samples:
         from scans import list_samples, read_sample
 
@@ -397,7 +432,7 @@ def load_source_images(*, reader=None, include_samples=True):
     return sorted(images, key=lambda image: image.name)
 
 
-_ANATOMY_MODALITIES = ("CT", "MR", "CR", "DX", "MG", "NM", "PT", "XA", "RF")
+_ANATOMY_MODALITIES = ("CT", "MR", "CR", "DX", "MG", "NM", "PT", "XA", "RF", "US")
 
 
 def split_by_modality(images, held_out=HELD_OUT_MODALITY):
