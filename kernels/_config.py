@@ -20,7 +20,7 @@ import numba
 #   checks (the public wrappers refuse non-finite input), "nsz" ignores the sign of zero, "arcp"
 #   allows reciprocal multiplication where the code divides.  Deliberately NOT "reassoc" or
 #   "contract": the forward convolution must add its products in a fixed order, each with the
-#   explicit fused multiply-add of kernels/_jit.py, so that the step trace (kernels/trace.py),
+#   explicit fused multiply-add of kernels/_simd.py, so that the step trace (kernels/trace.py),
 #   recomputed in NumPy, matches every output pixel bit for bit; "contract" would let LLVM choose
 #   which multiplies to fuse.  Vectorisation does not need reassociation here because the
 #   innermost loops run along an output row, where each element has its own independent sum.

@@ -15,6 +15,8 @@ correlate_image_rows        conv2d of one (H, W) image with one (kh, kw) kernel 
                             correlate_forward, bit for bit; faster loop order for one big image)
 correlate_forward           conv2d / conv3d forward, the stride-1 input gradient (a correlation
                             of d_out with the flipped kernels), avg pooling (a ones kernel)
+correlate_wide_blocks       the same sums for 2-D batches in the wide-row layout, four kernels
+                            and 64 columns at a time in registers (the classifier's layers)
 correlate_weight_grad       d_loss/d_w of a convolution
 correlate_weight_grad_wide  d_loss/d_w of a 2-D batch in the wide-row layout (dot products
                             along each row, four kernels per sweep)
@@ -35,7 +37,7 @@ Loop order: the innermost loop always runs along an output row (contiguous memor
 element keeping its own running sum, so LLVM vectorises it without reassociating any sum.  In the
 forward loop the sum for one output element is accumulated in the fixed order of the tap table
 (channel, depth tap, row tap, column tap), starting from 0, bias last, each product added to the
-running sum with one fused multiply-add (``fused_multiply_add``: one rounding per tap, and one
+running sum with one fused multiply-add (``kernels._simd.fused_multiply_add``: one rounding per tap, and one
 instruction, 15 % faster than a multiply and an add); kernels/trace.py replays that order and that
 rounding in NumPy and gets the same float32 bits.
 
@@ -48,77 +50,11 @@ updates on a cache line shared by all threads.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange, types
-from numba.extending import intrinsic, overload
+from numba import njit, prange
 
 from kernels._config import JIT_HELPER_OPTIONS, JIT_OPTIONS, JIT_REDUCTION_OPTIONS
-
-
-def fused_multiply_add(a, b, c):
-    """``a * b + c`` rounded once to float32, as the CPU's fused multiply-add instruction does.
-
-    The compiled kernels get the instruction itself (the overload below).  This body is the exact
-    NumPy equivalent, for kernels/trace.py's step-by-step replay and for NUMBA_DISABLE_JIT runs;
-    it takes scalars or arrays.  Exact because a product of two float32 fits a float64 without
-    rounding, and a float64 sum rounded "to odd" and then to float32 is the correctly rounded
-    float32 sum (53 >= 2 * 24 + 2 bits; Boldo and Melquiond, 2008).  Rounding the float64 sum
-    to nearest instead would round twice and miss the last bit now and then.
-    """
-    product = np.asarray(a, dtype=np.float64) * np.asarray(b, dtype=np.float64)  # exact
-    addend = np.asarray(c, dtype=np.float64)
-    with np.errstate(invalid="ignore", over="ignore"):
-        total = product + addend
-        # TwoSum: the exact error of that float64 addition.
-        back = total - product
-        error = (product - (total - back)) + (addend - back)
-        # Round to odd: an inexact sum whose last bit is even moves one step towards the exact value.
-        inexact_even = np.isfinite(total) & (error != 0) & ((total.view(np.int64) & 1) == 0)
-        total = np.where(inexact_even, np.nextafter(total, np.copysign(np.inf, error)), total)
-    return total.astype(np.float32)[()]
-
-
-@intrinsic
-def _fma_instruction(typingctx, a, b, c):
-    """LLVM's ``llvm.fma.f32``: one vfmadd per element once a loop is vectorised.
-
-    Every x86 CPU since 2013 (Haswell, Piledriver) and every ARM64 one has the instruction; on an
-    older one LLVM calls libm's ``fmaf`` instead: the same results, many times slower.
-    """
-    signature = types.float32(types.float32, types.float32, types.float32)
-
-    def codegen(context, builder, signature, args):
-        return builder.fma(*args)
-
-    return signature, codegen
-
-
-@overload(fused_multiply_add, jit_options=JIT_HELPER_OPTIONS)
-def _fused_multiply_add_compiled(a, b, c):
-    return lambda a, b, c: _fma_instruction(np.float32(a), np.float32(b), np.float32(c))
-
-
-def float32_bits(value):
-    """The bits of a float32 as an int32 (``np.float32(value).view(np.int32)``).
-
-    Compiled kernels get a register bitcast (the overload below), so a loop can check the values
-    it has just computed for inf / NaN without storing and reloading them through an int32 view.
-    """
-    return np.float32(value).view(np.int32)
-
-
-@intrinsic
-def _bitcast_float32(typingctx, value):
-    signature = types.int32(types.float32)
-
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], context.get_value_type(types.int32))
-
-    return signature, codegen
-
-
-@overload(float32_bits, jit_options=JIT_HELPER_OPTIONS)
-def _float32_bits_compiled(value):
-    return lambda value: _bitcast_float32(np.float32(value))
+from kernels._simd import (float32_bits, fused_multiply_add, vector_add_scalar, vector_all_finite,
+                           vector_fused_multiply_add, vector_load, vector_store, vector_zeros, VECTOR_LANES)
 
 
 # Operation codes of ``elementwise`` (kept as plain ints so the kernel has one signature).
@@ -371,6 +307,92 @@ def correlate_forward(x, tap_channel, tap_depth, tap_row, tap_col, weights, bias
         for q in range(out_width):
             smallest = min(smallest, _exponent_gap(bits[q]))
         nonfinite_rows[task] = 1 if smallest == 0 else 0
+
+
+# Output columns of one register block of ``correlate_wide_blocks``: four vectors per kernel.
+WIDE_BLOCK_COLUMNS = 4 * VECTOR_LANES
+
+
+@njit(inline="always", **JIT_HELPER_OPTIONS)
+def _store_block_row(flat, start, sum0, sum1, sum2, sum3, bias_value):
+    """Store four consecutive vectors of sums plus the bias at ``flat[start:]``; True if all are finite."""
+    total = vector_add_scalar(sum0, bias_value)
+    vector_store(flat, start, total)
+    finite = vector_all_finite(total)
+    total = vector_add_scalar(sum1, bias_value)
+    vector_store(flat, start + VECTOR_LANES, total)
+    finite &= vector_all_finite(total)
+    total = vector_add_scalar(sum2, bias_value)
+    vector_store(flat, start + 2 * VECTOR_LANES, total)
+    finite &= vector_all_finite(total)
+    total = vector_add_scalar(sum3, bias_value)
+    vector_store(flat, start + 3 * VECTOR_LANES, total)
+    return finite & vector_all_finite(total)
+
+
+@njit(**JIT_OPTIONS)
+def correlate_wide_blocks(x, tap_channel, tap_col, weights, bias, out, nonfinite_tasks):
+    """Forward correlation of a 2-D batch in the wide-row layout, sixteen running sums in registers.
+
+    Each task computes one block: four kernels times ``WIDE_BLOCK_COLUMNS`` output columns, held in
+    sixteen vector variables (registers) while all the taps are applied; the block is stored once,
+    bias added last.  Per tap: four vector loads of the input and four weights feed sixteen vector
+    fused multiply-adds (``correlate_forward`` loads and stores its running sums in memory every four
+    taps).  Every output element gets the same sum as in ``correlate_forward`` (taps in table order
+    from 0, one fused multiply-add each, bias last), bit for bit.
+
+    Parameters
+    ----------
+    x : float32 (N, C, L)
+        Wide rows (each a padded image plane, or a channel's packed planes), readable up to
+        ``max(tap_col) + W``: the engine pads them with zeros.
+    tap_channel, tap_col : int64 (T,)
+        Channel and column offset of each tap (see ``correlate_forward``'s wide layout).
+    weights : float32 (T, K)
+        Tap-major, so that a tap's weights for four kernels are adjacent; K a multiple of 4.
+    bias : float32 (K,)
+    out : float32 (N, K, W)
+        W a multiple of ``WIDE_BLOCK_COLUMNS``; written in place.
+    nonfinite_tasks : uint8 (N * K // 4 * W // WIDE_BLOCK_COLUMNS,)
+        Set to 1 for each block holding an inf or NaN.
+    """
+    n_batch, n_channels, row_length = x.shape
+    n_taps, n_kernels = weights.shape
+    width = out.shape[2]
+    n_groups = n_kernels // 4
+    n_blocks = width // WIDE_BLOCK_COLUMNS
+    x_flat = x.reshape(-1)
+    out_flat = out.reshape(-1)
+    for task in prange(n_batch * n_groups * n_blocks):
+        column = (task % n_blocks) * WIDE_BLOCK_COLUMNS
+        rest = task // n_blocks
+        k0 = (rest % n_groups) * 4
+        n = rest // n_groups
+        s00, s01, s02, s03 = vector_zeros(), vector_zeros(), vector_zeros(), vector_zeros()
+        s10, s11, s12, s13 = vector_zeros(), vector_zeros(), vector_zeros(), vector_zeros()
+        s20, s21, s22, s23 = vector_zeros(), vector_zeros(), vector_zeros(), vector_zeros()
+        s30, s31, s32, s33 = vector_zeros(), vector_zeros(), vector_zeros(), vector_zeros()
+        for t in range(n_taps):
+            start = (n * n_channels + tap_channel[t]) * row_length + tap_col[t] + column
+            x0 = vector_load(x_flat, start)
+            x1 = vector_load(x_flat, start + VECTOR_LANES)
+            x2 = vector_load(x_flat, start + 2 * VECTOR_LANES)
+            x3 = vector_load(x_flat, start + 3 * VECTOR_LANES)
+            w0, w1, w2, w3 = weights[t, k0], weights[t, k0 + 1], weights[t, k0 + 2], weights[t, k0 + 3]
+            s00 = vector_fused_multiply_add(w0, x0, s00); s01 = vector_fused_multiply_add(w0, x1, s01)
+            s02 = vector_fused_multiply_add(w0, x2, s02); s03 = vector_fused_multiply_add(w0, x3, s03)
+            s10 = vector_fused_multiply_add(w1, x0, s10); s11 = vector_fused_multiply_add(w1, x1, s11)
+            s12 = vector_fused_multiply_add(w1, x2, s12); s13 = vector_fused_multiply_add(w1, x3, s13)
+            s20 = vector_fused_multiply_add(w2, x0, s20); s21 = vector_fused_multiply_add(w2, x1, s21)
+            s22 = vector_fused_multiply_add(w2, x2, s22); s23 = vector_fused_multiply_add(w2, x3, s23)
+            s30 = vector_fused_multiply_add(w3, x0, s30); s31 = vector_fused_multiply_add(w3, x1, s31)
+            s32 = vector_fused_multiply_add(w3, x2, s32); s33 = vector_fused_multiply_add(w3, x3, s33)
+        row = (n * n_kernels + k0) * width + column  # out[n, k0, column] in out_flat
+        finite = _store_block_row(out_flat, row, s00, s01, s02, s03, bias[k0])
+        finite &= _store_block_row(out_flat, row + width, s10, s11, s12, s13, bias[k0 + 1])
+        finite &= _store_block_row(out_flat, row + 2 * width, s20, s21, s22, s23, bias[k0 + 2])
+        finite &= _store_block_row(out_flat, row + 3 * width, s30, s31, s32, s33, bias[k0 + 3])
+        nonfinite_tasks[task] = 0 if finite else 1
 
 
 @njit(**JIT_HELPER_OPTIONS)

@@ -486,25 +486,35 @@ def _layout(x5, kernel_shape, pads, strides, dilations, padding_mode, out_spatia
     depth_map = _index_map(x5.shape[2], *pads[0], padding_mode)
     if strides[1] == 1 and strides[2] == 1 and out_spatial[2] < WIDE_ROW_MAX_WIDTH:
         (top, bottom), (left, right) = pads[1], pads[2]
-        padded = np.pad(x5, ((0, 0), (0, 0), (0, 0), (top, bottom), (left, right)), mode=_NUMPY_PAD_MODES[padding_mode])
-        padded_h, padded_w = padded.shape[3:]
+        n_batch, n_channels, depth = x5.shape[:3]
+        padded_h, padded_w = x5.shape[3] + top + bottom, x5.shape[4] + left + right
         plane = padded_h * padded_w
-        channel, depth, row, col = _tap_table(x5.shape[1], kernel_shape, dilations, column_step_per_row=padded_w)
-        packed_batch = x5.shape[0] if x5.shape[0] > 1 and x5.shape[2] == 1 and plane <= PACKED_MAX_PLANE else 0
+        channel, depth_offset, row, col = _tap_table(n_channels, kernel_shape, dilations, column_step_per_row=padded_w)
+        packed_batch = n_batch if n_batch > 1 and depth == 1 and plane <= PACKED_MAX_PLANE else 0
+        # Small maps: each channel's padded planes of all images one after another in one row, so
+        # every sweep runs over the whole batch; positions past a plane's last output row read the
+        # next image and are thrown away like the wrap-around columns.
         if packed_batch:
-            # Small maps: each channel's padded planes of all images one after another in one row
-            # (a copy), so every sweep runs over the whole batch; positions past a plane's last
-            # output row read the next image and are thrown away like the wrap-around columns.
-            wide = padded.transpose(2, 1, 0, 3, 4).reshape(1, x5.shape[1], 1, 1, packed_batch * plane)
             out_width = readable = packed_batch * plane
         else:
-            wide = padded.reshape(padded.shape[:3] + (1, plane))
-            out_width = out_spatial[1] * padded_w
-            readable = plane
+            out_width, readable = out_spatial[1] * padded_w, plane
+        # Rows run on in zeros past the data far enough for every tap of every position of
+        # ``correlate_wide_blocks``' last block, which computes whole blocks of columns.
+        blocks_width = -(-out_width // _jit.WIDE_BLOCK_COLUMNS) * _jit.WIDE_BLOCK_COLUMNS
+        row_length = max(readable, blocks_width + int(col.max()))
+        if packed_batch:
+            wide = np.zeros((1, n_channels, 1, 1, row_length), dtype=np.float32)
+            planes = wide[0, :, 0, 0, :readable].reshape(n_channels, n_batch, padded_h, padded_w)
+            source = x5[:, :, 0].transpose(1, 0, 2, 3)
+        else:
+            wide = np.zeros((n_batch, n_channels, depth, 1, row_length), dtype=np.float32)
+            planes = wide[..., 0, :readable].reshape(n_batch, n_channels, depth, padded_h, padded_w)
+            source = x5
+        _pad_into(planes, source, (top, bottom), (left, right), padding_mode)
         # Reads past the end of the data (only by thrown-away positions) map to zero.
         col_map = np.full(out_width + int(col.max()) + 1, -1, dtype=np.int64)
         col_map[:readable] = np.arange(readable)
-        return _Layout(_ready(wide), (channel, depth, row, col), (depth_map, np.zeros(1, dtype=np.int64), col_map),
+        return _Layout(wide, (channel, depth_offset, row, col), (depth_map, np.zeros(1, dtype=np.int64), col_map),
                        0, (1 if packed_batch else out_spatial[0], 1, out_width), padded_w, tuple(out_spatial),
                        packed_batch)
     channel, depth, row, col = _tap_table(x5.shape[1], kernel_shape, dilations)
@@ -521,6 +531,16 @@ def _layout(x5, kernel_shape, pads, strides, dilations, padding_mode, out_spatia
                    tuple(out_spatial), 0, tuple(out_spatial), 0)
 
 
+def _pad_into(planes: np.ndarray, source: np.ndarray, rows, cols, padding_mode: str) -> None:
+    """Write ``source`` (..., H, W) with its padding into ``planes`` (..., H + rows, W + cols)."""
+    (top, bottom), (left, right) = rows, cols
+    if padding_mode == "zeros":  # planes start as zeros: only the image itself to copy
+        planes[..., top:top + source.shape[-2], left:left + source.shape[-1]] = source
+    else:
+        widths = ((0, 0),) * (source.ndim - 2) + ((top, bottom), (left, right))
+        planes[...] = np.pad(source, widths, mode=_NUMPY_PAD_MODES[padding_mode])
+
+
 def _unpack(out: np.ndarray, layout: _Layout) -> np.ndarray:
     """Turn the loops' output into (N, K, OD, OH, OW), dropping the wide layout's wrap-around columns."""
     if not layout.wide_width:
@@ -531,6 +551,23 @@ def _unpack(out: np.ndarray, layout: _Layout) -> np.ndarray:
         return np.ascontiguousarray(planes.transpose(1, 0, 2, 3)[:, :, None])
     planes = out.reshape(out.shape[:3] + (out_rows, layout.wide_width))
     return np.ascontiguousarray(planes[..., :out_cols])
+
+
+def _correlate_wide_blocks(layout: _Layout, weights: np.ndarray, bias: np.ndarray):
+    """2-D wide-row layout, K a multiple of 4, through ``_jit.correlate_wide_blocks``.
+
+    Returns the loops' output (N, K, 1, 1, W) (W = ``layout.out_spatial[2]``) and a non-finite flag.
+    """
+    n_rows, n_channels = layout.x.shape[:2]
+    n_kernels = weights.shape[0]
+    width = layout.out_spatial[2]
+    blocks_width = -(-width // _jit.WIDE_BLOCK_COLUMNS) * _jit.WIDE_BLOCK_COLUMNS
+    out = np.empty((n_rows, n_kernels, blocks_width), dtype=np.float32)
+    nonfinite_tasks = np.empty(n_rows * (n_kernels // 4) * (blocks_width // _jit.WIDE_BLOCK_COLUMNS), dtype=np.uint8)
+    with kernel_call_guard(out.size * weights.shape[1]):
+        _jit.correlate_wide_blocks(layout.x.reshape(n_rows, n_channels, -1), layout.taps[0], layout.taps[3],
+                                   np.ascontiguousarray(weights.T), bias, out, nonfinite_tasks)
+    return out[:, :, None, None, :width], bool(nonfinite_tasks.any())
 
 
 def _run_forward(x5, w5, bias, pads, strides, dilations, padding_mode, out_spatial):
@@ -545,6 +582,9 @@ def _run_forward(x5, w5, bias, pads, strides, dilations, padding_mode, out_spati
         extra = 4 - n_kernels % 4
         weights = np.concatenate([weights, np.zeros((extra, weights.shape[1]), dtype=np.float32)])
         bias = np.concatenate([bias, np.zeros(extra, dtype=np.float32)])
+    if layout.wide_width and kernels_per_task == 4 and layout.x.shape[2] == 1:
+        out, nonfinite = _correlate_wide_blocks(layout, weights, bias)
+        return _ready(_unpack(out[:, :n_kernels], layout)), nonfinite
     out = np.empty((layout.x.shape[0], weights.shape[0]) + layout.out_spatial, dtype=np.float32)
     nonfinite_rows = np.empty(out.size // out.shape[-1], dtype=np.uint8)
     with kernel_call_guard(out.size * weights.shape[1]):

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from kernels import _jit, engine
+from kernels import _simd, engine
 
 __all__ = ["ConvStep", "ConvTrace", "PoolStep", "PoolTrace", "conv2d_trace", "pool2d_trace"]
 
@@ -21,7 +21,7 @@ def _fused_sum(patch: np.ndarray, kernel: np.ndarray) -> np.float32:
     """Sum of ``patch * kernel`` as the engine forms it: tap by tap, each product added unrounded."""
     total = np.float32(0.0)
     for value, weight in zip(patch.reshape(-1), kernel.reshape(-1)):
-        total = _jit.fused_multiply_add(weight, value, total)
+        total = _simd.fused_multiply_add(weight, value, total)
     return total
 
 

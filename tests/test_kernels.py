@@ -19,13 +19,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import kernels
-from kernels import engine
+from kernels import _simd, engine
 from tests import naive
 
 ROOT = Path(__file__).resolve().parents[1]
 
 RNG = np.random.default_rng(20240611)
 SCIPY_MODES = {"zeros": "constant", "reflect": "mirror", "replicate": "nearest"}
+NUMPY_PAD_MODES = {"zeros": "constant", "reflect": "reflect", "replicate": "edge"}
 
 
 def random(*shape, seed=None):
@@ -673,7 +674,7 @@ def compiled_fma():
     @njit
     def loop(a, b, c, out):
         for i in range(a.size):
-            out[i] = engine._jit.fused_multiply_add(a[i], b[i], c[i])
+            out[i] = _simd.fused_multiply_add(a[i], b[i], c[i])
         return out
 
     return lambda a, b, c: loop(a, b, c, np.empty_like(a))
@@ -686,12 +687,12 @@ def test_fused_multiply_add_replay_equals_the_cpu_instruction_bit_for_bit(compil
     exact = compiled_fma(a, b, c)
     # The cases are real: rounding through float64 gets them wrong, the hardware does not.
     assert np.all(naive_double == np.float32(1 + 2**-22)) and np.all(exact == np.float32(1 + 2**-23))
-    np.testing.assert_array_equal(engine._jit.fused_multiply_add(a, b, c), exact)
+    np.testing.assert_array_equal(_simd.fused_multiply_add(a, b, c), exact)
     rng = np.random.default_rng(5)
     x, y = random(200_000, seed=6), random(200_000, seed=7)
     for z in (random(200_000, seed=8), -(x * y) * np.float32(1 + 2**-20),
               random(200_000, seed=9) * np.float32(2.0) ** rng.integers(-40, 40, 200_000).astype(np.float32)):
-        got = engine._jit.fused_multiply_add(x, y, z)
+        got = _simd.fused_multiply_add(x, y, z)
         np.testing.assert_array_equal(got.view(np.int32), compiled_fma(x, y, z).view(np.int32))
 
 
@@ -703,3 +704,35 @@ def test_conv2d_small_adds_each_product_unrounded():
     w = np.float32([[-(1 + 2**-11), 1 + 2**-12]])
     assert x[0, 1] * w[0, 1] + w[0, 0] == 0
     assert kernels.conv2d(x, w)[0, 0] == np.float32(2**-24)
+
+
+def _fused_reference(x, w, b, padding, padding_mode="zeros"):
+    """conv2d of a batch replayed in NumPy: taps in (c, i, j) order from 0, one fused multiply-add each, bias last."""
+    n_kernels, n_channels, kh, kw = w.shape
+    padded = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)), mode=NUMPY_PAD_MODES[padding_mode])
+    out_rows, out_cols = padded.shape[2] - kh + 1, padded.shape[3] - kw + 1
+    total = np.zeros((x.shape[0], n_kernels, out_rows, out_cols), dtype=np.float32)
+    for c, i, j in itertools.product(range(n_channels), range(kh), range(kw)):
+        window = padded[:, None, c, i:i + out_rows, j:j + out_cols]
+        total = _simd.fused_multiply_add(w[None, :, c, i, j, None, None], window, total)
+    return (total + b[None, :, None, None]).astype(np.float32)
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 5, 7, 6), (3, 2, 8, 9, 9), (1, 4, 4, 20, 3)])
+@pytest.mark.parametrize("padding_mode", ["zeros", "reflect"])
+def test_batched_conv2d_small_is_the_fused_sum_in_tap_order(shape, padding_mode):
+    # (N, C, K, H, W): K of 5 and 8 take the register-blocked loop (four kernels at a time, padded
+    # with zero kernels), K of 4 with a 20 x 3 map as well; every output must be exactly the
+    # sequential fused sum, as the step trace assumes for single images.
+    n, c, k, h, w_ = shape
+    x, w, b = random(n, c, h, w_, seed=11), random(k, c, 3, 3, seed=12), random(k, seed=13)
+    np.testing.assert_array_equal(kernels.conv2d(x, w, b, padding=1, padding_mode=padding_mode),
+                                  _fused_reference(x, w, b, 1, padding_mode))
+
+
+def test_batched_conv2d_of_classifier_sizes_is_the_fused_sum_in_tap_order():
+    # The sizes the classifier trains on: 64 x 64 maps (wide rows, several register blocks per
+    # row) and 8 x 8 maps (a whole batch packed into one row per channel).
+    for n, c, k, size in ((8, 8, 16, 64), (32, 32, 32, 8), (4, 1, 8, 64)):
+        x, w, b = random(n, c, size, size, seed=14), random(k, c, 3, 3, seed=15), random(k, seed=16)
+        np.testing.assert_array_equal(kernels.conv2d(x, w, b, padding=1), _fused_reference(x, w, b, 1))

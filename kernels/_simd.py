@@ -1,0 +1,240 @@
+"""Instructions the engine's loops call explicitly: fused multiply-add, bit casts, and float32 vectors.
+
+Each operation is a plain Python function (exact NumPy, used by kernels/trace.py's replay and when
+NUMBA_DISABLE_JIT=1) with an ``overload`` that Numba compiles to the LLVM instruction itself.
+
+The vector type holds ``VECTOR_LANES`` float32 in one LLVM vector value (a zmm register with
+AVX-512, two ymm with AVX2).  Numba keeps arrays in memory, so a loop that sums into array
+elements stores and reloads them at every step; a vector *variable* lives in a register, which is
+what lets ``correlate_wide_blocks`` keep sixteen running sums in registers across all the taps of
+a kernel (register blocking, as optimised convolution libraries do).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from llvmlite import ir
+from numba import types
+from numba.extending import intrinsic, models, overload, register_model
+
+from kernels._config import JIT_HELPER_OPTIONS
+
+
+def fused_multiply_add(a, b, c):
+    """``a * b + c`` rounded once to float32, as the CPU's fused multiply-add instruction does.
+
+    The compiled kernels get the instruction itself (the overload below).  This body is the exact
+    NumPy equivalent, for kernels/trace.py's step-by-step replay and for NUMBA_DISABLE_JIT runs;
+    it takes scalars or arrays.  Exact because a product of two float32 fits a float64 without
+    rounding, and a float64 sum rounded "to odd" and then to float32 is the correctly rounded
+    float32 sum (53 >= 2 * 24 + 2 bits; Boldo and Melquiond, 2008).  Rounding the float64 sum
+    to nearest instead would round twice and miss the last bit now and then.
+    """
+    product = np.asarray(a, dtype=np.float64) * np.asarray(b, dtype=np.float64)  # exact
+    addend = np.asarray(c, dtype=np.float64)
+    with np.errstate(invalid="ignore", over="ignore"):
+        total = product + addend
+        # TwoSum: the exact error of that float64 addition.
+        back = total - product
+        error = (product - (total - back)) + (addend - back)
+        # Round to odd: an inexact sum whose last bit is even moves one step towards the exact value.
+        inexact_even = np.isfinite(total) & (error != 0) & ((total.view(np.int64) & 1) == 0)
+        total = np.where(inexact_even, np.nextafter(total, np.copysign(np.inf, error)), total)
+    return total.astype(np.float32)[()]
+
+
+@intrinsic
+def _fma_instruction(typingctx, a, b, c):
+    """LLVM's ``llvm.fma.f32``: one vfmadd per element once a loop is vectorised.
+
+    Every x86 CPU since 2013 (Haswell, Piledriver) and every ARM64 one has the instruction; on an
+    older one LLVM calls libm's ``fmaf`` instead: the same results, many times slower.
+    """
+    signature = types.float32(types.float32, types.float32, types.float32)
+
+    def codegen(context, builder, signature, args):
+        return builder.fma(*args)
+
+    return signature, codegen
+
+
+@overload(fused_multiply_add, jit_options=JIT_HELPER_OPTIONS)
+def _fused_multiply_add_compiled(a, b, c):
+    return lambda a, b, c: _fma_instruction(np.float32(a), np.float32(b), np.float32(c))
+
+
+def float32_bits(value):
+    """The bits of a float32 as an int32 (``np.float32(value).view(np.int32)``).
+
+    Compiled kernels get a register bitcast (the overload below), so a loop can check the values
+    it has just computed for inf / NaN without storing and reloading them through an int32 view.
+    """
+    return np.float32(value).view(np.int32)
+
+
+@intrinsic
+def _bitcast_float32(typingctx, value):
+    signature = types.int32(types.float32)
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], context.get_value_type(types.int32))
+
+    return signature, codegen
+
+
+@overload(float32_bits, jit_options=JIT_HELPER_OPTIONS)
+def _float32_bits_compiled(value):
+    return lambda value: _bitcast_float32(np.float32(value))
+
+
+# --- float32 vectors ---------------------------------------------------------------------------
+
+VECTOR_LANES = 16
+_VECTOR = ir.VectorType(ir.FloatType(), VECTOR_LANES)
+
+
+class Float32Vector(types.Type):
+    """Numba type of ``VECTOR_LANES`` float32 held in one LLVM vector value."""
+
+    def __init__(self):
+        super().__init__(name=f"float32x{VECTOR_LANES}")
+
+
+float32_vector = Float32Vector()
+
+
+@register_model(Float32Vector)
+class _Float32VectorModel(models.PrimitiveModel):
+    def __init__(self, dmm, fe_type):
+        super().__init__(dmm, fe_type, _VECTOR)
+
+
+def _splat(builder, scalar):
+    """A vector with ``scalar`` in every lane."""
+    first = builder.insert_element(ir.Constant(_VECTOR, ir.Undefined), scalar, ir.Constant(ir.IntType(32), 0))
+    lanes = ir.Constant(ir.VectorType(ir.IntType(32), VECTOR_LANES), [0] * VECTOR_LANES)
+    return builder.shuffle_vector(first, ir.Constant(_VECTOR, ir.Undefined), lanes)
+
+
+def _element_pointer(context, builder, array_type, array, start):
+    """Pointer to ``array[start]`` of a 1-D C-contiguous float32 array, as a vector pointer (no bounds check)."""
+    data = context.make_array(array_type)(context, builder, array).data
+    return builder.bitcast(builder.gep(data, [start]), _VECTOR.as_pointer())
+
+
+def vector_zeros():
+    """``VECTOR_LANES`` zeros."""
+    return np.zeros(VECTOR_LANES, dtype=np.float32)
+
+
+def vector_load(flat, start):
+    """``flat[start:start + VECTOR_LANES]`` of a 1-D float32 array (compiled: no bounds check)."""
+    return flat[start:start + VECTOR_LANES].copy()
+
+
+def vector_store(flat, start, vector):
+    """``flat[start:start + VECTOR_LANES] = vector`` (compiled: no bounds check)."""
+    flat[start:start + VECTOR_LANES] = vector
+
+
+def vector_fused_multiply_add(scalar, vector, accumulator):
+    """``scalar * vector + accumulator`` lane by lane, each lane rounded once (``fused_multiply_add``)."""
+    return fused_multiply_add(np.float32(scalar), vector, accumulator)
+
+
+def vector_add_scalar(vector, scalar):
+    """``vector + scalar`` lane by lane, in float32."""
+    return (vector + np.float32(scalar)).astype(np.float32)
+
+
+def vector_all_finite(vector):
+    """True if no lane is inf or NaN."""
+    return bool(np.all(np.isfinite(vector)))
+
+
+@intrinsic
+def _vector_zeros(typingctx):
+    def codegen(context, builder, signature, args):
+        return ir.Constant(_VECTOR, None)
+
+    return float32_vector(), codegen
+
+
+@intrinsic
+def _vector_load(typingctx, flat, start):
+    def codegen(context, builder, signature, args):
+        return builder.load(_element_pointer(context, builder, signature.args[0], *args), align=4)
+
+    return float32_vector(flat, start), codegen
+
+
+@intrinsic
+def _vector_store(typingctx, flat, start, vector):
+    def codegen(context, builder, signature, args):
+        builder.store(args[2], _element_pointer(context, builder, signature.args[0], args[0], args[1]), align=4)
+        return context.get_dummy_value()
+
+    return types.none(flat, start, vector), codegen
+
+
+@intrinsic
+def _vector_fma(typingctx, scalar, vector, accumulator):
+    def codegen(context, builder, signature, args):
+        name = f"llvm.fma.v{VECTOR_LANES}f32"
+        module = builder.module
+        function = module.globals.get(name) or ir.Function(module, ir.FunctionType(_VECTOR, [_VECTOR] * 3), name)
+        return builder.call(function, [_splat(builder, args[0]), args[1], args[2]])
+
+    return float32_vector(types.float32, vector, accumulator), codegen
+
+
+@intrinsic
+def _vector_add_scalar(typingctx, vector, scalar):
+    def codegen(context, builder, signature, args):
+        return builder.fadd(args[0], _splat(builder, args[1]))
+
+    return float32_vector(vector, types.float32), codegen
+
+
+@intrinsic
+def _vector_all_finite(typingctx, vector):
+    def codegen(context, builder, signature, args):
+        name = f"llvm.fabs.v{VECTOR_LANES}f32"
+        module = builder.module
+        fabs = module.globals.get(name) or ir.Function(module, ir.FunctionType(_VECTOR, [_VECTOR]), name)
+        # |x| < inf is false for inf and for NaN (an ordered comparison).
+        finite = builder.fcmp_ordered("<", builder.call(fabs, [args[0]]), _splat(builder, ir.Constant(ir.FloatType(), float("inf"))))
+        mask = builder.bitcast(finite, ir.IntType(VECTOR_LANES))
+        return builder.icmp_unsigned("==", mask, ir.Constant(ir.IntType(VECTOR_LANES), (1 << VECTOR_LANES) - 1))
+
+    return types.boolean(vector), codegen
+
+
+@overload(vector_zeros, jit_options=JIT_HELPER_OPTIONS)
+def _vector_zeros_compiled():
+    return lambda: _vector_zeros()
+
+
+@overload(vector_load, jit_options=JIT_HELPER_OPTIONS)
+def _vector_load_compiled(flat, start):
+    return lambda flat, start: _vector_load(flat, start)
+
+
+@overload(vector_store, jit_options=JIT_HELPER_OPTIONS)
+def _vector_store_compiled(flat, start, vector):
+    return lambda flat, start, vector: _vector_store(flat, start, vector)
+
+
+@overload(vector_fused_multiply_add, jit_options=JIT_HELPER_OPTIONS)
+def _vector_fused_multiply_add_compiled(scalar, vector, accumulator):
+    return lambda scalar, vector, accumulator: _vector_fma(np.float32(scalar), vector, accumulator)
+
+
+@overload(vector_add_scalar, jit_options=JIT_HELPER_OPTIONS)
+def _vector_add_scalar_compiled(vector, scalar):
+    return lambda vector, scalar: _vector_add_scalar(vector, np.float32(scalar))
+
+
+@overload(vector_all_finite, jit_options=JIT_HELPER_OPTIONS)
+def _vector_all_finite_compiled(vector):
+    return lambda vector: _vector_all_finite(vector)
