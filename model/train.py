@@ -36,7 +36,8 @@ LESION_CELL_COVER = 0.25
 #   (about 2 ms a training step each) and let the network compare a blob with its surroundings: the
 #   receptive field grows to 72 pixels, the whole patch. In PyTorch prototypes of the same recipe,
 #   held-out ROC AUC was 0.81-0.83 with four stages (three seeds), 0.83 with five (two seeds) and
-#   0.82-0.86 with six (two seeds; the shipped weights: 0.84); eight gave 0.84 and too slow a training;
+#   0.82-0.86 with six (two seeds; the shipped weights, before the vendored scans: 0.84); eight gave 0.84
+#   and too slow a training;
 # - global MAX pooling: a lesion is one small place in the patch; averaging over all 64 positions
 #   diluted small lesions and generalised worse to unseen anatomy;
 # - a first stage of zero-sum kernels started as centre-surround (blob) detectors (see Network);
@@ -252,7 +253,7 @@ def train(config=None, *, sets=None, output=WEIGHTS_PATH, log=None):
             "validation": data.make_patch_set(training_images, config.validation_count, data.IN_DISTRIBUTION_SEED + 1),
         }
         synthetic = sum(name == data.SYNTHETIC_SOURCE_NAME for name in sets["training"].source_names)
-        log(f"  {len(sets['training'])} training patches from {len(training_images)} scans "
+        log(f"  {len(sets['training'])} training patches from {len(training_images)} source images "
             f"(held out: every {data.HELD_OUT_MODALITY}; {synthetic} on wholly synthetic anatomy) "
             f"in {time.perf_counter() - started:.1f} s")
     training, validation = sets["training"], sets["validation"]
