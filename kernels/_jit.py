@@ -53,8 +53,9 @@ import numpy as np
 from numba import njit, prange
 
 from kernels._config import JIT_HELPER_OPTIONS, JIT_OPTIONS, JIT_REDUCTION_OPTIONS
-from kernels._simd import (float32_bits, fused_multiply_add, vector_add_scalar, vector_all_finite,
-                           vector_fused_multiply_add, vector_load, vector_store, vector_zeros, VECTOR_LANES)
+from kernels._simd import (float32_bits, fused_multiply_add, vector_add_scalar, vector_all_finite, vector_fma,
+                           vector_load, vector_scalar_fma, vector_store, vector_sum, vector_zeros,
+                           VECTOR_LANES)
 
 
 # Operation codes of ``elementwise`` (kept as plain ints so the kernel has one signature).
@@ -379,14 +380,14 @@ def correlate_wide_blocks(x, tap_channel, tap_col, weights, bias, out, nonfinite
             x2 = vector_load(x_flat, start + 2 * VECTOR_LANES)
             x3 = vector_load(x_flat, start + 3 * VECTOR_LANES)
             w0, w1, w2, w3 = weights[t, k0], weights[t, k0 + 1], weights[t, k0 + 2], weights[t, k0 + 3]
-            s00 = vector_fused_multiply_add(w0, x0, s00); s01 = vector_fused_multiply_add(w0, x1, s01)
-            s02 = vector_fused_multiply_add(w0, x2, s02); s03 = vector_fused_multiply_add(w0, x3, s03)
-            s10 = vector_fused_multiply_add(w1, x0, s10); s11 = vector_fused_multiply_add(w1, x1, s11)
-            s12 = vector_fused_multiply_add(w1, x2, s12); s13 = vector_fused_multiply_add(w1, x3, s13)
-            s20 = vector_fused_multiply_add(w2, x0, s20); s21 = vector_fused_multiply_add(w2, x1, s21)
-            s22 = vector_fused_multiply_add(w2, x2, s22); s23 = vector_fused_multiply_add(w2, x3, s23)
-            s30 = vector_fused_multiply_add(w3, x0, s30); s31 = vector_fused_multiply_add(w3, x1, s31)
-            s32 = vector_fused_multiply_add(w3, x2, s32); s33 = vector_fused_multiply_add(w3, x3, s33)
+            s00 = vector_scalar_fma(w0, x0, s00); s01 = vector_scalar_fma(w0, x1, s01)
+            s02 = vector_scalar_fma(w0, x2, s02); s03 = vector_scalar_fma(w0, x3, s03)
+            s10 = vector_scalar_fma(w1, x0, s10); s11 = vector_scalar_fma(w1, x1, s11)
+            s12 = vector_scalar_fma(w1, x2, s12); s13 = vector_scalar_fma(w1, x3, s13)
+            s20 = vector_scalar_fma(w2, x0, s20); s21 = vector_scalar_fma(w2, x1, s21)
+            s22 = vector_scalar_fma(w2, x2, s22); s23 = vector_scalar_fma(w2, x3, s23)
+            s30 = vector_scalar_fma(w3, x0, s30); s31 = vector_scalar_fma(w3, x1, s31)
+            s32 = vector_scalar_fma(w3, x2, s32); s33 = vector_scalar_fma(w3, x3, s33)
         row = (n * n_kernels + k0) * width + column  # out[n, k0, column] in out_flat
         finite = _store_block_row(out_flat, row, s00, s01, s02, s03, bias[k0])
         finite &= _store_block_row(out_flat, row + width, s10, s11, s12, s13, bias[k0 + 1])
@@ -820,107 +821,91 @@ def correlate_weight_grad(x, d_out, tap_channel, tap_depth, tap_row, tap_col,
             d_weights[k, first_tap + m] = sums[m]
 
 
-@njit(**JIT_REDUCTION_OPTIONS)
+@njit(**JIT_OPTIONS)
 def correlate_weight_grad_wide(x, d_out, tap_col, d_weights):
-    """``correlate_weight_grad`` for 2-D batches in the wide-row layouts, four kernels per sweep.
-
-    Measured (batch 32, 3x3, one thread) against the general loop: 32 x 32 maps 8 -> 16 channels
-    3.2 -> 2.2 ms, 16 x 16 16 -> 32 3.2 -> 2.2 ms, 8 x 8 32 -> 32 1.8 -> 1.3 ms.
+    """``correlate_weight_grad`` for 2-D batches in the wide-row layouts: dot products along the row.
 
     In a wide row (see engine.py) every output position a tap pairs with a real output lies
     inside the row, and ``d_out`` is 0 at the thrown-away positions, so each weight's gradient is
     a plain dot product along the row: no index maps and no border columns.  Four kernels and
-    four taps share each sweep: eight loads feed sixteen multiply-adds (the general loop: five
-    loads for four), and each input row is read once per four kernels instead of once per kernel.
+    four taps share each sweep, their sixteen running sums held in vector variables (registers):
+    eight vector loads feed sixteen vector fused multiply-adds.  A channel's taps beyond a
+    multiple of four (the ninth of a 3x3 kernel) get sweeps of one tap for four kernels, so no
+    work is wasted on padding taps.  Each image's sums go to its own slice of a float64 buffer,
+    added up at the end: no two tasks write the same place.
 
     Parameters
     ----------
-    x : float32 (N, C, 1, 1, L)
-        The wide (or packed) padded input.
-    d_out : float32 (N, K, 1, 1, M), K a multiple of 4
-        The gradient in the same layout, zero at thrown-away positions (M <= L).
+    x : float32 (N, C, L)
+        The wide (or packed) padded input, readable up to ``max(tap_col) + M``.
+    d_out : float32 (N, K, M), K a multiple of 4, M a multiple of ``VECTOR_LANES``
+        The gradient in the same layout, zero at thrown-away positions.
     tap_col : int64 (T,)
         Column offset of each tap in the row, taps grouped by channel (``T // C`` each).
     d_weights : float32 (K, T)
         Written in place.
     """
-    n_batch, n_in, length = x.shape[0], x.shape[1], x.shape[4]
+    n_batch, n_in, row_length = x.shape
     n_out, n_taps = d_weights.shape
     taps_per_channel = n_taps // n_in
-    out_length = d_out.shape[4]
+    width = d_out.shape[2]
     n_groups = n_out // 4
-    zero = np.float32(0.0)
+    x_flat = x.reshape(-1)
+    d_flat = d_out.reshape(-1)
     # One task per (image, group of four kernels, channel), images outermost: the tasks a thread
-    # runs one after another share an image, whose input and gradient rows stay in L2 cache
-    # (measured on 64 x 64 maps, batch 32, 8 -> 16 channels, one thread: 9.3 ms; 10.1 ms with
-    # one task per (kernels, channel) looping over the images; 10.6 ms in the general loop).
-    # Each image's sums go to its own slice of ``partial``, added up at the end: no two tasks
-    # write the same place.
+    # runs one after another share an image, whose input and gradient rows stay in L2 cache.
     partial = np.zeros((n_batch, n_out, n_taps), dtype=np.float64)
     for task in prange(n_batch * n_groups * n_in):
         c = task % n_in
         k0 = ((task // n_in) % n_groups) * 4
         n = task // (n_in * n_groups)
-        first_tap = c * taps_per_channel
-        for first in range(first_tap, first_tap + taps_per_channel, 4):
-            count = min(4, first_tap + taps_per_channel - first)
-            # Missing taps of the last group repeat the first one; their sums are dropped.
-            c0 = tap_col[first]
-            c1 = tap_col[first + 1] if count > 1 else c0
-            c2 = tap_col[first + 2] if count > 2 else c0
-            c3 = tap_col[first + 3] if count > 3 else c0
-            # Positions whose reads all lie inside the row (every real output does).
-            span = min(out_length, length - max(max(c0, c1), max(c2, c3)))
-            a0, a1, a2, a3 = np.uint64(c0), np.uint64(c1), np.uint64(c2), np.uint64(c3)
-            s00, s01, s02, s03 = zero, zero, zero, zero
-            s10, s11, s12, s13 = zero, zero, zero, zero
-            s20, s21, s22, s23 = zero, zero, zero, zero
-            s30, s31, s32, s33 = zero, zero, zero, zero
-            for u in range(np.uint64(max(span, 0))):
-                x0 = x[n, c, 0, 0, a0 + u]
-                x1 = x[n, c, 0, 0, a1 + u]
-                x2 = x[n, c, 0, 0, a2 + u]
-                x3 = x[n, c, 0, 0, a3 + u]
-                g = d_out[n, k0, 0, 0, u]
-                s00 += g * x0
-                s01 += g * x1
-                s02 += g * x2
-                s03 += g * x3
-                g = d_out[n, k0 + 1, 0, 0, u]
-                s10 += g * x0
-                s11 += g * x1
-                s12 += g * x2
-                s13 += g * x3
-                g = d_out[n, k0 + 2, 0, 0, u]
-                s20 += g * x0
-                s21 += g * x1
-                s22 += g * x2
-                s23 += g * x3
-                g = d_out[n, k0 + 3, 0, 0, u]
-                s30 += g * x0
-                s31 += g * x1
-                s32 += g * x2
-                s33 += g * x3
-            sums = partial[n]
-            sums[k0, first] = s00
-            sums[k0 + 1, first] = s10
-            sums[k0 + 2, first] = s20
-            sums[k0 + 3, first] = s30
-            if count > 1:
-                sums[k0, first + 1] = s01
-                sums[k0 + 1, first + 1] = s11
-                sums[k0 + 2, first + 1] = s21
-                sums[k0 + 3, first + 1] = s31
-            if count > 2:
-                sums[k0, first + 2] = s02
-                sums[k0 + 1, first + 2] = s12
-                sums[k0 + 2, first + 2] = s22
-                sums[k0 + 3, first + 2] = s32
-            if count > 3:
-                sums[k0, first + 3] = s03
-                sums[k0 + 1, first + 3] = s13
-                sums[k0 + 2, first + 3] = s23
-                sums[k0 + 3, first + 3] = s33
+        x_row = (n * n_in + c) * row_length
+        d_row = (n * n_out + k0) * width  # d_out[n, k0]; the next kernels follow every ``width``
+        sums = partial[n]
+        first = c * taps_per_channel
+        last = first + taps_per_channel
+        while first + 4 <= last:
+            a0, a1, a2, a3 = x_row + tap_col[first], x_row + tap_col[first + 1], x_row + tap_col[first + 2], x_row + tap_col[first + 3]
+            s00, s01, s02, s03 = vector_zeros(), vector_zeros(), vector_zeros(), vector_zeros()
+            s10, s11, s12, s13 = vector_zeros(), vector_zeros(), vector_zeros(), vector_zeros()
+            s20, s21, s22, s23 = vector_zeros(), vector_zeros(), vector_zeros(), vector_zeros()
+            s30, s31, s32, s33 = vector_zeros(), vector_zeros(), vector_zeros(), vector_zeros()
+            for u in range(0, width, VECTOR_LANES):
+                x0, x1 = vector_load(x_flat, a0 + u), vector_load(x_flat, a1 + u)
+                x2, x3 = vector_load(x_flat, a2 + u), vector_load(x_flat, a3 + u)
+                g = vector_load(d_flat, d_row + u)
+                s00, s01 = vector_fma(g, x0, s00), vector_fma(g, x1, s01)
+                s02, s03 = vector_fma(g, x2, s02), vector_fma(g, x3, s03)
+                g = vector_load(d_flat, d_row + width + u)
+                s10, s11 = vector_fma(g, x0, s10), vector_fma(g, x1, s11)
+                s12, s13 = vector_fma(g, x2, s12), vector_fma(g, x3, s13)
+                g = vector_load(d_flat, d_row + 2 * width + u)
+                s20, s21 = vector_fma(g, x0, s20), vector_fma(g, x1, s21)
+                s22, s23 = vector_fma(g, x2, s22), vector_fma(g, x3, s23)
+                g = vector_load(d_flat, d_row + 3 * width + u)
+                s30, s31 = vector_fma(g, x0, s30), vector_fma(g, x1, s31)
+                s32, s33 = vector_fma(g, x2, s32), vector_fma(g, x3, s33)
+            sums[k0, first], sums[k0, first + 1] = vector_sum(s00), vector_sum(s01)
+            sums[k0, first + 2], sums[k0, first + 3] = vector_sum(s02), vector_sum(s03)
+            sums[k0 + 1, first], sums[k0 + 1, first + 1] = vector_sum(s10), vector_sum(s11)
+            sums[k0 + 1, first + 2], sums[k0 + 1, first + 3] = vector_sum(s12), vector_sum(s13)
+            sums[k0 + 2, first], sums[k0 + 2, first + 1] = vector_sum(s20), vector_sum(s21)
+            sums[k0 + 2, first + 2], sums[k0 + 2, first + 3] = vector_sum(s22), vector_sum(s23)
+            sums[k0 + 3, first], sums[k0 + 3, first + 1] = vector_sum(s30), vector_sum(s31)
+            sums[k0 + 3, first + 2], sums[k0 + 3, first + 3] = vector_sum(s32), vector_sum(s33)
+            first += 4
+        while first < last:  # the remaining taps, one per sweep
+            a0 = x_row + tap_col[first]
+            s00, s10, s20, s30 = vector_zeros(), vector_zeros(), vector_zeros(), vector_zeros()
+            for u in range(0, width, VECTOR_LANES):
+                x0 = vector_load(x_flat, a0 + u)
+                s00 = vector_fma(vector_load(d_flat, d_row + u), x0, s00)
+                s10 = vector_fma(vector_load(d_flat, d_row + width + u), x0, s10)
+                s20 = vector_fma(vector_load(d_flat, d_row + 2 * width + u), x0, s20)
+                s30 = vector_fma(vector_load(d_flat, d_row + 3 * width + u), x0, s30)
+            sums[k0, first], sums[k0 + 1, first] = vector_sum(s00), vector_sum(s10)
+            sums[k0 + 2, first], sums[k0 + 3, first] = vector_sum(s20), vector_sum(s30)
+            first += 1
     for k in prange(n_out):
         for t in range(n_taps):
             total = 0.0

@@ -137,14 +137,24 @@ def vector_store(flat, start, vector):
     flat[start:start + VECTOR_LANES] = vector
 
 
-def vector_fused_multiply_add(scalar, vector, accumulator):
+def vector_scalar_fma(scalar, vector, accumulator):
     """``scalar * vector + accumulator`` lane by lane, each lane rounded once (``fused_multiply_add``)."""
     return fused_multiply_add(np.float32(scalar), vector, accumulator)
+
+
+def vector_fma(first, second, accumulator):
+    """``first * second + accumulator`` lane by lane, each lane rounded once."""
+    return fused_multiply_add(first, second, accumulator)
 
 
 def vector_add_scalar(vector, scalar):
     """``vector + scalar`` lane by lane, in float32."""
     return (vector + np.float32(scalar)).astype(np.float32)
+
+
+def vector_sum(vector):
+    """The sum of the lanes in float32 (compiled: a tree of pairwise additions, in no fixed order)."""
+    return np.float32(np.sum(vector, dtype=np.float32))
 
 
 def vector_all_finite(vector):
@@ -177,15 +187,27 @@ def _vector_store(typingctx, flat, start, vector):
     return types.none(flat, start, vector), codegen
 
 
+def _call_vector_fma(builder, first, second, accumulator):
+    name = f"llvm.fma.v{VECTOR_LANES}f32"
+    module = builder.module
+    function = module.globals.get(name) or ir.Function(module, ir.FunctionType(_VECTOR, [_VECTOR] * 3), name)
+    return builder.call(function, [first, second, accumulator])
+
+
 @intrinsic
-def _vector_fma(typingctx, scalar, vector, accumulator):
+def _vector_scalar_fma(typingctx, scalar, vector, accumulator):
     def codegen(context, builder, signature, args):
-        name = f"llvm.fma.v{VECTOR_LANES}f32"
-        module = builder.module
-        function = module.globals.get(name) or ir.Function(module, ir.FunctionType(_VECTOR, [_VECTOR] * 3), name)
-        return builder.call(function, [_splat(builder, args[0]), args[1], args[2]])
+        return _call_vector_fma(builder, _splat(builder, args[0]), args[1], args[2])
 
     return float32_vector(types.float32, vector, accumulator), codegen
+
+
+@intrinsic
+def _vector_fma(typingctx, first, second, accumulator):
+    def codegen(context, builder, signature, args):
+        return _call_vector_fma(builder, *args)
+
+    return float32_vector(first, second, accumulator), codegen
 
 
 @intrinsic
@@ -194,6 +216,21 @@ def _vector_add_scalar(typingctx, vector, scalar):
         return builder.fadd(args[0], _splat(builder, args[1]))
 
     return float32_vector(vector, types.float32), codegen
+
+
+@intrinsic
+def _vector_sum(typingctx, vector):
+    def codegen(context, builder, signature, args):
+        total, width = args[0], VECTOR_LANES
+        while width > 1:  # add the upper half onto the lower half
+            half = width // 2
+            low = builder.shuffle_vector(total, total, ir.Constant(ir.VectorType(ir.IntType(32), half), list(range(half))))
+            high = builder.shuffle_vector(total, total, ir.Constant(ir.VectorType(ir.IntType(32), half),
+                                                                    list(range(half, width))))
+            total, width = builder.fadd(low, high), half
+        return builder.extract_element(total, ir.Constant(ir.IntType(32), 0))
+
+    return types.float32(vector), codegen
 
 
 @intrinsic
@@ -225,14 +262,24 @@ def _vector_store_compiled(flat, start, vector):
     return lambda flat, start, vector: _vector_store(flat, start, vector)
 
 
-@overload(vector_fused_multiply_add, jit_options=JIT_HELPER_OPTIONS)
-def _vector_fused_multiply_add_compiled(scalar, vector, accumulator):
-    return lambda scalar, vector, accumulator: _vector_fma(np.float32(scalar), vector, accumulator)
+@overload(vector_scalar_fma, jit_options=JIT_HELPER_OPTIONS)
+def _vector_scalar_fma_compiled(scalar, vector, accumulator):
+    return lambda scalar, vector, accumulator: _vector_scalar_fma(np.float32(scalar), vector, accumulator)
+
+
+@overload(vector_fma, jit_options=JIT_HELPER_OPTIONS)
+def _vector_fma_compiled(first, second, accumulator):
+    return lambda first, second, accumulator: _vector_fma(first, second, accumulator)
 
 
 @overload(vector_add_scalar, jit_options=JIT_HELPER_OPTIONS)
 def _vector_add_scalar_compiled(vector, scalar):
     return lambda vector, scalar: _vector_add_scalar(vector, np.float32(scalar))
+
+
+@overload(vector_sum, jit_options=JIT_HELPER_OPTIONS)
+def _vector_sum_compiled(vector):
+    return lambda vector: _vector_sum(vector)
 
 
 @overload(vector_all_finite, jit_options=JIT_HELPER_OPTIONS)

@@ -819,26 +819,29 @@ def _weight_gradient(plan: _ConvPlan, d_out5: np.ndarray) -> np.ndarray:
     """d_loss/d_w, (K, C, kd, kh, kw), through ``_jit.correlate_weight_grad``."""
     layout = _layout(plan.x, plan.w.shape[2:], plan.pads, plan.strides, plan.dilations, plan.padding_mode,
                      plan.out_spatial)
-    if layout.packed_batch:  # the gradient in the same packed rows, zero where outputs are thrown away
-        n_batch, n_kernels, _, out_rows, out_cols = d_out5.shape
-        packed = np.zeros((n_kernels, n_batch, layout.out_spatial[2] // (n_batch * layout.wide_width),
-                           layout.wide_width), dtype=np.float32)
-        packed[:, :, :out_rows, :out_cols] = d_out5[:, :, 0].transpose(1, 0, 2, 3)
-        d_out5 = packed.reshape(1, n_kernels, 1, 1, -1)
-    elif layout.wide_width:  # the gradient in the same wide rows, zero on the wrap-around columns
+    n_kernels = plan.w.shape[0]
+    if layout.wide_width and plan.x.shape[2] == 1:  # 2-D wide rows: dot products along each row
+        # The gradient in the same (wide or packed) rows: zero at the thrown-away positions, at
+        # the kernels that fill the last four, and up to a whole number of vectors.
+        n_rows = layout.x.shape[0]
+        n_batch, _, _, out_rows, out_cols = d_out5.shape
+        width = -(-layout.out_spatial[2] // _jit.VECTOR_LANES) * _jit.VECTOR_LANES
+        rows = np.zeros((n_rows, n_kernels + -n_kernels % 4, width), dtype=np.float32)
+        used = rows[:, :n_kernels, :layout.out_spatial[2]]
+        if layout.packed_batch:
+            used.reshape(n_kernels, n_batch, -1, layout.wide_width)[:, :, :out_rows, :out_cols] = (
+                d_out5[:, :, 0].transpose(1, 0, 2, 3))
+        else:
+            used.reshape(n_batch, n_kernels, out_rows, layout.wide_width)[..., :out_cols] = d_out5[:, :, 0]
+        d_weights = np.empty((rows.shape[1], plan.w[0].size), dtype=np.float32)
+        with kernel_call_guard(rows.size * plan.w[0].size):
+            _jit.correlate_weight_grad_wide(layout.x.reshape(n_rows, layout.x.shape[1], -1), rows, layout.taps[3],
+                                            d_weights)
+        return d_weights[:n_kernels].reshape(plan.w.shape)
+    if layout.wide_width:  # volumes in wide rows: the gradient too, zero on the wrap-around columns
         wide = np.zeros(d_out5.shape[:4] + (layout.wide_width,), dtype=np.float32)
         wide[..., :d_out5.shape[4]] = d_out5
         d_out5 = wide.reshape(d_out5.shape[:3] + (1, -1))
-    n_kernels = plan.w.shape[0]
-    if layout.wide_width and plan.x.shape[2] == 1:  # 2-D wide rows: four kernels per task
-        extra = -n_kernels % 4  # zero gradients for the kernels that fill the last four
-        if extra:
-            d_out5 = np.concatenate([d_out5, np.zeros(d_out5.shape[:1] + (extra,) + d_out5.shape[2:],
-                                                      dtype=np.float32)], axis=1)
-        d_weights = np.empty((n_kernels + extra, plan.w[0].size), dtype=np.float32)
-        with kernel_call_guard(d_out5.size * plan.w[0].size):
-            _jit.correlate_weight_grad_wide(layout.x, d_out5, layout.taps[3], d_weights)
-        return d_weights[:n_kernels].reshape(plan.w.shape)
     d_weights = np.empty((n_kernels, plan.w[0].size), dtype=np.float32)
     with kernel_call_guard(d_out5.size * plan.w[0].size):
         _jit.correlate_weight_grad(layout.x, d_out5, *layout.taps, *layout.maps, layout.pad_left,
