@@ -102,13 +102,16 @@ def _torch_child(path, repeats):
 
     A separate process, because two OpenMP runtimes in one process (Numba's and PyTorch's) make each
     other's threads wait; a user of either library has only one. OMP_WAIT_POLICY=PASSIVE as the engine
-    sets it (without it, PyTorch's spinning threads run 5-10x slower on a busy 2-core machine).
+    sets it (without it, PyTorch's spinning threads run 5-10x slower on a busy 2-core machine), and
+    glibc keeps freed memory for reuse, as on the engine's side.
     """
     import torch
 
+    from kernels._config import keep_freed_memory
     from model.network import Architecture, Network
 
     torch.set_num_threads(THREADS)
+    keep_freed_memory()  # the same malloc settings as the engine's side
     stored = np.load(path)
     architecture = Architecture(**{key.removeprefix("architecture."): (tuple(stored[key].tolist()) if stored[key].ndim
                                                                        else stored[key].item())
@@ -163,10 +166,12 @@ def main(argv=None):
 
     import numba
 
+    from kernels._config import keep_freed_memory
     from model.network import Network
     from model.train import ARCHITECTURE
 
     numba.set_num_threads(THREADS)
+    keep_freed_memory()  # as model.train does
     network = Network(ARCHITECTURE, seed=0)
     rng = np.random.default_rng(0)
     batch = rng.random((args.batch, 1, ARCHITECTURE.input_size, ARCHITECTURE.input_size), dtype=np.float32)

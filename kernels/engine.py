@@ -447,16 +447,19 @@ PACKED_MAX_PLANE = 400
 BORDER_MAP_MAX_KERNEL_WIDTH = 3
 
 
+@functools.lru_cache(maxsize=256)
 def _tap_table(n_in, kernel_shape, dilations, column_step_per_row=None):
     """Tap offsets of a (K, n_in, kd, kh, kw) kernel bank for ``_jit.correlate_forward``.
 
     Taps run over (c, a, i, j) in C order -- the order of ``w.reshape(K, -1)`` -- with padded
     offsets (a*dd, i*dh, j*dw); with ``column_step_per_row`` (the padded width Wp of the wide-row
-    layout) the row offset moves into the column offset: (a*dd, 0, i*dh*Wp + j*dw).
+    layout) the row offset moves into the column offset: (a*dd, 0, i*dh*Wp + j*dw).  Cached (a
+    training step asks for the same few tables again and again: 0.09 ms each to build); the
+    arrays are read-only, since every caller shares them.
 
     Returns
     -------
-    tap_channel, tap_depth, tap_row, tap_col : int64 (n_in * kd * kh * kw,)
+    tap_channel, tap_depth, tap_row, tap_col : int64 (n_in * kd * kh * kw,), read-only
     """
     kd, kh, kw = kernel_shape
     channel, a, i, j = np.meshgrid(np.arange(n_in), np.arange(kd), np.arange(kh), np.arange(kw), indexing="ij")
@@ -466,7 +469,10 @@ def _tap_table(n_in, kernel_shape, dilations, column_step_per_row=None):
     if column_step_per_row is not None:
         col_offset = col_offset + row_offset * column_step_per_row
         row_offset = np.zeros_like(row_offset)
-    return tuple(np.ascontiguousarray(a, dtype=np.int64) for a in (channel.ravel(), depth_offset, row_offset, col_offset))
+    table = tuple(np.ascontiguousarray(a, dtype=np.int64) for a in (channel.ravel(), depth_offset, row_offset, col_offset))
+    for array in table:
+        array.flags.writeable = False
+    return table
 
 
 class _Layout(NamedTuple):

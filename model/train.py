@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kernels._config import limit_blas_threads
+from kernels._config import keep_freed_memory, limit_blas_threads
 from model import data
 from model.layers import softmax_cross_entropy
 from model.network import Architecture, Classifier, Network
@@ -243,6 +243,7 @@ def train(config=None, *, sets=None, output=WEIGHTS_PATH, log=None):
     config = config or TrainingConfig()
     log = log or functools.partial(print, flush=True)
     limit_blas_threads()
+    keep_freed_memory()  # a step frees and reallocates dozens of MB-sized arrays: reuse their pages
     started = time.perf_counter()
     if sets is None:
         log("Cutting patches from the training scans and drawing synthetic anatomy ...")

@@ -736,3 +736,18 @@ def test_batched_conv2d_of_classifier_sizes_is_the_fused_sum_in_tap_order():
     for n, c, k, size in ((8, 8, 16, 64), (32, 32, 32, 8), (4, 1, 8, 64)):
         x, w, b = random(n, c, size, size, seed=14), random(k, c, 3, 3, seed=15), random(k, seed=16)
         np.testing.assert_array_equal(kernels.conv2d(x, w, b, padding=1), _fused_reference(x, w, b, 1))
+
+
+def test_keep_freed_memory_sets_glibc_malloc_options():
+    import platform
+
+    from kernels._config import keep_freed_memory
+
+    if platform.libc_ver()[0] != "glibc":
+        pytest.skip("mallopt is glibc's")
+    assert keep_freed_memory() is True
+    # Allocating and freeing after it still works and gives correct arrays.
+    for _ in range(3):
+        big = np.ones((1024, 1024), dtype=np.float32)
+        assert float(big.sum()) == 1024 * 1024
+        del big
