@@ -42,8 +42,8 @@ from typing import NamedTuple
 import numba
 import numpy as np
 
-from kernels import _jit
-from kernels._config import PARALLEL, PARALLEL_MIN_WORK, kernel_call_guard
+from kernels import _config, _jit
+from kernels._config import PARALLEL, kernel_call_guard
 
 __all__ = [
     "FFT_MIN_KERNEL_AREA",
@@ -643,7 +643,7 @@ def _correlate_image(plan: _ConvPlan):
     arguments = (x, w, float(plan.bias[0]), row_map, col_map, left, plan.strides[1], plan.strides[2],
                  plan.dilations[1], plan.dilations[2])
     out_rows = out.shape[0]
-    n_blocks = min(numba.get_num_threads(), out_rows) if PARALLEL and out.size * w.size >= PARALLEL_MIN_WORK else 1
+    n_blocks = min(numba.get_num_threads(), out_rows) if PARALLEL and out.size * w.size >= _config.PARALLEL_MIN_WORK else 1
     bounds = [out_rows * block // n_blocks for block in range(n_blocks + 1)]
     others = [_row_block_pool().submit(_jit.correlate_image_rows, *arguments, bounds[block], bounds[block + 1], out)
               for block in range(1, n_blocks)]
@@ -1222,7 +1222,7 @@ def _elementwise(x, d_out, operation, slope=0.0):
         raise ValueError(f"slope must be a finite number, got {slope}")
     out = np.empty_like(x)
     cost = 1 if operation in (_jit.RELU, _jit.RELU_BACKWARD, _jit.LEAKY_RELU, _jit.LEAKY_RELU_BACKWARD) else 8
-    if x.size * cost < PARALLEL_MIN_WORK:  # the serial loop itself: no parallel launch to pay for
+    if x.size * cost < _config.PARALLEL_MIN_WORK:  # the serial loop itself: no parallel launch to pay for
         nonfinite = bool(_jit.elementwise_range(x.reshape(-1), d_flat, operation, slope, out.reshape(-1)))
     else:
         nonfinite_blocks = np.empty(-(-x.size // _jit.ELEMENTWISE_BLOCK), dtype=np.uint8)

@@ -184,7 +184,7 @@ def test_parallel_launchers_give_the_serial_loops_results(monkeypatch):
               kernels.conv2d(x, w, stride=(2, 3), dilation=2, padding=3),
               kernels.relu(activation_input), kernels.sigmoid_backward(activation_input, gradient),
               kernels.leaky_relu(activation_input, 0.1), kernels.tanh(activation_input)]
-    monkeypatch.setattr(engine, "PARALLEL_MIN_WORK", 0)
+    monkeypatch.setattr(engine._config, "PARALLEL_MIN_WORK", 0)
     parallel = [kernels.conv2d(x, w, 0.5, padding="same", padding_mode="reflect"),
                 kernels.conv2d(x, w, stride=(2, 3), dilation=2, padding=3),
                 kernels.relu(activation_input), kernels.sigmoid_backward(activation_input, gradient),
@@ -751,3 +751,24 @@ def test_keep_freed_memory_sets_glibc_malloc_options():
         big = np.ones((1024, 1024), dtype=np.float32)
         assert float(big.sum()) == 1024 * 1024
         del big
+
+
+def test_machine_to_ourselves_spreads_small_calls_without_changing_a_bit():
+    from kernels import _config
+
+    x, w = random(6, 8, 40, 40, seed=21), random(16, 8, 3, 3, seed=22)
+
+    def step():
+        out = kernels.conv2d(x, w, padding=1)
+        pooled, indices = kernels.max_pool2d(kernels.relu(out), 2, return_indices=True)
+        d_relu = kernels.max_pool2d_backward(pooled, indices, out.shape)
+        return [out, pooled, *kernels.conv2d_backward(x, w, kernels.relu_backward(out, d_relu), padding=1)]
+
+    default_threshold = _config.PARALLEL_MIN_WORK
+    serial = step()
+    with _config.machine_to_ourselves(min_work=1):
+        assert _config.PARALLEL_MIN_WORK == 1
+        spread = step()
+    assert _config.PARALLEL_MIN_WORK == default_threshold
+    for expected, result in zip(serial, spread):
+        np.testing.assert_array_equal(result, expected)
