@@ -62,7 +62,7 @@ def test_shipped_weights_reproduce_the_recorded_evaluation(recorded_and_measured
 def test_held_out_figures_are_well_above_chance(recorded_and_measured):
     _, measured, _, _ = recorded_and_measured
     # The held-out modality (MR) was never seen in training: ROC AUC 0.5 would be guessing.
-    # Shipped: 0.865 held out, 0.893 in distribution (the in-distribution set also holds crops of the
+    # Shipped: 0.859 held out, 0.895 in distribution (the in-distribution set also holds crops of the
     # vendored CT, radiograph, angiogram and ultrasound, harder than the pydicom scans alone).
     # Retraining after a last-bit change in the engine moved these by about 0.01.
     assert measured["held_out"].roc_auc > 0.85
@@ -82,4 +82,4 @@ def test_cam_peaks_inside_inserted_lesions_far_more_often_than_chance(recorded_a
     # Training also asked the map where each synthetic lesion was (model.train.localisation_loss): its
     # peak lands inside the lesion for most positives, also on the modality training never saw.
     assert measured["held_out"].cam_hit_rate > 0.5
-    assert measured["in_distribution"].cam_hit_rate > 0.65  # shipped: 0.686 held out, 0.720 in distribution
+    assert measured["in_distribution"].cam_hit_rate > 0.65  # shipped: 0.682 held out, 0.708 in distribution
