@@ -5,10 +5,11 @@ pass C-contiguous, writeable float32 arrays (int64 for index maps and argmax ind
 function is compiled exactly once and loaded from the on-disk cache afterwards.
 
 The loops are written for 3-D volumes; a 2-D image is a volume of depth 1 (and a single image is
-a batch of one with one channel), so six functions serve every public operation, plus two loop
+a batch of one with one channel), so six functions serve every public operation, plus three loop
 orders made for common cases: the lessons' single (H, W) image with one (kh, kw) kernel (serial:
 engine.py runs blocks of rows of a big image on several threads, which saves compiling a parallel
-launcher), and the weight gradient of a 2-D batch in the wide-row layout (the classifier's):
+launcher), and the forward pass and weight gradient of a 2-D batch in the wide-row layout (the
+classifier's, register-blocked with the explicit vectors of kernels/_simd.py):
 
 =========================== ==================================================================
 correlate_image_rows        conv2d of one (H, W) image with one (kh, kw) kernel (same sums as
