@@ -25,6 +25,9 @@ correlate_input_grad        d_loss/d_x of a strided convolution, avg pooling bac
 max_pool_forward            max pooling with argmax indices
 scatter_add                 max pooling backward (sends each gradient to its argmax)
 elementwise                 relu / leaky_relu / sigmoid / tanh, forward and backward
+copy_planes_into_rows,      the wide-row layout's copies in and out (zero padding), in parallel
+copy_rows_into_planes
+any_nonfinite               the inf / NaN check of big arrays, in parallel
 =========================== ==================================================================
 
 Padding: each spatial axis gets an *index map*: ``index_map[p]`` is the source index in the
@@ -1050,6 +1053,70 @@ def max_pool_forward(x, size_d, size_h, size_w, stride_d, stride_h, stride_w,
                         out[up, uz, ur, q] = value if better else out[up, uz, ur, q]
                         indices[up, uz, ur, q] = (first_index + np.int64(t) * stride_w if better
                                                   else indices[up, uz, ur, q])
+
+
+@njit(**JIT_OPTIONS)
+def copy_planes_into_rows(source, target, plane_starts, zero_lengths, top, left, row_stride):
+    """Write (H, W) planes into a flat buffer of wide rows, with zeros around them, one plane per task.
+
+    Plane p's region ``target[plane_starts[p]:plane_starts[p] + zero_lengths[p]]`` is zeroed, then
+    its pixel (r, c) goes to ``plane_starts[p] + (top + r) * row_stride + left + c``: zero padding,
+    the wrap-around columns and the slack after the data stay 0.  (NumPy took three single-threaded
+    passes for the same: zeros, a padded copy, a reshape.)
+
+    Parameters
+    ----------
+    source : float32 (P, H, W)
+    target : float32 (T,)
+    plane_starts, zero_lengths : int64 (P,)
+    top, left, row_stride : int
+    """
+    n_planes, rows, cols = source.shape
+    zero = np.float32(0.0)
+    u_cols = np.uint64(cols)
+    for p in prange(n_planes):
+        start = np.uint64(plane_starts[p])
+        for e in range(np.uint64(zero_lengths[p])):
+            target[start + e] = zero
+        for r in range(rows):
+            row = start + np.uint64((top + r) * row_stride + left)
+            for c in range(u_cols):
+                target[row + c] = source[p, r, c]
+
+
+@njit(**JIT_OPTIONS)
+def copy_rows_into_planes(source, target, plane_starts, top, left, row_stride):
+    """The reverse of ``copy_planes_into_rows``: ``target[p, r, c] = source[plane_starts[p] + (top + r) * row_stride + left + c]``.
+
+    Parameters
+    ----------
+    source : float32 (S,)
+    target : float32 (P, H, W), written in place
+    plane_starts : int64 (P,)
+    top, left, row_stride : int
+    """
+    n_planes, rows, cols = target.shape
+    u_cols = np.uint64(cols)
+    for p in prange(n_planes):
+        start = np.uint64(plane_starts[p])
+        for r in range(rows):
+            row = start + np.uint64((top + r) * row_stride + left)
+            for c in range(u_cols):
+                target[p, r, c] = source[row + c]
+
+
+@njit(**JIT_OPTIONS)
+def any_nonfinite(flat):
+    """True if the 1-D float32 array holds an inf or NaN: an integer min-reduction, blocks in parallel."""
+    bits = flat.view(np.int32)
+    n_blocks = (bits.shape[0] + ELEMENTWISE_BLOCK - 1) // ELEMENTWISE_BLOCK
+    found = np.zeros(n_blocks, dtype=np.uint8)
+    for block in prange(n_blocks):
+        smallest = np.int32(_FLOAT32_EXPONENT_MASK)
+        for m in range(np.uint64(block * ELEMENTWISE_BLOCK), np.uint64(min((block + 1) * ELEMENTWISE_BLOCK, bits.shape[0]))):
+            smallest = min(smallest, _exponent_gap(bits[m]))
+        found[block] = 1 if smallest == 0 else 0
+    return found.any()
 
 
 @njit(**JIT_OPTIONS)

@@ -125,6 +125,12 @@ def _check_finite(array: np.ndarray, name: str) -> None:
     if array.size <= _SMALL_ARRAY_SIZE:  # kernels, biases: np.errstate alone costs more
         if np.isfinite(array).all():
             return
+    elif array.dtype == np.float32 and array.flags.c_contiguous:
+        # An integer min-reduction over the bits (parallel for big arrays): 3-4x faster than
+        # isfinite().all(), which also allocates a boolean array.
+        with kernel_call_guard(array.size):
+            if not _jit.any_nonfinite(array.reshape(-1)):
+                return
     else:
         # One float32 sum is much cheaper than isfinite().all() and is finite only if every
         # element is; a finite array whose sum overflows takes the slow path and passes.
@@ -488,7 +494,8 @@ class _Layout(NamedTuple):
     packed_batch: int  # N when the batch is packed into one row per channel, 0 otherwise
 
 
-def _layout(x5, kernel_shape, pads, strides, dilations, padding_mode, out_spatial) -> _Layout:
+def _layout(x5, kernel_shape, pads, strides, dilations, padding_mode, out_spatial, work) -> _Layout:
+    """Where the loops of a convolution read and write; ``work`` (its multiply-adds) decides threads."""
     depth_map = _index_map(x5.shape[2], *pads[0], padding_mode)
     if strides[1] == 1 and strides[2] == 1 and out_spatial[2] < WIDE_ROW_MAX_WIDTH:
         (top, bottom), (left, right) = pads[1], pads[2]
@@ -508,15 +515,23 @@ def _layout(x5, kernel_shape, pads, strides, dilations, padding_mode, out_spatia
         # ``correlate_wide_blocks``' last block, which computes whole blocks of columns.
         blocks_width = -(-out_width // _jit.WIDE_BLOCK_COLUMNS) * _jit.WIDE_BLOCK_COLUMNS
         row_length = max(readable, blocks_width + int(col.max()))
-        if packed_batch:
-            wide = _aligned_empty((1, n_channels, 1, 1, row_length), zeros=True)
-            planes = wide[0, :, 0, 0, :readable].reshape(n_channels, n_batch, padded_h, padded_w)
-            source = x5[:, :, 0].transpose(1, 0, 2, 3)
+        shape = (1, n_channels, 1, 1, row_length) if packed_batch else (n_batch, n_channels, depth, 1, row_length)
+        wide = _aligned_empty(shape)
+        if padding_mode == "zeros":
+            starts, lengths = _plane_starts(n_batch, n_channels * depth, plane, row_length, packed_batch)
+            with kernel_call_guard(work):
+                _jit.copy_planes_into_rows(x5.reshape(-1, x5.shape[3], x5.shape[4]), wide.reshape(-1), starts, lengths,
+                                           top, left, padded_w)
         else:
-            wide = _aligned_empty((n_batch, n_channels, depth, 1, row_length), zeros=True)
-            planes = wide[..., 0, :readable].reshape(n_batch, n_channels, depth, padded_h, padded_w)
-            source = x5
-        _pad_into(planes, source, (top, bottom), (left, right), padding_mode)
+            wide.fill(0.0)
+            if packed_batch:
+                planes = wide[0, :, 0, 0, :readable].reshape(n_channels, n_batch, padded_h, padded_w)
+                source = x5[:, :, 0].transpose(1, 0, 2, 3)
+            else:
+                planes = wide[..., 0, :readable].reshape(n_batch, n_channels, depth, padded_h, padded_w)
+                source = x5
+            planes[...] = np.pad(source, ((0, 0),) * (source.ndim - 2) + ((top, bottom), (left, right)),
+                                 mode=_NUMPY_PAD_MODES[padding_mode])
         # Reads past the end of the data (only by thrown-away positions) map to zero.
         col_map = np.full(out_width + int(col.max()) + 1, -1, dtype=np.int64)
         col_map[:readable] = np.arange(readable)
@@ -550,14 +565,24 @@ def _aligned_empty(shape, *, zeros=False) -> np.ndarray:
     return raw[start:start + count].reshape(shape)
 
 
-def _pad_into(planes: np.ndarray, source: np.ndarray, rows, cols, padding_mode: str) -> None:
-    """Write ``source`` (..., H, W) with its padding into ``planes`` (..., H + rows, W + cols)."""
-    (top, bottom), (left, right) = rows, cols
-    if padding_mode == "zeros":  # planes start as zeros: only the image itself to copy
-        planes[..., top:top + source.shape[-2], left:left + source.shape[-1]] = source
-    else:
-        widths = ((0, 0),) * (source.ndim - 2) + ((top, bottom), (left, right))
-        planes[...] = np.pad(source, widths, mode=_NUMPY_PAD_MODES[padding_mode])
+def _plane_starts(n_batch: int, planes_per_image: int, plane: int, row_length: int, packed_batch: int):
+    """Where each (image, channel) plane starts in the flat wide rows, and how much from there to zero.
+
+    Planes in (image, channel) order.  Unpacked, each plane has a row of ``row_length`` of its own;
+    packed, a channel's row holds the planes of all images one after another, the last one followed
+    by the row's slack.
+
+    Returns
+    -------
+    starts, zero_lengths : int64 (n_batch * planes_per_image,)
+    """
+    image, channel = np.meshgrid(np.arange(n_batch), np.arange(planes_per_image), indexing="ij")
+    if not packed_batch:
+        starts = (image * planes_per_image + channel) * row_length
+        return starts.ravel(), np.full(starts.size, row_length, dtype=np.int64)
+    starts = channel * row_length + image * plane
+    lengths = np.where(image == n_batch - 1, row_length - (n_batch - 1) * plane, plane)
+    return starts.ravel().astype(np.int64), lengths.ravel().astype(np.int64)
 
 
 def _unpack(out: np.ndarray, layout: _Layout) -> np.ndarray:
@@ -572,26 +597,40 @@ def _unpack(out: np.ndarray, layout: _Layout) -> np.ndarray:
     return np.ascontiguousarray(planes[..., :out_cols])
 
 
-def _correlate_wide_blocks(layout: _Layout, weights: np.ndarray, bias: np.ndarray):
-    """2-D wide-row layout, K a multiple of 4, through ``_jit.correlate_wide_blocks``.
+def _correlate_wide_blocks(layout: _Layout, weights: np.ndarray, bias: np.ndarray, n_kernels: int):
+    """2-D wide-row layout through ``_jit.correlate_wide_blocks`` (weights padded to a multiple of 4 kernels).
 
-    Returns the loops' output (N, K, 1, 1, W) (W = ``layout.out_spatial[2]``) and a non-finite flag.
+    Returns the first ``n_kernels`` output channels as (N, K, 1, OH, OW) and a non-finite flag.
     """
     n_rows, n_channels = layout.x.shape[:2]
-    n_kernels = weights.shape[0]
     width = layout.out_spatial[2]
     blocks_width = -(-width // _jit.WIDE_BLOCK_COLUMNS) * _jit.WIDE_BLOCK_COLUMNS
-    out = _aligned_empty((n_rows, n_kernels, blocks_width))
-    nonfinite_tasks = np.empty(n_rows * (n_kernels // 4) * (blocks_width // _jit.WIDE_BLOCK_COLUMNS), dtype=np.uint8)
-    with kernel_call_guard(out.size * weights.shape[1]):
+    out = _aligned_empty((n_rows, weights.shape[0], blocks_width))
+    nonfinite_tasks = np.empty(n_rows * (weights.shape[0] // 4) * (blocks_width // _jit.WIDE_BLOCK_COLUMNS),
+                               dtype=np.uint8)
+    work = out.size * weights.shape[1]
+    with kernel_call_guard(work):
         _jit.correlate_wide_blocks(layout.x.reshape(n_rows, n_channels, -1), layout.taps[0], layout.taps[3],
                                    np.ascontiguousarray(weights.T), bias, out, nonfinite_tasks)
-    return out[:, :, None, None, :width], bool(nonfinite_tasks.any())
+    # Out of the wide rows (the padding kernels' rows and the wrap-around columns are left behind).
+    n_batch = layout.packed_batch or n_rows
+    out_rows, out_cols = layout.final_spatial[1:]
+    image, kernel = np.meshgrid(np.arange(n_batch), np.arange(n_kernels), indexing="ij")
+    if layout.packed_batch:  # a kernel's row holds every image's plane, one after another
+        starts = kernel * blocks_width + image * (width // n_batch)
+    else:
+        starts = (image * weights.shape[0] + kernel) * blocks_width
+    result = np.empty((n_batch, n_kernels, 1, out_rows, out_cols), dtype=np.float32)
+    with kernel_call_guard(work):
+        _jit.copy_rows_into_planes(out.reshape(-1), result.reshape(-1, out_rows, out_cols),
+                                   starts.ravel().astype(np.int64), 0, 0, layout.wide_width)
+    return result, bool(nonfinite_tasks.any())
 
 
 def _run_forward(x5, w5, bias, pads, strides, dilations, padding_mode, out_spatial):
     """Direct correlation through ``_jit.correlate_forward``: (N, K, OD, OH, OW) and a non-finite flag."""
-    layout = _layout(x5, w5.shape[2:], pads, strides, dilations, padding_mode, out_spatial)
+    work = x5.shape[0] * w5.size * int(np.prod(out_spatial))  # multiply-adds
+    layout = _layout(x5, w5.shape[2:], pads, strides, dilations, padding_mode, out_spatial, work)
     weights = np.ascontiguousarray(w5.reshape(w5.shape[0], -1), dtype=np.float32)
     n_kernels = w5.shape[0]
     # Four kernels per sweep when there are at least four (padded with zero kernels to a multiple
@@ -602,8 +641,7 @@ def _run_forward(x5, w5, bias, pads, strides, dilations, padding_mode, out_spati
         weights = np.concatenate([weights, np.zeros((extra, weights.shape[1]), dtype=np.float32)])
         bias = np.concatenate([bias, np.zeros(extra, dtype=np.float32)])
     if layout.wide_width and kernels_per_task == 4 and layout.x.shape[2] == 1:
-        out, nonfinite = _correlate_wide_blocks(layout, weights, bias)
-        return _ready(_unpack(out[:, :n_kernels], layout)), nonfinite
+        return _correlate_wide_blocks(layout, weights, bias, n_kernels)
     out = np.empty((layout.x.shape[0], weights.shape[0]) + layout.out_spatial, dtype=np.float32)
     nonfinite_rows = np.empty(out.size // out.shape[-1], dtype=np.uint8)
     with kernel_call_guard(out.size * weights.shape[1]):
@@ -840,8 +878,9 @@ def conv3d(x, w, b=None, *, stride=1, padding=0, dilation=1, padding_mode="zeros
 
 def _weight_gradient(plan: _ConvPlan, d_out5: np.ndarray) -> np.ndarray:
     """d_loss/d_w, (K, C, kd, kh, kw), through ``_jit.correlate_weight_grad``."""
+    work = d_out5.size * plan.w[0].size  # multiply-adds
     layout = _layout(plan.x, plan.w.shape[2:], plan.pads, plan.strides, plan.dilations, plan.padding_mode,
-                     plan.out_spatial)
+                     plan.out_spatial, work)
     n_kernels = plan.w.shape[0]
     if layout.wide_width and plan.x.shape[2] == 1:  # 2-D wide rows: dot products along each row
         # The gradient in the same (wide or packed) rows: zero at the thrown-away positions, at
@@ -849,13 +888,17 @@ def _weight_gradient(plan: _ConvPlan, d_out5: np.ndarray) -> np.ndarray:
         n_rows = layout.x.shape[0]
         n_batch, _, _, out_rows, out_cols = d_out5.shape
         width = -(-layout.out_spatial[2] // _jit.VECTOR_LANES) * _jit.VECTOR_LANES
-        rows = _aligned_empty((n_rows, n_kernels + -n_kernels % 4, width), zeros=True)
-        used = rows[:, :n_kernels, :layout.out_spatial[2]]
-        if layout.packed_batch:
-            used.reshape(n_kernels, n_batch, -1, layout.wide_width)[:, :, :out_rows, :out_cols] = (
-                d_out5[:, :, 0].transpose(1, 0, 2, 3))
-        else:
-            used.reshape(n_batch, n_kernels, out_rows, layout.wide_width)[..., :out_cols] = d_out5[:, :, 0]
+        rows = _aligned_empty((n_rows, n_kernels + -n_kernels % 4, width))
+        rows[:, n_kernels:] = 0.0
+        if layout.packed_batch:  # kernel k's row holds every image's plane, one after another
+            starts, lengths = _plane_starts(n_batch, n_kernels, layout.out_spatial[2] // n_batch, width, n_batch)
+        else:  # a row per (image, kernel), the padding kernels' rows included
+            image, kernel = np.divmod(np.arange(n_batch * n_kernels), n_kernels)
+            starts = (image * rows.shape[1] + kernel) * width
+            lengths = np.full(starts.size, width, dtype=np.int64)
+        with kernel_call_guard(work):
+            _jit.copy_planes_into_rows(d_out5.reshape(-1, out_rows, out_cols), rows.reshape(-1), starts, lengths, 0, 0,
+                                       layout.wide_width)
         d_weights = np.empty((rows.shape[1], plan.w[0].size), dtype=np.float32)
         with kernel_call_guard(rows.size * plan.w[0].size):
             _jit.correlate_weight_grad_wide(layout.x.reshape(n_rows, layout.x.shape[1], -1), rows, layout.taps[3],
@@ -884,6 +927,14 @@ def _input_gradient(plan: _ConvPlan, d_out5: np.ndarray) -> np.ndarray:
     if all(s == 1 for s in plan.strides):
         flipped = np.ascontiguousarray(plan.w.transpose(1, 0, 2, 3, 4)[:, :, ::-1, ::-1, ::-1])
         extents = [d * (k - 1) for k, d in zip(plan.w.shape[2:], plan.dilations)]
+        if plan.padding_mode == "zeros" and all(e >= max(pad) for e, pad in zip(extents, plan.pads)):
+            # Zero padding passes no gradient on: correlate straight onto the unpadded input, with
+            # d_out padded by the extent minus the forward padding (the same sums as the interior
+            # of the padded gradient below, without computing or copying the rest).
+            pads = tuple((e - b, e - a) for e, (b, a) in zip(extents, plan.pads))
+            d_x, _ = _run_forward(d_out5, flipped, np.zeros(flipped.shape[0], dtype=np.float32), pads, (1, 1, 1),
+                                  plan.dilations, "zeros", plan.x.shape[2:])
+            return d_x
         padded_spatial = tuple(n + b + a for n, (b, a) in zip(plan.x.shape[2:], plan.pads))
         grad_padded, _ = _run_forward(d_out5, flipped, np.zeros(flipped.shape[0], dtype=np.float32),
                                       tuple((e, e) for e in extents), (1, 1, 1), plan.dilations, "zeros",
