@@ -5,19 +5,23 @@ pass C-contiguous, writeable float32 arrays (int64 for index maps and argmax ind
 function is compiled exactly once and loaded from the on-disk cache afterwards.
 
 The loops are written for 3-D volumes; a 2-D image is a volume of depth 1 (and a single image is
-a batch of one with one channel), so six functions serve every public operation, plus three loop
+a batch of one with one channel), so six functions serve every public operation, plus four loop
 orders made for common cases: the lessons' single (H, W) image with one (kh, kw) kernel (serial:
 engine.py runs blocks of rows of a big image on several threads, which saves compiling a parallel
-launcher), and the forward pass and weight gradient of a 2-D batch in the wide-row layout (the
-classifier's, register-blocked with the explicit vectors of kernels/_simd.py):
+launcher), and the forward pass (two: rows copied by each task, or beforehand) and weight
+gradient of a 2-D batch in the wide-row layout (the classifier's, register-blocked with the
+explicit vectors of kernels/_simd.py):
 
 =========================== ==================================================================
 correlate_image_rows        conv2d of one (H, W) image with one (kh, kw) kernel (same sums as
                             correlate_forward, bit for bit; faster loop order for one big image)
 correlate_forward           conv2d / conv3d forward, the stride-1 input gradient (a correlation
                             of d_out with the flipped kernels), avg pooling (a ones kernel)
-correlate_wide_blocks       the same sums for 2-D batches in the wide-row layout, four kernels
-                            and 64 columns at a time in registers (the classifier's layers)
+correlate_image_blocks      the same sums for zero-padded 2-D batches, four kernels and 96
+                            columns at a time in registers, each task copying the rows it
+                            reads into wide rows of its own (the classifier's big layers)
+correlate_wide_blocks       the same for 2-D batches already copied into wide rows (small maps
+                            packed a batch to a row, reflect / replicate padding)
 correlate_weight_grad       d_loss/d_w of a convolution
 correlate_weight_grad_wide  d_loss/d_w of a 2-D batch in the wide-row layout (dot products
                             along each row, four kernels per sweep)
@@ -25,8 +29,7 @@ correlate_input_grad        d_loss/d_x of a strided convolution, avg pooling bac
 max_pool_forward            max pooling with argmax indices
 scatter_add                 max pooling backward (sends each gradient to its argmax)
 elementwise                 relu / leaky_relu / sigmoid / tanh, forward and backward
-copy_planes_into_rows,      the wide-row layout's copies in and out (zero padding), in parallel
-copy_rows_into_planes
+copy_planes_into_rows       the copy into the wide-row layout (zero padding), in parallel
 any_nonfinite               the inf / NaN check of big arrays, in parallel
 =========================== ==================================================================
 
@@ -57,9 +60,8 @@ import numpy as np
 from numba import njit, prange
 
 from kernels._config import JIT_HELPER_OPTIONS, JIT_OPTIONS, JIT_REDUCTION_OPTIONS
-from kernels._simd import (float32_bits, fused_multiply_add, vector_add_scalar, vector_all_finite, vector_fma,
-                           vector_load, vector_scalar_fma, vector_store, vector_sum, vector_zeros,
-                           VECTOR_LANES)
+from kernels._simd import (float32_bits, fused_multiply_add, vector_add_scalar, vector_fma, vector_lanes_finite,
+                           vector_load, vector_scalar_fma, vector_store_lanes, vector_sum, vector_zeros, VECTOR_LANES)
 
 
 # Operation codes of ``elementwise`` (kept as plain ints so the kernel has one signature).
@@ -314,89 +316,260 @@ def correlate_forward(x, tap_channel, tap_depth, tap_row, tap_col, weights, bias
         nonfinite_rows[task] = 1 if smallest == 0 else 0
 
 
-# Output columns of one register block of ``correlate_wide_blocks``: four vectors per kernel.
-WIDE_BLOCK_COLUMNS = 4 * VECTOR_LANES
+# Output columns of one register block of the wide-row loops: six vectors per kernel (four
+# kernels x six vectors = 24 running sums, of AVX-512's 32 vector registers).  Measured on the
+# classifier's 64 x 64 layer: 4 % faster than four vectors (fewer loads per multiply-add).
+WIDE_BLOCK_VECTORS = 6
+WIDE_BLOCK_COLUMNS = WIDE_BLOCK_VECTORS * VECTOR_LANES
 
 
 @njit(inline="always", **JIT_HELPER_OPTIONS)
-def _store_block_row(flat, start, sum0, sum1, sum2, sum3, bias_value):
-    """Store four consecutive vectors of sums plus the bias at ``flat[start:]``; True if all are finite."""
-    total = vector_add_scalar(sum0, bias_value)
-    vector_store(flat, start, total)
-    finite = vector_all_finite(total)
-    total = vector_add_scalar(sum1, bias_value)
-    vector_store(flat, start + VECTOR_LANES, total)
-    finite &= vector_all_finite(total)
-    total = vector_add_scalar(sum2, bias_value)
-    vector_store(flat, start + 2 * VECTOR_LANES, total)
-    finite &= vector_all_finite(total)
-    total = vector_add_scalar(sum3, bias_value)
-    vector_store(flat, start + 3 * VECTOR_LANES, total)
-    return finite & vector_all_finite(total)
+def _wide_block_sums(x_flat, base, tap_offset, weights, k0):
+    """The running sums of one register block: four kernels from ``k0`` times six vectors of positions.
+
+    Position p of the block (0 <= p < ``WIDE_BLOCK_COLUMNS``) sums ``weights[t, k] * x_flat[base +
+    tap_offset[t] + p]`` over the taps t in table order from 0, one fused multiply-add each.
+
+    Returns 24 vectors, kernel-major.
+    """
+    s00, s01, s02, s03, s04, s05 = vector_zeros(), vector_zeros(), vector_zeros(), vector_zeros(), vector_zeros(), vector_zeros()
+    s10, s11, s12, s13, s14, s15 = vector_zeros(), vector_zeros(), vector_zeros(), vector_zeros(), vector_zeros(), vector_zeros()
+    s20, s21, s22, s23, s24, s25 = vector_zeros(), vector_zeros(), vector_zeros(), vector_zeros(), vector_zeros(), vector_zeros()
+    s30, s31, s32, s33, s34, s35 = vector_zeros(), vector_zeros(), vector_zeros(), vector_zeros(), vector_zeros(), vector_zeros()
+    for t in range(tap_offset.shape[0]):
+        start = base + tap_offset[t]
+        x0 = vector_load(x_flat, start)
+        x1 = vector_load(x_flat, start + 1 * VECTOR_LANES)
+        x2 = vector_load(x_flat, start + 2 * VECTOR_LANES)
+        x3 = vector_load(x_flat, start + 3 * VECTOR_LANES)
+        x4 = vector_load(x_flat, start + 4 * VECTOR_LANES)
+        x5 = vector_load(x_flat, start + 5 * VECTOR_LANES)
+        w0, w1, w2, w3 = weights[t, k0], weights[t, k0 + 1], weights[t, k0 + 2], weights[t, k0 + 3]
+        s00 = vector_scalar_fma(w0, x0, s00); s01 = vector_scalar_fma(w0, x1, s01); s02 = vector_scalar_fma(w0, x2, s02)
+        s03 = vector_scalar_fma(w0, x3, s03); s04 = vector_scalar_fma(w0, x4, s04); s05 = vector_scalar_fma(w0, x5, s05)
+        s10 = vector_scalar_fma(w1, x0, s10); s11 = vector_scalar_fma(w1, x1, s11); s12 = vector_scalar_fma(w1, x2, s12)
+        s13 = vector_scalar_fma(w1, x3, s13); s14 = vector_scalar_fma(w1, x4, s14); s15 = vector_scalar_fma(w1, x5, s15)
+        s20 = vector_scalar_fma(w2, x0, s20); s21 = vector_scalar_fma(w2, x1, s21); s22 = vector_scalar_fma(w2, x2, s22)
+        s23 = vector_scalar_fma(w2, x3, s23); s24 = vector_scalar_fma(w2, x4, s24); s25 = vector_scalar_fma(w2, x5, s25)
+        s30 = vector_scalar_fma(w3, x0, s30); s31 = vector_scalar_fma(w3, x1, s31); s32 = vector_scalar_fma(w3, x2, s32)
+        s33 = vector_scalar_fma(w3, x3, s33); s34 = vector_scalar_fma(w3, x4, s34); s35 = vector_scalar_fma(w3, x5, s35)
+    return (s00, s01, s02, s03, s04, s05, s10, s11, s12, s13, s14, s15, s20, s21, s22, s23, s24, s25, s30, s31, s32, s33, s34, s35)
+
+
+@njit(inline="always", **JIT_HELPER_OPTIONS)
+def _store_wide_vector(flat, image_size, out_rows, out_cols, origin, kernels_left, position, sum0, sum1, sum2, sum3,
+                       span, plane, row_step, walk, image, within, row, col):
+    """Store four kernels' sums at wide positions ``position``..``position + 15`` into ``flat``, a (N, K, OH, OW) output.
+
+    The positions run through a row of planes (``plane`` = Hp * Wp values per image, ``row_step`` =
+    Wp per row); a valid position (col < OW, row < OH, position < span) goes to ``flat[origin +
+    image * image_size + row * OW + col]`` for the first kernel and OH * OW further for each next
+    one (``kernels_left`` of the four are real), by masked stores, one per stretch of a row; the
+    wrap-around columns and the rows past OH are skipped.  (``walk``, image, within, row, col)
+    is where the previous vector left off, so that no vector divides.
+
+    Returns (all stored values finite, walk, image, within, row, col).
+    """
+    map_size = out_rows * out_cols
+    finite = True
+    stop = min(position + VECTOR_LANES, span)
+    while walk < stop:
+        if row >= out_rows:  # past the map's last row: on to the next image's plane
+            walk += plane - within
+            image += 1
+            within = 0
+            row = 0
+            col = 0
+        elif col >= out_cols:  # the wrap-around columns
+            walk += row_step - col
+            within += row_step - col
+            row += 1
+            col = 0
+        else:
+            first = walk - position
+            last = min(VECTOR_LANES, first + out_cols - col)
+            # Lane l goes to flat[start + l] (``start`` may precede the array: the masked store
+            # touches lanes first..last-1 only).
+            start = origin + image * image_size + row * out_cols + col - first
+            vector_store_lanes(flat, start, sum0, first, last)
+            finite &= vector_lanes_finite(sum0, first, last)
+            if kernels_left > 1:
+                vector_store_lanes(flat, start + map_size, sum1, first, last)
+                finite &= vector_lanes_finite(sum1, first, last)
+            if kernels_left > 2:
+                vector_store_lanes(flat, start + 2 * map_size, sum2, first, last)
+                finite &= vector_lanes_finite(sum2, first, last)
+            if kernels_left > 3:
+                vector_store_lanes(flat, start + 3 * map_size, sum3, first, last)
+                finite &= vector_lanes_finite(sum3, first, last)
+            walk += last - first
+            within += last - first
+            col += last - first
+    return finite, walk, image, within, row, col
+
+
+@njit(inline="always", **JIT_HELPER_OPTIONS)
+def _store_wide_block(flat, image_size, out_rows, out_cols, origin, kernels_left, column, sums, bias, k0, span, plane,
+                      row_step):
+    """Store a block's 24 sums (``_wide_block_sums``), bias added last, from wide position ``column``; True if all finite."""
+    b0, b1, b2, b3 = bias[k0], bias[k0 + 1], bias[k0 + 2], bias[k0 + 3]
+    # Where the block's first position lies: image (packed rows), row and column in its plane.
+    image = column // plane
+    within = column - image * plane
+    row = within // row_step
+    col = within - row * row_step
+    walk = column
+    finite = True
+
+    ok, walk, image, within, row, col = _store_wide_vector(
+        flat, image_size, out_rows, out_cols, origin, kernels_left, column + 0 * VECTOR_LANES,
+        vector_add_scalar(sums[0], b0), vector_add_scalar(sums[6], b1), vector_add_scalar(sums[12], b2),
+        vector_add_scalar(sums[18], b3), span, plane, row_step, walk, image, within, row, col)
+    finite &= ok
+    ok, walk, image, within, row, col = _store_wide_vector(
+        flat, image_size, out_rows, out_cols, origin, kernels_left, column + 1 * VECTOR_LANES,
+        vector_add_scalar(sums[1], b0), vector_add_scalar(sums[7], b1), vector_add_scalar(sums[13], b2),
+        vector_add_scalar(sums[19], b3), span, plane, row_step, walk, image, within, row, col)
+    finite &= ok
+    ok, walk, image, within, row, col = _store_wide_vector(
+        flat, image_size, out_rows, out_cols, origin, kernels_left, column + 2 * VECTOR_LANES,
+        vector_add_scalar(sums[2], b0), vector_add_scalar(sums[8], b1), vector_add_scalar(sums[14], b2),
+        vector_add_scalar(sums[20], b3), span, plane, row_step, walk, image, within, row, col)
+    finite &= ok
+    ok, walk, image, within, row, col = _store_wide_vector(
+        flat, image_size, out_rows, out_cols, origin, kernels_left, column + 3 * VECTOR_LANES,
+        vector_add_scalar(sums[3], b0), vector_add_scalar(sums[9], b1), vector_add_scalar(sums[15], b2),
+        vector_add_scalar(sums[21], b3), span, plane, row_step, walk, image, within, row, col)
+    finite &= ok
+    ok, walk, image, within, row, col = _store_wide_vector(
+        flat, image_size, out_rows, out_cols, origin, kernels_left, column + 4 * VECTOR_LANES,
+        vector_add_scalar(sums[4], b0), vector_add_scalar(sums[10], b1), vector_add_scalar(sums[16], b2),
+        vector_add_scalar(sums[22], b3), span, plane, row_step, walk, image, within, row, col)
+    finite &= ok
+    ok, walk, image, within, row, col = _store_wide_vector(
+        flat, image_size, out_rows, out_cols, origin, kernels_left, column + 5 * VECTOR_LANES,
+        vector_add_scalar(sums[5], b0), vector_add_scalar(sums[11], b1), vector_add_scalar(sums[17], b2),
+        vector_add_scalar(sums[23], b3), span, plane, row_step, walk, image, within, row, col)
+    finite &= ok
+    return finite
 
 
 @njit(**JIT_OPTIONS)
-def correlate_wide_blocks(x, tap_channel, tap_col, weights, bias, out, nonfinite_tasks):
-    """Forward correlation of a 2-D batch in the wide-row layout, sixteen running sums in registers.
+def correlate_wide_blocks(x, tap_offset, weights, bias, span, plane, row_step, out, nonfinite_tasks):
+    """Forward correlation of a 2-D batch already copied into wide rows, 24 running sums in registers.
 
-    Each task computes one block: four kernels times ``WIDE_BLOCK_COLUMNS`` output columns, held in
-    sixteen vector variables (registers) while all the taps are applied; the block is stored once,
-    bias added last.  Per tap: four vector loads of the input and four weights feed sixteen vector
-    fused multiply-adds (``correlate_forward`` loads and stores its running sums in memory every four
-    taps).  Every output element gets the same sum as in ``correlate_forward`` (taps in table order
-    from 0, one fused multiply-add each, bias last), bit for bit.
+    Each task computes one block: four kernels times ``WIDE_BLOCK_COLUMNS`` wide positions, held in
+    24 vector variables (registers) while all the taps are applied, then stored, bias added last,
+    straight into the (N, K, OH, OW) output (the wrap-around columns left out).  Per tap: six
+    vector loads of the input and four weights feed 24 vector fused multiply-adds
+    (``correlate_forward`` loads and stores its running sums in memory every four taps).  Every
+    output element gets the same sum as in ``correlate_forward`` (taps in table order from 0, one
+    fused multiply-add each, bias last), bit for bit.
 
     Parameters
     ----------
-    x : float32 (N, C, L)
-        Wide rows (each a padded image plane, or a channel's packed planes), readable up to
-        ``max(tap_col) + W``: the engine pads them with zeros.
-    tap_channel, tap_col : int64 (T,)
-        Channel and column offset of each tap (see ``correlate_forward``'s wide layout).
-    weights : float32 (T, K)
-        Tap-major, so that a tap's weights for four kernels are adjacent; K a multiple of 4.
-    bias : float32 (K,)
-    out : float32 (N, K, W)
-        W a multiple of ``WIDE_BLOCK_COLUMNS``; written in place.
-    nonfinite_tasks : uint8 (N * K // 4 * W // WIDE_BLOCK_COLUMNS,)
-        Set to 1 for each block holding an inf or NaN.
+    x : float32 (B, C, L)
+        Wide rows: each a padded (Hp, Wp) image plane (B = N), or a channel's packed planes of all
+        the images one after another (B = 1); readable up to ``max(tap_offset) + span`` rounded
+        up to whole blocks (the engine pads them with zeros).
+    tap_offset : int64 (T,)
+        Where each tap reads in an image's rows: channel * L + column offset (see ``_tap_table``).
+    weights : float32 (T, K4)
+        Tap-major, so that a tap's weights for four kernels are adjacent; K4 a multiple of 4, the
+        kernels past K zero.
+    bias : float32 (K4,)
+    span : int
+        Wide positions to compute per row of ``x``: OH * Wp, or N * Hp * Wp packed.
+    plane, row_step : int
+        Hp * Wp and Wp.
+    out : float32 (N, K, OH, OW)
+        Written in place.
+    nonfinite_tasks : uint8 (B * K4 // 4 * ceil(span / WIDE_BLOCK_COLUMNS),)
+        Set to 1 for each block that stored an inf or NaN.
     """
     n_batch, n_channels, row_length = x.shape
-    n_taps, n_kernels = weights.shape
-    width = out.shape[2]
-    n_groups = n_kernels // 4
-    n_blocks = width // WIDE_BLOCK_COLUMNS
+    n_groups = weights.shape[1] // 4
+    n_blocks = (span + WIDE_BLOCK_COLUMNS - 1) // WIDE_BLOCK_COLUMNS
     x_flat = x.reshape(-1)
+    n_kernels, out_rows, out_cols = out.shape[1], out.shape[2], out.shape[3]
     out_flat = out.reshape(-1)
     for task in prange(n_batch * n_groups * n_blocks):
         column = (task % n_blocks) * WIDE_BLOCK_COLUMNS
         rest = task // n_blocks
         k0 = (rest % n_groups) * 4
         n = rest // n_groups
-        s00, s01, s02, s03 = vector_zeros(), vector_zeros(), vector_zeros(), vector_zeros()
-        s10, s11, s12, s13 = vector_zeros(), vector_zeros(), vector_zeros(), vector_zeros()
-        s20, s21, s22, s23 = vector_zeros(), vector_zeros(), vector_zeros(), vector_zeros()
-        s30, s31, s32, s33 = vector_zeros(), vector_zeros(), vector_zeros(), vector_zeros()
-        for t in range(n_taps):
-            start = (n * n_channels + tap_channel[t]) * row_length + tap_col[t] + column
-            x0 = vector_load(x_flat, start)
-            x1 = vector_load(x_flat, start + VECTOR_LANES)
-            x2 = vector_load(x_flat, start + 2 * VECTOR_LANES)
-            x3 = vector_load(x_flat, start + 3 * VECTOR_LANES)
-            w0, w1, w2, w3 = weights[t, k0], weights[t, k0 + 1], weights[t, k0 + 2], weights[t, k0 + 3]
-            s00 = vector_scalar_fma(w0, x0, s00); s01 = vector_scalar_fma(w0, x1, s01)
-            s02 = vector_scalar_fma(w0, x2, s02); s03 = vector_scalar_fma(w0, x3, s03)
-            s10 = vector_scalar_fma(w1, x0, s10); s11 = vector_scalar_fma(w1, x1, s11)
-            s12 = vector_scalar_fma(w1, x2, s12); s13 = vector_scalar_fma(w1, x3, s13)
-            s20 = vector_scalar_fma(w2, x0, s20); s21 = vector_scalar_fma(w2, x1, s21)
-            s22 = vector_scalar_fma(w2, x2, s22); s23 = vector_scalar_fma(w2, x3, s23)
-            s30 = vector_scalar_fma(w3, x0, s30); s31 = vector_scalar_fma(w3, x1, s31)
-            s32 = vector_scalar_fma(w3, x2, s32); s33 = vector_scalar_fma(w3, x3, s33)
-        row = (n * n_kernels + k0) * width + column  # out[n, k0, column] in out_flat
-        finite = _store_block_row(out_flat, row, s00, s01, s02, s03, bias[k0])
-        finite &= _store_block_row(out_flat, row + width, s10, s11, s12, s13, bias[k0 + 1])
-        finite &= _store_block_row(out_flat, row + 2 * width, s20, s21, s22, s23, bias[k0 + 2])
-        finite &= _store_block_row(out_flat, row + 3 * width, s30, s31, s32, s33, bias[k0 + 3])
+        sums = _wide_block_sums(x_flat, n * n_channels * row_length + column, tap_offset, weights, k0)
+        origin = (n * n_kernels + k0) * out_rows * out_cols
+        finite = _store_wide_block(out_flat, n_kernels * out_rows * out_cols, out_rows, out_cols, origin,
+                                   n_kernels - k0, column, sums, bias, k0, span, plane, row_step)
+        nonfinite_tasks[task] = 0 if finite else 1
+
+
+@njit(**JIT_OPTIONS)
+def correlate_image_blocks(x, tap_offset, weights, bias, top, left, row_step, rows_per_task, extent_rows,
+                           buffer_row_length, out, nonfinite_tasks):
+    """``correlate_wide_blocks`` for a zero-padded 2-D batch that is not yet in wide rows.
+
+    Each task copies the padded rows that ``rows_per_task`` output rows of one image read into
+    wide rows of its own (one per channel, ``buffer_row_length`` long, zero padding included; a
+    few kB that stay in the core's cache), then computes and stores their blocks for every
+    kernel.  Fusing the copy this way saves a pass over a separate wide copy of the whole batch
+    in memory (measured on the classifier's first layer: forward 1.54 -> 1.4 ms on 2 threads).
+    The sums are ``correlate_wide_blocks``', bit for bit.
+
+    Parameters
+    ----------
+    x : float32 (N, C, H, W)
+    tap_offset : int64 (T,)
+        channel * buffer_row_length + row tap * dilation * Wp + column tap * dilation.
+    weights, bias :
+        As in ``correlate_wide_blocks``.
+    top, left : int
+        Zero padding above and left of the image.
+    row_step : int
+        Wp, the padded width.
+    rows_per_task, extent_rows : int
+        Output rows per task, and the padded rows a window spans beyond its first: (kh - 1) * dh.
+    buffer_row_length : int
+        At least the task's blocks of positions plus the largest column offset of a tap.
+    out : float32 (N, K, OH, OW)
+        Written in place.
+    nonfinite_tasks : uint8 (N * ceil(OH / rows_per_task),)
+        Set to 1 for each task that stored an inf or NaN.
+    """
+    n_batch, n_channels, rows, cols = x.shape
+    n_groups = weights.shape[1] // 4
+    n_kernels, out_rows, out_cols = out.shape[1], out.shape[2], out.shape[3]
+    out_flat = out.reshape(-1)
+    chunks = (out_rows + rows_per_task - 1) // rows_per_task
+    u_cols, u_left = np.uint64(cols), np.uint64(left)
+    zero = np.float32(0.0)
+    for task in prange(n_batch * chunks):
+        n = task // chunks
+        first_row = (task % chunks) * rows_per_task
+        task_rows = min(rows_per_task, out_rows - first_row)
+        span = task_rows * row_step
+        buffer = np.empty(n_channels * buffer_row_length, dtype=np.float32)
+        for c in range(n_channels):
+            row_start = np.uint64(c * buffer_row_length)
+            for e in range(np.uint64(buffer_row_length)):
+                buffer[row_start + e] = zero
+            for q in range(task_rows + extent_rows):
+                source_row = first_row + q - top
+                if 0 <= source_row < rows:
+                    target = row_start + np.uint64(q * row_step) + u_left
+                    for e in range(u_cols):
+                        buffer[target + e] = x[n, c, source_row, e]
+        finite = True
+        n_blocks = (span + WIDE_BLOCK_COLUMNS - 1) // WIDE_BLOCK_COLUMNS
+        for block in range(n_blocks):
+            column = block * WIDE_BLOCK_COLUMNS
+            for group in range(n_groups):
+                k0 = group * 4
+                origin = ((n * n_kernels + k0) * out_rows + first_row) * out_cols
+                sums = _wide_block_sums(buffer, column, tap_offset, weights, k0)
+                finite &= _store_wide_block(out_flat, n_kernels * out_rows * out_cols, out_rows, out_cols, origin,
+                                            n_kernels - k0, column, sums, bias, k0, span, span, row_step)
         nonfinite_tasks[task] = 0 if finite else 1
 
 
@@ -1083,27 +1256,6 @@ def copy_planes_into_rows(source, target, plane_starts, zero_lengths, top, left,
             row = start + np.uint64((top + r) * row_stride + left)
             for c in range(u_cols):
                 target[row + c] = source[p, r, c]
-
-
-@njit(**JIT_OPTIONS)
-def copy_rows_into_planes(source, target, plane_starts, top, left, row_stride):
-    """The reverse of ``copy_planes_into_rows``: ``target[p, r, c] = source[plane_starts[p] + (top + r) * row_stride + left + c]``.
-
-    Parameters
-    ----------
-    source : float32 (S,)
-    target : float32 (P, H, W), written in place
-    plane_starts : int64 (P,)
-    top, left, row_stride : int
-    """
-    n_planes, rows, cols = target.shape
-    u_cols = np.uint64(cols)
-    for p in prange(n_planes):
-        start = np.uint64(plane_starts[p])
-        for r in range(rows):
-            row = start + np.uint64((top + r) * row_stride + left)
-            for c in range(u_cols):
-                target[p, r, c] = source[row + c]
 
 
 @njit(**JIT_OPTIONS)

@@ -132,11 +132,6 @@ def vector_load(flat, start):
     return flat[start:start + VECTOR_LANES].copy()
 
 
-def vector_store(flat, start, vector):
-    """``flat[start:start + VECTOR_LANES] = vector`` (compiled: no bounds check)."""
-    flat[start:start + VECTOR_LANES] = vector
-
-
 def vector_scalar_fma(scalar, vector, accumulator):
     """``scalar * vector + accumulator`` lane by lane, each lane rounded once (``fused_multiply_add``)."""
     return fused_multiply_add(np.float32(scalar), vector, accumulator)
@@ -157,9 +152,18 @@ def vector_sum(vector):
     return np.float32(np.sum(vector, dtype=np.float32))
 
 
-def vector_all_finite(vector):
-    """True if no lane is inf or NaN."""
-    return bool(np.all(np.isfinite(vector)))
+def vector_store_lanes(flat, start, vector, first, last):
+    """``flat[start + l] = vector[l]`` for lanes ``first <= l < last`` only (a masked store).
+
+    ``start`` may lie before the array's beginning as long as ``start + first`` does not: the
+    compiled store touches no memory for the lanes left out.
+    """
+    flat[start + first:start + last] = vector[first:last]
+
+
+def vector_lanes_finite(vector, first, last):
+    """True if no lane ``first <= l < last`` is inf or NaN."""
+    return bool(np.all(np.isfinite(vector[first:last])))
 
 
 @intrinsic
@@ -176,15 +180,6 @@ def _vector_load(typingctx, flat, start):
         return builder.load(_element_pointer(context, builder, signature.args[0], *args), align=4)
 
     return float32_vector(flat, start), codegen
-
-
-@intrinsic
-def _vector_store(typingctx, flat, start, vector):
-    def codegen(context, builder, signature, args):
-        builder.store(args[2], _element_pointer(context, builder, signature.args[0], args[0], args[1]), align=4)
-        return context.get_dummy_value()
-
-    return types.none(flat, start, vector), codegen
 
 
 def _call_vector_fma(builder, first, second, accumulator):
@@ -213,7 +208,10 @@ def _vector_fma(typingctx, first, second, accumulator):
 @intrinsic
 def _vector_add_scalar(typingctx, vector, scalar):
     def codegen(context, builder, signature, args):
-        return builder.fadd(args[0], _splat(builder, args[1]))
+        # An explicit flag keeps Numba's fastmath pass (which flags only unflagged instructions)
+        # from marking the sum "nnan ninf": LLVM would then assume it finite and drop the
+        # inf / NaN checks of the stored outputs.  "nsz" changes no result here.
+        return builder.fadd(args[0], _splat(builder, args[1]), flags=("nsz",))
 
     return float32_vector(vector, types.float32), codegen
 
@@ -233,18 +231,62 @@ def _vector_sum(typingctx, vector):
     return types.float32(vector), codegen
 
 
-@intrinsic
-def _vector_all_finite(typingctx, vector):
-    def codegen(context, builder, signature, args):
-        name = f"llvm.fabs.v{VECTOR_LANES}f32"
-        module = builder.module
-        fabs = module.globals.get(name) or ir.Function(module, ir.FunctionType(_VECTOR, [_VECTOR]), name)
-        # |x| < inf is false for inf and for NaN (an ordered comparison).
-        finite = builder.fcmp_ordered("<", builder.call(fabs, [args[0]]), _splat(builder, ir.Constant(ir.FloatType(), float("inf"))))
-        mask = builder.bitcast(finite, ir.IntType(VECTOR_LANES))
-        return builder.icmp_unsigned("==", mask, ir.Constant(ir.IntType(VECTOR_LANES), (1 << VECTOR_LANES) - 1))
+_LANE_NUMBERS = ir.VectorType(ir.IntType(32), VECTOR_LANES)
 
-    return types.boolean(vector), codegen
+
+def _lane_mask(builder, first, last):
+    """An i1 vector: true for the lanes ``first <= l < last`` (int64 bounds)."""
+    i32 = ir.IntType(32)
+
+    def splat(bound):
+        one = builder.insert_element(ir.Constant(_LANE_NUMBERS, ir.Undefined), builder.trunc(bound, i32), ir.Constant(i32, 0))
+        return builder.shuffle_vector(one, ir.Constant(_LANE_NUMBERS, ir.Undefined),
+                                      ir.Constant(_LANE_NUMBERS, [0] * VECTOR_LANES))
+
+    lanes = ir.Constant(_LANE_NUMBERS, list(range(VECTOR_LANES)))
+    return builder.and_(builder.icmp_signed(">=", lanes, splat(first)), builder.icmp_signed("<", lanes, splat(last)))
+
+
+def _finite_lanes(builder, vector):
+    """An i1 vector: true for the lanes that are neither inf nor NaN.
+
+    Compared as integers (exponent bits not all set): the kernels' fastmath flags include "nnan"
+    and "ninf", under which LLVM may fold a floating-point test such as |x| < inf to true.
+    """
+    i32 = ir.IntType(32)
+    lanes = ir.VectorType(i32, VECTOR_LANES)
+    exponent = ir.Constant(lanes, [0x7F800000] * VECTOR_LANES)
+    return builder.icmp_unsigned("!=", builder.and_(builder.bitcast(vector, lanes), exponent), exponent)
+
+
+def _all_lanes(builder, mask):
+    """True if every lane of an i1 vector is true."""
+    bits = builder.bitcast(mask, ir.IntType(VECTOR_LANES))
+    return builder.icmp_unsigned("==", bits, ir.Constant(ir.IntType(VECTOR_LANES), (1 << VECTOR_LANES) - 1))
+
+
+@intrinsic
+def _vector_store_lanes(typingctx, flat, start, vector, first, last):
+    def codegen(context, builder, signature, args):
+        name = f"llvm.masked.store.v{VECTOR_LANES}f32.p0"
+        module = builder.module
+        i32 = ir.IntType(32)
+        store = module.globals.get(name) or ir.Function(module, ir.FunctionType(
+            ir.VoidType(), [_VECTOR, _VECTOR.as_pointer(), i32, ir.VectorType(ir.IntType(1), VECTOR_LANES)]), name)
+        pointer = _element_pointer(context, builder, signature.args[0], args[0], args[1])
+        builder.call(store, [args[2], pointer, ir.Constant(i32, 4), _lane_mask(builder, args[3], args[4])])
+        return context.get_dummy_value()
+
+    return types.none(flat, start, vector, first, last), codegen
+
+
+@intrinsic
+def _vector_lanes_finite(typingctx, vector, first, last):
+    def codegen(context, builder, signature, args):
+        outside = builder.not_(_lane_mask(builder, args[1], args[2]))
+        return _all_lanes(builder, builder.or_(_finite_lanes(builder, args[0]), outside))
+
+    return types.boolean(vector, first, last), codegen
 
 
 @overload(vector_zeros, jit_options=JIT_HELPER_OPTIONS)
@@ -255,11 +297,6 @@ def _vector_zeros_compiled():
 @overload(vector_load, jit_options=JIT_HELPER_OPTIONS)
 def _vector_load_compiled(flat, start):
     return lambda flat, start: _vector_load(flat, start)
-
-
-@overload(vector_store, jit_options=JIT_HELPER_OPTIONS)
-def _vector_store_compiled(flat, start, vector):
-    return lambda flat, start, vector: _vector_store(flat, start, vector)
 
 
 @overload(vector_scalar_fma, jit_options=JIT_HELPER_OPTIONS)
@@ -282,6 +319,11 @@ def _vector_sum_compiled(vector):
     return lambda vector: _vector_sum(vector)
 
 
-@overload(vector_all_finite, jit_options=JIT_HELPER_OPTIONS)
-def _vector_all_finite_compiled(vector):
-    return lambda vector: _vector_all_finite(vector)
+@overload(vector_store_lanes, jit_options=JIT_HELPER_OPTIONS)
+def _vector_store_lanes_compiled(flat, start, vector, first, last):
+    return lambda flat, start, vector, first, last: _vector_store_lanes(flat, start, vector, np.int64(first), np.int64(last))
+
+
+@overload(vector_lanes_finite, jit_options=JIT_HELPER_OPTIONS)
+def _vector_lanes_finite_compiled(vector, first, last):
+    return lambda vector, first, last: _vector_lanes_finite(vector, np.int64(first), np.int64(last))

@@ -174,6 +174,22 @@ def test_single_image_loop_flags_nonfinite_sums_in_every_sweep_shape(kernel_shap
         kernels.conv2d(np.full((20, 30), 2e38, dtype=np.float32), np.ones(kernel_shape) * 2, stride=stride)
 
 
+@pytest.mark.parametrize("shape", [(3, 2, 5, 9, 9), (2, 2, 4, 20, 21)])
+def test_batched_register_blocks_small_flag_nonfinite_pixels_and_overflow(shape):
+    # (N, C, K, H, W): 9 x 9 maps are packed (all images in one row per channel), 20 x 21 ones
+    # are not; the blocks store straight into the output with masked stores, and each store
+    # checks what it wrote, at the first and last pixel of a row, an image and the batch.
+    n, c, k, h, w_ = shape
+    weights = random(k, c, 3, 3, seed=31)
+    for index in ((0, 0, 0, 0), (n - 1, c - 1, h - 1, w_ - 1), (n - 1, 0, h - 1, 0), (0, c - 1, 0, w_ - 1)):
+        x = random(n, c, h, w_, seed=32)
+        x[index] = np.nan
+        with pytest.raises(ValueError, match=rf"x contains 1 NaN .*\({', '.join(map(str, index))}\)"):
+            kernels.conv2d(x, weights, padding=1)
+    with pytest.raises(ValueError, match="overflowed float32"):
+        kernels.conv2d(np.full((n, c, h, w_), 2e38, dtype=np.float32), np.full((k, c, 3, 3), 2.0), padding=1)
+
+
 def test_parallel_launchers_give_the_serial_loops_results(monkeypatch):
     # Small calls run the serial loops directly, big ones through the parallel launchers; with
     # the threshold at 0 every call takes the parallel route, which must change no bit.
