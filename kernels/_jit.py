@@ -5,11 +5,10 @@ pass C-contiguous, writeable float32 arrays (int64 for index maps and argmax ind
 function is compiled exactly once and loaded from the on-disk cache afterwards.
 
 The loops are written for 3-D volumes; a 2-D image is a volume of depth 1 (and a single image is
-a batch of one with one channel), so six functions serve every public operation, plus four loop
+a batch of one with one channel), so six functions serve every public operation, plus three loop
 orders made for common cases: the lessons' single (H, W) image with one (kh, kw) kernel (serial:
 engine.py runs blocks of rows of a big image on several threads, which saves compiling a parallel
-launcher), and the forward pass (two: rows copied by each task, or beforehand) and weight
-gradient of a 2-D batch in the wide-row layout (the classifier's, register-blocked with the
+launcher), and the forward pass and weight gradient of a 2-D batch in the wide-row layout (the classifier's, register-blocked with the
 explicit vectors of kernels/_simd.py):
 
 =========================== ==================================================================
@@ -17,11 +16,9 @@ correlate_image_rows        conv2d of one (H, W) image with one (kh, kw) kernel 
                             correlate_forward, bit for bit; faster loop order for one big image)
 correlate_forward           conv2d / conv3d forward, the stride-1 input gradient (a correlation
                             of d_out with the flipped kernels), avg pooling (a ones kernel)
-correlate_image_blocks      the same sums for zero-padded 2-D batches, four kernels and 96
-                            columns at a time in registers, each task copying the rows it
-                            reads into wide rows of its own (the classifier's big layers)
-correlate_wide_blocks       the same for 2-D batches already copied into wide rows (small maps
-                            packed a batch to a row, reflect / replicate padding)
+correlate_image_blocks      the same sums for 2-D batches in the wide-row layout, four kernels
+                            and 96 columns at a time in registers, each task copying the rows
+                            it reads into wide rows of its own (the classifier's layers)
 correlate_weight_grad       d_loss/d_w of a convolution
 correlate_weight_grad_wide  d_loss/d_w of a 2-D batch in the wide-row layout (dot products
                             along each row, four kernels per sweep)
@@ -357,32 +354,23 @@ def _wide_block_sums(x_flat, base, tap_offset, weights, k0):
 
 
 @njit(inline="always", **JIT_HELPER_OPTIONS)
-def _store_wide_vector(flat, image_size, out_rows, out_cols, origin, kernels_left, position, sum0, sum1, sum2, sum3,
-                       span, plane, row_step, walk, image, within, row, col):
+def _store_wide_vector(flat, map_size, out_cols, origin, kernels_left, position, sum0, sum1, sum2, sum3, span,
+                       row_step, walk, row, col):
     """Store four kernels' sums at wide positions ``position``..``position + 15`` into ``flat``, a (N, K, OH, OW) output.
 
-    The positions run through a row of planes (``plane`` = Hp * Wp values per image, ``row_step`` =
-    Wp per row); a valid position (col < OW, row < OH, position < span) goes to ``flat[origin +
-    image * image_size + row * OW + col]`` for the first kernel and OH * OW further for each next
-    one (``kernels_left`` of the four are real), by masked stores, one per stretch of a row; the
-    wrap-around columns and the rows past OH are skipped.  (``walk``, image, within, row, col)
-    is where the previous vector left off, so that no vector divides.
+    Wide position p is (row, col) = divmod(p, Wp = ``row_step``); a valid one (col < OW, p < span)
+    goes to ``flat[origin + row * OW + col]`` for the first kernel and ``map_size`` further for
+    each next one (``kernels_left`` of the four are real), by masked stores, one per stretch of a
+    row; the wrap-around columns are skipped.  (``walk``, row, col) is where the previous vector
+    left off, so that no vector divides.
 
-    Returns (all stored values finite, walk, image, within, row, col).
+    Returns (all stored values finite, walk, row, col).
     """
-    map_size = out_rows * out_cols
     finite = True
     stop = min(position + VECTOR_LANES, span)
     while walk < stop:
-        if row >= out_rows:  # past the map's last row: on to the next image's plane
-            walk += plane - within
-            image += 1
-            within = 0
-            row = 0
-            col = 0
-        elif col >= out_cols:  # the wrap-around columns
+        if col >= out_cols:  # the wrap-around columns
             walk += row_step - col
-            within += row_step - col
             row += 1
             col = 0
         else:
@@ -390,7 +378,7 @@ def _store_wide_vector(flat, image_size, out_rows, out_cols, origin, kernels_lef
             last = min(VECTOR_LANES, first + out_cols - col)
             # Lane l goes to flat[start + l] (``start`` may precede the array: the masked store
             # touches lanes first..last-1 only).
-            start = origin + image * image_size + row * out_cols + col - first
+            start = origin + row * out_cols + col - first
             vector_store_lanes(flat, start, sum0, first, last)
             finite &= vector_lanes_finite(sum0, first, last)
             if kernels_left > 1:
@@ -403,131 +391,81 @@ def _store_wide_vector(flat, image_size, out_rows, out_cols, origin, kernels_lef
                 vector_store_lanes(flat, start + 3 * map_size, sum3, first, last)
                 finite &= vector_lanes_finite(sum3, first, last)
             walk += last - first
-            within += last - first
             col += last - first
-    return finite, walk, image, within, row, col
+    return finite, walk, row, col
 
 
 @njit(inline="always", **JIT_HELPER_OPTIONS)
-def _store_wide_block(flat, image_size, out_rows, out_cols, origin, kernels_left, column, sums, bias, k0, span, plane,
-                      row_step):
+def _store_wide_block(flat, map_size, out_cols, origin, kernels_left, column, sums, bias, k0, span, row_step):
     """Store a block's 24 sums (``_wide_block_sums``), bias added last, from wide position ``column``; True if all finite."""
     b0, b1, b2, b3 = bias[k0], bias[k0 + 1], bias[k0 + 2], bias[k0 + 3]
-    # Where the block's first position lies: image (packed rows), row and column in its plane.
-    image = column // plane
-    within = column - image * plane
-    row = within // row_step
-    col = within - row * row_step
+    row = column // row_step
+    col = column - row * row_step
     walk = column
     finite = True
-
-    ok, walk, image, within, row, col = _store_wide_vector(
-        flat, image_size, out_rows, out_cols, origin, kernels_left, column + 0 * VECTOR_LANES,
-        vector_add_scalar(sums[0], b0), vector_add_scalar(sums[6], b1), vector_add_scalar(sums[12], b2),
-        vector_add_scalar(sums[18], b3), span, plane, row_step, walk, image, within, row, col)
+    ok, walk, row, col = _store_wide_vector(
+        flat, map_size, out_cols, origin, kernels_left, column + 0 * VECTOR_LANES, vector_add_scalar(sums[0], b0),
+        vector_add_scalar(sums[6], b1), vector_add_scalar(sums[12], b2),
+        vector_add_scalar(sums[18], b3), span, row_step, walk, row, col)
     finite &= ok
-    ok, walk, image, within, row, col = _store_wide_vector(
-        flat, image_size, out_rows, out_cols, origin, kernels_left, column + 1 * VECTOR_LANES,
-        vector_add_scalar(sums[1], b0), vector_add_scalar(sums[7], b1), vector_add_scalar(sums[13], b2),
-        vector_add_scalar(sums[19], b3), span, plane, row_step, walk, image, within, row, col)
+    ok, walk, row, col = _store_wide_vector(
+        flat, map_size, out_cols, origin, kernels_left, column + 1 * VECTOR_LANES, vector_add_scalar(sums[1], b0),
+        vector_add_scalar(sums[7], b1), vector_add_scalar(sums[13], b2),
+        vector_add_scalar(sums[19], b3), span, row_step, walk, row, col)
     finite &= ok
-    ok, walk, image, within, row, col = _store_wide_vector(
-        flat, image_size, out_rows, out_cols, origin, kernels_left, column + 2 * VECTOR_LANES,
-        vector_add_scalar(sums[2], b0), vector_add_scalar(sums[8], b1), vector_add_scalar(sums[14], b2),
-        vector_add_scalar(sums[20], b3), span, plane, row_step, walk, image, within, row, col)
+    ok, walk, row, col = _store_wide_vector(
+        flat, map_size, out_cols, origin, kernels_left, column + 2 * VECTOR_LANES, vector_add_scalar(sums[2], b0),
+        vector_add_scalar(sums[8], b1), vector_add_scalar(sums[14], b2),
+        vector_add_scalar(sums[20], b3), span, row_step, walk, row, col)
     finite &= ok
-    ok, walk, image, within, row, col = _store_wide_vector(
-        flat, image_size, out_rows, out_cols, origin, kernels_left, column + 3 * VECTOR_LANES,
-        vector_add_scalar(sums[3], b0), vector_add_scalar(sums[9], b1), vector_add_scalar(sums[15], b2),
-        vector_add_scalar(sums[21], b3), span, plane, row_step, walk, image, within, row, col)
+    ok, walk, row, col = _store_wide_vector(
+        flat, map_size, out_cols, origin, kernels_left, column + 3 * VECTOR_LANES, vector_add_scalar(sums[3], b0),
+        vector_add_scalar(sums[9], b1), vector_add_scalar(sums[15], b2),
+        vector_add_scalar(sums[21], b3), span, row_step, walk, row, col)
     finite &= ok
-    ok, walk, image, within, row, col = _store_wide_vector(
-        flat, image_size, out_rows, out_cols, origin, kernels_left, column + 4 * VECTOR_LANES,
-        vector_add_scalar(sums[4], b0), vector_add_scalar(sums[10], b1), vector_add_scalar(sums[16], b2),
-        vector_add_scalar(sums[22], b3), span, plane, row_step, walk, image, within, row, col)
+    ok, walk, row, col = _store_wide_vector(
+        flat, map_size, out_cols, origin, kernels_left, column + 4 * VECTOR_LANES, vector_add_scalar(sums[4], b0),
+        vector_add_scalar(sums[10], b1), vector_add_scalar(sums[16], b2),
+        vector_add_scalar(sums[22], b3), span, row_step, walk, row, col)
     finite &= ok
-    ok, walk, image, within, row, col = _store_wide_vector(
-        flat, image_size, out_rows, out_cols, origin, kernels_left, column + 5 * VECTOR_LANES,
-        vector_add_scalar(sums[5], b0), vector_add_scalar(sums[11], b1), vector_add_scalar(sums[17], b2),
-        vector_add_scalar(sums[23], b3), span, plane, row_step, walk, image, within, row, col)
+    ok, walk, row, col = _store_wide_vector(
+        flat, map_size, out_cols, origin, kernels_left, column + 5 * VECTOR_LANES, vector_add_scalar(sums[5], b0),
+        vector_add_scalar(sums[11], b1), vector_add_scalar(sums[17], b2),
+        vector_add_scalar(sums[23], b3), span, row_step, walk, row, col)
     finite &= ok
     return finite
 
 
 @njit(**JIT_OPTIONS)
-def correlate_wide_blocks(x, tap_offset, weights, bias, span, plane, row_step, out, nonfinite_tasks):
-    """Forward correlation of a 2-D batch already copied into wide rows, 24 running sums in registers.
-
-    Each task computes one block: four kernels times ``WIDE_BLOCK_COLUMNS`` wide positions, held in
-    24 vector variables (registers) while all the taps are applied, then stored, bias added last,
-    straight into the (N, K, OH, OW) output (the wrap-around columns left out).  Per tap: six
-    vector loads of the input and four weights feed 24 vector fused multiply-adds
-    (``correlate_forward`` loads and stores its running sums in memory every four taps).  Every
-    output element gets the same sum as in ``correlate_forward`` (taps in table order from 0, one
-    fused multiply-add each, bias last), bit for bit.
-
-    Parameters
-    ----------
-    x : float32 (B, C, L)
-        Wide rows: each a padded (Hp, Wp) image plane (B = N), or a channel's packed planes of all
-        the images one after another (B = 1); readable up to ``max(tap_offset) + span`` rounded
-        up to whole blocks (the engine pads them with zeros).
-    tap_offset : int64 (T,)
-        Where each tap reads in an image's rows: channel * L + column offset (see ``_tap_table``).
-    weights : float32 (T, K4)
-        Tap-major, so that a tap's weights for four kernels are adjacent; K4 a multiple of 4, the
-        kernels past K zero.
-    bias : float32 (K4,)
-    span : int
-        Wide positions to compute per row of ``x``: OH * Wp, or N * Hp * Wp packed.
-    plane, row_step : int
-        Hp * Wp and Wp.
-    out : float32 (N, K, OH, OW)
-        Written in place.
-    nonfinite_tasks : uint8 (B * K4 // 4 * ceil(span / WIDE_BLOCK_COLUMNS),)
-        Set to 1 for each block that stored an inf or NaN.
-    """
-    n_batch, n_channels, row_length = x.shape
-    n_groups = weights.shape[1] // 4
-    n_blocks = (span + WIDE_BLOCK_COLUMNS - 1) // WIDE_BLOCK_COLUMNS
-    x_flat = x.reshape(-1)
-    n_kernels, out_rows, out_cols = out.shape[1], out.shape[2], out.shape[3]
-    out_flat = out.reshape(-1)
-    for task in prange(n_batch * n_groups * n_blocks):
-        column = (task % n_blocks) * WIDE_BLOCK_COLUMNS
-        rest = task // n_blocks
-        k0 = (rest % n_groups) * 4
-        n = rest // n_groups
-        sums = _wide_block_sums(x_flat, n * n_channels * row_length + column, tap_offset, weights, k0)
-        origin = (n * n_kernels + k0) * out_rows * out_cols
-        finite = _store_wide_block(out_flat, n_kernels * out_rows * out_cols, out_rows, out_cols, origin,
-                                   n_kernels - k0, column, sums, bias, k0, span, plane, row_step)
-        nonfinite_tasks[task] = 0 if finite else 1
-
-
-@njit(**JIT_OPTIONS)
-def correlate_image_blocks(x, tap_offset, weights, bias, top, left, row_step, rows_per_task, extent_rows,
+def correlate_image_blocks(x, tap_offset, weights, bias, row_map, col_map, left, rows_per_task, extent_rows,
                            buffer_row_length, out, nonfinite_tasks):
-    """``correlate_wide_blocks`` for a zero-padded 2-D batch that is not yet in wide rows.
+    """Forward correlation of a 2-D batch in wide rows, 24 running sums in registers.
 
     Each task copies the padded rows that ``rows_per_task`` output rows of one image read into
-    wide rows of its own (one per channel, ``buffer_row_length`` long, zero padding included; a
-    few kB that stay in the core's cache), then computes and stores their blocks for every
-    kernel.  Fusing the copy this way saves a pass over a separate wide copy of the whole batch
-    in memory (measured on the classifier's first layer: forward 1.54 -> 1.4 ms on 2 threads).
-    The sums are ``correlate_wide_blocks``', bit for bit.
+    wide rows of its own (one per channel, ``buffer_row_length`` long, padding included; a few kB
+    that stay in the core's cache), then computes their blocks for every kernel: four kernels
+    times ``WIDE_BLOCK_COLUMNS`` wide positions, held in 24 vector variables (registers) while all
+    the taps are applied, then stored, bias added last, straight into the (N, K, OH, OW) output
+    with masked stores (the wrap-around columns left out).  Per tap: six vector loads of the
+    input and four weights feed 24 vector fused multiply-adds (``correlate_forward`` loads and
+    stores its running sums in memory every four taps).  Copying per task instead of the whole
+    batch beforehand saved a pass through memory (classifier's first layer, 2 threads: forward
+    1.54 -> 1.4 ms).  Every output element gets the same sum as in ``correlate_forward`` (taps in
+    table order from 0, one fused multiply-add each, bias last), bit for bit.
 
     Parameters
     ----------
     x : float32 (N, C, H, W)
     tap_offset : int64 (T,)
         channel * buffer_row_length + row tap * dilation * Wp + column tap * dilation.
-    weights, bias :
-        As in ``correlate_wide_blocks``.
-    top, left : int
-        Zero padding above and left of the image.
-    row_step : int
-        Wp, the padded width.
+    weights : float32 (T, K4)
+        Tap-major, so that a tap's weights for four kernels are adjacent; K4 a multiple of 4, the
+        kernels past K zero.
+    bias : float32 (K4,)
+    row_map, col_map : int64 (Hp,), (Wp,)
+        Source row / column of each padded one, -1 for a zero (see the module docstring).
+    left : int
+        Padding columns left of the image (col_map is the identity in between).
     rows_per_task, extent_rows : int
         Output rows per task, and the padded rows a window spans beyond its first: (kh - 1) * dh.
     buffer_row_length : int
@@ -541,6 +479,7 @@ def correlate_image_blocks(x, tap_offset, weights, bias, top, left, row_step, ro
     n_groups = weights.shape[1] // 4
     n_kernels, out_rows, out_cols = out.shape[1], out.shape[2], out.shape[3]
     out_flat = out.reshape(-1)
+    row_step = col_map.shape[0]
     chunks = (out_rows + rows_per_task - 1) // rows_per_task
     u_cols, u_left = np.uint64(cols), np.uint64(left)
     zero = np.float32(0.0)
@@ -555,11 +494,17 @@ def correlate_image_blocks(x, tap_offset, weights, bias, top, left, row_step, ro
             for e in range(np.uint64(buffer_row_length)):
                 buffer[row_start + e] = zero
             for q in range(task_rows + extent_rows):
-                source_row = first_row + q - top
-                if 0 <= source_row < rows:
-                    target = row_start + np.uint64(q * row_step) + u_left
+                source_row = row_map[first_row + q]
+                if source_row >= 0:
+                    target = row_start + np.uint64(q * row_step)
                     for e in range(u_cols):
-                        buffer[target + e] = x[n, c, source_row, e]
+                        buffer[target + u_left + e] = x[n, c, source_row, e]
+                    for p in range(left):  # reflect / replicate padding (zero padding stays zero)
+                        if col_map[p] >= 0:
+                            buffer[target + np.uint64(p)] = x[n, c, source_row, col_map[p]]
+                    for p in range(left + cols, row_step):
+                        if col_map[p] >= 0:
+                            buffer[target + np.uint64(p)] = x[n, c, source_row, col_map[p]]
         finite = True
         n_blocks = (span + WIDE_BLOCK_COLUMNS - 1) // WIDE_BLOCK_COLUMNS
         for block in range(n_blocks):
@@ -568,8 +513,8 @@ def correlate_image_blocks(x, tap_offset, weights, bias, top, left, row_step, ro
                 k0 = group * 4
                 origin = ((n * n_kernels + k0) * out_rows + first_row) * out_cols
                 sums = _wide_block_sums(buffer, column, tap_offset, weights, k0)
-                finite &= _store_wide_block(out_flat, n_kernels * out_rows * out_cols, out_rows, out_cols, origin,
-                                            n_kernels - k0, column, sums, bias, k0, span, span, row_step)
+                finite &= _store_wide_block(out_flat, out_rows * out_cols, out_cols, origin, n_kernels - k0, column,
+                                            sums, bias, k0, span, row_step)
         nonfinite_tasks[task] = 0 if finite else 1
 
 

@@ -6,7 +6,7 @@ NUMBA_DISABLE_JIT=1) with an ``overload`` that Numba compiles to the LLVM instru
 The vector type holds ``VECTOR_LANES`` float32 in one LLVM vector value (a zmm register with
 AVX-512, two ymm with AVX2).  Numba keeps arrays in memory, so a loop that sums into array
 elements stores and reloads them at every step; a vector *variable* lives in a register, which is
-what lets ``correlate_wide_blocks`` keep sixteen running sums in registers across all the taps of
+what lets ``correlate_image_blocks`` keep 24 running sums in registers across all the taps of
 a kernel (register blocking, as optimised convolution libraries do).
 """
 

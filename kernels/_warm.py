@@ -28,8 +28,6 @@ def warm_up() -> float:
     out = engine.conv2d(image, kernel, padding=1)  # correlate_forward
     # correlate_weight_grad_wide; the input gradient (4 flipped kernels) runs correlate_image_blocks
     engine.conv2d_backward(image, kernel, out, padding=1)
-    pair = np.concatenate([image, image])
-    engine.conv2d(pair, np.ones((4, 4, 3, 3), dtype=np.float32), padding=1)  # correlate_wide_blocks (packed)
     strided = engine.conv2d(image, kernel, stride=2)
     engine.conv2d_backward(image, kernel, strided, stride=2)  # correlate_input_grad, correlate_weight_grad
     pooled, indices = engine.max_pool2d(image, 2, return_indices=True)  # max_pool_forward

@@ -490,7 +490,6 @@ class _Layout(NamedTuple):
     pad_left: int
     out_spatial: tuple  # the loops' output (OD, OH, OW); (OD, 1, OH*Wp) wide; (1, 1, N*Hp*Wp) packed
     wide_width: int  # Wp in the wide layout, 0 otherwise
-    plane: int  # Hp * Wp in the wide layout, 0 otherwise
     final_spatial: tuple  # (OD, OH, OW) the caller gets
     packed_batch: int  # N when the batch is packed into one row per channel, 0 otherwise
 
@@ -498,13 +497,6 @@ class _Layout(NamedTuple):
 def _takes_wide_rows(strides, out_spatial) -> bool:
     """Whether a convolution's loops run over wide rows (see ``WIDE_ROW_MAX_WIDTH``)."""
     return strides[1] == 1 and strides[2] == 1 and out_spatial[2] < WIDE_ROW_MAX_WIDTH
-
-
-def _packs_batch(x_shape, pads) -> bool:
-    """Whether a 2-D batch in wide rows is packed: all images' planes of a channel in one row."""
-    (top, bottom), (left, right) = pads[1], pads[2]
-    plane = (x_shape[3] + top + bottom) * (x_shape[4] + left + right)
-    return x_shape[0] > 1 and x_shape[2] == 1 and plane <= PACKED_MAX_PLANE
 
 
 def _layout(x5, kernel_shape, pads, strides, dilations, padding_mode, out_spatial, work) -> _Layout:
@@ -516,7 +508,7 @@ def _layout(x5, kernel_shape, pads, strides, dilations, padding_mode, out_spatia
         padded_h, padded_w = x5.shape[3] + top + bottom, x5.shape[4] + left + right
         plane = padded_h * padded_w
         channel, depth_offset, row, col = _tap_table(n_channels, kernel_shape, dilations, column_step_per_row=padded_w)
-        packed_batch = n_batch if _packs_batch(x5.shape, pads) else 0
+        packed_batch = n_batch if n_batch > 1 and depth == 1 and plane <= PACKED_MAX_PLANE else 0
         # Small maps: each channel's padded planes of all images one after another in one row, so
         # every sweep runs over the whole batch; positions past a plane's last output row read the
         # next image and are thrown away like the wrap-around columns.
@@ -524,10 +516,10 @@ def _layout(x5, kernel_shape, pads, strides, dilations, padding_mode, out_spatia
             out_width = readable = packed_batch * plane
         else:
             out_width, readable = out_spatial[1] * padded_w, plane
-        # Rows run on in zeros past the data far enough for every tap of every position of
-        # ``correlate_wide_blocks``' last block, which computes whole blocks of columns.
-        blocks_width = -(-out_width // _jit.WIDE_BLOCK_COLUMNS) * _jit.WIDE_BLOCK_COLUMNS
-        row_length = max(readable, blocks_width + int(col.max()))
+        # Rows run on in zeros past the data far enough for every tap of every position up to a
+        # whole vector past the last (``correlate_weight_grad_wide`` reads whole vectors).
+        vectors_width = -(-out_width // _jit.VECTOR_LANES) * _jit.VECTOR_LANES
+        row_length = max(readable, vectors_width + int(col.max()))
         shape = (1, n_channels, 1, 1, row_length) if packed_batch else (n_batch, n_channels, depth, 1, row_length)
         wide = _aligned_empty(shape)
         if padding_mode == "zeros":
@@ -549,7 +541,7 @@ def _layout(x5, kernel_shape, pads, strides, dilations, padding_mode, out_spatia
         col_map = np.full(out_width + int(col.max()) + 1, -1, dtype=np.int64)
         col_map[:readable] = np.arange(readable)
         return _Layout(wide, (channel, depth_offset, row, col), (depth_map, np.zeros(1, dtype=np.int64), col_map),
-                       0, (1 if packed_batch else out_spatial[0], 1, out_width), padded_w, plane, tuple(out_spatial),
+                       0, (1 if packed_batch else out_spatial[0], 1, out_width), padded_w, tuple(out_spatial),
                        packed_batch)
     channel, depth, row, col = _tap_table(x5.shape[1], kernel_shape, dilations)
     if kernel_shape[2] > BORDER_MAP_MAX_KERNEL_WIDTH and any(pads[1] + pads[2]):
@@ -562,7 +554,7 @@ def _layout(x5, kernel_shape, pads, strides, dilations, padding_mode, out_spatia
     row_map = _index_map(x5.shape[3], *pads[1], padding_mode)
     col_map = _index_map(x5.shape[4], *pads[2], padding_mode)
     return _Layout(x5, (channel, depth, row, col), (depth_map, row_map, col_map), pads[2][0],
-                   tuple(out_spatial), 0, 0, tuple(out_spatial), 0)
+                   tuple(out_spatial), 0, tuple(out_spatial), 0)
 
 
 def _aligned_empty(shape) -> np.ndarray:
@@ -612,38 +604,18 @@ def _unpack(out: np.ndarray, layout: _Layout) -> np.ndarray:
     return np.ascontiguousarray(planes[..., :out_cols])
 
 
-def _correlate_wide_blocks(layout: _Layout, weights: np.ndarray, bias: np.ndarray, n_kernels: int):
-    """2-D wide-row layout through ``_jit.correlate_wide_blocks`` (weights padded to a multiple of 4 kernels).
-
-    Returns the first ``n_kernels`` output channels as (N, K, 1, OH, OW) and a non-finite flag.
-    """
-    n_rows, n_channels, _, _, row_length = layout.x.shape
-    span = layout.out_spatial[2]
-    n_batch = layout.packed_batch or n_rows
-    out_rows, out_cols = layout.final_spatial[1:]
-    result = np.empty((n_batch, n_kernels, 1, out_rows, out_cols), dtype=np.float32)
-    n_blocks = -(-span // _jit.WIDE_BLOCK_COLUMNS)
-    nonfinite_tasks = np.empty(n_rows * (weights.shape[0] // 4) * n_blocks, dtype=np.uint8)
-    tap_offset = layout.taps[0] * row_length + layout.taps[3]
-    with kernel_call_guard(n_rows * weights.shape[0] * n_blocks * _jit.WIDE_BLOCK_COLUMNS * weights.shape[1]):
-        _jit.correlate_wide_blocks(layout.x.reshape(n_rows, n_channels, row_length), tap_offset,
-                                   np.ascontiguousarray(weights.T), bias, span, layout.plane, layout.wide_width,
-                                   result.reshape(n_batch, n_kernels, out_rows, out_cols), nonfinite_tasks)
-    return result, bool(nonfinite_tasks.any())
-
-
 # Output rows per task of ``_jit.correlate_image_blocks``: enough tasks to share out a batch over
 # the cores, few enough that the rows copied twice (a window's extra rows) cost little.
 IMAGE_BLOCK_ROWS = 16
 
 
-def _correlate_image_blocks(x5, weights, bias, n_kernels, pads, kernel_hw, dilations, out_spatial):
-    """A zero-padded 2-D batch through ``_jit.correlate_image_blocks`` (weights padded to a multiple of 4 kernels).
+def _correlate_image_blocks(x5, weights, bias, n_kernels, pads, kernel_hw, dilations, padding_mode, out_spatial):
+    """A 2-D batch through ``_jit.correlate_image_blocks`` (weights padded to a multiple of 4 kernels).
 
     Returns the first ``n_kernels`` output channels as (N, K, 1, OH, OW) and a non-finite flag.
     """
     n_batch, n_channels = x5.shape[:2]
-    (top, _), (left, right) = pads[1], pads[2]
+    (top, bottom), (left, right) = pads[1], pads[2]
     padded_w = x5.shape[4] + left + right
     out_rows, out_cols = out_spatial[1:]
     rows_per_task = min(IMAGE_BLOCK_ROWS, out_rows)
@@ -658,7 +630,9 @@ def _correlate_image_blocks(x5, weights, bias, n_kernels, pads, kernel_hw, dilat
     nonfinite_tasks = np.empty(n_batch * -(-out_rows // rows_per_task), dtype=np.uint8)
     with kernel_call_guard(n_batch * weights.shape[0] * out_rows * padded_w * weights.shape[1]):
         _jit.correlate_image_blocks(x5.reshape(n_batch, n_channels, x5.shape[3], x5.shape[4]), tap_offset,
-                                    np.ascontiguousarray(weights.T), bias, top, left, padded_w, rows_per_task,
+                                    np.ascontiguousarray(weights.T), bias,
+                                    _index_map(x5.shape[3], top, bottom, padding_mode),
+                                    _index_map(x5.shape[4], left, right, padding_mode), left, rows_per_task,
                                     extent_rows, buffer_row_length,
                                     result.reshape(n_batch, n_kernels, out_rows, out_cols), nonfinite_tasks)
     return result, bool(nonfinite_tasks.any())
@@ -676,12 +650,10 @@ def _run_forward(x5, w5, bias, pads, strides, dilations, padding_mode, out_spati
         extra = 4 - n_kernels % 4
         weights = np.concatenate([weights, np.zeros((extra, weights.shape[1]), dtype=np.float32)])
         bias = np.concatenate([bias, np.zeros(extra, dtype=np.float32)])
-    register_blocks = kernels_per_task == 4 and x5.shape[2] == 1 and _takes_wide_rows(strides, out_spatial)
-    if register_blocks and padding_mode == "zeros" and not _packs_batch(x5.shape, pads):
-        return _correlate_image_blocks(x5, weights, bias, n_kernels, pads, w5.shape[3:], dilations, out_spatial)
+    if kernels_per_task == 4 and x5.shape[2] == 1 and _takes_wide_rows(strides, out_spatial):
+        return _correlate_image_blocks(x5, weights, bias, n_kernels, pads, w5.shape[3:], dilations, padding_mode,
+                                       out_spatial)
     layout = _layout(x5, w5.shape[2:], pads, strides, dilations, padding_mode, out_spatial, work)
-    if register_blocks:
-        return _correlate_wide_blocks(layout, weights, bias, n_kernels)
     out = np.empty((layout.x.shape[0], weights.shape[0]) + layout.out_spatial, dtype=np.float32)
     nonfinite_rows = np.empty(out.size // out.shape[-1], dtype=np.uint8)
     with kernel_call_guard(out.size * weights.shape[1]):
