@@ -215,7 +215,7 @@ def pooling_lines(repeats: int) -> list[str]:
         # The app keeps calls under PARALLEL_MIN_WORK (2**24) on one thread, so this one (2**21
         # values) gets one; training, where ReLUs of this size run, spreads them over both cores.
         ("relu (app: one thread)", lambda: relu(x), lambda: np.maximum(x, 0)),
-        ("relu (training: 2 cores)", _on_both_cores(lambda: relu(x)), lambda: np.maximum(x, 0)),
+        (f"relu (training: {THREADS} thr.)", _on_both_cores(lambda: relu(x)), lambda: np.maximum(x, 0)),
     ]
     lines = ["Pooling and ReLU on (32, 16, 64, 64) float32 (median ms; NumPy: reshape-max/mean, np.maximum):"]
     for name, engine_call, numpy_call in rows:
