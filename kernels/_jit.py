@@ -8,8 +8,8 @@ The loops are written for 3-D volumes; a 2-D image is a volume of depth 1 (and a
 a batch of one with one channel), so six functions serve every public operation, plus three loop
 orders made for common cases: the lessons' single (H, W) image with one (kh, kw) kernel (serial:
 engine.py runs blocks of rows of a big image on several threads, which saves compiling a parallel
-launcher), and the forward pass and weight gradient of a 2-D batch in the wide-row layout (the classifier's, register-blocked with the
-explicit vectors of kernels/_simd.py):
+launcher), and the forward pass and weight gradient of a 2-D batch in the wide-row layout (the
+classifier's, register-blocked with the explicit vectors of kernels/_simd.py):
 
 =========================== ==================================================================
 correlate_image_rows        conv2d of one (H, W) image with one (kh, kw) kernel (same sums as
@@ -447,8 +447,9 @@ def correlate_image_blocks(x, tap_offset, weights, bias, row_map, col_map, left,
     """Forward correlation of a 2-D batch in wide rows, 24 running sums in registers.
 
     Each task copies the padded rows that ``rows_per_task`` output rows of one image read into
-    wide rows of its own (one per channel, ``buffer_row_length`` long, padding included; a few kB
-    that stay in the core's cache), then computes their blocks for every kernel: four kernels
+    wide rows of its own (one per channel, ``buffer_row_length`` long, padding included, then room
+    to stage a block's sums; a few tens of kB that stay in the core's cache), then computes their
+    blocks for every kernel: four kernels
     times ``WIDE_BLOCK_COLUMNS`` wide positions, held in 24 vector variables (registers) while all
     the taps are applied, then stored, bias added last, straight into the (N, K, OH, OW) output
     with masked stores (the wrap-around columns left out).  Per tap: six vector loads of the
