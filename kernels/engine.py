@@ -441,12 +441,14 @@ def _plan_index_maps(plan: _ConvPlan):
 # 4,224-element sweep per tap group instead of 64 short ones (the per-sweep overhead dominated).
 # The Wp - W' columns that wrap around between rows are computed and thrown away.
 WIDE_ROW_MAX_WIDTH = 256
-# Wide-row planes up to this many padded pixels (2-D batches only) are packed: all the batch's
-# planes of a channel in one row.  An 8 x 8 map's plane is a 100-pixel row, too short for a
-# vector loop to pay its start-up cost; 32 of them make one 3,200-pixel row.  Measured on batches
-# of 32, 3x3 kernels, one thread: 8 x 8 maps 32 -> 32 channels forward 2.20 -> 1.21 ms, weight
-# gradient 6.66 -> 1.79 ms; 16 x 16 16 -> 32 weight gradient 4.88 -> 3.17 ms; 32 x 32 maps gain
-# nothing and 64 x 64 ones lose (the transposing copies cost more than the short rows did).
+# Wide-row planes up to this many padded pixels (2-D batches only) are packed for the loops that
+# read ``_layout`` (the weight gradient; forward passes with fewer than four kernels): all the
+# batch's planes of a channel in one row.  An 8 x 8 map's plane is a 100-pixel row, too short for
+# a vector loop to pay its start-up cost; 32 of them make one 3,200-pixel row.  Measured on batches
+# of 32, 3x3 kernels, one thread: 8 x 8 maps 32 -> 32 channels weight gradient 6.66 -> 1.79 ms;
+# 16 x 16 16 -> 32 4.88 -> 3.17 ms; 32 x 32 maps gain nothing and 64 x 64 ones lose (the
+# transposing copies cost more than the short rows did).  (``correlate_image_blocks`` copies
+# rows per task and needs no packing.)
 PACKED_MAX_PLANE = 400
 # Kernels up to this width read the padding through index maps (no copy of the image); wider
 # ones get a padded copy (see ``_layout``).
