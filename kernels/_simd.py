@@ -247,24 +247,6 @@ def _lane_mask(builder, first, last):
     return builder.and_(builder.icmp_signed(">=", lanes, splat(first)), builder.icmp_signed("<", lanes, splat(last)))
 
 
-def _finite_lanes(builder, vector):
-    """An i1 vector: true for the lanes that are neither inf nor NaN.
-
-    Compared as integers (exponent bits not all set): the kernels' fastmath flags include "nnan"
-    and "ninf", under which LLVM may fold a floating-point test such as |x| < inf to true.
-    """
-    i32 = ir.IntType(32)
-    lanes = ir.VectorType(i32, VECTOR_LANES)
-    exponent = ir.Constant(lanes, [0x7F800000] * VECTOR_LANES)
-    return builder.icmp_unsigned("!=", builder.and_(builder.bitcast(vector, lanes), exponent), exponent)
-
-
-def _all_lanes(builder, mask):
-    """True if every lane of an i1 vector is true."""
-    bits = builder.bitcast(mask, ir.IntType(VECTOR_LANES))
-    return builder.icmp_unsigned("==", bits, ir.Constant(ir.IntType(VECTOR_LANES), (1 << VECTOR_LANES) - 1))
-
-
 @intrinsic
 def _vector_store_lanes(typingctx, flat, start, vector, first, last):
     def codegen(context, builder, signature, args):
@@ -283,8 +265,15 @@ def _vector_store_lanes(typingctx, flat, start, vector, first, last):
 @intrinsic
 def _vector_lanes_finite(typingctx, vector, first, last):
     def codegen(context, builder, signature, args):
+        # Finite lanes compared as integers (exponent bits not all set): the kernels' fastmath
+        # flags include "nnan" and "ninf", under which LLVM may fold a floating-point test such
+        # as |x| < inf to true.
+        bits = ir.VectorType(ir.IntType(32), VECTOR_LANES)
+        exponent = ir.Constant(bits, [0x7F800000] * VECTOR_LANES)
+        finite = builder.icmp_unsigned("!=", builder.and_(builder.bitcast(args[0], bits), exponent), exponent)
         outside = builder.not_(_lane_mask(builder, args[1], args[2]))
-        return _all_lanes(builder, builder.or_(_finite_lanes(builder, args[0]), outside))
+        every = builder.bitcast(builder.or_(finite, outside), ir.IntType(VECTOR_LANES))
+        return builder.icmp_unsigned("==", every, ir.Constant(ir.IntType(VECTOR_LANES), (1 << VECTOR_LANES) - 1))
 
     return types.boolean(vector, first, last), codegen
 
