@@ -1,5 +1,7 @@
 """ConvScope's entry point: page settings and navigation between the lessons."""
 
+import gc
+
 import streamlit as st
 
 from kernels import warm_up
@@ -11,7 +13,12 @@ st.set_page_config(page_title="ConvScope", page_icon=":material/biotech:", layou
 @st.cache_resource(show_spinner="Preparing the convolution engine (once per server start)...")
 def _engine_ready():
     # Load every jitted kernel from Numba's on-disk cache once per process, so no click pays for it.
-    return warm_up()
+    seconds = warm_up()
+    # What is alive now (Numba, NumPy, pandas, pydicom, the engine) lives as long as the server: move it
+    # out of the collector's sight, so Python's automatic full collections only walk the sessions' objects.
+    gc.collect()
+    gc.freeze()
+    return seconds
 
 
 _engine_ready()

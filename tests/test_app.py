@@ -24,3 +24,21 @@ def test_home_page_runs_and_shows_notice_and_sample():
 def test_every_page_opens_without_exception(entry):
     app = open_page(entry.path)
     assert not app.exception, app.exception
+
+
+def test_no_forced_full_garbage_collection_after_each_run():
+    # Streamlit's post-run gc.collect(2) cost 150-200 ms per click with this app's heap (bench/classroom.py).
+    import tomllib
+
+    from tests.apptest import REPO_ROOT
+
+    config = tomllib.loads((REPO_ROOT / ".streamlit" / "config.toml").read_text())
+    assert config["runner"]["postScriptGC"] is False
+
+
+def test_start_up_heap_is_frozen_out_of_the_collector():
+    import gc
+
+    app = open_page()
+    assert not app.exception, app.exception
+    assert gc.get_freeze_count() > 100_000, "app.py should gc.freeze() the start-up heap after warming up"
