@@ -1,0 +1,31 @@
+"""The colour ramps (viz.images): a table lookup within one level of interpolating the stops exactly."""
+
+import numpy as np
+import pytest
+
+from viz import images
+
+
+def _interpolated_exactly(unit_values, stops):
+    positions = np.clip(unit_values, 0.0, 1.0) * (len(stops) - 1)
+    lower = np.minimum(np.floor(positions).astype(np.intp), len(stops) - 2)
+    fraction = (positions - lower)[..., None]
+    return np.rint(stops[lower] * (1.0 - fraction) + stops[lower + 1] * fraction).astype(np.uint8)
+
+
+@pytest.mark.parametrize("stops", [images._DIVERGING_STOPS, images._HEAT_STOPS], ids=["diverging", "heat"])
+def test_ramp_is_within_one_level_of_exact_interpolation(stops):
+    values = np.random.default_rng(3).uniform(-0.3, 1.3, (97, 131)).astype(np.float32)
+    coloured = images._interpolate_stops(values, stops)
+    assert coloured.shape == (97, 131, 3) and coloured.dtype == np.uint8
+    assert np.abs(coloured.astype(int) - _interpolated_exactly(values, stops).astype(int)).max() <= 1
+    ends = images._interpolate_stops(np.array([0.0, 1.0], dtype=np.float32), stops)
+    np.testing.assert_array_equal(ends, stops[[0, -1]].astype(np.uint8))
+
+
+def test_diverging_map_colours_signs_and_blank_values():
+    coloured = images.diverging_rgb(np.array([[-2.0, 0.0, 2.0, np.nan]], dtype=np.float32), limit=2.0)
+    np.testing.assert_array_equal(coloured[0, 0], images._DIVERGING_STOPS[0])  # full blue
+    np.testing.assert_array_equal(coloured[0, 1], images._DIVERGING_STOPS[2])  # white
+    np.testing.assert_array_equal(coloured[0, 2], images._DIVERGING_STOPS[-1])  # full red
+    np.testing.assert_array_equal(coloured[0, 3], images._DIVERGING_STOPS[0])  # NaN: the ramp's first colour
