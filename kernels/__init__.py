@@ -27,7 +27,8 @@ from kernels.engine import (
     tanh_backward,
 )
 from kernels.filters import KERNELS, MAX_KERNEL_SIZE, Kernel, make_kernel
-from kernels.trace import ConvStep, ConvTrace, PoolStep, PoolTrace, conv2d_trace, pool2d_trace
+from kernels.trace import (ConvStep, ConvSteps, ConvTrace, PoolStep, PoolSteps, PoolTrace, conv2d_trace,
+                           pool2d_trace)
 from kernels._warm import warm_up
 
 __all__ = [
@@ -36,9 +37,11 @@ __all__ = [
     "MAX_KERNEL_SIZE",
     "PADDING_MODES",
     "ConvStep",
+    "ConvSteps",
     "ConvTrace",
     "Kernel",
     "PoolStep",
+    "PoolSteps",
     "PoolTrace",
     "avg_pool2d",
     "avg_pool2d_backward",

@@ -14,7 +14,7 @@ import numpy as np
 
 from kernels import _simd, engine
 
-__all__ = ["ConvStep", "ConvTrace", "PoolStep", "PoolTrace", "conv2d_trace", "pool2d_trace"]
+__all__ = ["ConvStep", "ConvSteps", "ConvTrace", "PoolStep", "PoolSteps", "PoolTrace", "conv2d_trace", "pool2d_trace"]
 
 
 def _fused_sum(patch: np.ndarray, kernel: np.ndarray) -> np.float32:
@@ -32,6 +32,19 @@ def _sequential_sum(values: np.ndarray) -> np.float32:
         return np.float32(0.0)
     # np.cumsum adds strictly sequentially (unlike np.sum, which sums pairwise).
     return np.cumsum(flat, dtype=np.float32)[-1]
+
+
+def _window_indices(out_rows, out_cols, size, stride, dilation):
+    """Rows (N, kh) and columns (N, kw) of the padded input under each step's window."""
+    rows = out_rows[:, None] * stride[0] + np.arange(size[0]) * dilation[0]
+    cols = out_cols[:, None] * stride[1] + np.arange(size[1]) * dilation[1]
+    return rows, cols
+
+
+def _every_output_pixel(output_shape):
+    """Output row and column of every step, row-major: steps (N,) each."""
+    out_rows, out_cols = np.divmod(np.arange(output_shape[0] * output_shape[1]), output_shape[1])
+    return out_rows, out_cols
 
 
 @dataclass(frozen=True)
@@ -71,6 +84,32 @@ class ConvStep:
     total: float
     bias: float
     value: float
+
+
+@dataclass(frozen=True)
+class ConvSteps:
+    """Every step of a convolution at once: row ``i`` of each array is ``ConvTrace.step(i)``.
+
+    Attributes
+    ----------
+    out_rows, out_cols : int arrays (N,)
+    rows : int array (N, kh)
+    cols : int array (N, kw)
+    patches, products : float32 (N, kh, kw)
+    totals : float32 (N,)
+        The sums, formed tap by tap with one rounding each, as ``ConvStep.total``.
+    values : float32 (N,)
+        ``totals + bias``, equal to ``output.ravel()``.
+    """
+
+    out_rows: np.ndarray
+    out_cols: np.ndarray
+    rows: np.ndarray
+    cols: np.ndarray
+    patches: np.ndarray
+    products: np.ndarray
+    totals: np.ndarray
+    values: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -115,6 +154,23 @@ class ConvTrace:
         value = np.float32(total + np.float32(self.bias))
         return ConvStep(i, out_row, out_col, rows, cols, patch, products, float(total), self.bias, float(value))
 
+    def all_steps(self) -> ConvSteps:
+        """Every step at once, in arrays (N = num_steps): what a player in the browser replays.
+
+        Vectorised over the steps, the taps still added one after another in the engine's order, so
+        row ``i`` equals ``step(i)`` bit for bit.
+        """
+        out_rows, out_cols = _every_output_pixel(self.output.shape)
+        rows, cols = _window_indices(out_rows, out_cols, self.kernel.shape, self.stride, self.dilation)
+        patches = self.padded[rows[:, :, None], cols[:, None, :]]
+        products = patches * self.kernel
+        totals = np.zeros(self.num_steps, dtype=np.float32)
+        for (tap_row, tap_col), weight in np.ndenumerate(self.kernel):
+            totals = _simd.fused_multiply_add(weight, patches[:, tap_row, tap_col], totals)
+        totals = np.asarray(totals, dtype=np.float32).reshape(self.num_steps)
+        values = totals + np.float32(self.bias)
+        return ConvSteps(out_rows, out_cols, rows, cols, patches, products, totals, values)
+
 
 @dataclass(frozen=True)
 class PoolStep:
@@ -130,6 +186,9 @@ class PoolStep:
         Maximum or mean of the window, equal to the pooled output pixel.
     argmax : (int, int) or None
         (row, col) of the maximum in the padded input ("max" mode), None for "avg".
+    total : float or None
+        "avg" mode: the window's sum (float32, added left to right); ``value`` is ``total / patch.size``.
+        None for "max".
     """
 
     index: int
@@ -140,6 +199,33 @@ class PoolStep:
     patch: np.ndarray
     value: float
     argmax: tuple | None
+    total: float | None = None
+
+
+@dataclass(frozen=True)
+class PoolSteps:
+    """Every step of a pooling at once: row ``i`` of each array is ``PoolTrace.step(i)``.
+
+    Attributes
+    ----------
+    out_rows, out_cols : int arrays (N,)
+    rows, cols : int arrays (N, kh), (N, kw)
+    patches : float32 (N, kh, kw)
+    values : float32 (N,), equal to ``output.ravel()``
+    argmax : int array (N, 2) or None
+        "max": (row, col) in the padded input of each kept value; None for "avg".
+    totals : float32 (N,) or None
+        "avg": each window's sum; None for "max".
+    """
+
+    out_rows: np.ndarray
+    out_cols: np.ndarray
+    rows: np.ndarray
+    cols: np.ndarray
+    patches: np.ndarray
+    values: np.ndarray
+    argmax: np.ndarray | None
+    totals: np.ndarray | None
 
 
 @dataclass(frozen=True)
@@ -176,11 +262,26 @@ class PoolTrace:
             flat = int(np.argmax(patch))  # the first maximum in row-major order, as the engine
             row_in_window, col_in_window = divmod(flat, patch.shape[1])
             argmax = (int(rows[row_in_window]), int(cols[col_in_window]))
-            value = float(patch[row_in_window, col_in_window])
-        else:
-            argmax = None
-            value = float(_sequential_sum(patch) / np.float32(patch.size))
-        return PoolStep(i, out_row, out_col, rows, cols, patch, value, argmax)
+            return PoolStep(i, out_row, out_col, rows, cols, patch, float(patch[row_in_window, col_in_window]), argmax)
+        total = _sequential_sum(patch)
+        return PoolStep(i, out_row, out_col, rows, cols, patch, float(total / np.float32(patch.size)), None,
+                        float(total))
+
+    def all_steps(self) -> PoolSteps:
+        """Every step at once, in arrays (N = num_steps), equal to ``step(i)`` row by row."""
+        out_rows, out_cols = _every_output_pixel(self.output.shape)
+        rows, cols = _window_indices(out_rows, out_cols, self.size, self.stride, (1, 1))
+        patches = self.padded[rows[:, :, None], cols[:, None, :]]
+        flat = patches.reshape(self.num_steps, -1)
+        if self.mode == "max":
+            first_maximum = np.argmax(flat, axis=1)  # the first in row-major order, as step(i)
+            row_in_window, col_in_window = np.divmod(first_maximum, self.size[1])
+            steps = np.arange(self.num_steps)
+            argmax = np.stack([rows[steps, row_in_window], cols[steps, col_in_window]], axis=1)
+            return PoolSteps(out_rows, out_cols, rows, cols, patches, flat[steps, first_maximum], argmax, None)
+        # cumsum along each row adds left to right, as _sequential_sum does for one window.
+        totals = np.cumsum(flat, axis=1, dtype=np.float32)[:, -1]
+        return PoolSteps(out_rows, out_cols, rows, cols, patches, totals / np.float32(flat.shape[1]), None, totals)
 
 
 def _check_step(i, num_steps: int) -> int:

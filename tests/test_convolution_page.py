@@ -1,24 +1,25 @@
 """The convolution lesson page in AppTest: it runs on every sample and on uploads, and what it shows is kernels/'s.
 
-Each "shown value" check recomputes the convolution with kernels.conv2d (the engine's public function, not
-the trace the page draws from) on the region the page says it uses, and compares the exact float32 value.
+The step-by-step parts are players in the browser: the page sends each one its whole trace as data. The
+checks here read that data as the component receives it and recompute it with kernels.conv2d and the
+pooling functions (the engine's public functions, not the trace the page sends) on the region the page
+says it uses, comparing exact float32 values; and with a trace computed here, array by array.
 """
 
-import re
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from tests.apptest import run_page_file
-from kernels import avg_pool2d, conv2d, make_kernel, max_pool2d, relu
+from kernels import avg_pool2d, conv2d, conv2d_trace, make_kernel, max_pool2d, pool2d_trace, relu
 from scans import apply_window, list_samples, read_sample
+from views.components.step_player import FORMAT, decode_array
 from views.convolution_controls import output_size_equation, random_kernel, stored_key
 
 PAGE = "views/convolution.py"
 SAMPLES = Path(__file__).resolve().parents[1] / "sample_images"
-SHOWN = re.compile(r"^output\[(\d+), (\d+)\] = (\S+)$")
-POOLED = re.compile(r"^pooled\[(\d+), (\d+)\] = (\S+)$")
 
 
 def _open():
@@ -27,13 +28,17 @@ def _open():
     return app
 
 
-def _shown(app, pattern=SHOWN):
-    """(row, col, value) of the output value the page shows (its exact-value caption)."""
-    for caption in app.caption:
-        match = pattern.match(caption.value)
-        if match:
-            return int(match[1]), int(match[2]), float(match[3])
-    raise AssertionError(f"no caption matching {pattern.pattern}: {[c.value for c in app.caption]}")
+def _player_json(app, key):
+    """The step player's data as sent to the browser (JSON text), found by the player's key."""
+    players = {element.key: element for element in app.get("bidi_component")}
+    assert key in players, f"no step player {key!r} on the page; players: {sorted(map(str, players))}"
+    return players[key].proto.json
+
+
+def _player(app, key="conv_player"):
+    data = json.loads(_player_json(app, key))
+    assert data["format"] == FORMAT
+    return data
 
 
 def _state(app, key):
@@ -48,23 +53,42 @@ def _image(app):
     return apply_window(pixels, app.session_state["scan__level"], app.session_state["scan__width"])
 
 
-def _expected_region_output(app):
-    """kernels.conv2d over the page's region with the page's kernel and settings."""
+def _region_and_settings(app):
+    """The page's region (pixels), kernel, bias and convolution settings, from its state."""
     top, left, size = (int(_state(app, key)) for key in ("conv_region_top", "conv_region_left", "conv_region_size"))
     region = _image(app)[top:top + size, left:left + size]
     kind = _state(app, "conv_padding_kind")
     padding = int(_state(app, "conv_padding")) if kind == "number" else kind
     kernel = np.asarray(app.session_state["conv_kernel_grid"], dtype=np.float32)
-    return conv2d(region, kernel, float(_state(app, "conv_bias")), stride=int(_state(app, "conv_stride")),
-                  padding=padding, dilation=int(_state(app, "conv_dilation")),
-                  padding_mode=_state(app, "conv_padding_mode"), flip=bool(_state(app, "conv_flip")))
+    settings = {"stride": int(_state(app, "conv_stride")), "padding": padding,
+                "dilation": int(_state(app, "conv_dilation")), "padding_mode": _state(app, "conv_padding_mode"),
+                "flip": bool(_state(app, "conv_flip"))}
+    return region, kernel, float(_state(app, "conv_bias")), settings
 
 
-def _assert_shown_value_is_conv2d(app):
-    row, col, shown = _shown(app)
+def _expected_region_output(app):
+    """kernels.conv2d over the page's region with the page's kernel and settings."""
+    region, kernel, bias, settings = _region_and_settings(app)
+    return conv2d(region, kernel, bias, **settings)
+
+
+def _assert_player_is_conv2d(app):
+    """The convolution player's output map and every step's value are conv2d's, bit for bit; returns the data."""
+    data = _player(app)
     expected = _expected_region_output(app)
-    assert shown == float(expected[row, col]), (row, col, shown, expected[row, col])
-    return row, col
+    np.testing.assert_array_equal(decode_array(data["output"]["values"]), expected)
+    np.testing.assert_array_equal(decode_array(data["steps"]["values"]), expected.ravel())
+    assert data["steps"]["count"] == expected.size
+    return data
+
+
+def _assert_pool_player_is(app, expected, mode):
+    """The pooling player's map and steps equal ``expected`` (from the engine's pooling), bit for bit."""
+    data = _player(app, "pool_player")
+    assert data["kind"] == "pool" and data["mode"] == mode
+    np.testing.assert_array_equal(decode_array(data["output"]["values"]), expected)
+    np.testing.assert_array_equal(decode_array(data["steps"]["values"]), expected.ravel())
+    return data
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -84,40 +108,51 @@ def test_lesson_runs_on_every_sample_and_shows_conv2d_values(sample):
     app.selectbox(key="scan_source").set_value(sample).run()
     assert not app.exception, app.exception
     assert not app.error, [error.value for error in app.error]
-    _assert_shown_value_is_conv2d(app)
-    assert len(app.get("image")) >= 7, "region, output, arithmetic, activation and pooling frames"
+    _assert_player_is_conv2d(app)
+    assert len(app.get("image")) >= 4, "whole-image map, activation before and after, bank"
 
 
-def test_next_advances_the_step_and_the_value_follows():
+def test_the_conv_player_receives_the_whole_trace():
     app = _open()
-    first = _assert_shown_value_is_conv2d(app)
-    for _ in range(3):
-        app.button(key="conv_next").click().run()
-        assert not app.exception, app.exception
-    assert app.session_state["conv__step"] == 3
-    row, col = _assert_shown_value_is_conv2d(app)
-    assert (row, col) != first
-    columns = _expected_region_output(app).shape[1]
-    assert row * columns + col == 3, "steps go row by row over the output"
-    assert app.metric[0].value == f"{_shown(app)[2]:.4f}"
-    app.button(key="conv_previous").click().run()
-    assert app.session_state["conv__step"] == 2
-    app.slider(key="conv_scrubber").set_value(7).run()  # the scrubber counts from 1
-    assert app.session_state["conv__step"] == 6
-    _assert_shown_value_is_conv2d(app)
+    data = _assert_player_is_conv2d(app)
+    region, kernel, bias, settings = _region_and_settings(app)
+    trace = conv2d_trace(region, kernel, bias, **settings)
+    every = trace.all_steps()
+    np.testing.assert_array_equal(decode_array(data["input"]["values"]), trace.padded)
+    assert data["input"]["pad"] == list(trace.pad)
+    top, _, left, _ = trace.pad
+    np.testing.assert_array_equal(decode_array(data["input"]["values"])[top:top + region.shape[0],
+                                                                         left:left + region.shape[1]], region)
+    np.testing.assert_array_equal(decode_array(data["kernel"]["values"]), kernel)
+    assert np.float32(data["bias"]) == np.float32(bias)
+    steps = data["steps"]
+    for name, expected in (("rows", every.rows), ("cols", every.cols), ("products", every.products),
+                           ("sums", every.totals), ("values", every.values)):
+        received = decode_array(steps[name])
+        assert received.dtype == (np.int32 if name in ("rows", "cols") else np.float32), name
+        np.testing.assert_array_equal(received, expected, err_msg=name)
+    # What the browser shows for step i follows from these arrays alone: the window under rows[i], cols[i],
+    # its products, and sum + bias = value in float32.
+    padded = decode_array(data["input"]["values"])
+    rows, cols = decode_array(steps["rows"]), decode_array(steps["cols"])
+    products = decode_array(steps["products"])
+    for i in range(steps["count"]):
+        np.testing.assert_array_equal(products[i], padded[np.ix_(rows[i], cols[i])] * kernel)
+    sums = decode_array(steps["sums"])
+    np.testing.assert_array_equal(sums + np.float32(data["bias"]), decode_array(steps["values"]))
+    assert steps["count"] == trace.num_steps == 64 and rows.shape == (64, 3)
 
 
-def test_step_survives_a_rerun_and_play_pause_toggle():
+def test_a_rerun_sends_the_same_data_so_the_browser_keeps_its_step():
+    # The player keeps its step in the browser: the server holds no step, and a rerun that changes
+    # nothing must send identical data (same key, same JSON), or the browser would reload the player.
     app = _open()
-    app.button(key="conv_next").click().run()
+    before = _player_json(app, "conv_player"), _player_json(app, "pool_player")
     app.run()
-    assert app.session_state["conv__step"] == 1
-    app.button(key="conv_play").click().run()
     assert not app.exception, app.exception
-    assert app.session_state["conv__playing"] is True
-    assert app.button(key="conv_play").label == "Pause"
-    app.button(key="conv_play").click().run()
-    assert app.session_state["conv__playing"] is False
+    assert (_player_json(app, "conv_player"), _player_json(app, "pool_player")) == before
+    for old_stepper_state in ("conv__step", "conv__playing", "pool__step", "pool__playing"):
+        assert old_stepper_state not in app.session_state
 
 
 def test_a_kernel_set_through_session_state_is_used():
@@ -126,8 +161,8 @@ def test_a_kernel_set_through_session_state_is_used():
     app.session_state["conv_kernel_grid"] = even_kernel.tolist()
     app.run()
     assert not app.exception, app.exception
-    app.button(key="conv_next").click().run()
-    _assert_shown_value_is_conv2d(app)
+    data = _assert_player_is_conv2d(app)
+    assert decode_array(data["kernel"]["values"]).shape == (4, 4)
     np.testing.assert_array_equal(np.asarray(app.session_state["conv_kernel_grid"], dtype=np.float32), even_kernel)
     assert any("The 4 x 4 kernel" in markdown.value for markdown in app.markdown)
 
@@ -138,7 +173,7 @@ def test_a_malformed_kernel_falls_back_with_a_warning():
     app.run()
     assert not app.exception, app.exception
     assert any("not usable" in warning.value for warning in app.warning)
-    _assert_shown_value_is_conv2d(app)
+    _assert_player_is_conv2d(app)
 
 
 def test_bank_random_and_cut_kernels():
@@ -147,7 +182,7 @@ def test_bank_random_and_cut_kernels():
     app.slider(key="conv_kernel_size").set_value(4).run()
     np.testing.assert_array_equal(np.asarray(app.session_state["conv_kernel_grid"], dtype=np.float32),
                                   make_kernel("gaussian blur", 4))
-    _assert_shown_value_is_conv2d(app)
+    _assert_player_is_conv2d(app)
 
     app.radio(key="conv_kernel_source").set_value("Random").run()
     np.testing.assert_array_equal(np.asarray(app.session_state["conv_kernel_grid"], dtype=np.float32),
@@ -155,13 +190,13 @@ def test_bank_random_and_cut_kernels():
     app.button(key="conv_random_new").click().run()
     np.testing.assert_array_equal(np.asarray(app.session_state["conv_kernel_grid"], dtype=np.float32),
                                   random_kernel(4, 1))
-    _assert_shown_value_is_conv2d(app)
+    _assert_player_is_conv2d(app)
 
     app.radio(key="conv_kernel_source").set_value("Cut from the image").run()
     assert not app.exception, app.exception
     cut = np.asarray(app.session_state["conv_kernel_grid"], dtype=np.float32)
     assert cut.shape == (4, 4) and abs(float(cut.sum())) < 1e-4 and abs(float((cut * cut).sum()) - 1.0) < 1e-4
-    _assert_shown_value_is_conv2d(app)
+    _assert_player_is_conv2d(app)
 
 
 def test_stride_padding_dilation_flip_and_the_formula():
@@ -176,38 +211,45 @@ def test_stride_padding_dilation_flip_and_the_formula():
     size = int(_state(app, "conv_region_size"))
     expected_formula = output_size_equation(size, 3, 0, 0, 2, 2)
     assert any(expected_formula in markdown.value for markdown in app.markdown), expected_formula
-    app.button(key="conv_next").click().run()
-    _assert_shown_value_is_conv2d(app)
+    data = _assert_player_is_conv2d(app)
+    # Stride 2 and dilation 2: each window's rows start two apart and skip every other row.
+    np.testing.assert_array_equal(decode_array(data["steps"]["rows"])[:2], [[0, 2, 4], [0, 2, 4]])
+    np.testing.assert_array_equal(decode_array(data["steps"]["cols"])[:2], [[0, 2, 4], [2, 4, 6]])
+    np.testing.assert_array_equal(decode_array(data["kernel"]["values"]), make_kernel("sobel x")[::-1, ::-1])
 
     app.radio(key="conv_padding_kind").set_value("same").run()  # "same" needs stride 1: a clear error
     assert not app.exception, app.exception
     assert any("stride 1" in error.value for error in app.error)
 
 
-def test_pooling_steps_match_max_pool2d_of_the_relu():
+def test_pooling_player_matches_max_pool2d_of_the_relu():
     app = _open()
-    app.button(key="pool_next").click().run()
-    app.button(key="pool_next").click().run()
-    assert not app.exception, app.exception
-    row, col, shown = _shown(app, POOLED)
-    expected = max_pool2d(relu(_expected_region_output(app)), 2, stride=2)
-    assert shown == float(expected[row, col])
-    assert row * expected.shape[1] + col == 2
+    activated = relu(_expected_region_output(app))
+    data = _assert_pool_player_is(app, max_pool2d(activated, 2, stride=2), "max")
+    trace = pool2d_trace(activated, 2, stride=2)
+    argmax = decode_array(data["steps"]["argmax"])
+    np.testing.assert_array_equal(argmax, trace.all_steps().argmax)
+    padded = decode_array(data["input"]["values"])
+    np.testing.assert_array_equal(padded[argmax[:, 0], argmax[:, 1]], decode_array(data["steps"]["values"]))
+    assert "sums" not in data["steps"]
 
 
 @pytest.mark.parametrize("mode", ["max", "avg"])
-def test_padded_pooling_steps_match_the_engine_and_padding_follows_the_window(mode):
+def test_padded_pooling_player_matches_the_engine_and_padding_follows_the_window(mode):
     app = _open()
     app.radio(key="pool_mode").set_value(mode).run()
     app.select_slider(key="pool_size").set_value(3).run()
     app.select_slider(key="pool_padding").set_value(1).run()
-    app.button(key="pool_next").click().run()
     assert not app.exception, app.exception
-    row, col, shown = _shown(app, POOLED)
     pool = max_pool2d if mode == "max" else avg_pool2d
     expected = pool(relu(_expected_region_output(app)), 3, stride=2, padding=1)
-    assert (row, col) == (0, 1)
-    assert shown == float(expected[row, col])
+    data = _assert_pool_player_is(app, expected, mode)
+    assert data["input"]["pad"] == [1, 1, 1, 1]
+    corner = decode_array(data["input"]["values"])[0, 0]
+    assert np.isneginf(corner) if mode == "max" else corner == 0.0  # -inf never wins; 0 counts in the mean
+    if mode == "avg":
+        sums = decode_array(data["steps"]["sums"])
+        np.testing.assert_array_equal(sums / np.float32(9), decode_array(data["steps"]["values"]))
     # A window of 4 allows padding 2; back to a window of 2, the padding drops to 1 by itself.
     app.select_slider(key="pool_size").set_value(4).run()
     app.select_slider(key="pool_padding").set_value(2).run()
@@ -222,8 +264,7 @@ def test_uploaded_png_and_dicom_are_used():
         app.file_uploader(key="scan_uploader").set_value((name, (SAMPLES / name).read_bytes(), mime)).run()
         assert not app.exception, app.exception
         assert app.session_state["scan__choice"].startswith("Your upload")
-        app.button(key="conv_next").click().run()
-        _assert_shown_value_is_conv2d(app)
+        _assert_player_is_conv2d(app)
 
 
 def test_garbage_upload_shows_the_scan_error_and_the_lesson_keeps_working():
@@ -232,9 +273,7 @@ def test_garbage_upload_shows_the_scan_error_and_the_lesson_keeps_working():
     app.run()
     assert not app.exception, app.exception
     assert any("Could not read notes.dcm" in error.value for error in app.error)
-    app.button(key="conv_next").click().run()
-    assert not app.exception, app.exception
-    _assert_shown_value_is_conv2d(app)
+    _assert_player_is_conv2d(app)
 
 
 def test_region_follows_the_sliders():
@@ -244,7 +283,7 @@ def test_region_follows_the_sliders():
     app.slider(key="conv_region_left").set_value(30).run()
     assert (_state(app, "conv_region_top"), _state(app, "conv_region_left"), _state(app, "conv_region_size")) == (
         20, 30, 6)
-    _assert_shown_value_is_conv2d(app)
+    _assert_player_is_conv2d(app)
     assert any("floor((6 + 2*1 - 3) / 1) + 1 = 6" in markdown.value for markdown in app.markdown)
 
 
@@ -253,10 +292,10 @@ def test_a_new_window_changes_the_numbers():
     app.selectbox(key="scan_source").set_value("Head CT slice").run()
     app.slider(key="conv_region_top").set_value(200).run()  # brain tissue: grey values inside the window
     app.slider(key="conv_region_left").set_value(300).run()
-    _, _, before = _shown(app)
-    assert before != 0.0
+    before = decode_array(_player(app)["output"]["values"])
+    assert np.any(before != 0.0)
     app.slider(key="scan_level").set_value(80.0).run()  # the brain window moved up by 40 HU
     assert not app.exception, app.exception
     assert app.session_state["scan__level"] == 80.0
-    _assert_shown_value_is_conv2d(app)
-    assert _shown(app)[2] != before
+    after = decode_array(_assert_player_is_conv2d(app)["output"]["values"])
+    assert np.any(after != before)

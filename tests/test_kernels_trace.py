@@ -43,6 +43,69 @@ def test_conv2d_trace_small_every_step_equals_conv2d_exactly(padding_mode, strid
         assert np.float32(step.total + step.bias) == np.float32(step.value)
 
 
+def _assert_conv_steps_equal_each_step(trace):
+    """all_steps() row by row against step(i), bit for bit (float32 compared as bits, not approximately)."""
+    every = trace.all_steps()
+    assert every.patches.dtype == every.products.dtype == every.totals.dtype == every.values.dtype == np.float32
+    assert every.values.shape == (trace.num_steps,)
+    for i in range(trace.num_steps):
+        step = trace.step(i)
+        assert (every.out_rows[i], every.out_cols[i]) == (step.out_row, step.out_col)
+        np.testing.assert_array_equal(every.rows[i], step.rows)
+        np.testing.assert_array_equal(every.cols[i], step.cols)
+        np.testing.assert_array_equal(every.patches[i], step.patch)
+        assert every.products[i].tobytes() == step.products.astype(np.float32).tobytes()
+        assert every.totals[i].tobytes() == np.float32(step.total).tobytes()
+        assert every.values[i].tobytes() == np.float32(step.value).tobytes()
+    return every
+
+
+@pytest.mark.parametrize("padding_mode, stride, dilation, padding, flip",
+                         [o for o in TRACE_OPTIONS if not (o[3] == "same" and o[1] != 1)][::3])
+def test_conv2d_all_steps_equal_every_step_and_conv2d(padding_mode, stride, dilation, padding, flip):
+    x, w = image(), RNG.standard_normal((3, 2)).astype(np.float32)
+    trace = kernels.conv2d_trace(x, w, -0.61, stride=stride, padding=padding, dilation=dilation,
+                                 padding_mode=padding_mode, flip=flip)
+    every = _assert_conv_steps_equal_each_step(trace)
+    out = kernels.conv2d(x, w, -0.61, stride=stride, padding=padding, dilation=dilation, padding_mode=padding_mode,
+                         flip=flip)
+    np.testing.assert_array_equal(every.values, out.ravel())
+
+
+@pytest.mark.parametrize("size", [1, 4, 9])
+def test_conv2d_all_steps_on_a_lesson_sized_region(size):
+    # The lesson's largest region with HU-like magnitudes, where one rounding per tap matters most.
+    x = (RNG.random((32, 32)) * 3000 - 1000).astype(np.float32)
+    w = RNG.standard_normal((size, size)).astype(np.float32)
+    trace = kernels.conv2d_trace(x, w, 0.25, padding="same", padding_mode="zeros")
+    every = _assert_conv_steps_equal_each_step(trace)
+    np.testing.assert_array_equal(every.values, kernels.conv2d(x, w, 0.25, padding="same").ravel())
+
+
+@pytest.mark.parametrize("mode", ["max", "avg"])
+@pytest.mark.parametrize("size, stride, padding", [(2, None, 0), (3, 2, 1), ((2, 3), (1, 2), (1, 1)), (4, 1, 2)])
+def test_pool2d_all_steps_equal_every_step_and_pooling(mode, size, stride, padding):
+    x = image(9, 10)
+    x[2, 2] = x[2, 3] = 5.0  # a tie: the first maximum wins, in both
+    trace = kernels.pool2d_trace(x, size, stride=stride, padding=padding, mode=mode)
+    every = trace.all_steps()
+    pooled = (kernels.max_pool2d if mode == "max" else kernels.avg_pool2d)(x, size, stride=stride, padding=padding)
+    np.testing.assert_array_equal(every.values, pooled.ravel())
+    assert (every.argmax is None) == (mode == "avg") and (every.totals is None) == (mode == "max")
+    for i in range(trace.num_steps):
+        step = trace.step(i)
+        assert (every.out_rows[i], every.out_cols[i]) == (step.out_row, step.out_col)
+        np.testing.assert_array_equal(every.rows[i], step.rows)
+        np.testing.assert_array_equal(every.cols[i], step.cols)
+        np.testing.assert_array_equal(every.patches[i], step.patch)
+        assert every.values[i].tobytes() == np.float32(step.value).tobytes()
+        if mode == "max":
+            assert tuple(every.argmax[i]) == step.argmax and step.total is None
+        else:
+            assert every.totals[i].tobytes() == np.float32(step.total).tobytes()
+            assert np.float32(step.total) / np.float32(step.patch.size) == np.float32(step.value)
+
+
 @pytest.mark.parametrize("name", sorted(kernels.KERNELS))
 def test_trace_matches_conv2d_exactly_for_every_bank_kernel_on_a_real_size_image(name):
     x = (RNG.random((40, 48)) * 3000 - 1000).astype(np.float32)  # HU-like magnitudes

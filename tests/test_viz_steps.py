@@ -1,4 +1,4 @@
-"""viz/steps.py: frame shapes and dtype, and that highlights, marks and padding land on the right cells."""
+"""viz/steps.py: frame shapes and dtype, and that marks and outlines land on the right cells."""
 
 import numpy as np
 import pytest
@@ -13,11 +13,6 @@ def _cell_pixels(frame, row, col, cell):
 
 def _has_colour(pixels, colour):
     return bool(np.any(np.all(pixels == np.asarray(colour, dtype=np.uint8), axis=-1)))
-
-
-def _window_inputs(size=6, pad=1, seed=0):
-    values = np.random.default_rng(seed).random((size, size)).astype(np.float32)
-    return np.pad(values, pad), (pad, pad, pad, pad)
 
 
 # ---------------------------------------------------------------- numbers ------------------------------------
@@ -46,79 +41,7 @@ def test_stamped_text_is_clipped_at_the_canvas_edge():
     assert canvas.dtype == np.uint8 and canvas.shape == (10, 10, 3)
 
 
-# ---------------------------------------------------------------- window frame -------------------------------
-
-
-def test_window_frame_shape_dtype_and_window_outline():
-    padded, pad = _window_inputs()
-    cell = 40
-    rows, cols = np.arange(2, 5), np.arange(3, 6)
-    frame = steps.window_frame(padded, pad, rows, cols, cell=cell)
-    assert frame.shape == (8 * cell, 8 * cell, 3) and frame.dtype == np.uint8
-    # The window's outline runs along the top-left corner cell of the window ...
-    assert _has_colour(_cell_pixels(frame, 2, 3, cell), steps.WINDOW_COLOUR)
-    assert _has_colour(_cell_pixels(frame, 4, 5, cell), steps.WINDOW_COLOUR)
-    # ... and nowhere far from it.
-    assert not _has_colour(_cell_pixels(frame, 7, 0, cell), steps.WINDOW_COLOUR)
-    assert not _has_colour(_cell_pixels(frame, 0, 7, cell), steps.WINDOW_COLOUR)
-
-
-def test_window_frame_draws_padding_differently_from_the_same_value_inside():
-    padded = np.zeros((6, 6), dtype=np.float32)  # zeros everywhere: only padding can tell cells apart
-    frame = steps.window_frame(padded, (1, 1, 1, 1), np.arange(3, 5), np.arange(3, 5), cell=24,
-                               show_numbers=False)
-    corner_padding = _cell_pixels(frame, 0, 0, 24)[4:-4, 4:-4]
-    inside = _cell_pixels(frame, 2, 2, 24)[4:-4, 4:-4]
-    assert np.all(inside == 0), "a zero pixel inside the input is black"
-    assert corner_padding.mean() > 10, "padding cells are tinted, not plain black"
-    assert len(np.unique(corner_padding.reshape(-1, 3), axis=0)) >= 2, "padding cells are hatched"
-
-
-def test_window_frame_marks_dilated_samples_and_pooling_choice():
-    padded = np.full((8, 8), 0.5, dtype=np.float32)  # one value: only the drawing tells cells apart
-    cell = 30
-    rows, cols = np.array([0, 2, 4]), np.array([1, 3, 5])
-    frame = steps.window_frame(padded, (0, 0, 0, 0), rows, cols, cell=cell, chosen=(2, 3), show_numbers=False)
-    assert frame.shape == (8 * cell, 8 * cell, 3)
-    # A cell the dilated window skips (row 1, col 2) is not tinted like one it reads (row 2, col 3).
-    sampled_centre = _cell_pixels(frame, 0, 1, cell)[cell // 2, cell // 2]
-    skipped_centre = _cell_pixels(frame, 1, 2, cell)[cell // 2, cell // 2]
-    assert not np.array_equal(sampled_centre, skipped_centre)
-    assert _has_colour(_cell_pixels(frame, 2, 3, cell), steps.CHOSEN_COLOUR)
-    assert not _has_colour(_cell_pixels(frame, 6, 6, cell), steps.CHOSEN_COLOUR)
-
-
-def test_window_frame_shows_numbers_only_when_they_fit():
-    padded, pad = _window_inputs(size=4, pad=0)
-    rows, cols = np.arange(0, 2), np.arange(0, 2)
-    big = steps.window_frame(padded, pad, rows, cols, cell=64)
-    plain_big = steps.window_frame(padded, pad, rows, cols, cell=64, show_numbers=False)
-    assert not np.array_equal(big, plain_big), "large cells carry their values"
-    small = steps.window_frame(padded, pad, rows, cols, cell=12)
-    plain_small = steps.window_frame(padded, pad, rows, cols, cell=12, show_numbers=False)
-    assert np.array_equal(small, plain_small), "numbers too small to read are left out"
-
-
 # ---------------------------------------------------------------- value grids --------------------------------
-
-
-def test_value_grid_fills_in_and_highlights_the_current_cell():
-    values = np.arange(-6, 6, dtype=np.float32).reshape(3, 4)
-    cell = 48
-    frame = steps.value_grid_frame(values, cell=cell, visible=steps.filled_mask((3, 4), 6), highlight=(1, 1))
-    assert frame.shape == (3 * cell, 4 * cell, 3) and frame.dtype == np.uint8
-    assert _has_colour(_cell_pixels(frame, 1, 1, cell), steps.WINDOW_COLOUR)
-    assert not _has_colour(_cell_pixels(frame, 0, 0, cell), steps.WINDOW_COLOUR)
-    # Cells after the current step are blank: one flat colour apart from the grid lines.
-    future = _cell_pixels(frame, 2, 3, cell)[2:-2, 2:-2]
-    assert np.all(future == np.asarray(steps.BLANK_COLOUR, dtype=np.uint8))
-    done = _cell_pixels(frame, 0, 0, cell)[2:-2, 2:-2]
-    assert not np.all(done == np.asarray(steps.BLANK_COLOUR, dtype=np.uint8))
-
-
-def test_filled_mask_counts_in_scanning_order():
-    mask = steps.filled_mask((2, 3), 4)
-    assert mask.tolist() == [[True, True, True], [True, False, False]]
 
 
 def test_value_grid_marks_only_the_marked_cells():

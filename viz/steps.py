@@ -1,10 +1,11 @@
-"""Frames for the step-by-step lesson: the kernel window on the input, the arithmetic, the output filling in.
+"""Frames of numbers and maps: value grids, the multiply step of one position, feature-map grids, overlays.
 
 Every function here is pure drawing: NumPy arrays (shaped like the engine's step trace) in, RGB uint8
 arrays (H, W, 3) out. Numbers are rendered into the pixels, large enough to read on a projector, so a
-frame shown with ``st.image`` at its own size stays crisp.
+frame shown with ``st.image`` at its own size stays crisp. (The convolution lesson's step-by-step
+players draw in the browser instead: views/components/step_player/.)
 
-Grid frames (:func:`window_frame`, :func:`value_grid_frame`) share one layout: cell ``(row, col)`` of an
+Grid frames (:func:`value_grid_frame`) share one layout: cell ``(row, col)`` of an
 ``(h, w)`` grid drawn with ``cell`` pixels per side occupies rows ``row*cell .. (row+1)*cell - 1`` and
 columns ``col*cell .. (col+1)*cell - 1`` of a frame of exactly ``(h*cell, w*cell, 3)``; outlines are drawn
 inside the cells they surround. :func:`cell_box` returns those bounds.
@@ -18,12 +19,11 @@ from PIL import Image, ImageDraw, ImageFont
 from viz.images import diverging_rgb, grey_rgb, heat_rgb
 
 # Colours chosen to stay distinct from the grey scan and from the blue-white-red signed map.
-WINDOW_COLOUR = (255, 140, 0)  # the kernel window and the current output cell: orange
-CHOSEN_COLOUR = (0, 170, 60)  # the cell max pooling keeps: green
-PADDING_TINT = (124, 92, 196)  # padding cells are tinted and hatched in violet
+WINDOW_COLOUR = (255, 140, 0)  # the region, a kernel's window: orange
+CHOSEN_COLOUR = (0, 170, 60)  # a chosen spot (a cut kernel's box, a map's peak): green
 MARK_COLOUR = (105, 105, 105)  # the cross on cells an activation set to zero (grey: numbers stay legible)
 GRID_COLOUR = (150, 150, 150)
-BLANK_COLOUR = (236, 236, 236)  # output cells not computed yet
+BLANK_COLOUR = (236, 236, 236)  # pixels a map leaves out (e.g. set to zero by ReLU)
 BACKGROUND = (255, 255, 255)
 TEXT_COLOUR = (20, 20, 20)
 
@@ -258,16 +258,6 @@ def outline_box(canvas, top, left, bottom, right, colour, thickness):
     return canvas
 
 
-def _outline_cells(canvas, top_row, left_col, bottom_row, right_col, cell, colour, thickness):
-    """Outline the block of cells rows top_row..bottom_row, cols left_col..right_col (inclusive)."""
-    outline_box(canvas, top_row * cell, left_col * cell, (bottom_row + 1) * cell, (right_col + 1) * cell,
-                colour, thickness)
-
-
-def _outline_thickness(cell):
-    return max(2, min(5, cell // 12))
-
-
 def _cross_cells(canvas, mask, cell, colour):
     """Mark every True cell of ``mask`` (h, w): a cross in large cells, a filled square in small ones."""
     rows, cols = np.nonzero(mask)
@@ -291,29 +281,6 @@ def _cross_cells(canvas, mask, cell, colour):
         block[cross] = colour
 
 
-@lru_cache(maxsize=64)
-def _hatch_pattern(cell):
-    """Boolean (cell, cell): diagonal lines a few pixels apart, the texture of a padding cell."""
-    offsets = np.add.outer(np.arange(cell), np.arange(cell))
-    pattern = offsets % max(6, int(cell / 2.5)) == 0
-    pattern.setflags(write=False)
-    return pattern
-
-
-def _hatch_cells(canvas, mask, cell):
-    """Hatch every True cell of ``mask`` (h, w) in ``canvas`` (h*cell, w*cell, 3), in place.
-
-    Works on a blocked view of the canvas so the cost follows the hatched area, not the frame.
-    """
-    height, width = mask.shape
-    blocks = canvas.reshape(height, cell, width, cell, 3).transpose(0, 2, 1, 3, 4)
-    chosen = blocks[mask]  # (n, cell, cell, 3) copy of the padding cells
-    lines = _hatch_pattern(cell)
-    # Half-strength lines: visible as a texture, faint enough for the numbers on top to stay legible.
-    chosen[:, lines] = np.rint(chosen[:, lines] * 0.5 + np.asarray(PADDING_TINT) * 0.5).astype(np.uint8)
-    blocks[mask] = chosen
-
-
 # ----------------------------------------------------------------------------------------------
 # Colouring
 # ----------------------------------------------------------------------------------------------
@@ -334,7 +301,7 @@ def colour_cells(values, colour_map="diverging", *, limit=None, low=0.0, high=1.
     raise ValueError(f"colour_map must be 'grey', 'diverging' or 'heat', got {colour_map!r}")
 
 
-def _stamp_numbers(canvas, values, cell, *, cell_rgb, visible=None, largest=30):
+def _stamp_numbers(canvas, values, cell, *, cell_rgb, largest=30):
     """Write each value (h, w) centred in its cell; returns the font size used (0 = none fit)."""
     texts, size = _fitted_grid_texts(values, cell, largest)
     if not size:
@@ -342,8 +309,6 @@ def _stamp_numbers(canvas, values, cell, *, cell_rgb, visible=None, largest=30):
     dark_ink = _contrasting_ink(cell_rgb)
     for row, row_texts in enumerate(texts):
         for col, text in enumerate(row_texts):
-            if visible is not None and not visible[row, col]:
-                continue
             colour = TEXT_COLOUR if dark_ink[row, col] else (255, 255, 255)
             stamp_text(canvas, text, row * cell + cell / 2, col * cell + cell / 2, size, colour)
     return size
@@ -354,79 +319,9 @@ def _stamp_numbers(canvas, values, cell, *, cell_rgb, visible=None, largest=30):
 # ----------------------------------------------------------------------------------------------
 
 
-def window_frame(padded, pad, rows, cols, *, cell, colour_map="grey", limit=None, low=0.0, high=1.0,
-                 chosen=None, show_numbers=None):
-    """The (padded) input with the kernel or pooling window outlined: one frame of a step.
-
-    Parameters
-    ----------
-    padded : ndarray, shape (Hp, Wp)
-        The padded input of the trace (``ConvTrace.padded`` / ``PoolTrace.padded``).
-    pad : tuple of int
-        (top, bottom, left, right) padding rows/columns around the real input; those cells are tinted
-        and hatched so they read as padding, with their values (0, reflected or replicated) still shown.
-    rows, cols : array of int, shapes (kh,), (kw,)
-        The padded-input rows and columns the window samples (with dilation they are spaced out).
-    cell : int
-        Pixels per cell side.
-    colour_map, limit, low, high
-        Cell colouring, see :func:`colour_cells`.
-    chosen : tuple of int, optional
-        (row, col) in the padded input of the value max pooling keeps; outlined in green.
-    show_numbers : bool, optional
-        Write each value in its cell. Default: when the numbers fit (large cells).
-
-    Returns
-    -------
-    ndarray, shape (Hp*cell, Wp*cell, 3), uint8
-    """
-    padded = np.asarray(padded, dtype=np.float32)
-    height, width = padded.shape
-    top, bottom, left, right = (int(side) for side in pad)
-    cell_rgb = colour_cells(padded, colour_map, limit=limit, low=low, high=high)
-
-    is_padding = np.ones((height, width), dtype=bool)
-    is_padding[top:height - bottom, left:width - right] = False
-    if is_padding.any():
-        tinted = cell_rgb.astype(np.float32) * 0.55 + np.asarray(PADDING_TINT, dtype=np.float32) * 0.45
-        cell_rgb = np.where(is_padding[..., None], np.rint(tinted).astype(np.uint8), cell_rgb)
-
-    rows = np.asarray(rows, dtype=np.intp)
-    cols = np.asarray(cols, dtype=np.intp)
-    sampled = np.zeros((height, width), dtype=bool)
-    sampled[np.ix_(rows, cols)] = True
-    is_spread = rows.size > 1 and np.any(np.diff(rows) > 1) or cols.size > 1 and np.any(np.diff(cols) > 1)
-    if is_spread:
-        # With dilation the window skips cells: tint the ones it reads so the gaps show.
-        tinted = cell_rgb.astype(np.float32) * 0.6 + np.asarray(WINDOW_COLOUR, dtype=np.float32) * 0.4
-        cell_rgb = np.where(sampled[..., None], np.rint(tinted).astype(np.uint8), cell_rgb)
-
-    canvas = _cells_to_pixels(cell_rgb, cell)
-    if is_padding.any() and cell >= 6:
-        _hatch_cells(canvas, is_padding, cell)
-    _draw_grid_lines(canvas, cell)
-    if is_padding.any() and not is_padding.all():
-        # The edge of the real input, so "inside" and "padding" are told apart at once.
-        outline_box(canvas, top * cell, left * cell, (height - bottom) * cell, (width - right) * cell,
-                    PADDING_TINT, max(1, cell // 16))
-
-    if (show_numbers is None or show_numbers) and cell * 0.45 >= _MIN_NUMBER_FONT:
-        _stamp_numbers(canvas, padded, cell, cell_rgb=cell_rgb, largest=28)
-
-    thickness = _outline_thickness(cell)
-    if is_spread:
-        for row in rows:
-            for col in cols:
-                _outline_cells(canvas, row, col, row, col, cell, WINDOW_COLOUR, max(1, thickness // 2))
-    _outline_cells(canvas, rows.min(), cols.min(), rows.max(), cols.max(), cell, WINDOW_COLOUR, thickness)
-    if chosen is not None:
-        _outline_cells(canvas, chosen[0], chosen[1], chosen[0], chosen[1], cell, CHOSEN_COLOUR, thickness + 1)
-    return canvas
-
-
-def value_grid_frame(values, *, cell, colour_map="diverging", limit=None, low=0.0, high=1.0, visible=None,
-                     highlight=None, marked=None, show_numbers=None):
-    """A grid of values as coloured cells, optionally with numbers, a highlighted cell and marked cells.
+def value_grid_frame(values, *, cell, colour_map="diverging", limit=None, low=0.0, high=1.0, marked=None,
+                     show_numbers=None):
+    """A grid of values as coloured cells, optionally with numbers and marked cells.
 
     Parameters
     ----------
@@ -435,10 +330,6 @@ def value_grid_frame(values, *, cell, colour_map="diverging", limit=None, low=0.
         Pixels per cell side.
     colour_map, limit, low, high
         See :func:`colour_cells`.
-    visible : ndarray of bool, shape (h, w), optional
-        Cells not yet computed (False) are drawn blank, without a number: the output "filling in".
-    highlight : tuple of int, optional
-        (row, col) outlined in the window colour: the output cell of the current step.
     marked : ndarray of bool, shape (h, w), optional
         Cells crossed out (e.g. the ones ReLU set to zero).
     show_numbers : bool, optional
@@ -450,26 +341,14 @@ def value_grid_frame(values, *, cell, colour_map="diverging", limit=None, low=0.
     """
     values = np.asarray(values, dtype=np.float32)
     cell_rgb = colour_cells(values, colour_map, limit=limit, low=low, high=high)
-    if visible is not None:
-        visible = np.asarray(visible, dtype=bool)
-        cell_rgb = np.where(visible[..., None], cell_rgb, np.asarray(BLANK_COLOUR, dtype=np.uint8))
     canvas = _cells_to_pixels(cell_rgb, cell)
     _draw_grid_lines(canvas, cell)
     if marked is not None:
         # Under the numbers, so a crossed cell still shows its (new) value.
         _cross_cells(canvas, np.asarray(marked, dtype=bool), cell, MARK_COLOUR)
     if (show_numbers is None or show_numbers) and cell * 0.45 >= _MIN_NUMBER_FONT:
-        _stamp_numbers(canvas, values, cell, cell_rgb=cell_rgb, visible=visible)
-    if highlight is not None:
-        _outline_cells(canvas, highlight[0], highlight[1], highlight[0], highlight[1], cell, WINDOW_COLOUR,
-                       _outline_thickness(cell) + 1)
+        _stamp_numbers(canvas, values, cell, cell_rgb=cell_rgb)
     return canvas
-
-
-def filled_mask(output_shape, steps_done):
-    """Boolean (H', W'): True for the first ``steps_done`` cells in row-major (scanning) order."""
-    height, width = output_shape
-    return (np.arange(height * width) < steps_done).reshape(height, width)
 
 
 def _number_block(values, colour_map, *, cell_width, cell_height, font_size, limit=None, low=0.0, high=1.0):

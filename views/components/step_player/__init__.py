@@ -1,0 +1,32 @@
+"""The step player: steps, plays and scrubs a convolution or pooling trace in the browser, with no server round trip.
+
+The server sends a trace once per setting (payload.py describes the data); Previous, Next, Play,
+the speed, the scrubber and the keyboard then work in the browser alone, drawing every number as text.
+The HTML, CSS and JavaScript beside this file are read once per process and passed to Streamlit inline
+(a component outside an installed package cannot be served from files).
+"""
+
+from pathlib import Path
+
+from streamlit.components.v2 import component
+
+from views.components.step_player.payload import FORMAT, conv_payload, decode_array, pool_payload
+
+__all__ = ["FORMAT", "conv_payload", "decode_array", "pool_payload", "step_player"]
+
+_HERE = Path(__file__).resolve().parent
+_mount = component(
+    "convscope_step_player",
+    html=(_HERE / "step_player.html").read_text(encoding="utf-8"),
+    css=(_HERE / "step_player.css").read_text(encoding="utf-8"),
+    js=(_HERE / "step_player.js").read_text(encoding="utf-8"),
+)
+
+
+def step_player(payload: dict, *, key: str) -> None:
+    """Show the player for ``payload`` (from :func:`conv_payload` or :func:`pool_payload`).
+
+    ``key`` keeps the same player in place while the page reruns, so a new setting replaces the
+    data under the step the student was looking at instead of starting a new player.
+    """
+    _mount(data=payload, key=key, width="stretch", height="content")
