@@ -193,8 +193,7 @@ def _read_dicom_image(data):
     pixels = np.empty((frames, rows, columns), dtype=np.float32)
     for index, frame in _iter_frames(dataset, transfer_syntax, frames):
         if photometric == "PALETTE COLOR":
-            rgb[index] = _to_uint8_rgb(_guard(lambda: apply_color_lut(frame, dataset), transfer_syntax,
-                                              "palette colour LUT"))
+            rgb[index] = _guard(lambda: _palette_to_rgb(frame, dataset), transfer_syntax, "palette colour LUT")
         elif colour:
             rgb[index] = _to_uint8_rgb(_expect_shape(frame, (rows, columns, 3)), bits_stored)
         else:
@@ -491,6 +490,18 @@ def _invert_monochrome1(pixels, windows, dataset, groups):
     total = float(mapped.min() + mapped.max())
     inverted = (np.float32(total) - pixels).astype(np.float32, copy=False)
     return inverted, [(total - level, width) for level, width in windows]
+
+
+def _palette_to_rgb(frame, dataset):
+    """Palette indices (rows, columns) -> uint8 RGB (rows, columns, 3) through pydicom's apply_color_lut.
+
+    pydicom returns the LUT's entries as they are: 16-bit entries (the third value of (0028,1101) Red
+    Palette Color Lookup Table Descriptor is 16) must be brought down to 8 bits, or every colour above
+    255 shows white. The descriptor's declared depth decides, not the array's dtype, since 8-bit entries
+    may be stored in 16-bit words. An alpha LUT, when present, is not shown.
+    """
+    entry_bits = int(dataset.RedPaletteColorLookupTableDescriptor[2])
+    return _to_uint8_rgb(apply_color_lut(frame, dataset)[..., :3], entry_bits)
 
 
 def _to_uint8_rgb(stored, bits_stored=8):

@@ -7,6 +7,7 @@ import pydicom
 import pydicom.data
 import pytest
 from PIL import Image
+from pydicom.pixels import apply_color_lut
 
 from tests.apptest import run_page_file
 from scans import list_samples
@@ -125,6 +126,51 @@ def test_dicom_upload_shows_only_safe_fields(app):
         assert secret not in text
     assert any("burned-in annotation" in warning.value for warning in app.warning)
     assert any("not de-identified" in warning.value for warning in app.warning)
+
+
+def eight_bit_lut_palette_dicom():
+    """pydicom's OBXXXX1A ultrasound with its palette stored as 8-bit LUT entries (descriptor (256, 0, 8)).
+
+    Its 16-bit LUT holds 8-bit values times 256, so the 8-bit LUT is the same palette.
+    """
+    dataset = pydicom.dcmread(pydicom.data.get_testdata_file("OBXXXX1A.dcm"))
+    for colour in ("Red", "Green", "Blue"):
+        entries = np.frombuffer(dataset[f"{colour}PaletteColorLookupTableData"].value, dtype="<u2")
+        dataset[f"{colour}PaletteColorLookupTableDescriptor"].value = [256, 0, 8]
+        dataset[f"{colour}PaletteColorLookupTableData"].value = (entries >> 8).astype(np.uint8).tobytes()
+    buffer = io.BytesIO()
+    dataset.save_as(buffer)
+    return buffer.getvalue()
+
+
+def palette_rgb_by_pydicom(data):
+    """pydicom's own palette rendering of a DICOM file's bytes, scaled to 8 bits by the LUT's declared depth."""
+    dataset = pydicom.dcmread(io.BytesIO(data))
+    bits = int(dataset.RedPaletteColorLookupTableDescriptor[2])
+    rgb = apply_color_lut(dataset.pixel_array, dataset).astype(np.float64)
+    return np.round(rgb * 255 / (2 ** bits - 1))
+
+
+@pytest.mark.parametrize("name", ["gdcm-US-ALOKA-16.dcm", "OBXXXX1A.dcm", "8-bit LUT"])
+def test_palette_colour_upload_shows_the_colours_pydicom_gives(app, name):
+    # gdcm-US-ALOKA-16: 16-bit pixels, segmented 16-bit palette (pydicom-data); OBXXXX1A: 8-bit pixels,
+    # 16-bit palette; the third: 8-bit palette entries. A viewer shows anatomy, not white sectors.
+    if name == "8-bit LUT":
+        data = eight_bit_lut_palette_dicom()
+    else:
+        path = pydicom.data.get_testdata_file(name, download=False)
+        if path is None:
+            pytest.skip(f"{name} is not installed (pip install pydicom-data)")
+        data = open(path, "rb").read()
+    uploader(app).set_value((f"{name}.dcm", data, "application/dicom")).run()
+    assert not app.exception, app.exception
+    assert app.selectbox(key="scan_source").value == f"Your upload: {name}.dcm"
+    assert not app.error, [error.value for error in app.error]
+    shown = app.session_state["scan__upload_scan"].display_rgb.astype(np.float64)
+    expected = palette_rgb_by_pydicom(data)
+    assert shown.shape == expected.shape
+    assert np.max(np.abs(shown - expected)) <= 1, f"largest difference {np.max(np.abs(shown - expected))}"
+    assert any(caption.startswith("The original colours") for image in app.get("image") for caption in image.captions)
 
 
 def test_garbage_upload_shows_the_scan_error_and_the_page_keeps_working(app):

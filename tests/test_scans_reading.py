@@ -9,7 +9,7 @@ import pydicom
 import pydicom.data
 import pytest
 from PIL import Image
-from pydicom.pixels import apply_modality_lut
+from pydicom.pixels import apply_color_lut, apply_modality_lut
 
 import scans.dicom
 from scans import ScanError, read, read_series
@@ -158,6 +158,25 @@ def test_palette_colour_becomes_rgb():
     assert scan.display_rgb is not None and scan.display_rgb.shape == (600, 800, 3)
     assert scan.modality == "US"
     assert any("Ultrasound" in warning for warning in scan.warnings)
+
+
+def test_palette_colour_images_equal_pydicoms_color_lut(outcomes):
+    """Every palette-colour file we read: our RGB == pydicom's apply_color_lut scaled to 8 bits, within 1."""
+    compared = 0
+    for path, (kind, scan, _) in outcomes.items():
+        if kind != "ok" or scan.source_format != "DICOM":
+            continue
+        dataset = pydicom.dcmread(path, force=True)
+        if dataset.get("PhotometricInterpretation") != "PALETTE COLOR":
+            continue
+        if "TransferSyntaxUID" not in dataset.file_meta:  # a raw dataset (OT-PAL-8-face.dcm): implicit VR
+            dataset.file_meta.TransferSyntaxUID = pydicom.uid.ImplicitVRLittleEndian
+        bits = int(dataset.RedPaletteColorLookupTableDescriptor[2])
+        expected = np.round(apply_color_lut(dataset.pixel_array, dataset).astype(np.float64) * 255 / (2 ** bits - 1))
+        difference = np.abs(scan.display_rgb.astype(np.float64) - expected.reshape(scan.display_rgb.shape))
+        assert difference.max() <= 1, (path, difference.max())
+        compared += 1
+    assert compared >= 8
 
 
 def test_multiframe_is_a_volume_with_slices():
