@@ -83,7 +83,7 @@ def _measure(timings, clicks, *, upload, region_size):
     app = AppTest.from_file(PAGE, default_timeout=300).run()
     if upload:
         data = (REPO / "sample_images" / "ct_head.dcm").read_bytes()
-        app.file_uploader(key="scan_uploader").set_value(("ct_head.dcm", data, "application/dicom")).run()
+        app.sidebar.file_uploader[0].set_value(("ct_head.dcm", data, "application/dicom")).run()
     else:
         app.selectbox(key="scan_source").set_value(SAMPLE).run()
     app.slider(key="conv_region_size").set_value(region_size).run()

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 from pydicom.pixels import apply_color_lut
 
-from tests.apptest import run_page_file
+from tests.apptest import add_to_uploader, run_page_file, scan_uploader
 from scans import list_samples
 
 PAGE = "views/input.py"
@@ -41,7 +41,21 @@ def info_table(page):
 
 
 def uploader(page):
-    return page.file_uploader(key="scan_uploader")
+    return scan_uploader(page)
+
+
+def ct_slice_bytes(position):
+    """pydicom's CT_small as one slice at ``position`` mm along the slice normal."""
+    dataset = pydicom.dcmread(pydicom.data.get_testdata_file("CT_small.dcm"))
+    dataset.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+    dataset.ImagePositionPatient = [0, 0, position]
+    buffer = io.BytesIO()
+    dataset.save_as(buffer)
+    return buffer.getvalue()
+
+
+def listed_files(page):
+    return [file.name for file in uploader(page).value or []]
 
 
 def png_bytes(array):
@@ -188,6 +202,35 @@ def test_garbage_upload_shows_the_scan_error_and_the_page_keeps_working(app):
     uploader(app).set_value(("ok.png", png_bytes(np.zeros((8, 8), dtype=np.uint8)), "image/png")).run()
     assert not app.exception and app.selectbox(key="scan_source").value == "Your upload: ok.png"
     assert not app.error
+
+
+def test_a_second_upload_replaces_the_first(app):
+    uploader(app).set_value(("ok.png", png_bytes(np.zeros((8, 8), dtype=np.uint8)), "image/png")).run()
+    add_to_uploader(app, "CT_small.dcm", ct_slice_bytes(0.0), "application/dicom")
+    app.run()
+    assert not app.exception, app.exception
+    assert not app.error, [error.value for error in app.error]
+    assert app.selectbox(key="scan_source").value == "Your upload: CT_small.dcm"
+    assert info_table(app)["Modality"] == "CT"
+    assert [option for option in app.selectbox(key="scan_source").options if option.startswith("Your upload")] == [
+        "Your upload: CT_small.dcm"]
+    assert "ok.png" not in listed_files(app), "the replaced file must not stay listed in the uploader"
+
+
+def test_slices_chosen_together_are_a_series_and_a_later_file_replaces_them(app):
+    uploader(app).set_value([("slice_a.dcm", ct_slice_bytes(0.0), "application/dicom"),
+                             ("slice_b.dcm", ct_slice_bytes(2.5), "application/dicom")]).run()
+    assert not app.exception and not app.error, [error.value for error in app.error]
+    assert app.selectbox(key="scan_source").value == "Your upload: slice_a.dcm (+1 files)"
+    assert app.session_state["scan__upload_scan"].num_slices == 2
+    assert app.slider(key="scan_slice").max == 2
+    add_to_uploader(app, "gradient.png", png_bytes(np.tile(np.arange(0, 250, 5, dtype=np.uint8), (40, 1))),
+                    "image/png")
+    app.run()
+    assert not app.exception and not app.error, [error.value for error in app.error]
+    assert app.selectbox(key="scan_source").value == "Your upload: gradient.png"
+    assert not app.session_state["scan__upload_scan"].is_volume
+    assert not {"slice_a.dcm", "slice_b.dcm"} & set(listed_files(app))
 
 
 def test_forget_upload_returns_to_a_sample(app):

@@ -3,7 +3,9 @@
 The choice lives in st.session_state under keys that no widget owns, so it survives page changes
 (a widget's own state is dropped on a page that does not draw it). An uploaded file is read from
 memory in the uploader's callback, kept only in this session's st.session_state, and never cached,
-written or logged.
+written or logged. Once read, the uploader is replaced by an empty one (a new key): the browser adds
+each new file to the ones an uploader already lists, so an uploader that kept its files would turn a
+second upload into a series with the first.
 """
 
 from dataclasses import dataclass
@@ -106,7 +108,8 @@ class _Keys:
     def __init__(self, prefix):
         self.choice = f"{prefix}__choice"            # persistent: sample name or upload label
         self.choice_widget = f"{prefix}_source"
-        self.uploader = f"{prefix}_uploader"
+        self.uploader = f"{prefix}_uploader"         # + the uploader's round: a new round, an empty uploader
+        self.uploader_round = f"{prefix}__uploader_round"
         self.upload_scan = f"{prefix}__upload_scan"  # the uploaded Scan (this session only)
         self.upload_id = f"{prefix}__upload_id"
         self.upload_error = f"{prefix}__upload_error"
@@ -123,7 +126,7 @@ class _Keys:
 
 
 def _init_state(keys):
-    defaults = {keys.choice: list_samples()[0], keys.upload_scan: None, keys.upload_id: None,
+    defaults = {keys.choice: list_samples()[0], keys.uploader_round: 0, keys.upload_scan: None, keys.upload_id: None,
                 keys.upload_error: None, keys.scan_identity: None, keys.slice: 0, keys.preset: None,
                 keys.level: None, keys.width: None}
     for name, value in defaults.items():
@@ -152,21 +155,27 @@ def _source_options(keys):
 
 
 def _upload_ui(keys):
-    st.file_uploader("Upload your own scan", type=UPLOAD_TYPES, accept_multiple_files=True, key=keys.uploader,
-                     on_change=_read_upload, args=(keys,),
-                     help="DICOM (.dcm or no extension; several files of one series become a volume), "
-                          "PNG, JPEG or TIFF. Read in memory for this session only.")
+    uploader_key = f"{keys.uploader}_{st.session_state[keys.uploader_round]}"
+    st.file_uploader("Upload your own scan", type=UPLOAD_TYPES, accept_multiple_files=True, key=uploader_key,
+                     on_change=_read_upload, args=(keys, uploader_key),
+                     help="DICOM (.dcm or no extension), PNG, JPEG or TIFF. To make a volume, choose the files "
+                          "of one series together; a later upload replaces the earlier one. Read in memory "
+                          "for this session only.")
+    uploaded = st.session_state[keys.upload_scan]
+    if uploaded is not None:
+        # The uploader empties once a file is read: say here which upload is kept.
+        st.caption(f"Read and kept: `{uploaded.name}`. A new upload replaces it.")
     st.caption(UPLOAD_NOTICE)
     if st.session_state[keys.upload_error]:
         st.error(st.session_state[keys.upload_error], icon=":material/error:")
-    if st.session_state[keys.upload_scan] is not None:
+    if uploaded is not None:
         st.button("Forget my upload", key=keys.forget, on_click=_forget_upload, args=(keys,),
                   help="Remove the uploaded scan from this session's memory.")
 
 
-def _read_upload(keys):
-    """Uploader callback: read the new file(s) in memory; on failure keep the previous choice."""
-    files = st.session_state.get(keys.uploader) or []
+def _read_upload(keys, uploader_key):
+    """Uploader callback: read the file(s) chosen together in memory; on failure keep the previous choice."""
+    files = st.session_state.get(uploader_key) or []
     if not isinstance(files, list):
         files = [files]
     if not files:
@@ -188,6 +197,7 @@ def _read_upload(keys):
     st.session_state[keys.upload_id] = ",".join(file.file_id for file in files)
     st.session_state[keys.upload_error] = None
     st.session_state[keys.choice] = _upload_label(keys)
+    st.session_state[keys.uploader_round] += 1
 
 
 def _names(files):
@@ -201,7 +211,7 @@ def _forget_upload(keys):
     st.session_state[keys.upload_scan] = None
     st.session_state[keys.upload_id] = None
     st.session_state[keys.upload_error] = None
-    st.session_state.pop(keys.uploader, None)
+    st.session_state[keys.uploader_round] += 1
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 import io
 import re
+from pathlib import Path
 
 import numpy as np
 import pydicom
@@ -13,6 +14,7 @@ from playwright.sync_api import expect
 from tests.e2e.browser import assert_no_exception, save_screenshot, wait_for_app
 
 LAPTOP_VIEWPORT = {"width": 1280, "height": 720}
+SAMPLES = Path(__file__).resolve().parents[2] / "sample_images"
 
 
 @pytest.fixture
@@ -31,9 +33,25 @@ def shipped_file(name):
     return path
 
 
-def upload(page, *paths):
-    page.locator("[data-testid='stSidebar'] [data-testid='stFileUploaderDropzoneInput']").set_input_files(list(paths))
+def upload(page, *files):
+    """Choose ``files`` (paths, or Playwright payloads {name, mimeType, buffer}) together in the sidebar uploader."""
+    page.locator("[data-testid='stSidebar'] [data-testid='stFileUploaderDropzoneInput']").set_input_files(list(files))
     wait_for_app(page)
+
+
+def listed_uploads(page):
+    """The file names the sidebar uploader lists."""
+    return page.locator("[data-testid='stSidebar'] [data-testid='stFileUploaderFileName']").all_inner_texts()
+
+
+def ct_slice(name, position):
+    """pydicom's CT_small as one slice at ``position`` mm along the slice normal, as an in-memory file."""
+    dataset = pydicom.dcmread(shipped_file("CT_small.dcm"))
+    dataset.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+    dataset.ImagePositionPatient = [0, 0, position]
+    buffer = io.BytesIO()
+    dataset.save_as(buffer)
+    return {"name": name, "mimeType": "application/dicom", "buffer": buffer.getvalue()}
 
 
 def open_input_page(page):
@@ -72,3 +90,30 @@ def test_sixteen_bit_palette_ultrasound_shows_its_colours(laptop_page):
     page.locator("[data-testid='stMain'] [data-testid='stImage']").nth(1).scroll_into_view_if_needed()
     page.wait_for_timeout(500)
     save_screenshot(page, "upload_palette_ultrasound", full_page=False)
+
+
+def test_a_second_upload_replaces_the_first(laptop_page):
+    page = laptop_page
+    open_input_page(page)
+    upload(page, str(SAMPLES / "fundus_retina.png"))
+    expect(main_text(page, "fundus_retina.png: window")).to_be_visible()
+    upload(page, shipped_file("CT_small.dcm"))
+    assert_no_exception(page)
+    expect(main_text(page, "CT_small.dcm: window")).to_be_visible()
+    expect(page.get_by_text("Hounsfield units (HU)")).to_be_visible()
+    assert page.locator("[data-testid='stAlertContentError']").count() == 0, \
+        page.locator("[data-testid='stAlertContentError']").first.inner_text()
+    assert "fundus_retina.png" not in listed_uploads(page)
+    expect(page.locator("[data-testid='stSidebar']").get_by_text("Read and kept: CT_small.dcm")).to_be_visible()
+    page.wait_for_timeout(500)
+    save_screenshot(page, "upload_second_replaces_first", full_page=False)
+
+    # Slices chosen together are one series; a file added later replaces the series.
+    upload(page, ct_slice("slice_a.dcm", 0.0), ct_slice("slice_b.dcm", 2.5), ct_slice("slice_c.dcm", 5.0))
+    expect(main_text(page, "slice_a.dcm (+2 files), slice 2 of 3")).to_be_visible()
+    assert page.locator("[data-testid='stAlertContentError']").count() == 0
+    save_screenshot(page, "upload_series_together", full_page=False)
+    upload(page, str(SAMPLES / "fundus_retina.png"))
+    expect(main_text(page, "fundus_retina.png: window")).to_be_visible()
+    assert page.locator("[data-testid='stAlertContentError']").count() == 0
+    assert not {"slice_a.dcm", "slice_b.dcm", "slice_c.dcm"} & set(listed_uploads(page))
