@@ -204,6 +204,51 @@ def test_garbage_upload_shows_the_scan_error_and_the_page_keeps_working(app):
     assert not app.error
 
 
+def main_elements(page):
+    """The main area's elements in the order the page shows them."""
+    def walk(node):
+        children = getattr(node, "children", None)
+        if children is None:
+            yield node
+            return
+        for index in sorted(children):
+            yield from walk(children[index])
+    return list(walk(page.main))
+
+
+def test_a_refused_upload_is_reported_at_the_top_with_what_is_shown_instead(app):
+    app.selectbox(key="scan_source").set_value("Head CT slice").run()
+    uploader(app).set_value(("notes.dcm", b"this is not a scan, just some text" * 20, "application/dicom")).run()
+    assert not app.exception, app.exception
+    # At the top of the page, above the lesson: the file's name, why, and the image the page still shows.
+    elements = main_elements(app)
+    first_header = next(index for index, element in enumerate(elements) if element.type == "header")
+    refusals = [index for index, element in enumerate(elements)
+                if element.type == "error" and "notes.dcm" in element.value]
+    assert refusals and refusals[0] < first_header, [(element.type, getattr(element, "value", "")) for element in elements]
+    message = elements[refusals[0]].value
+    assert "not a DICOM file" in message and "Head CT slice" in message, message
+    # A toast where the eye is drawn, and the same message beside the uploader.
+    assert any("notes.dcm" in toast.value for toast in app.toast), [toast.value for toast in app.toast]
+    assert any("notes.dcm" in error.value and "Head CT slice" in error.value for error in app.sidebar.error)
+    assert listed_files(app) == [], "a refused file must not stay listed as if it were in use"
+    assert app.selectbox(key="scan_source").value == "Head CT slice"
+    # The toast is said once; the messages stay until another image is chosen.
+    app.toggle(key="input_show_clipping").set_value(True).run()
+    assert not app.toast and any("notes.dcm" in error.value for error in app.main.error)
+    app.selectbox(key="scan_source").set_value("Shoulder MR").run()
+    assert not app.error
+
+
+def test_a_refusal_after_an_upload_says_the_earlier_upload_is_still_shown(app):
+    uploader(app).set_value(("ok.png", png_bytes(np.zeros((8, 8), dtype=np.uint8)), "image/png")).run()
+    uploader(app).set_value(("notes.dcm", b"not a scan" * 50, "application/dicom")).run()
+    assert not app.exception, app.exception
+    assert app.selectbox(key="scan_source").value == "Your upload: ok.png"
+    assert any("notes.dcm" in error.value and "ok.png" in error.value for error in app.main.error), \
+        [error.value for error in app.error]
+
+
 def test_a_second_upload_replaces_the_first(app):
     uploader(app).set_value(("ok.png", png_bytes(np.zeros((8, 8), dtype=np.uint8)), "image/png")).run()
     add_to_uploader(app, "CT_small.dcm", ct_slice_bytes(0.0), "application/dicom")

@@ -117,3 +117,23 @@ def test_a_second_upload_replaces_the_first(laptop_page):
     expect(main_text(page, "fundus_retina.png: window")).to_be_visible()
     assert page.locator("[data-testid='stAlertContentError']").count() == 0
     assert not {"slice_a.dcm", "slice_b.dcm", "slice_c.dcm"} & set(listed_uploads(page))
+
+
+@pytest.mark.parametrize("address", ["/input", "/classifier"])  # the classifier's top holds two notices
+def test_a_refused_upload_is_reported_where_the_person_is_looking(laptop_page, address):
+    page = laptop_page
+    page.goto(address)
+    wait_for_app(page)
+    upload(page, {"name": "notes.dcm", "mimeType": "application/dicom", "buffer": b"not a scan, only text " * 40})
+    # Seen without scrolling at 1280 x 720: a toast (shown for 10 s), the message at the page's top naming
+    # the file, why, and which image is still shown; the refused file is not listed as if in use.
+    expect(page.locator("[data-testid='stToast']").filter(has_text="notes.dcm")).to_be_visible()
+    assert_no_exception(page)
+    on_page = page.locator("[data-testid='stMain'] [data-testid='stAlertContentError']").filter(has_text="notes.dcm")
+    expect(on_page).to_be_in_viewport()
+    expect(on_page).to_contain_text("not a DICOM file")
+    expect(on_page).to_contain_text("The page still shows the sample “Chest radiograph”")
+    expect(page.locator("[data-testid='stSidebar'] [data-testid='stAlertContentError']")
+           .filter(has_text="notes.dcm")).to_have_count(1)
+    assert listed_uploads(page) == []
+    save_screenshot(page, f"upload_refused_{address.strip('/')}", full_page=False)
