@@ -42,8 +42,7 @@ _LUMINANCE_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R 
 # Only permissively licensed packages are named (pylibjpeg-libjpeg is GPL-3 and not used).
 _DECODER_ADVICE = {
     "JPEG Baseline": "Pillow (installed) decodes 8-bit JPEG baseline; python-gdcm decodes the rest",
-    "JPEG Extended": "Pillow or python-gdcm decode 8-bit JPEG Extended; 12-bit JPEG Extended is decoded only by "
-                     "pylibjpeg-libjpeg, which is GPL-3 and so not part of ConvScope",
+    "JPEG Extended": "Pillow or python-gdcm decode 8-bit JPEG Extended",  # 12-bit: refused in _check_decoder
     "JPEG Lossless": "python-gdcm (BSD licence)",
     "JPEG-LS": "python-gdcm (BSD licence) or pyjpegls (MIT licence)",
     "JPEG 2000": "pylibjpeg with pylibjpeg-openjpeg (MIT licence) or python-gdcm",
@@ -180,13 +179,13 @@ def _read_dicom_image(data):
     if photometric in GREY_PHOTOMETRICS and samples != 1:
         raise ScanError(f"This DICOM image says it is {photometric} but has {samples} samples per pixel; the "
                         "header is inconsistent. Export it again.")
+    bits_stored = _int_attribute(dataset, "BitsStored", "(0028,0101) Bits Stored", default=bits_allocated)
     if transfer_syntax.is_compressed:
-        _check_decoder(transfer_syntax)
+        _check_decoder(transfer_syntax, bits_stored)
         _check_codestreams(dataset, rows, columns, frames)
 
     enhanced_groups = _functional_groups(dataset, frames)
     colour = photometric == "PALETTE COLOR" or samples == 3
-    bits_stored = _int_attribute(dataset, "BitsStored", "(0028,0101) Bits Stored", default=bits_allocated)
     # Decode one frame at a time into preallocated outputs: a colour volume then costs its uint8 RGB
     # and its float32 grey, never a float copy of all frames (pydicom's whole-array YBR-to-RGB would).
     rgb = np.empty((frames, rows, columns, 3), dtype=np.uint8) if colour else None
@@ -345,7 +344,17 @@ def _decoder_advice(transfer_syntax):
     return "a DICOM toolkit such as python-gdcm"
 
 
-def _check_decoder(transfer_syntax):
+def _check_decoder(transfer_syntax, bits_stored):
+    if transfer_syntax == pydicom.uid.JPEGExtended12Bit and bits_stored != 8:
+        # pydicom's Pillow and GDCM decoders refuse it for any Bits Stored but 8, so refuse before decoding.
+        raise ScanError(
+            "This file is compressed as 12-bit JPEG Extended, which ConvScope cannot open: export it uncompressed "
+            "(Explicit VR Little Endian) or as JPEG 2000 and upload it again.",
+            detail=f"Its transfer syntax is {transfer_syntax.name}, UID {transfer_syntax}, and (0028,0101) Bits "
+                   f"Stored is {bits_stored}. The decoders ConvScope installs, Pillow and GDCM, read JPEG Extended "
+                   "only at 8 bits. The one Python decoder for 12-bit JPEG, pylibjpeg-libjpeg, is licensed under "
+                   "the GPL-3, which does not fit ConvScope's MIT licence, so ConvScope does not use it. "
+                   "Uncompressed DICOM, or JPEG 2000 (decoded by pylibjpeg-openjpeg, MIT licence), keeps all 12 bits.")
     try:
         decoder = get_decoder(transfer_syntax)
     except NotImplementedError:

@@ -249,6 +249,22 @@ def test_a_refusal_after_an_upload_says_the_earlier_upload_is_still_shown(app):
         [error.value for error in app.error]
 
 
+def test_a_twelve_bit_jpeg_refusal_is_one_sentence_with_the_details_one_click_away(app):
+    path = pydicom.data.get_testdata_file("JPEG-lossy.dcm")  # 1.2.840.10008.1.2.4.51, 12 bits stored
+    uploader(app).set_value(("JPEG-lossy.dcm", open(path, "rb").read(), "application/dicom")).run()
+    assert not app.exception, app.exception
+    message = next(error.value for error in app.main.error if "JPEG-lossy.dcm" in error.value)
+    reason = message.split("**", 2)[2].split(" The page still shows")[0].strip()
+    assert reason.count(". ") == 0 and reason.endswith(".") and len(reason) < 200, reason
+    assert "12-bit JPEG Extended" in reason and "uncompressed" in reason and "JPEG 2000" in reason, reason
+    for jargon in ("pylibjpeg", "GPL", "Error", "plugin", "1.2.840"):
+        assert jargon not in message, (jargon, message)
+    why = [expander for expander in app.main.expander if expander.label == "Why?"]
+    assert why, "the details are one click away, under the message"
+    details = " ".join(element.value for element in why[0].markdown)
+    assert "1.2.840.10008.1.2.4.51" in details and "GPL-3" in details and "Pillow" in details, details
+
+
 def test_a_second_upload_replaces_the_first(app):
     uploader(app).set_value(("ok.png", png_bytes(np.zeros((8, 8), dtype=np.uint8)), "image/png")).run()
     add_to_uploader(app, "CT_small.dcm", ct_slice_bytes(0.0), "application/dicom")

@@ -247,9 +247,13 @@ def test_video_transfer_syntax_is_refused_with_its_name():
         read(buffer.getvalue())
 
 
-def test_twelve_bit_jpeg_refusal_explains_the_gpl_decoder():
-    with pytest.raises(ScanError, match="JPEG Extended.*pylibjpeg-libjpeg, which is GPL-3"):
-        read(shipped_file("JPGExtended.dcm"))
+@pytest.mark.parametrize("name", ["JPGExtended.dcm", "JPEG-lossy.dcm"])
+def test_twelve_bit_jpeg_refusal_is_short_and_its_detail_explains_the_gpl_decoder(name):
+    with pytest.raises(ScanError, match=r"^This file is compressed as 12-bit JPEG Extended, .*uncompressed.*"
+                                        r"JPEG 2000 and upload it again\.$") as refusal:
+        read(shipped_file(name))
+    assert "1.2.840.10008.1.2.4.51" in refusal.value.detail
+    assert "pylibjpeg-libjpeg, is licensed under the GPL-3" in refusal.value.detail
 
 
 def test_file_like_and_bytes_give_the_same_scan():

@@ -159,10 +159,11 @@ def _source_options(keys):
 
 @dataclass(frozen=True)
 class _Refusal:
-    """An upload that was not read: the file names as the person chose them, and why."""
+    """An upload that was not read: the file names as the person chose them, why, and the details behind it."""
 
     files: str
     reason: str
+    detail: str | None = None
 
     def message(self, shown):
         """The refusal and what the page shows instead (``shown``, e.g. 'the sample “Head CT slice”')."""
@@ -183,7 +184,7 @@ def _upload_ui(keys, shown):
     st.caption(UPLOAD_NOTICE)
     refusal = st.session_state[keys.upload_error]
     if refusal is not None:
-        st.error(refusal.message(shown), icon=":material/error:")
+        _show_refusal(refusal, shown)
     if uploaded is not None:
         st.button("Forget my upload", key=keys.forget, on_click=_forget_upload, args=(keys,),
                   help="Remove the uploaded scan from this session's memory.")
@@ -205,7 +206,7 @@ def _read_upload(keys, uploader_key):
         else:
             scan = read_series([file.getvalue() for file in files], name=f"{files[0].name} (+{len(files) - 1} files)")
     except ScanError as error:
-        _refuse(keys, _Refusal(_names(files), str(error)))
+        _refuse(keys, _Refusal(_names(files), str(error), error.detail))
         return
     except Exception as error:  # a reader bug must not break the page: report it, keep the old image
         _refuse(keys, _Refusal(_names(files), f"ConvScope met an unexpected {type(error).__name__} reading it. "
@@ -232,7 +233,7 @@ def _report_refusal_on_page(keys, shown):
     refusal = st.session_state[keys.upload_error]
     if refusal is None:
         return
-    st.error(refusal.message(shown), icon=":material/error:")
+    _show_refusal(refusal, shown)
     if st.session_state[keys.refusal_toast]:
         st.toast(f"Could not read {refusal.files}. The page still shows {shown}.", icon=":material/error:",
                  duration="long")  # 10 s rather than 4: time to read it
@@ -242,6 +243,13 @@ def _report_refusal_on_page(keys, shown):
 def _names(files):
     names = ", ".join(file.name for file in files[:3])
     return names + (f" and {len(files) - 3} more" if len(files) > 3 else "")
+
+
+def _show_refusal(refusal, shown):
+    st.error(refusal.message(shown), icon=":material/error:")
+    if refusal.detail:
+        with st.expander("Why?"):
+            st.markdown(refusal.detail)
 
 
 def _forget_upload(keys):

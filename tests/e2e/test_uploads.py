@@ -137,3 +137,21 @@ def test_a_refused_upload_is_reported_where_the_person_is_looking(laptop_page, a
            .filter(has_text="notes.dcm")).to_have_count(1)
     assert listed_uploads(page) == []
     save_screenshot(page, f"upload_refused_{address.strip('/')}", full_page=False)
+
+
+def test_a_twelve_bit_jpeg_is_refused_in_one_sentence_and_why_is_one_click_away(laptop_page):
+    page = laptop_page
+    open_input_page(page)
+    upload(page, shipped_file("JPEG-lossy.dcm"))  # JPEG Extended, 12 bits stored
+    assert_no_exception(page)
+    main = page.locator("[data-testid='stMain']")
+    message = main.locator("[data-testid='stAlertContentError']").filter(has_text="JPEG-lossy.dcm")
+    expect(message).to_be_in_viewport()
+    expect(message).to_contain_text("12-bit JPEG Extended")
+    expect(message).not_to_contain_text("pylibjpeg")
+    why = main.locator("[data-testid='stExpander']").filter(has_text="Why?")
+    expect(why).to_be_in_viewport()
+    why.get_by_text("Why?").click()
+    expect(why.get_by_text("GPL-3")).to_be_visible()
+    page.wait_for_timeout(300)
+    save_screenshot(page, "upload_twelve_bit_jpeg_why", full_page=False)
