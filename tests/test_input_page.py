@@ -225,7 +225,7 @@ def test_a_refused_upload_is_reported_at_the_top_with_what_is_shown_instead(app)
     first_header = next(index for index, element in enumerate(elements) if element.type == "header")
     refusals = [index for index, element in enumerate(elements)
                 if element.type == "error" and "notes.dcm" in element.value]
-    assert refusals and refusals[0] < first_header, [(element.type, getattr(element, "value", "")) for element in elements]
+    assert refusals and refusals[0] < first_header, [element.type for element in elements]
     message = elements[refusals[0]].value
     assert "not a DICOM file" in message and "Head CT slice" in message, message
     # A toast where the eye is drawn, and the same message beside the uploader.

@@ -114,7 +114,7 @@ class _Keys:
         self.uploader_round = f"{prefix}__uploader_round"
         self.upload_scan = f"{prefix}__upload_scan"  # the uploaded Scan (this session only)
         self.upload_id = f"{prefix}__upload_id"
-        self.upload_error = f"{prefix}__upload_error"  # the last upload's _Refusal, until another image is chosen
+        self.refusal = f"{prefix}__upload_refusal"   # the last upload's _Refusal, until another image is chosen
         self.refusal_toast = f"{prefix}__refusal_toast"  # True until the refusal's toast has been shown
         self.scan_identity = f"{prefix}__identity"
         self.slice = f"{prefix}__slice"
@@ -130,8 +130,8 @@ class _Keys:
 
 def _init_state(keys):
     defaults = {keys.choice: list_samples()[0], keys.uploader_round: 0, keys.upload_scan: None, keys.upload_id: None,
-                keys.upload_error: None, keys.refusal_toast: False, keys.scan_identity: None, keys.slice: 0, keys.preset: None,
-                keys.level: None, keys.width: None}
+                keys.refusal: None, keys.refusal_toast: False, keys.scan_identity: None, keys.slice: 0,
+                keys.preset: None, keys.level: None, keys.width: None}
     for name, value in defaults.items():
         if name not in st.session_state:
             st.session_state[name] = value
@@ -182,7 +182,7 @@ def _upload_ui(keys, shown):
         # The uploader empties once a file is read: say here which upload is kept.
         st.caption(f"Read and kept: `{uploaded.name}`. A new upload replaces it.")
     st.caption(UPLOAD_NOTICE)
-    refusal = st.session_state[keys.upload_error]
+    refusal = st.session_state[keys.refusal]
     if refusal is not None:
         _show_refusal(refusal, shown)
     if uploaded is not None:
@@ -219,18 +219,18 @@ def _read_upload(keys, uploader_key):
 
 
 def _refuse(keys, refusal):
-    st.session_state[keys.upload_error] = refusal
+    st.session_state[keys.refusal] = refusal
     st.session_state[keys.refusal_toast] = True
 
 
 def _clear_refusal(keys):
-    st.session_state[keys.upload_error] = None
+    st.session_state[keys.refusal] = None
     st.session_state[keys.refusal_toast] = False
 
 
 def _report_refusal_on_page(keys, shown):
     """The refusal at the page's top, where the person is looking, and once as a toast."""
-    refusal = st.session_state[keys.upload_error]
+    refusal = st.session_state[keys.refusal]
     if refusal is None:
         return
     _show_refusal(refusal, shown)
