@@ -42,8 +42,7 @@ _LUMINANCE_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R 
 # Only permissively licensed packages are named (pylibjpeg-libjpeg is GPL-3 and not used).
 _DECODER_ADVICE = {
     "JPEG Baseline": "Pillow (installed) decodes 8-bit JPEG baseline; python-gdcm decodes the rest",
-    "JPEG Extended": "Pillow or python-gdcm decode 8-bit JPEG Extended; 12-bit JPEG Extended is decoded only by "
-                     "pylibjpeg-libjpeg, which is GPL-3 and so not part of ConvScope",
+    "JPEG Extended": "Pillow or python-gdcm decode 8-bit JPEG Extended",  # 12-bit: refused in _check_decoder
     "JPEG Lossless": "python-gdcm (BSD licence)",
     "JPEG-LS": "python-gdcm (BSD licence) or pyjpegls (MIT licence)",
     "JPEG 2000": "pylibjpeg with pylibjpeg-openjpeg (MIT licence) or python-gdcm",
@@ -180,21 +179,20 @@ def _read_dicom_image(data):
     if photometric in GREY_PHOTOMETRICS and samples != 1:
         raise ScanError(f"This DICOM image says it is {photometric} but has {samples} samples per pixel; the "
                         "header is inconsistent. Export it again.")
+    bits_stored = _int_attribute(dataset, "BitsStored", "(0028,0101) Bits Stored", default=bits_allocated)
     if transfer_syntax.is_compressed:
-        _check_decoder(transfer_syntax)
+        _check_decoder(transfer_syntax, bits_stored)
         _check_codestreams(dataset, rows, columns, frames)
 
     enhanced_groups = _functional_groups(dataset, frames)
     colour = photometric == "PALETTE COLOR" or samples == 3
-    bits_stored = _int_attribute(dataset, "BitsStored", "(0028,0101) Bits Stored", default=bits_allocated)
     # Decode one frame at a time into preallocated outputs: a colour volume then costs its uint8 RGB
     # and its float32 grey, never a float copy of all frames (pydicom's whole-array YBR-to-RGB would).
     rgb = np.empty((frames, rows, columns, 3), dtype=np.uint8) if colour else None
     pixels = np.empty((frames, rows, columns), dtype=np.float32)
     for index, frame in _iter_frames(dataset, transfer_syntax, frames):
         if photometric == "PALETTE COLOR":
-            rgb[index] = _to_uint8_rgb(_guard(lambda: apply_color_lut(frame, dataset), transfer_syntax,
-                                              "palette colour LUT"))
+            rgb[index] = _guard(lambda: _palette_to_rgb(frame, dataset), transfer_syntax, "palette colour LUT")
         elif colour:
             rgb[index] = _to_uint8_rgb(_expect_shape(frame, (rows, columns, 3)), bits_stored)
         else:
@@ -346,7 +344,17 @@ def _decoder_advice(transfer_syntax):
     return "a DICOM toolkit such as python-gdcm"
 
 
-def _check_decoder(transfer_syntax):
+def _check_decoder(transfer_syntax, bits_stored):
+    if transfer_syntax == pydicom.uid.JPEGExtended12Bit and bits_stored != 8:
+        # pydicom's Pillow and GDCM decoders refuse it for any Bits Stored but 8, so refuse before decoding.
+        raise ScanError(
+            "This file is compressed as 12-bit JPEG Extended, which ConvScope cannot open: export it uncompressed "
+            "(Explicit VR Little Endian) or as JPEG 2000 and upload it again.",
+            detail=f"Its transfer syntax is {transfer_syntax.name}, UID {transfer_syntax}, and (0028,0101) Bits "
+                   f"Stored is {bits_stored}. The decoders ConvScope installs, Pillow and GDCM, read JPEG Extended "
+                   "only at 8 bits. The one Python decoder for 12-bit JPEG, pylibjpeg-libjpeg, is licensed under "
+                   "the GPL-3, which does not fit ConvScope's MIT licence, so ConvScope does not use it. "
+                   "Uncompressed DICOM, or JPEG 2000 (decoded by pylibjpeg-openjpeg, MIT licence), keeps all 12 bits.")
     try:
         decoder = get_decoder(transfer_syntax)
     except NotImplementedError:
@@ -491,6 +499,18 @@ def _invert_monochrome1(pixels, windows, dataset, groups):
     total = float(mapped.min() + mapped.max())
     inverted = (np.float32(total) - pixels).astype(np.float32, copy=False)
     return inverted, [(total - level, width) for level, width in windows]
+
+
+def _palette_to_rgb(frame, dataset):
+    """Palette indices (rows, columns) -> uint8 RGB (rows, columns, 3) through pydicom's apply_color_lut.
+
+    pydicom returns the LUT's entries as they are: 16-bit entries (the third value of (0028,1101) Red
+    Palette Color Lookup Table Descriptor is 16) must be brought down to 8 bits, or every colour above
+    255 shows white. The descriptor's declared depth decides, not the array's dtype, since 8-bit entries
+    may be stored in 16-bit words. An alpha LUT, when present, is not shown.
+    """
+    entry_bits = int(dataset.RedPaletteColorLookupTableDescriptor[2])
+    return _to_uint8_rgb(apply_color_lut(frame, dataset)[..., :3], entry_bits)
 
 
 def _to_uint8_rgb(stored, bits_stored=8):

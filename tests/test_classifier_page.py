@@ -10,6 +10,8 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
+from tests.apptest import scan_uploader
+
 PAGE = str(Path(__file__).resolve().parents[1] / "views" / "classifier.py")
 TIMEOUT = 120
 
@@ -94,7 +96,7 @@ def test_an_uploaded_image_works_and_its_map_is_computed(app):
     picture = (rng.random((96, 130)) * 40 + 100).astype(np.uint8)
     buffer = io.BytesIO()
     Image.fromarray(picture).save(buffer, format="PNG")
-    app.file_uploader(key="scan_uploader").set_value(("upload.png", buffer.getvalue(), "image/png")).run()
+    scan_uploader(app).set_value(("upload.png", buffer.getvalue(), "image/png")).run()
     assert not app.exception, app.exception
     app.toggle(key="clf_map").set_value(True).run()
     assert not app.exception, app.exception

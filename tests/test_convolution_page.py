@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.apptest import run_page_file
+from tests.apptest import run_page_file, scan_uploader
 from kernels import avg_pool2d, conv2d, conv2d_trace, make_kernel, max_pool2d, pool2d_trace, relu
 from scans import apply_window, list_samples, read_sample
 from views.components.step_player import FORMAT, decode_array
@@ -261,7 +261,7 @@ def test_padded_pooling_player_matches_the_engine_and_padding_follows_the_window
 def test_uploaded_png_and_dicom_are_used():
     app = _open()
     for name, mime in (("fundus_retina.png", "image/png"), ("ct_head.dcm", "application/dicom")):
-        app.file_uploader(key="scan_uploader").set_value((name, (SAMPLES / name).read_bytes(), mime)).run()
+        scan_uploader(app).set_value((name, (SAMPLES / name).read_bytes(), mime)).run()
         assert not app.exception, app.exception
         assert app.session_state["scan__choice"].startswith("Your upload")
         _assert_player_is_conv2d(app)
@@ -269,7 +269,7 @@ def test_uploaded_png_and_dicom_are_used():
 
 def test_garbage_upload_shows_the_scan_error_and_the_lesson_keeps_working():
     app = _open()
-    app.file_uploader(key="scan_uploader").set_value(("notes.dcm", b"this is not a scan at all", "application/dicom"))
+    scan_uploader(app).set_value(("notes.dcm", b"this is not a scan at all", "application/dicom"))
     app.run()
     assert not app.exception, app.exception
     assert any("Could not read notes.dcm" in error.value for error in app.error)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.apptest import run_page_file
+from tests.apptest import run_page_file, scan_uploader
 
 
 PAGE = "views/detection.py"
@@ -130,7 +130,7 @@ def test_an_uploaded_image_is_searched_without_the_shared_cache(app):
     picture[60:70, 110:120] = 120
     buffer = io.BytesIO()
     Image.fromarray(picture).save(buffer, format="PNG")
-    app.file_uploader(key="scan_uploader").set_value(("upload.png", buffer.getvalue(), "image/png")).run()
+    scan_uploader(app).set_value(("upload.png", buffer.getvalue(), "image/png")).run()
     assert not app.exception, app.exception
     row, col, _, _ = box(app)
     table = matches_table(app)

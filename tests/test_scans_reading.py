@@ -9,7 +9,7 @@ import pydicom
 import pydicom.data
 import pytest
 from PIL import Image
-from pydicom.pixels import apply_modality_lut
+from pydicom.pixels import apply_color_lut, apply_modality_lut
 
 import scans.dicom
 from scans import ScanError, read, read_series
@@ -160,6 +160,25 @@ def test_palette_colour_becomes_rgb():
     assert any("Ultrasound" in warning for warning in scan.warnings)
 
 
+def test_palette_colour_images_equal_pydicoms_color_lut(outcomes):
+    """Every palette-colour file we read: our RGB == pydicom's apply_color_lut scaled to 8 bits, within 1."""
+    compared = 0
+    for path, (kind, scan, _) in outcomes.items():
+        if kind != "ok" or scan.source_format != "DICOM":
+            continue
+        dataset = pydicom.dcmread(path, force=True)
+        if dataset.get("PhotometricInterpretation") != "PALETTE COLOR":
+            continue
+        if "TransferSyntaxUID" not in dataset.file_meta:  # a raw dataset (OT-PAL-8-face.dcm): implicit VR
+            dataset.file_meta.TransferSyntaxUID = pydicom.uid.ImplicitVRLittleEndian
+        bits = int(dataset.RedPaletteColorLookupTableDescriptor[2])
+        expected = np.round(apply_color_lut(dataset.pixel_array, dataset).astype(np.float64) * 255 / (2 ** bits - 1))
+        difference = np.abs(scan.display_rgb.astype(np.float64) - expected.reshape(scan.display_rgb.shape))
+        assert difference.max() <= 1, (path, difference.max())
+        compared += 1
+    assert compared >= 8
+
+
 def test_multiframe_is_a_volume_with_slices():
     scan = read(shipped_file("emri_small.dcm"))
     assert scan.is_volume and scan.pixels.shape == (10, 64, 64) and scan.num_slices == 10
@@ -228,9 +247,13 @@ def test_video_transfer_syntax_is_refused_with_its_name():
         read(buffer.getvalue())
 
 
-def test_twelve_bit_jpeg_refusal_explains_the_gpl_decoder():
-    with pytest.raises(ScanError, match="JPEG Extended.*pylibjpeg-libjpeg, which is GPL-3"):
-        read(shipped_file("JPGExtended.dcm"))
+@pytest.mark.parametrize("name", ["JPGExtended.dcm", "JPEG-lossy.dcm"])
+def test_twelve_bit_jpeg_refusal_is_short_and_its_detail_explains_the_gpl_decoder(name):
+    with pytest.raises(ScanError, match=r"^This file is compressed as 12-bit JPEG Extended, .*uncompressed.*"
+                                        r"JPEG 2000 and upload it again\.$") as refusal:
+        read(shipped_file(name))
+    assert "1.2.840.10008.1.2.4.51" in refusal.value.detail
+    assert "pylibjpeg-libjpeg, is licensed under the GPL-3" in refusal.value.detail
 
 
 def test_file_like_and_bytes_give_the_same_scan():

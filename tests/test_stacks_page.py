@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.apptest import run_page_file
+from tests.apptest import run_page_file, scan_uploader
 from kernels.receptive_field import input_region, layer_shapes, pool_geometry, conv_geometry, receptive_field
 from scans import list_samples
 
@@ -137,7 +137,7 @@ def test_an_uploaded_image_runs_without_the_shared_cache(app):
     gradient[60:90, 80:120] = 255
     buffer = io.BytesIO()
     Image.fromarray(gradient).save(buffer, format="PNG")
-    app.file_uploader(key="scan_uploader").set_value(("square.png", buffer.getvalue(), "image/png")).run()
+    scan_uploader(app).set_value(("square.png", buffer.getvalue(), "image/png")).run()
     assert not app.exception, app.exception
     assert summary(app)["output (channels x height x width)"][0] == "1 x 150 x 200"
 
@@ -153,7 +153,7 @@ def test_learned_kernels_of_the_classifier_make_stage_one_maps(app):
     picture[70:90, 10:40] = 255
     buffer = io.BytesIO()
     Image.fromarray(picture).save(buffer, format="PNG")
-    app.file_uploader(key="scan_uploader").set_value(("blocks.png", buffer.getvalue(), "image/png")).run()
+    scan_uploader(app).set_value(("blocks.png", buffer.getvalue(), "image/png")).run()
     app.radio(key="stacks_s0_source").set_value("learned").run()
     app.multiselect(key="stacks_s0_learned").set_value([1, 4, 6]).run()
     app.selectbox(key="stacks_s0_activation").set_value("none").run()

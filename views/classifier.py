@@ -381,13 +381,13 @@ def main():
     st.title("Does this patch contain a lesion?")
     st.warning(MODEL_NOTICE, icon=":material/science:")
     show_teaching_notice()
+    chosen = choose_image()  # before the introduction: a refused upload is reported at the top
     st.markdown(
         "A small convolutional network, trained here with ConvScope's own engine, answers one question about "
         "a 64 x 64 window of the image: is there a lesion in it? This page opens it up: the input, every "
         "layer's feature maps, the learned kernels, the weighted sum behind the answer, softmax, and where "
         "in the window the evidence lies."
     )
-    chosen = choose_image()
     _lesson(chosen, _fit_image(chosen.image))
 
 

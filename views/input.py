@@ -26,6 +26,7 @@ _NORMALISATION_HELP = {
 def main():
     st.title("The input: from scan to network input")
     show_teaching_notice()
+    chosen = choose_image("scan")  # before the introduction: a refused upload is reported at the top
     st.markdown(
         "A network never sees a picture: it sees a grid of numbers. Before the first convolution, the "
         "scan is read in its physical units, a grey-level window decides which values matter, and the "
@@ -33,7 +34,6 @@ def main():
         "brought to a common range. Change the scan, the slice and the window in the sidebar; switch the "
         "steps on below and watch the array the network receives."
     )
-    chosen = choose_image("scan")
     scan_section(chosen)
     preprocessing_section(chosen)
 

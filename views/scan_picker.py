@@ -3,7 +3,9 @@
 The choice lives in st.session_state under keys that no widget owns, so it survives page changes
 (a widget's own state is dropped on a page that does not draw it). An uploaded file is read from
 memory in the uploader's callback, kept only in this session's st.session_state, and never cached,
-written or logged.
+written or logged. Once read, the uploader is replaced by an empty one (a new key): the browser adds
+each new file to the ones an uploader already lists, so an uploader that kept its files would turn a
+second upload into a series with the first.
 """
 
 from dataclasses import dataclass
@@ -81,7 +83,8 @@ def choose_image(key: str = "scan") -> ChosenImage:
                      help="A shipped sample, or the file you uploaded.")
         is_upload = st.session_state[keys.choice] == _upload_label(keys)
         scan = st.session_state[keys.upload_scan] if is_upload else read_sample(st.session_state[keys.choice])
-        _upload_ui(keys)
+        shown = f"your earlier upload “{scan.name}”" if is_upload else f"the sample “{scan.name}”"
+        _upload_ui(keys, shown)
         identity = f"upload:{st.session_state[keys.upload_id]}" if is_upload else f"sample:{scan.name}"
         if st.session_state[keys.scan_identity] != identity:
             _reset_view(keys, scan)
@@ -91,6 +94,7 @@ def choose_image(key: str = "scan") -> ChosenImage:
         if is_upload:
             for warning in scan.warnings:
                 st.warning(warning, icon=":material/visibility:")
+    _report_refusal_on_page(keys, shown)
 
     pixels = scan.slice(slice_index or 0)
     image = apply_window(pixels, level, width)
@@ -106,10 +110,12 @@ class _Keys:
     def __init__(self, prefix):
         self.choice = f"{prefix}__choice"            # persistent: sample name or upload label
         self.choice_widget = f"{prefix}_source"
-        self.uploader = f"{prefix}_uploader"
+        self.uploader = f"{prefix}_uploader"         # + the uploader's round: a new round, an empty uploader
+        self.uploader_round = f"{prefix}__uploader_round"
         self.upload_scan = f"{prefix}__upload_scan"  # the uploaded Scan (this session only)
         self.upload_id = f"{prefix}__upload_id"
-        self.upload_error = f"{prefix}__upload_error"
+        self.refusal = f"{prefix}__upload_refusal"   # the last upload's _Refusal, until another image is chosen
+        self.refusal_toast = f"{prefix}__refusal_toast"  # True until the refusal's toast has been shown
         self.scan_identity = f"{prefix}__identity"
         self.slice = f"{prefix}__slice"
         self.slice_widget = f"{prefix}_slice"
@@ -123,9 +129,9 @@ class _Keys:
 
 
 def _init_state(keys):
-    defaults = {keys.choice: list_samples()[0], keys.upload_scan: None, keys.upload_id: None,
-                keys.upload_error: None, keys.scan_identity: None, keys.slice: 0, keys.preset: None,
-                keys.level: None, keys.width: None}
+    defaults = {keys.choice: list_samples()[0], keys.uploader_round: 0, keys.upload_scan: None, keys.upload_id: None,
+                keys.refusal: None, keys.refusal_toast: False, keys.scan_identity: None, keys.slice: 0,
+                keys.preset: None, keys.level: None, keys.width: None}
     for name, value in defaults.items():
         if name not in st.session_state:
             st.session_state[name] = value
@@ -133,7 +139,7 @@ def _init_state(keys):
 
 def _choose_source(keys):
     st.session_state[keys.choice] = st.session_state[keys.choice_widget]
-    st.session_state[keys.upload_error] = None  # the message was about an earlier attempt
+    _clear_refusal(keys)  # the message was about an earlier attempt
 
 
 def _upload_label(keys):
@@ -151,43 +157,87 @@ def _source_options(keys):
 # Upload
 
 
-def _upload_ui(keys):
-    st.file_uploader("Upload your own scan", type=UPLOAD_TYPES, accept_multiple_files=True, key=keys.uploader,
-                     on_change=_read_upload, args=(keys,),
-                     help="DICOM (.dcm or no extension; several files of one series become a volume), "
-                          "PNG, JPEG or TIFF. Read in memory for this session only.")
+@dataclass(frozen=True)
+class _Refusal:
+    """An upload that was not read: the file names as the person chose them, why, and the details behind it."""
+
+    files: str
+    reason: str
+    detail: str | None = None
+
+    def message(self, shown):
+        """The refusal and what the page shows instead (``shown``, e.g. 'the sample “Head CT slice”')."""
+        return f"**Could not read {self.files}.** {self.reason} The page still shows {shown}."
+
+
+def _upload_ui(keys, shown):
+    uploader_key = f"{keys.uploader}_{st.session_state[keys.uploader_round]}"
+    st.file_uploader("Upload your own scan", type=UPLOAD_TYPES, accept_multiple_files=True, key=uploader_key,
+                     on_change=_read_upload, args=(keys, uploader_key),
+                     help="DICOM (.dcm or no extension), PNG, JPEG or TIFF. To make a volume, choose the files "
+                          "of one series together; a later upload replaces the earlier one. Read in memory "
+                          "for this session only.")
+    uploaded = st.session_state[keys.upload_scan]
+    if uploaded is not None:
+        # The uploader empties once a file is read: say here which upload is kept.
+        st.caption(f"Read and kept: `{uploaded.name}`. A new upload replaces it.")
     st.caption(UPLOAD_NOTICE)
-    if st.session_state[keys.upload_error]:
-        st.error(st.session_state[keys.upload_error], icon=":material/error:")
-    if st.session_state[keys.upload_scan] is not None:
+    refusal = st.session_state[keys.refusal]
+    if refusal is not None:
+        _show_refusal(refusal, shown)
+    if uploaded is not None:
         st.button("Forget my upload", key=keys.forget, on_click=_forget_upload, args=(keys,),
                   help="Remove the uploaded scan from this session's memory.")
 
 
-def _read_upload(keys):
-    """Uploader callback: read the new file(s) in memory; on failure keep the previous choice."""
-    files = st.session_state.get(keys.uploader) or []
+def _read_upload(keys, uploader_key):
+    """Uploader callback: read the file(s) chosen together in memory; on failure keep the previous choice."""
+    files = st.session_state.get(uploader_key) or []
     if not isinstance(files, list):
         files = [files]
     if not files:
-        st.session_state[keys.upload_error] = None
+        _clear_refusal(keys)
         return
+    # Read or refused, the files leave the uploader: it lists nothing that is not in use.
+    st.session_state[keys.uploader_round] += 1
     try:
         if len(files) == 1:
             scan = read_bytes(files[0].getvalue(), name=files[0].name)
         else:
             scan = read_series([file.getvalue() for file in files], name=f"{files[0].name} (+{len(files) - 1} files)")
     except ScanError as error:
-        st.session_state[keys.upload_error] = f"Could not read {_names(files)}: {error}"
+        _refuse(keys, _Refusal(_names(files), str(error), error.detail))
         return
     except Exception as error:  # a reader bug must not break the page: report it, keep the old image
-        st.session_state[keys.upload_error] = (f"Could not read {_names(files)} (unexpected {type(error).__name__}). "
-                                               "Please report this file type to the ConvScope maintainers.")
+        _refuse(keys, _Refusal(_names(files), f"ConvScope met an unexpected {type(error).__name__} reading it. "
+                                              "Please report this file type to the ConvScope maintainers."))
         return
     st.session_state[keys.upload_scan] = scan
     st.session_state[keys.upload_id] = ",".join(file.file_id for file in files)
-    st.session_state[keys.upload_error] = None
     st.session_state[keys.choice] = _upload_label(keys)
+    _clear_refusal(keys)
+
+
+def _refuse(keys, refusal):
+    st.session_state[keys.refusal] = refusal
+    st.session_state[keys.refusal_toast] = True
+
+
+def _clear_refusal(keys):
+    st.session_state[keys.refusal] = None
+    st.session_state[keys.refusal_toast] = False
+
+
+def _report_refusal_on_page(keys, shown):
+    """The refusal at the page's top, where the person is looking, and once as a toast."""
+    refusal = st.session_state[keys.refusal]
+    if refusal is None:
+        return
+    _show_refusal(refusal, shown)
+    if st.session_state[keys.refusal_toast]:
+        st.toast(f"Could not read {refusal.files}. The page still shows {shown}.", icon=":material/error:",
+                 duration="long")  # 10 s rather than 4: time to read it
+        st.session_state[keys.refusal_toast] = False
 
 
 def _names(files):
@@ -195,13 +245,19 @@ def _names(files):
     return names + (f" and {len(files) - 3} more" if len(files) > 3 else "")
 
 
+def _show_refusal(refusal, shown):
+    st.error(refusal.message(shown), icon=":material/error:")
+    if refusal.detail:
+        with st.expander("Why?"):
+            st.markdown(refusal.detail)
+
+
 def _forget_upload(keys):
     if st.session_state[keys.choice] == _upload_label(keys):
         st.session_state[keys.choice] = list_samples()[0]
     st.session_state[keys.upload_scan] = None
     st.session_state[keys.upload_id] = None
-    st.session_state[keys.upload_error] = None
-    st.session_state.pop(keys.uploader, None)
+    _clear_refusal(keys)
 
 
 # ---------------------------------------------------------------------------------------------------
