@@ -409,7 +409,7 @@ def main(argv=None):
         print(f"One student on page '{arguments.page}', {arguments.clicks} interactions, think time "
               f"{arguments.think[0]:g}-{arguments.think[1]:g} s, seed {arguments.seed}")
         try:
-            print(f"First visit after the server started (imports, engine warm-up): "
+            print(f"First visit (on a fresh server: imports, engine warm-up): "
                   f"{first_visit(browser, arguments, server.url):.1f} s")
             record = run_student(browser, arguments, server.url)
             print()

@@ -699,7 +699,7 @@ def one_class(arguments, server):
 def measure_class(arguments, server):
     """Warm the server up, then run the class (``--rounds`` times); returns the total error count."""
     seconds = asyncio.run(first_visit(server.url, arguments.page, arguments.timeout))
-    print(f"First visit after the server started (imports, engine warm-up): {seconds:.1f} s")
+    print(f"First visit (on a fresh server: imports, engine warm-up): {seconds:.1f} s")
     if server.pid:
         print(f"Server RSS before the class (after that visit): {memory_mib(server.pid)['VmRSS']:.0f} MiB")
     errors, memory = 0, []
