@@ -162,7 +162,8 @@ def app_server(url=None, flags=(), pid=None):
     """Yield a RunningServer: the one at ``url``, or ``streamlit run app.py`` started here on a free port.
 
     ``flags`` ("section.option=value") are passed to the server this function starts. The started server
-    runs in a process group of its own and is stopped on exit; its output goes to a temporary log file.
+    runs in a process group of its own and is stopped on exit; its output goes to a temporary log file,
+    deleted unless something failed.
     """
     if url is not None:
         yield RunningServer(url.rstrip("/"), pid, f"given: {url}")
@@ -178,9 +179,13 @@ def app_server(url=None, flags=(), pid=None):
     try:
         _wait_until_healthy(base_url, server, log.name)
         yield RunningServer(base_url, server.pid, "streamlit run app.py " + " ".join(command[5:]))
+    except BaseException:
+        print(f"The server's log is kept: {log.name}", file=sys.stderr)
+        raise
+    else:
+        os.unlink(log.name)
     finally:
         _stop(server)
-    os.unlink(log.name)
 
 
 def _stop(server):
