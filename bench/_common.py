@@ -52,9 +52,9 @@ class Interaction(NamedTuple):
 # Each lesson's main controls, read from views/*.py.
 PAGE_INTERACTIONS = {
     "convolution": (
-        Interaction("next", "conv_next", "click", 4),
-        Interaction("previous", "conv_previous", "click", 2),
-        Interaction("kernel", "conv_kernel_name", "choose"),
+        # Next, Previous, Play and the scrubber run in the browser's step player: no server message.
+        Interaction("kernel", "conv_kernel_name", "choose", 2),
+        Interaction("region size", "conv_region_size", "choose"),
         Interaction("stride", "conv_stride", "choose"),
         Interaction("image click", "conv_click", "click_image"),
     ),

@@ -250,25 +250,57 @@ def shown_step(page):
     return page.evaluate(f"() => ({FIND_STEP_SCRIPT})(document)")
 
 
-def measure_play(page, seconds, timeout_ms):
-    """Play at the top speed; returns (steps per second shown, the speed asked, seconds until the first step).
+PLAYER = ".step-player[data-kind='conv']"  # the convolution's step player (views/components/step_player/)
 
-    The rate counts from the first step the player takes (the page reruns once when Play is pressed)
-    over ``seconds``, or until the last step if it comes sooner. Raises Unavailable when the page has
-    no speed slider, Play button or "Step k of N" text.
+# A real click on the player's Next: from the browser receiving it to the step number changing and the
+# next animation frame after that (the player answers in the browser; the server is not involved).
+WATCH_PLAYER_NEXT = """(root) => new Promise((resolve) => {
+  const times = {};
+  root.querySelector('[data-action=next]').addEventListener('click', (event) => {
+    times.receivedAt = event.timeStamp;
+  }, {capture: true, once: true});
+  const observer = new MutationObserver(() => {
+    observer.disconnect();
+    times.changedAt = performance.now();
+    requestAnimationFrame(() => { times.frameAt = performance.now(); resolve(times); });
+  });
+  observer.observe(root.querySelector('.step-number'), {childList: true, characterData: true, subtree: true});
+})"""
+
+
+def measure_player_next(page, clicks):
+    """Seconds from each real click on the player's Next to the frame showing the new step."""
+    player = page.locator(PLAYER)
+    if player.count() == 0:
+        raise Unavailable("no step player on the page")
+    player.scroll_into_view_if_needed()
+    waits = []
+    for _ in range(clicks):
+        watching = player.evaluate_handle(WATCH_PLAYER_NEXT)
+        player.locator("[data-action=next]").click()
+        times = watching.json_value()
+        waits.append((times["frameAt"] - times["receivedAt"]) / 1000.0)
+    return waits
+
+
+def measure_play(page, seconds, timeout_ms):
+    """Play at the player's top speed; returns (steps per second shown, the speed asked, seconds until the first step).
+
+    The rate counts from the first step the player takes over ``seconds``, or until the last step if it
+    comes sooner. Raises Unavailable when the page has no step player.
     """
-    speed = page.locator(".st-key-conv_speed").get_by_role("slider")
-    play = page.locator(".st-key-conv_play").get_by_role("button")
-    if speed.count() == 0 or play.count() == 0 or shown_step(page) is None:
-        raise Unavailable("no speed slider, Play button or 'Step k of N' text on the page")
-    speed.first.focus()
-    page.keyboard.press("End")
-    wait_at_rest(page, last_input_at(page), timeout_ms)
-    top_speed = float(speed.first.get_attribute("aria-valuetext"))
-    play.first.click()
+    player = page.locator(PLAYER)
+    if player.count() == 0 or shown_step(page) is None:
+        raise Unavailable("no step player with a 'Step k of N' text on the page")
+    speeds = player.locator("[data-speed]")
+    top = speeds.nth(speeds.count() - 1)
+    top_speed = float(top.get_attribute("data-speed"))
+    top.click()
+    play = player.locator("[data-action=play]")
+    play.click()
     pressed_at = last_input_at(page)
     watch = page.evaluate(WATCH_PLAY_SCRIPT, {"seconds": seconds, "startTimeoutMs": timeout_ms})
-    play.first.click()  # pause
+    play.click()  # pause
     if watch is None:
         raise Unavailable("the shown step did not move after Play")
     return _steps_per_second(watch), top_speed, (watch["samples"][0][0] - pressed_at) / 1000.0
@@ -345,17 +377,21 @@ def first_visit(browser, arguments, base_url):
     return seconds
 
 
-def report_play(browser, arguments, base_url):
-    """A fresh convolution lesson (default settings), then Play at the top speed: print the rate shown."""
+def report_player(browser, arguments, base_url):
+    """A fresh convolution lesson (default settings): Next in the step player, then Play at the top speed."""
     page = new_page(browser, arguments.timeout * 1000)
     open_page(page, base_url, "convolution", arguments.timeout * 1000)
     try:
+        waits = measure_player_next(page, arguments.clicks)
+        summary = Summary.of(waits)
+        print(f"Next in the step player ({summary.count} clicks), click to the new step on screen: median "
+              f"{summary.p50:.1f} ms, p95 {summary.p95:.1f} ms, max {summary.largest:.1f} ms")
         rate, asked, start = measure_play(page, arguments.play_seconds, arguments.timeout * 1000)
         print(f"Play (convolution lesson) at the top speed, {asked:g} steps/s asked: {rate:.2f} steps/s shown "
               f"over {arguments.play_seconds:g} s = {rate / asked:.2f} of the speed asked; first step "
               f"{start:.2f} s after the click")
     except Unavailable as reason:
-        print(f"Play: skipped ({reason})")
+        print(f"Step player: skipped ({reason})")
     finally:
         page.context.close()
 
@@ -388,7 +424,7 @@ def parse_arguments(argv=None):
                         help="seconds paused before each interaction, uniform (default 1 3)")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds before a wait fails")
     parser.add_argument("--play-seconds", type=float, default=5.0, help="how long Play is watched (default 5)")
-    parser.add_argument("--no-play", action="store_true", help="skip the Play measurement")
+    parser.add_argument("--no-play", action="store_true", help="skip the step player's Next and Play measurements")
     parser.add_argument("--url", help="use the server at this URL instead of starting one")
     parser.add_argument("--server-flag", action="append", default=[], metavar="SECTION.OPTION=VALUE",
                         help="passed to the server started here, e.g. runner.postScriptGC=false (repeatable)")
@@ -415,7 +451,7 @@ def main(argv=None):
             print()
             print_record(record)
             if not arguments.no_play:
-                report_play(browser, arguments, server.url)
+                report_player(browser, arguments, server.url)
         except PlaywrightError as error:
             raise SystemExit(f"The browser failed: {error}") from error
         finally:
