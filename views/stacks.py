@@ -259,13 +259,19 @@ def _overview_scale(working, results):
 
 
 def _clamp_cell_state(results, stage_index):
-    """Keep the chosen map/row/col inside the chosen stage's maps (before their widgets are drawn)."""
+    """Keep the chosen map/row/col inside the chosen stage's maps (before their widgets are drawn).
+
+    Every value is written back, even one that is already valid. The Map box's labels name the chosen
+    stage's kernels, and a browser keeps showing (and sending back) the label it last showed until the
+    server sets the value: without the write, after a change of stage the box would still name the other
+    stage's kernel, and the next rerun would return that label, no longer an option, as a string.
+    """
     maps, rows, cols = results[stage_index].outputs.shape
     for key, limit, default in (("stacks_rf_map", maps, 0), ("stacks_rf_row", rows, rows // 2),
                                 ("stacks_rf_col", cols, cols // 2)):
         value = st.session_state.get(key)
-        if value is None or not 0 <= value < limit:
-            st.session_state[key] = default
+        valid = isinstance(value, int) and 0 <= value < limit
+        st.session_state[key] = value if valid else default
 
 
 def _on_strip_click(layout):
