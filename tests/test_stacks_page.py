@@ -22,7 +22,7 @@ def app():
 
 
 def summary(page):
-    return page.dataframe[0].value
+    return page.table[0].value
 
 
 def markdown_text(page):

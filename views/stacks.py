@@ -458,7 +458,7 @@ value depends on more of the scan, which is why deeper layers respond to larger 
         mm_per_pixel = (chosen.scan.spacing[0] * factor, chosen.scan.spacing[1] * factor)
 
     st.subheader("The stack at true relative size")
-    st.dataframe(_summary_rows(working, stages, results, mm_per_pixel), hide_index=True, width="stretch")
+    st.table(_summary_rows(working, stages, results, mm_per_pixel), hide_index=True)
     scale = _overview_scale(working, results)
     labels = [f"input: 1 x {working.shape[0]} x {working.shape[1]}"]
     labels += [f"stage {index + 1}: {_shape_text(result.outputs.shape)},  {_millions(result.multiply_adds)} "
