@@ -320,7 +320,8 @@ def _receptive_field_section(working, stages, results):
 
     picker_column, field_column = st.columns([1, 1], gap="large")
     with picker_column:
-        input_columns = st.columns(3)
+        # The map's label ("3: laplacian of gaussian") needs more room than a row or column number.
+        input_columns = st.columns([2, 1, 1])
         names = stages[stage_index].names
         input_columns[0].selectbox("Map", list(range(maps)), key="stacks_rf_map",
                                    format_func=lambda index: f"{index + 1}: {names[index]}")

@@ -72,5 +72,7 @@ def test_choosing_stage_one_then_changing_the_stack_keeps_the_map_box_on_stage_o
     assert_no_exception(page)
     expect(map_box).to_have_value("1: sobel x")
     expect(page.get_by_text(re.compile(r"^Map 1 of stage 1 at \(\d+, \d+\): average pooling"))).to_be_visible()
+    # The whole label is shown, not cut by the box's edge.
+    assert map_box.evaluate("box => box.scrollWidth <= box.clientWidth"), map_box.evaluate("box => [box.scrollWidth, box.clientWidth]")
     page.get_by_role("heading", name="What does one cell see?").scroll_into_view_if_needed()
     save_screenshot(page, "stacks_stage_one_after_a_change", full_page=False)
