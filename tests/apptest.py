@@ -37,3 +37,43 @@ def add_to_uploader(app, name, content, mime_type):
     uploader = scan_uploader(app)
     uploader._files = uploader._get_files_to_register() + [(str(uuid.uuid4()), name, content, mime_type)]
     return uploader
+
+
+class BrowserSelectbox:
+    """One keyed st.selectbox as a browser holds it: the label it shows, sent back on every rerun.
+
+    AppTest encodes a selectbox's value with the labels of the latest run. Streamlit's frontend does not:
+    a keyed box keeps its identity when its options change, and the browser goes on showing, and sending
+    back, the label it last showed until the server sets the value (the proto's ``set_value``). A label
+    that is no longer among the options reaches the script as a plain string. Run the app through
+    ``run(app)`` to send what a browser would send.
+    """
+
+    def __init__(self, app, key):
+        self.key = key
+        box = app.selectbox(key=key)
+        self.label = box.proto.raw_value if box.proto.set_value else box.options[box.proto.default]
+
+    def choose(self, app, label):
+        """A click on ``label`` in the open box, then the rerun it causes."""
+        self.label = label
+        return self.run(app)
+
+    def run(self, app):
+        box = app.selectbox(key=self.key)
+        collect = box.root.get_widget_states
+
+        def states_a_browser_sends():
+            states = collect()
+            for state in states.widgets:
+                if state.id == box.id:
+                    state.string_value = self.label
+            return states
+
+        box.root.get_widget_states = states_a_browser_sends  # this run's tree only: each run makes a new one
+        app.run()
+        if not app.exception:
+            shown = app.selectbox(key=self.key).proto
+            if shown.set_value:
+                self.label = shown.raw_value
+        return app

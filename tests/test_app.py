@@ -1,6 +1,10 @@
 """The app shell: it starts with no exception, shows the teaching notice and opens every page."""
 
+import json
+
+import pandas as pd
 import pytest
+from streamlit.proto.Dataframe_pb2 import Dataframe as DataframeProto
 
 from tests.apptest import open_page
 from views.notices import TEACHING_NOTICE
@@ -42,3 +46,25 @@ def test_start_up_heap_is_frozen_out_of_the_collector():
     app = open_page()
     assert not app.exception, app.exception
     assert gc.get_freeze_count() > 100_000, "app.py should gc.freeze() the start-up heap after warming up"
+
+
+@pytest.mark.parametrize("entry", PAGE_TABLE, ids=[entry.path for entry in PAGE_TABLE])
+def test_every_number_column_of_a_grid_has_a_format_and_a_width(entry):
+    # st.dataframe and st.data_editor draw on a canvas whose columns, unless told, keep the widths of the
+    # first numbers they showed: larger numbers later lost their leading digits (2671.63 showed as
+    # "671.6301"). So every number column says how it is written and how wide it is. The kernel editor is
+    # the exception for width: its key follows its weights, so each new kernel is a new grid, measured anew.
+    # Small tables of numbers are st.table (HTML), which grows to fit; tests/e2e/test_tables.py checks both
+    # kinds as the browser draws them.
+    app = open_page(entry.path)
+    assert not app.exception, app.exception
+    for grid in app.dataframe:
+        config = json.loads(grid.proto.columns or "{}")
+        frame = grid.value
+        editable = grid.proto.editing_mode != DataframeProto.EditingMode.READ_ONLY
+        for column in frame.columns:
+            column_config = config.get(str(column), {})
+            if pd.api.types.is_numeric_dtype(frame[column]):
+                assert column_config.get("type_config", {}).get("format"), (entry.path, column, column_config)
+            if not editable:
+                assert isinstance(column_config.get("width"), int), (entry.path, column, column_config)

@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
+from scans import list_samples
 from tests.apptest import scan_uploader
 
 PAGE = str(Path(__file__).resolve().parents[1] / "views" / "classifier.py")
@@ -102,3 +103,27 @@ def test_an_uploaded_image_works_and_its_map_is_computed(app):
     assert not app.exception, app.exception
     assert any(element.value.startswith("upload.png: 96 x 130 pixels") for element in app.caption)
     assert any(re.match(r"\d+ windows; highest lesion probability", caption) for caption in captions(app))
+
+
+ANATOMY_MIN_STD = 0.05  # on the 0-1 grey scale; the centred window on the chest radiograph had 0.011
+EMPTY_LEVEL, MAX_EMPTY_SHARE = 0.05, 0.25  # pixels this dark are air or outside the body
+
+
+@pytest.mark.parametrize("sample", list_samples())
+def test_the_window_opens_on_anatomy(sample):
+    from scans import apply_window, read_sample
+    from views.classifier import _fit_image
+
+    page = AppTest.from_file(PAGE, default_timeout=TIMEOUT).run()
+    page.selectbox(key="scan_source").set_value(sample).run()
+    assert not page.exception, page.exception
+    top, left = page.number_input(key="clf_top").value, page.number_input(key="clf_left").value
+    # The image the page works on: the sample's slice through the picker's window, fitted by the page.
+    scan = read_sample(sample)
+    state = page.session_state
+    image = _fit_image(apply_window(scan.slice(state["scan__slice"]), state["scan__level"], state["scan__width"]))
+    patch = image[top:top + 64, left:left + 64]
+    assert patch.shape == (64, 64)
+    assert patch.std() >= ANATOMY_MIN_STD, f"{sample}: the window at ({top}, {left}) is flat (std {patch.std():.3f})"
+    empty = float(np.mean(patch <= EMPTY_LEVEL))
+    assert empty <= MAX_EMPTY_SHARE, f"{sample}: {empty:.0%} of the window at ({top}, {left}) is empty"

@@ -25,7 +25,7 @@ def markdown_text(page):
 
 
 def matches_table(page):
-    return page.dataframe[0].value
+    return page.table[0].value
 
 
 def box(page, prefix="det"):
@@ -99,7 +99,7 @@ def test_the_same_structure_on_another_slice_of_a_volume(app):
 
 
 def test_two_kernels_two_classes_table_and_counts(app):
-    tiles = app.dataframe[1].value
+    tiles = app.dataframe[0].value
     counts = re.search(r"\*\*(\d+)\*\* tiles went to class A and \*\*(\d+)\*\* to class B", markdown_text(app))
     assert counts and int(counts.group(1)) + int(counts.group(2)) == len(tiles)
     for _, tile in tiles.iterrows():
@@ -108,7 +108,7 @@ def test_two_kernels_two_classes_table_and_counts(app):
     row, col, height, width = box(app, "cls_a")
     tile_size = app.select_slider(key="cls_tile").value
     if row // tile_size == (row + height - 1) // tile_size and col // tile_size == (col + width - 1) // tile_size:
-        own = tiles[tiles["tile (row, column)"] == f"({row // tile_size}, {col // tile_size})"].iloc[0]
+        own = tiles[tiles["tile"] == f"({row // tile_size}, {col // tile_size})"].iloc[0]
         assert own["class"] == "A" and own["kernel A"] == pytest.approx(1.0, abs=1e-3)
     app.select_slider(key="cls_tile").set_value(app.select_slider(key="cls_tile").options[-1]).run()
     assert not app.exception, app.exception

@@ -6,7 +6,17 @@ import pytest
 
 from model import data
 from model.layers import softmax
-from model.network import Architecture, Classifier, Network, probability_picture, upsample_bilinear
+from model.network import (
+    BUSY_SHARE,
+    EMPTY_LEVEL,
+    MAX_EMPTY_SHARE,
+    Architecture,
+    Classifier,
+    Network,
+    anatomy_window,
+    probability_picture,
+    upsample_bilinear,
+)
 from model.train import Adam, TrainingConfig, roc_auc, train
 
 
@@ -205,6 +215,75 @@ def test_probability_map_matches_predict_proba_window_by_window():
     assert probabilities[2, 5] == pytest.approx(expected, rel=1e-5)
     picture = probability_picture(probabilities, tops, lefts, image.shape, 16)
     assert picture.shape == image.shape and picture[0, 0] == probabilities[0, 0] and picture[-1, -1] == probabilities[-1, -1]
+
+
+def _anatomy_window_naive(image, size, stride):
+    """anatomy_window one window at a time, in float64: the rule as its docstring states it."""
+    image = np.asarray(image, dtype=np.float64)
+    starts = [(top, left) for top in range(0, image.shape[0] - size + 1, stride)
+              for left in range(0, image.shape[1] - size + 1, stride)]
+    windows = [image[top:top + size, left:left + size] for top, left in starts]
+    spreads = np.array([window.std() for window in windows])
+    empty_shares = np.array([np.mean(window <= EMPTY_LEVEL) for window in windows])
+    tissue = empty_shares <= max(MAX_EMPTY_SHARE, empty_shares.min())
+    busy = tissue & (spreads >= BUSY_SHARE * spreads[tissue].max())
+    rows, cols = np.nonzero(image > EMPTY_LEVEL)
+    centre = (rows.mean(), cols.mean())
+    distances = [np.hypot(top + (size - 1) / 2 - centre[0], left + (size - 1) / 2 - centre[1]) if keep else np.inf
+                 for (top, left), keep in zip(starts, busy)]
+    return starts[int(np.argmin(distances))]
+
+
+def _scan_like(shape, seed):
+    """A dark background around an off-centre body of smooth tissue with busier patches: (H, W) in [0, 1]."""
+    rng = np.random.default_rng(seed)
+    rows, cols = np.mgrid[:shape[0], :shape[1]]
+    image = 0.5 + 0.05 * rng.standard_normal(shape)
+    for _ in range(4):
+        row, col = rng.integers(0, shape[0]), rng.integers(0, shape[1])
+        image += rng.uniform(0.1, 0.3) * np.sin(rows / rng.uniform(2, 6)) * (np.hypot(rows - row, cols - col) < 20)
+    body = np.hypot((rows - 0.55 * shape[0]) / (0.4 * shape[0]), (cols - 0.45 * shape[1]) / (0.45 * shape[1])) < 1
+    return np.clip(np.where(body, image, 0.0), 0.0, 1.0).astype(np.float32)
+
+
+@pytest.mark.parametrize("shape, size, stride, seed", [((120, 100), 32, 8, 0), ((97, 131), 24, 8, 1),
+                                                       ((80, 80), 20, 6, 2), ((64, 90), 16, 4, 3)])
+def test_anatomy_window_matches_the_window_by_window_reference(shape, size, stride, seed):
+    image = _scan_like(shape, seed)
+    assert anatomy_window(image, size, stride=stride) == _anatomy_window_naive(image, size, stride)
+
+
+def test_anatomy_window_leaves_a_flat_centre_for_the_structure_beside_it():
+    # Like a chest radiograph: a flat bright middle (the mediastinum), structure off to one side.
+    image = np.full((160, 160), 0.85, dtype=np.float32)
+    stripes = 0.5 + 0.3 * np.sin(np.arange(40) / 2.0)
+    image[20:60, 100:140] = stripes[None, :]
+    top, left = anatomy_window(image, 32, stride=8)
+    window = image[top:top + 32, left:left + 32]
+    assert window.std() > 0.1 and (top, left) != (64, 64)
+    assert top < 60 and top + 32 > 20 and left < 140 and left + 32 > 100  # on the stripes
+
+
+def test_anatomy_window_prefers_busy_tissue_in_the_middle_to_the_busiest_edge():
+    rng = np.random.default_rng(5)
+    image = np.zeros((200, 200), dtype=np.float32)
+    image[20:180, 20:180] = 0.5 + 0.15 * rng.standard_normal((160, 160))  # tissue, std 0.15
+    image[20:60, 20:180] = rng.random((40, 160))  # a busier band along the body's top edge, std 0.29
+    image = np.clip(image, 0.0, 1.0)
+    top, left = anatomy_window(image, 32, stride=8)
+    window = image[top:top + 32, left:left + 32]
+    assert np.mean(window <= EMPTY_LEVEL) <= MAX_EMPTY_SHARE
+    assert top >= 60 and abs(top + 16 - 100) <= 24 and abs(left + 16 - 100) <= 8  # the middle, not the band
+
+
+def test_anatomy_window_of_a_window_sized_or_empty_image_and_bad_input():
+    assert anatomy_window(np.random.default_rng(0).random((64, 64)), 64) == (0, 0)
+    top, left = anatomy_window(np.zeros((100, 90), dtype=np.float32), 32, stride=8)
+    assert top % 8 == 0 and left % 8 == 0 and top + 32 <= 100 and left + 32 <= 90
+    with pytest.raises(ValueError, match=r"at least 64 x 64 pixels, got shape \(50, 80\)"):
+        anatomy_window(np.zeros((50, 80)), 64)
+    with pytest.raises(ValueError, match="stride must be at least 1 pixel, got size 16, stride 0"):
+        anatomy_window(np.zeros((50, 80)), 16, stride=0)
 
 
 def test_save_and_load_round_trip(tmp_path):

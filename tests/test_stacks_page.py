@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.apptest import run_page_file, scan_uploader
+from tests.apptest import BrowserSelectbox, run_page_file, scan_uploader
 from kernels.receptive_field import input_region, layer_shapes, pool_geometry, conv_geometry, receptive_field
 from scans import list_samples
 
@@ -22,7 +22,7 @@ def app():
 
 
 def summary(page):
-    return page.dataframe[0].value
+    return page.table[0].value
 
 
 def markdown_text(page):
@@ -194,6 +194,63 @@ def test_learned_kernels_of_the_classifier_make_stage_one_maps(app):
     assert not app.exception, app.exception
     assert app.multiselect(key="stacks_s0_kernels").value == ["sobel x", "sobel y", "laplacian"]
     assert summary(app)["what it does"][1].startswith("conv 3x3 x3,")
+
+
+def _kernel_names(page, stage_index):
+    """The kernel names stage ``stage_index`` (0-based) runs, read from its own widgets."""
+    if page.radio(key=f"stacks_s{stage_index}_source").value == "learned":
+        return [f"learned #{index + 1}" for index in sorted(page.multiselect(key=f"stacks_s{stage_index}_learned").value)]
+    return list(page.multiselect(key=f"stacks_s{stage_index}_kernels").value)
+
+
+def _another(widget, choices):
+    return next(choice for choice in choices if choice != widget.value)
+
+
+# Every control above the cell picker, each set to a value other than its current one. Three stages or more
+# throughout, so every stage choice survives every change.
+STACK_CHANGES = {
+    "number of stages": lambda page: page.slider(key="stacks_stage_count").set_value(
+        _another(page.slider(key="stacks_stage_count"), (4, 3))),
+    "working size": lambda page: page.selectbox(key="stacks_working_size").set_value(
+        _another(page.selectbox(key="stacks_working_size"), (128, 256))),
+    "stage 1 kernels": lambda page: page.multiselect(key="stacks_s0_kernels").set_value(
+        _another(page.multiselect(key="stacks_s0_kernels"), (["gaussian blur", "laplacian"], ["sobel x", "sobel y", "laplacian"]))),
+    "stage 1 kernel size": lambda page: page.selectbox(key="stacks_s0_size").set_value(
+        _another(page.selectbox(key="stacks_s0_size"), (5, 3))),
+    "stage 2 pooling": lambda page: page.selectbox(key="stacks_s1_pool").set_value(
+        _another(page.selectbox(key="stacks_s1_pool"), ("avg", "none", "max"))),
+    "stage 3 kernel source": lambda page: page.radio(key="stacks_s2_source").set_value(
+        _another(page.radio(key="stacks_s2_source"), ("learned", "bank"))),
+}
+
+
+def _assert_map_box_shows_stage(page, held, stage_number):
+    assert not page.exception, page.exception
+    box = page.selectbox(key="stacks_rf_map")
+    names = _kernel_names(page, stage_number - 1)
+    assert box.options == [f"{index + 1}: {name}" for index, name in enumerate(names)]
+    assert held.label in box.options, f"the Map box shows {held.label!r}, not a kernel of stage {stage_number}"
+    assert box.value in range(len(names))
+
+
+@pytest.mark.parametrize("change", list(STACK_CHANGES))
+def test_every_stage_choice_survives_every_change_above_it(app, change):
+    # A person chooses a stage, then changes the stack: the browser still holds the Map box's
+    # label from before, which names a kernel of the stage shown earlier.
+    app.slider(key="stacks_stage_count").set_value(3).run()
+    held = BrowserSelectbox(app, "stacks_rf_map")
+    for stage_number in (1, 2, 3, 1):
+        app.radio(key="stacks_rf_stage").set_value(stage_number)
+        held.run(app)
+        _assert_map_box_shows_stage(app, held, stage_number)
+        STACK_CHANGES[change](app)
+        held.run(app)
+        _assert_map_box_shows_stage(app, held, stage_number)
+        assert app.radio(key="stacks_rf_stage").value == stage_number
+        # The last map, so that the next stage starts from a label other than "1: ...".
+        held.choose(app, app.selectbox(key="stacks_rf_map").options[-1])
+        _assert_map_box_shows_stage(app, held, stage_number)
 
 
 # ----------------------------------------------------------------------- the page's drawings (viz/stacks.py)

@@ -12,7 +12,7 @@ from streamlit_image_coordinates import streamlit_image_coordinates
 from kernels import conv2d
 from model import load
 from model.data import CONTRAST_RANGE, RADIUS_RANGE, insert_lesion
-from model.network import probability_picture
+from model.network import anatomy_window, probability_picture
 from scans.preprocess import resize
 from views.notices import show_teaching_notice
 from views.scan_picker import choose_image
@@ -71,9 +71,8 @@ def _image_identity(chosen, image):
 
 
 def _reset_state(image):
-    size = load().input_size
-    st.session_state["clf_top"] = (image.shape[0] - size) // 2
-    st.session_state["clf_left"] = (image.shape[1] - size) // 2
+    # Not the centre: on the chest radiograph that is the flat mediastinum, a window that looks blank.
+    st.session_state["clf_top"], st.session_state["clf_left"] = anatomy_window(image, load().input_size)
     st.session_state["clf_lesion"] = None
     st.session_state["clf_lesion_count"] = 0
 
@@ -164,9 +163,9 @@ def _window_section(image, chosen):
     size = classifier.input_size
     st.subheader("1. Place the window")
     st.markdown(
-        f"The network reads one **{size} x {size}** window of the image at a time. Click on the image to "
-        "move the window there. Then add a synthetic lesion inside it and watch the answer change, "
-        "or move the window away from the lesion again."
+        f"The network reads one **{size} x {size}** window of the image at a time. It opens on busy anatomy "
+        "near the middle of the image; click on the image to move the window there. Then add a synthetic "
+        "lesion inside it and watch the answer change, or move the window away from the lesion again."
     )
     scale = max(1, 520 // max(image.shape))
     image_column, control_column = st.columns([3, 2], gap="large")

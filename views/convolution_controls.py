@@ -281,7 +281,7 @@ def kernel_editor(kernel):
     frame = pd.DataFrame(kernel.astype(np.float64), columns=[str(col) for col in range(kernel.shape[1])])
     number_column = st.column_config.NumberColumn(min_value=-KERNEL_LIMIT, max_value=KERNEL_LIMIT, step=0.001,
                                                   format="%.3f", required=True)
-    st.data_editor(frame, key=editor_key, hide_index=True, num_rows="fixed", on_change=_apply_edits,
+    st.data_editor(frame, key=editor_key, hide_index=True, num_rows="fixed", width="content", on_change=_apply_edits,
                    args=(editor_key,), column_config={str(col): number_column for col in range(kernel.shape[1])})
 
 

@@ -246,8 +246,6 @@ def _kernel_section():
         kernel, problem = controls.current_kernel()
         if problem:
             st.warning(problem)
-        st.markdown(f"**The {kernel.shape[0]} x {kernel.shape[1]} kernel** (double-click a cell to edit it):")
-        controls.kernel_editor(kernel)
     with settings_column:
         settings = controls.settings_controls()
         st.caption("CNN libraries slide the kernel as it is (cross-correlation). Textbook convolution first "
@@ -255,6 +253,10 @@ def _kernel_section():
                    "symmetric blur unchanged. A network learns its kernels either way, so it does not care.")
         st.caption("Zero padding is the usual choice in CNNs, but around a bright image it invents an edge "
                    "at the border; reflect and replicate padding continue the image instead.")
+    # Below both columns, at the page's full width: in half of it, at 1280 pixels, a 9 x 9 kernel's last
+    # three columns were out of sight.
+    st.markdown(f"**The {kernel.shape[0]} x {kernel.shape[1]} kernel** (double-click a cell to edit it):")
+    controls.kernel_editor(kernel)
     return kernel, settings
 
 

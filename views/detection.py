@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import partial
 
 import numpy as np
+import pandas as pd
 import streamlit as st
 from streamlit_image_coordinates import streamlit_image_coordinates
 
@@ -46,6 +47,16 @@ SCORES = {"normalised": "Normalised: 1 = same pattern, whatever the brightness",
           "plain": "Plain sum of products (what a convolution layer computes)"}
 TARGETS = {"same": "this image", "shifted": "a shifted copy", "slice": "another slice of the volume"}
 TILE_SIZES = (32, 48, 64, 96, 128)
+# Fixed widths, in pixels, that hold the widest value each column can have: the grid otherwise keeps the
+# widths of the first data it showed, and the four columns fit the table's column at a 1280-pixel window.
+_SCORE_COLUMN = {"format": "%.3f", "width": 72,  # normalised scores lie in [-1, 1]: "-1.000"
+                 "help": "Normalised score of the kernel in this tile: 1 = the same pattern."}
+TILE_TABLE_COLUMNS = {
+    "tile": st.column_config.TextColumn("tile", width=72, help="(row, column) of the tile, from the top left"),
+    "kernel A": st.column_config.NumberColumn("kernel A", **_SCORE_COLUMN),
+    "kernel B": st.column_config.NumberColumn("kernel B", **_SCORE_COLUMN),
+    "class": st.column_config.TextColumn("class", width=56),
+}
 # The clickable pictures go to the browser on every rerun: as JPEG a 640 x 640 scan is ~45 kB and
 # takes ~5 ms to encode, against 1.1 MB for the component's default uncompressed PNG.
 CLICK_IMAGE_FORMAT = {"image_format": "JPEG", "jpeg_quality": 90}
@@ -162,6 +173,14 @@ def _detect_sample(cache_key, target_spec, box, kind, threshold, score, count, _
     return _detect(_image, _target_image, box, kind, threshold, score, count)
 
 
+def _matches_table(matches):
+    """The matches, best first, scores to 3 decimals as the sentence below the table quotes them."""
+    frame = pd.DataFrame({"rank": range(1, len(matches) + 1), "top row": [match.row for match in matches],
+                          "left column": [match.col for match in matches],
+                          "score": [float(match.score) for match in matches]})
+    return frame.style.format({"score": "{:.3f}"})
+
+
 # ------------------------------------------------------------------------------- sections
 
 
@@ -259,9 +278,9 @@ def _detection_section(chosen, image):
                  caption="The response as heat over the image searched (bright = strong). Box 1 (green) is the "
                          "highest response; the others are the next best places that do not overlap it much.")
     with table_column:
-        st.dataframe([{"rank": rank + 1, "top row": match.row, "left column": match.col,
-                       "score": round(match.score, 4)} for rank, match in enumerate(matches)],
-                     hide_index=True, width="stretch")
+        # An HTML table, not the canvas grid: its columns grow with their numbers, where the grid kept the
+        # widths of its first data and cut the leading digits off plain sums (2671.6301 showed as 671.6301).
+        st.table(_matches_table(matches), hide_index=True)
         best = matches[0]
         expected = None
         if target == "same":
@@ -355,10 +374,10 @@ def _two_classes_section(chosen, image):
         rows = []
         for i in range(result.labels.shape[0]):
             for j in range(result.labels.shape[1]):
-                rows.append({"tile (row, column)": f"({i}, {j})", "kernel A": round(float(result.scores[0, i, j]), 3),
-                             "kernel B": round(float(result.scores[1, i, j]), 3),
+                rows.append({"tile": f"({i}, {j})", "kernel A": float(result.scores[0, i, j]),
+                             "kernel B": float(result.scores[1, i, j]),
                              "class": "A" if result.labels[i, j] == 0 else "B"})
-        st.dataframe(rows, hide_index=True, width="stretch", height=300)
+        st.dataframe(rows, hide_index=True, height=300, column_config=TILE_TABLE_COLUMNS)
 
 
 def main():

@@ -108,7 +108,8 @@ def _histogram_chart(values, lower=None, upper=None, units="", *, bins=80, title
         band = pd.DataFrame({"lower": [max(lower, float(edges[0]))], "upper": [min(upper, float(edges[-1]))]})
         shade = alt.Chart(band).mark_rect(opacity=0.18, color="#f2b134").encode(x="lower:Q", x2="upper:Q")
         chart = shade + chart
-    return chart.properties(height=220)
+    # Room around the axes: without it the last tick label ("1.0") and the y title were cut at the edges.
+    return chart.properties(height=220, padding={"left": 5, "top": 5, "right": 14, "bottom": 5})
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -190,13 +191,15 @@ def _number(value):
 def network_input_section(values, method):
     st.header("3. The network input")
     st.markdown("This array, and nothing else, is what the first convolution layer multiplies with its kernels.")
-    shape_column, low_column, high_column, mean_column, spread_column = st.columns(5)
+    # The shape ("640 x 603") is the longest value: in a fifth of the page it was cut to "640 x ...".
+    shape_column, low_column, high_column, mean_column, spread_column = st.columns([5, 3, 3, 3, 3])
     shape_column.metric("Shape", f"{values.shape[0]} x {values.shape[1]}", help="rows x columns; one channel, float32")
     low_column.metric("Minimum", _number(values.min()))
     high_column.metric("Maximum", _number(values.max()))
     mean_column.metric("Mean", _number(values.mean()))
     spread_column.metric("Standard deviation", _number(values.std()))
-    histogram_column, numbers_column = st.columns([3, 2], gap="large")
+    # Half the page for the numbers: six columns of them and the row numbers fit at a 1280-pixel window.
+    histogram_column, numbers_column = st.columns(2, gap="large")
     with histogram_column:
         st.altair_chart(_histogram_chart(values, title=f"Network input value ({method})", bins=50), width="stretch")
     with numbers_column:
@@ -205,9 +208,11 @@ def network_input_section(values, method):
         block = values[top:top + 6, left:left + 6]
         st.markdown(f"The numbers at the centre (rows {top}..{top + block.shape[0] - 1}, "
                     f"columns {left}..{left + block.shape[1] - 1}):")
-        st.dataframe(pd.DataFrame(np.round(block, 3), index=range(top, top + block.shape[0]),
-                                  columns=[str(column) for column in range(left, left + block.shape[1])]),
-                     width="stretch")
+        # An HTML table: it grows to hold every number, where the canvas grid kept the column widths of the
+        # numbers it first showed and, beside the histogram, hid the last columns.
+        st.table(pd.DataFrame(block, index=range(top, top + block.shape[0]),
+                              columns=[str(column) for column in range(left, left + block.shape[1])])
+                 .style.format("{:.3f}"), hide_index=False)
 
 
 main()

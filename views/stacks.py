@@ -259,13 +259,19 @@ def _overview_scale(working, results):
 
 
 def _clamp_cell_state(results, stage_index):
-    """Keep the chosen map/row/col inside the chosen stage's maps (before their widgets are drawn)."""
+    """Keep the chosen map/row/col inside the chosen stage's maps (before their widgets are drawn).
+
+    Every value is written back, even one that is already valid. The Map box's labels name the chosen
+    stage's kernels, and a browser keeps showing (and sending back) the label it last showed until the
+    server sets the value: without the write, after a change of stage the box would still name the other
+    stage's kernel, and the next rerun would return that label, no longer an option, as a string.
+    """
     maps, rows, cols = results[stage_index].outputs.shape
     for key, limit, default in (("stacks_rf_map", maps, 0), ("stacks_rf_row", rows, rows // 2),
                                 ("stacks_rf_col", cols, cols // 2)):
         value = st.session_state.get(key)
-        if value is None or not 0 <= value < limit:
-            st.session_state[key] = default
+        valid = isinstance(value, int) and 0 <= value < limit
+        st.session_state[key] = value if valid else default
 
 
 def _on_strip_click(layout):
@@ -314,7 +320,8 @@ def _receptive_field_section(working, stages, results):
 
     picker_column, field_column = st.columns([1, 1], gap="large")
     with picker_column:
-        input_columns = st.columns(3)
+        # The map's label ("3: laplacian of gaussian") needs more room than a row or column number.
+        input_columns = st.columns([2, 1, 1])
         names = stages[stage_index].names
         input_columns[0].selectbox("Map", list(range(maps)), key="stacks_rf_map",
                                    format_func=lambda index: f"{index + 1}: {names[index]}")
@@ -452,7 +459,7 @@ value depends on more of the scan, which is why deeper layers respond to larger 
         mm_per_pixel = (chosen.scan.spacing[0] * factor, chosen.scan.spacing[1] * factor)
 
     st.subheader("The stack at true relative size")
-    st.dataframe(_summary_rows(working, stages, results, mm_per_pixel), hide_index=True, width="stretch")
+    st.table(_summary_rows(working, stages, results, mm_per_pixel), hide_index=True)
     scale = _overview_scale(working, results)
     labels = [f"input: 1 x {working.shape[0]} x {working.shape[1]}"]
     labels += [f"stage {index + 1}: {_shape_text(result.outputs.shape)},  {_millions(result.multiply_adds)} "

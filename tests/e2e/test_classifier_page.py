@@ -20,11 +20,15 @@ def _lesion_probability(page):
 
 
 def test_click_add_a_lesion_and_the_answer_changes(page):
+    page.set_viewport_size({"width": 1280, "height": 720})
     page.goto("/classifier")
     wait_for_app(page)
     expect(page.get_by_role("heading", name="Does this patch contain a lesion?")).to_be_visible()
     expect(page.get_by_text("trained on synthetic lesions inserted into real scans")).to_be_visible()
     assert_no_exception(page)
+    opening_top = _number(page, "Window top row")  # on anatomy, chosen from the image (model.network.anatomy_window)
+    page.get_by_role("heading", name="2. The network's input and its answer").scroll_into_view_if_needed()
+    save_screenshot(page, "classifier_opening_window", full_page=False)
 
     # Click at 45 % down, 42 % across the chest radiograph (640 rows x 603 columns): the window centres there.
     image = page.frame_locator(CLICK_FRAME).first.locator("img")
@@ -33,7 +37,7 @@ def test_click_add_a_lesion_and_the_answer_changes(page):
     box = image.bounding_box()
     page.mouse.click(box["x"] + 0.42 * box["width"], box["y"] + 0.45 * box["height"])
     wait_for_app(page)
-    expect(page.get_by_label("Window top row", exact=True)).not_to_have_value("288")  # the centred default
+    expect(page.get_by_label("Window top row", exact=True)).not_to_have_value(str(opening_top))
     top, left = _number(page, "Window top row"), _number(page, "Window left column")
     assert abs(top + 32 - 0.45 * 640) <= 3 and abs(left + 32 - 0.42 * 603) <= 3, (top, left)
     before = _lesion_probability(page)

@@ -2,9 +2,11 @@
 
 import re
 
+import pytest
 from playwright.sync_api import expect
 
-from tests.e2e.browser import assert_no_exception, save_screenshot, wait_for_app
+from tests.apptest import run_page_file
+from tests.e2e.browser import TABLE_SELECTOR, assert_no_exception, is_cut, save_screenshot, table_cells, wait_for_app
 
 CLICK_FRAME = "iframe[title*='streamlit_image_coordinates']"
 
@@ -53,3 +55,32 @@ def test_drag_a_box_and_find_it(page):
     expect(page.get_by_text(re.compile(r"The structure is at row \d+, column \d+: found"))).to_be_visible()
     assert_no_exception(page)
     save_screenshot(page, "detection_shifted", full_page=False)
+
+
+def test_plain_sums_are_shown_whole_in_the_matches_table(page):
+    page.set_viewport_size({"width": 1280, "height": 720})
+    page.goto("/detection")
+    wait_for_app(page)
+    page.get_by_text("0/1 from a threshold").click()
+    wait_for_app(page)
+    page.get_by_text("Plain sum of products").click()
+    wait_for_app(page)
+    assert_no_exception(page)
+    expect(page.get_by_text(re.compile(r"Highest response at row \d+, column \d+ \(score \d{4}\.\d+\)"))).to_be_visible()
+    table = page.locator(TABLE_SELECTOR).first  # the matches come before the tiles of section 3
+    shown = [cell for cell in table_cells(table) if cell["row"] >= 0]
+
+    # The same choices under AppTest give the numbers the table was made from.
+    app = run_page_file("views/detection.py")
+    app.radio(key="det_kind").set_value("binary").run()
+    app.radio(key="det_score").set_value("plain").run()
+    data = [*app.table, *app.dataframe][0].value
+    assert data["score"].max() >= 1000  # the case met: four digits before the decimal point
+    assert len(shown) == data.size
+    for cell in shown:
+        assert not is_cut(cell), f"{cell['column']} {cell['text']!r} needs {cell['need']:.0f} px, has {cell['room']:.0f}"
+        decimals = len(cell["text"].partition(".")[2])
+        value = data[cell["column"]][cell["row"]]
+        assert float(cell["text"]) == pytest.approx(value, abs=0.5 * 10 ** -decimals + 1e-9), (cell, value)
+    table.scroll_into_view_if_needed()
+    save_screenshot(page, "detection_plain_sums", full_page=False)

@@ -49,3 +49,30 @@ def test_three_stage_stack_and_a_clicked_receptive_field(page):
     assert_no_exception(page)
     page.get_by_role("heading", name="What does one cell see?").scroll_into_view_if_needed()
     save_screenshot(page, "stacks_receptive_field", full_page=False)
+
+
+def _choose_option(page, label, option):
+    box = page.get_by_role("combobox", name=label, exact=True).first
+    box.click()
+    box.press("ArrowDown")  # opens the list (a click only focuses the box)
+    page.get_by_role("option", name=option, exact=True).click()
+    wait_for_app(page)
+
+
+def test_choosing_stage_one_then_changing_the_stack_keeps_the_map_box_on_stage_one(page):
+    page.set_viewport_size({"width": 1280, "height": 720})
+    page.goto("/stacks")
+    wait_for_app(page)
+    map_box = page.get_by_role("combobox", name="Map", exact=True)
+    expect(map_box).to_have_value("1: gaussian blur")  # stage 2, the deepest, is chosen first
+    page.locator("[data-testid='stRadio']").filter(has_text="Stage").get_by_text("stage 1", exact=True).click()
+    wait_for_app(page)
+    expect(map_box).to_have_value("1: sobel x")
+    _choose_option(page, "Pooling", "average pooling")  # stage 1's pooling, the first on the page
+    assert_no_exception(page)
+    expect(map_box).to_have_value("1: sobel x")
+    expect(page.get_by_text(re.compile(r"^Map 1 of stage 1 at \(\d+, \d+\): average pooling"))).to_be_visible()
+    # The whole label is shown, not cut by the box's edge.
+    assert map_box.evaluate("box => box.scrollWidth <= box.clientWidth"), map_box.evaluate("box => [box.scrollWidth, box.clientWidth]")
+    page.get_by_role("heading", name="What does one cell see?").scroll_into_view_if_needed()
+    save_screenshot(page, "stacks_stage_one_after_a_change", full_page=False)
