@@ -100,3 +100,15 @@ def test_an_uploaded_image_works_and_its_map_is_computed(app):
     assert not app.exception, app.exception
     assert any(element.value.startswith("upload.png: 96 x 130 pixels") for element in app.caption)
     assert any(re.match(r"\d+ windows; highest lesion probability", caption) for caption in captions(app))
+
+
+def test_a_10_by_10_dose_grid_is_enlarged_to_one_window(app):
+    # pydicom's rtdose.dcm (15 slices of 10 x 10) is smaller than the network's 64 x 64 input.
+    rtdose = pytest.importorskip("pydicom.data").get_testdata_file("rtdose.dcm")
+    with open(rtdose, "rb") as file:
+        app.file_uploader(key="scan_uploader").set_value(("rtdose.dcm", file.read(), "application/dicom")).run()
+    assert not app.exception, app.exception
+    assert (app.session_state["clf_top"], app.session_state["clf_left"]) == (0, 0)
+    app.toggle(key="clf_map").set_value(True).run()
+    assert not app.exception, app.exception
+    assert any(re.match(r"1 windows?; highest lesion probability", caption) for caption in captions(app))

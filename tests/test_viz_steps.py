@@ -234,3 +234,28 @@ def test_point_marker_rings_the_point():
     marked = steps.point_marker(image, 25, 25, radius=5, thickness=1)
     assert np.all(marked[20, 20:31] == np.asarray(steps.CHOSEN_COLOUR, dtype=np.uint8))
     assert marked[25, 25].max() == 0
+
+
+def test_boxes_and_ring_leave_a_tiny_image_visible():
+    # pydicom's rtdose.dcm is 10 x 10: the lesson's region box and peak ring once covered most of it.
+    values = np.random.default_rng(3).random((10, 10)).astype(np.float32)
+    rgb = steps.colour_cells(values, "grey")
+    picture = steps.marked_picture(rgb, boxes=[((1, 1, 8, 8), steps.WINDOW_COLOUR)], peak=(4, 5))
+    factor = picture.shape[0] // 10
+    assert picture.shape == (10 * factor, 10 * factor, 3) and factor >= 20, "enlarged before drawing"
+    original = np.repeat(np.repeat(rgb, factor, axis=0), factor, axis=1)
+    kept = np.all(picture == original, axis=-1)
+    assert kept.mean() > 0.9, f"only {kept.mean():.0%} of the picture keeps the image's colours"
+    per_pixel = kept.reshape(10, factor, 10, factor).mean(axis=(1, 3))
+    assert per_pixel.min() > 0.5, "every image pixel stays mostly visible, the ringed one included"
+    assert _has_colour(picture, steps.WINDOW_COLOUR) and _has_colour(picture, steps.CHOSEN_COLOUR)
+
+
+def test_marked_picture_leaves_a_large_image_its_size():
+    rgb = np.zeros((600, 800, 3), dtype=np.uint8)
+    picture = steps.marked_picture(rgb, boxes=[((100, 200, 32, 32), steps.WINDOW_COLOUR)], peak=(300, 400))
+    assert picture.shape == rgb.shape
+    assert np.all(picture[100:132, 200:232] == 0), "the region's own pixels stay visible"
+    assert picture[300, 400].max() == 0, "the ring lies around the peak, not on it"
+    kept = np.all(picture == 0, axis=-1)
+    assert kept.mean() > 0.97

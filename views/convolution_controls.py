@@ -117,17 +117,29 @@ def region_sliders(image_shape):
     st.session_state.setdefault(stored_key("conv_region_left"), max(0, width // 2 - DEFAULTS["conv_region_size"] // 2))
     columns = st.columns(3)
     with columns[0]:
-        size = persistent(st.slider, "Region size (pixels)", "conv_region_size", smallest, largest,
-                          clamp=lambda v: int(np.clip(v, smallest, largest)),
-                          help="5 to 32 pixels square: small enough to read every number.")
+        size = _bounded_slider("Region size (pixels)", "conv_region_size", smallest, largest,
+                               help_text="5 to 32 pixels square: small enough to read every number.",
+                               fixed=f"Region size: {largest} pixels, as large as the image allows.")
     with columns[1]:
-        top = persistent(st.slider, "Top row", "conv_region_top", 0, height - size,
-                         clamp=lambda v: int(np.clip(v, 0, height - size)), help="Row 0 is the top of the image.")
+        top = _bounded_slider("Top row", "conv_region_top", 0, height - size,
+                              help_text="Row 0 is the top of the image.",
+                              fixed="Top row: 0, the region is as tall as the image.")
     with columns[2]:
-        left = persistent(st.slider, "Left column", "conv_region_left", 0, width - size,
-                          clamp=lambda v: int(np.clip(v, 0, width - size)),
-                          help="Column 0 is the left edge of the image.")
+        left = _bounded_slider("Left column", "conv_region_left", 0, width - size,
+                               help_text="Column 0 is the left edge of the image.",
+                               fixed="Left column: 0, the region is as wide as the image.")
     return Region(int(top), int(left), int(size))
+
+
+def _bounded_slider(label, key, lowest, highest, *, help_text, fixed):
+    """A persistent slider over lowest..highest; when the range holds one value (a tiny image), that value
+    with the sentence ``fixed`` instead, since a slider needs two ends."""
+    if lowest >= highest:
+        st.session_state[stored_key(key)] = int(lowest)
+        st.caption(fixed)
+        return int(lowest)
+    return persistent(st.slider, label, key, lowest, highest, clamp=lambda v: int(np.clip(v, lowest, highest)),
+                      help=help_text)
 
 
 def centre_region_on(row, col, image_shape):

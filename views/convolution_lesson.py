@@ -226,12 +226,12 @@ def _image_section(chosen, region, settings, kernel, image_column, map_column):
     """The clickable image with the region, and the whole image's feature map; returns the map's record."""
     height, width = chosen.image.shape
     picture = chosen.rgb if chosen.rgb is not None else controls.computed(_picture, chosen, ())["rgb"]
-    picture = steps.region_overlay(picture, region.top, region.left, region.size, region.size,
-                                   thickness=max(2, max(height, width) // 256))
+    boxes = [((region.top, region.left, region.size, region.size), steps.WINDOW_COLOUR)]
     cut_box = st.session_state.get("conv__cut_box")
     if controls.value("conv_kernel_source") == "Cut from the image" and cut_box:
         top, left, size = cut_box
-        picture = steps.region_overlay(picture, top, left, size, size, colour=steps.CHOSEN_COLOUR, thickness=1)
+        boxes.append(((top, left, size, size), steps.CHOSEN_COLOUR))
+    picture = steps.marked_picture(picture, boxes=boxes)
     st.session_state["conv__image_shape"] = (height, width)
     with image_column:
         st.markdown(f"**{chosen.name}**, {height} x {width} pixels. Click to move the orange region.")
@@ -246,10 +246,8 @@ def _image_section(chosen, region, settings, kernel, image_column, map_column):
             return None
         map_height, map_width = whole["map"].shape
         stride = settings.stride
-        drawn = steps.region_overlay(whole["rgb"], region.top / stride, region.left / stride,
-                                     region.size / stride, region.size / stride, thickness=2)
-        drawn = steps.point_marker(drawn, *whole["peak"], radius=max(8, map_height // 40),
-                                   thickness=max(2, map_height // 200))
+        region_on_map = (region.top / stride, region.left / stride, region.size / stride, region.size / stride)
+        drawn = steps.marked_picture(whole["rgb"], boxes=[(region_on_map, steps.WINDOW_COLOUR)], peak=whole["peak"])
         st.markdown(f"**Feature map of the whole image**, {map_height} x {map_width}: red positive, "
                     "blue negative, white zero.")
         st.image(jpeg_bytes(drawn), output_format="JPEG", width="stretch")

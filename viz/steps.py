@@ -15,7 +15,7 @@ from functools import lru_cache
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from viz.images import diverging_rgb, grey_rgb, heat_rgb
+from viz.images import diverging_rgb, fit_factor, grey_rgb, heat_rgb, upscale_nearest
 
 # Colours chosen to stay distinct from the grey scan and from the blue-white-red signed map.
 WINDOW_COLOUR = (255, 140, 0)  # the kernel window and the current output cell: orange
@@ -683,12 +683,19 @@ def fit_into(rgb, box):
     return _fit_into(np.asarray(rgb), int(box))
 
 
-def region_overlay(rgb, top, left, height, width, *, scale=1.0, colour=WINDOW_COLOUR, thickness=3):
+def overlay_line_width(picture_shape):
+    """Line width in pixels for boxes and rings drawn on a picture of ``picture_shape``: thin beside it, >= 2."""
+    return max(2, max(picture_shape[:2]) // 256)
+
+
+def region_overlay(rgb, top, left, height, width, *, scale=1.0, colour=WINDOW_COLOUR, thickness=None):
     """A copy of ``rgb`` (H, W, 3) with the region rows top..top+height, cols left..left+width outlined.
 
-    ``scale`` converts image coordinates to the pixels of ``rgb`` (when it was resized for display).
+    ``scale`` converts image coordinates to the pixels of ``rgb`` (when it was resized for display);
+    ``thickness`` defaults to :func:`overlay_line_width`.
     """
     canvas = np.array(rgb, dtype=np.uint8, copy=True)
+    thickness = overlay_line_width(canvas.shape) if thickness is None else int(thickness)
     y0, x0 = int(np.floor(top * scale)), int(np.floor(left * scale))
     y1, x1 = int(np.ceil((top + height) * scale)), int(np.ceil((left + width) * scale))
     # Grow the box by the line width so the line never hides the region's own pixels.
@@ -696,7 +703,51 @@ def region_overlay(rgb, top, left, height, width, *, scale=1.0, colour=WINDOW_CO
                        thickness)
 
 
-def point_marker(rgb, row, col, *, colour=CHOSEN_COLOUR, radius=8, thickness=2):
-    """A copy of ``rgb`` with a square ring centred on pixel (row, col): e.g. where a map is largest."""
+def point_marker(rgb, row, col, *, scale=1, colour=CHOSEN_COLOUR, radius=None, thickness=None):
+    """A copy of ``rgb`` with a square ring around image pixel (row, col): e.g. where a map is largest.
+
+    ``scale`` is how many pixels of ``rgb`` one image pixel spans; the ring lies ``radius`` pixels of
+    ``rgb`` outside that block, so the pixel itself stays visible. ``radius`` defaults to a 40th of the
+    picture's long side, ``thickness`` to :func:`overlay_line_width`.
+    """
     canvas = np.array(rgb, dtype=np.uint8, copy=True)
-    return outline_box(canvas, row - radius, col - radius, row + radius + 1, col + radius + 1, colour, thickness)
+    thickness = overlay_line_width(canvas.shape) if thickness is None else int(thickness)
+    radius = max(8, max(canvas.shape[:2]) // 40) if radius is None else int(radius)
+    radius = max(radius, thickness + 1)  # a gap between the ring and the pixel it marks
+    top, left = int(row * scale), int(col * scale)
+    block = max(int(scale), 1)
+    return outline_box(canvas, top - radius, left - radius, top + block + radius, left + block + radius, colour,
+                       thickness)
+
+
+OVERLAY_SIDE = 540  # a small picture is enlarged to about this long side before boxes and rings go on it
+
+
+def marked_picture(rgb, *, boxes=(), peak=None, target=OVERLAY_SIDE):
+    """The picture ready to show with its overlays: enlarged if small, then boxes and a ring drawn thin on it.
+
+    A 10 x 10 dose grid drawn as is would vanish under lines a few pixels wide; enlarged by nearest
+    neighbour to about ``target`` pixels first, its pixels stay crisp squares and the lines stay thin.
+
+    Parameters
+    ----------
+    rgb : ndarray, shape (H, W, 3), uint8
+    boxes : sequence of ((top, left, height, width), colour)
+        Regions in pixels of ``rgb`` (fractions allowed), outlined just outside their pixels.
+    peak : (row, col), optional
+        A pixel of ``rgb`` ringed in green (:data:`CHOSEN_COLOUR`).
+    target : int
+        The long side a small picture is enlarged to at most (by a whole factor); larger ones keep their size.
+
+    Returns
+    -------
+    ndarray, shape (H * f, W * f, 3), uint8, f the whole enlargement factor (1 when H, W >= target / 2)
+    """
+    rgb = np.asarray(rgb, dtype=np.uint8)
+    factor = fit_factor(*rgb.shape[:2], target)
+    picture = upscale_nearest(rgb, factor)
+    for (top, left, height, width), colour in boxes:
+        picture = region_overlay(picture, top, left, height, width, scale=factor, colour=colour)
+    if peak is not None:
+        picture = point_marker(picture, *peak, scale=factor)
+    return picture
