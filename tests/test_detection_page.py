@@ -108,7 +108,7 @@ def test_two_kernels_two_classes_table_and_counts(app):
     row, col, height, width = box(app, "cls_a")
     tile_size = app.select_slider(key="cls_tile").value
     if row // tile_size == (row + height - 1) // tile_size and col // tile_size == (col + width - 1) // tile_size:
-        own = tiles[tiles["tile (row, column)"] == f"({row // tile_size}, {col // tile_size})"].iloc[0]
+        own = tiles[tiles["tile"] == f"({row // tile_size}, {col // tile_size})"].iloc[0]
         assert own["class"] == "A" and own["kernel A"] == pytest.approx(1.0, abs=1e-3)
     app.select_slider(key="cls_tile").set_value(app.select_slider(key="cls_tile").options[-1]).run()
     assert not app.exception, app.exception

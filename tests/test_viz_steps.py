@@ -259,3 +259,18 @@ def test_marked_picture_leaves_a_large_image_its_size():
     assert picture[300, 400].max() == 0, "the ring lies around the peak, not on it"
     kept = np.all(picture == 0, axis=-1)
     assert kept.mean() > 0.97
+
+
+def test_long_map_titles_wrap_onto_a_second_line_instead_of_being_cut():
+    # The convolution lesson's bank showed "laplacian of gaussian..." and "gaussian blur (640 x ...".
+    title = "laplacian of gaussian (640 x 603)"
+    lines = steps.wrap_text(title, 20, 260)
+    assert " ".join(lines) == title and len(lines) == 2
+    assert all(steps.text_size(line, 20)[0] <= 260 for line in lines)
+    assert steps.wrap_text("sobel x (640 x 603)", 20, 260) == ["sobel x (640 x 603)"]
+    shape = "(640\u00a0x\u00a0603)"  # no-break spaces: a shape is never split
+    assert steps.wrap_text(f"gaussian blur {shape}", 20, 260) == ["gaussian blur", shape]
+    maps = [np.zeros((20, 20))] * 2
+    short = steps.feature_map_grid(maps, ["a", "b"], columns=2, tile=260)
+    wrapped = steps.feature_map_grid(maps, ["a", title], columns=2, tile=260)
+    assert wrapped.shape[1] == short.shape[1] and wrapped.shape[0] > short.shape[0], "a taller title band"

@@ -273,7 +273,7 @@ def kernel_controls():
                disabled=fixed, help="Even sizes too: the radiology blog's figure uses a 4 x 4 kernel. "
                                     "Fixed kernels (Sobel, Laplacian, ...) have one size.")
     if source == "Random":
-        seed_column, button_column = st.columns([2, 1], vertical_alignment="bottom")
+        seed_column, button_column = st.columns(2, vertical_alignment="bottom")
         with seed_column:
             persistent(st.number_input, "Random seed", "conv_random_seed", min_value=0, max_value=10**6, step=1,
                        then=_kernel_from_source, help="The same seed always gives the same kernel.")
@@ -316,7 +316,8 @@ def settings_controls():
                               help="Spread the kernel's taps apart: a wider view with the same weights.")
         bias = persistent(st.number_input, "Bias", "conv_bias", min_value=-10.0, max_value=10.0, step=0.1,
                           format="%.2f", help="Added to every output value.")
-        flip = persistent(st.toggle, "True convolution (flip the kernel)", "conv_flip")
+    # Under both columns: in one of them the label would be cut at 1280 pixels.
+    flip = persistent(st.toggle, "True convolution (flip the kernel)", "conv_flip")
     padding = int(amount) if kind == "number" else kind
     return Settings(int(stride), padding, str(mode), int(dilation), float(bias), bool(flip))
 

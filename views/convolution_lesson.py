@@ -98,7 +98,9 @@ def _bank_grid(image, parameters):
         maps.append(feature_map)
     limits = [_colour_limit(feature_map) for feature_map in maps]
     limit = max(limits) if shared else limits
-    titles = [f"{name} ({feature_map.shape[0]} x {feature_map.shape[1]})" for name, feature_map in zip(names, maps)]
+    # No-break spaces keep a shape on one line when a long name wraps its title.
+    titles = [f"{name} ({feature_map.shape[0]}\u00a0x\u00a0{feature_map.shape[1]})"
+              for name, feature_map in zip(names, maps)]
     return jpeg_bytes(steps.feature_map_grid(maps, titles, columns=4, tile=260, limit=limit), quality=92)
 
 
@@ -282,8 +284,6 @@ def _kernel_section():
         kernel, problem = controls.current_kernel()
         if problem:
             st.warning(problem)
-        st.markdown(f"**The {kernel.shape[0]} x {kernel.shape[1]} kernel** (double-click a cell to edit it):")
-        controls.kernel_editor(kernel)
     with settings_column:
         settings = controls.settings_controls()
         st.caption("CNN libraries slide the kernel as it is (cross-correlation). Textbook convolution first "
@@ -291,6 +291,11 @@ def _kernel_section():
                    "symmetric blur unchanged. A network learns its kernels either way, so it does not care.")
         st.caption("Zero padding is the usual choice in CNNs, but around a bright image it invents an edge "
                    "at the border; reflect and replicate padding continue the image instead.")
+    # Up to 5 x 5 the grid fits under its controls; wider ones need the page's width (a 9 x 9 grid at 1280
+    # pixels would scroll sideways in half of it).
+    with kernel_column if kernel.shape[1] <= 5 else st.container():
+        st.markdown(f"**The {kernel.shape[0]} x {kernel.shape[1]} kernel** (double-click a cell to edit it):")
+        controls.kernel_editor(kernel)
     return kernel, settings
 
 

@@ -356,10 +356,12 @@ def _two_classes_section(chosen, image):
         rows = []
         for i in range(result.labels.shape[0]):
             for j in range(result.labels.shape[1]):
-                rows.append({"tile (row, column)": f"({i}, {j})", "kernel A": round(float(result.scores[0, i, j]), 3),
+                rows.append({"tile": f"({i}, {j})", "kernel A": round(float(result.scores[0, i, j]), 3),
                              "kernel B": round(float(result.scores[1, i, j]), 3),
                              "class": "A" if result.labels[i, j] == 0 else "B"})
-        st.dataframe(rows, hide_index=True, width="stretch", height=300)
+        # A short header: with "tile (row, column)" the table needed a sideways scroll at 1280 pixels.
+        st.dataframe(rows, hide_index=True, width="stretch", height=300,
+                     column_config={"tile": st.column_config.TextColumn(help="The tile's (row, column)")})
 
 
 def main():

@@ -29,6 +29,7 @@ from viz.stacks import STAGE_COLOURS, field_overlay, maps_strip, stack_overview,
 from viz.steps import arithmetic_frame
 
 MAX_STAGES = 4
+STAGES_PER_ROW = 2
 MAX_KERNELS = 4
 KERNEL_SIZES = (3, 5, 7)
 WORKING_SIZES = (128, 256, 512)
@@ -44,6 +45,15 @@ LEARNED_PREFIX = "learned #"  # map labels of the classifier's kernels: "learned
 DEFAULT_LEARNED = (0, 1, 2)  # indices into the classifier's first layer
 STRIP_TARGET_WIDTH = 900  # pixels: the clickable maps of one stage
 FIELD_TARGET_SIDE = 560  # pixels: the input with the receptive fields drawn on it
+# Short headers for the summary table (its rows keep the long names as keys), the rest in a tooltip:
+# with the long ones the table needed a sideways scroll at 1280 pixels.
+SUMMARY_HEADERS = {
+    "output (channels x height x width)": st.column_config.TextColumn("output", help="channels x height x width"),
+    "one cell sees (pixels)": st.column_config.TextColumn(
+        "one cell sees", help="The input pixels one value of the stage depends on: its receptive field"),
+    "neighbouring cells (pixels apart)": st.column_config.TextColumn(
+        "step", help="How many input pixels apart the fields of two neighbouring cells are"),
+}
 
 
 def _allowed_kernels(size):
@@ -314,12 +324,13 @@ def _receptive_field_section(working, stages, results):
 
     picker_column, field_column = st.columns([1, 1], gap="large")
     with picker_column:
-        input_columns = st.columns(3)
         names = stages[stage_index].names
-        input_columns[0].selectbox("Map", list(range(maps)), key="stacks_rf_map",
-                                   format_func=lambda index: f"{index + 1}: {names[index]}")
-        input_columns[1].number_input("Row", 0, map_rows - 1, key="stacks_rf_row", step=1)
-        input_columns[2].number_input("Column", 0, map_cols - 1, key="stacks_rf_col", step=1)
+        # The map's name gets a whole row: a third of the column showed "1: gaussi" at 1280 pixels.
+        st.selectbox("Map", list(range(maps)), key="stacks_rf_map",
+                     format_func=lambda index: f"{index + 1}: {names[index]}")
+        row_column, col_column = st.columns(2)
+        row_column.number_input("Row", 0, map_rows - 1, key="stacks_rf_row", step=1)
+        col_column.number_input("Column", 0, map_cols - 1, key="stacks_rf_col", step=1)
         kernel_index = int(st.session_state["stacks_rf_map"])
         row, col = int(st.session_state["stacks_rf_row"]), int(st.session_state["stacks_rf_col"])
         strip_width = maps * map_cols + (maps - 1) * 8
@@ -426,10 +437,12 @@ value depends on more of the scan, which is why deeper layers respond to larger 
     stage_count = top[0].slider("Number of stages", 1, MAX_STAGES, key="stacks_stage_count")
     longer_side = top[1].selectbox("Working size (longer side, pixels)", WORKING_SIZES, key="stacks_working_size",
                                    help="The image is reduced to this size first so every change is instant.")
-    columns = st.columns(MAX_STAGES)
     specs = []
     for stage in range(stage_count):
-        with columns[stage]:
+        # Two stages a row: four side by side left a kernel list too narrow for its names at 1280 pixels.
+        if stage % STAGES_PER_ROW == 0:
+            columns = st.columns(STAGES_PER_ROW, gap="large")
+        with columns[stage % STAGES_PER_ROW]:
             specs.append(_stage_ui(stage))
     specs = tuple(specs)
 
@@ -452,7 +465,8 @@ value depends on more of the scan, which is why deeper layers respond to larger 
         mm_per_pixel = (chosen.scan.spacing[0] * factor, chosen.scan.spacing[1] * factor)
 
     st.subheader("The stack at true relative size")
-    st.dataframe(_summary_rows(working, stages, results, mm_per_pixel), hide_index=True, width="stretch")
+    st.dataframe(_summary_rows(working, stages, results, mm_per_pixel), hide_index=True, width="stretch",
+                 column_config=SUMMARY_HEADERS)
     scale = _overview_scale(working, results)
     labels = [f"input: 1 x {working.shape[0]} x {working.shape[1]}"]
     labels += [f"stage {index + 1}: {_shape_text(result.outputs.shape)},  {_millions(result.multiply_adds)} "

@@ -627,7 +627,9 @@ def feature_map_grid(maps, titles, *, columns=4, tile=240, limit=None, colour_ma
     columns = max(1, min(int(columns), len(maps)))
     rows = -(-len(maps) // columns)
     title_size = max(14, tile // 13)
-    title_band = _line_height(title_size) + 14
+    title_lines = [wrap_text(title, title_size, tile) for title in titles]
+    line_step = _line_height(title_size) + 6
+    title_band = max(len(lines) for lines in title_lines) * line_step + 8
     gap = 10
     canvas = np.empty((rows * (tile + title_band + gap) - gap, columns * (tile + gap) - gap, 3), dtype=np.uint8)
     canvas[:] = BACKGROUND
@@ -647,13 +649,34 @@ def feature_map_grid(maps, titles, *, columns=4, tile=240, limit=None, colour_ma
         row, col = divmod(index, columns)
         top = row * (tile + title_band + gap)
         left = col * (tile + gap)
-        label = _shorten(title, title_size, tile)
-        stamp_text(canvas, label, top + title_band / 2 - 2, left + tile / 2, title_size)
+        lines = title_lines[index]
+        # Lines centred as a block at the bottom of the band, right above their map.
+        first_centre = top + title_band - 4 - (len(lines) - 0.5) * line_step
+        for line_index, line in enumerate(lines):
+            stamp_text(canvas, line, first_centre + line_index * line_step, left + tile / 2, title_size)
         y0 = top + title_band + (tile - rgb.shape[0]) // 2
         x0 = left + (tile - rgb.shape[1]) // 2
         canvas[y0:y0 + rgb.shape[0], x0:x0 + rgb.shape[1]] = rgb
         outline_box(canvas, y0 - 1, x0 - 1, y0 + rgb.shape[0] + 1, x0 + rgb.shape[1] + 1, GRID_COLOUR, 1)
     return canvas
+
+
+def wrap_text(text, size, width, *, max_lines=2):
+    """``text`` broken at spaces into at most ``max_lines`` lines that fit ``width`` pixels at font ``size``.
+
+    No-break spaces (U+00A0) hold their words together, e.g. a shape "640\u00a0x\u00a0603".
+
+    Only what still does not fit (a very long word, or more than ``max_lines`` lines' worth) is cut, with '...'.
+    """
+    lines, current = [], ""
+    for word in filter(None, text.split(" ")):
+        candidate = f"{current} {word}" if current else word
+        if current and text_size(candidate, size)[0] > width and len(lines) < max_lines - 1:
+            lines.append(current)
+            candidate = word
+        current = candidate
+    lines.append(current)
+    return [_shorten(line, size, width) for line in lines]
 
 
 def _shorten(text, size, width):
