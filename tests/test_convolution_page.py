@@ -4,6 +4,7 @@ Each "shown value" check recomputes the convolution with kernels.conv2d (the eng
 the trace the page draws from) on the region the page says it uses, and compares the exact float32 value.
 """
 
+import json
 import re
 from pathlib import Path
 
@@ -224,6 +225,19 @@ def test_uploaded_png_and_dicom_are_used():
         assert app.session_state["scan__choice"].startswith("Your upload")
         app.button(key="conv_next").click().run()
         _assert_shown_value_is_conv2d(app)
+
+
+def test_the_kernel_editor_rounds_its_weights_instead_of_truncating_them():
+    # Streamlit's grid cuts a number column's values to its step's decimals (it truncates, not rounds):
+    # with step 0.001 a random kernel's float32 0.63 (0.6299999952) showed as "0.629" at 1280 x 720.
+    app = _open()
+    columns = json.loads(app.dataframe[0].proto.columns)
+    number_columns = [column["type_config"] for column in columns.values()
+                      if column.get("type_config", {}).get("type") == "number"]
+    assert len(number_columns) == len(app.session_state["conv_kernel_grid"][0])
+    for config in number_columns:
+        assert config["format"] == "%.3f", "three decimals, rounded by the format"
+        assert "step" not in config, "a step makes the grid truncate to its decimals"
 
 
 def test_a_10_by_10_dose_grid_works_with_a_region_as_large_as_the_image():

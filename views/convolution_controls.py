@@ -293,8 +293,10 @@ def kernel_editor(kernel):
     digest = hashlib.blake2b(np.ascontiguousarray(kernel).tobytes() + bytes(kernel.shape), digest_size=8).hexdigest()
     editor_key = f"conv_kernel_editor_{digest}"
     frame = pd.DataFrame(kernel.astype(np.float64), columns=[str(col) for col in range(kernel.shape[1])])
-    number_column = st.column_config.NumberColumn(min_value=-KERNEL_LIMIT, max_value=KERNEL_LIMIT, step=0.001,
-                                                  format="%.3f", required=True)
+    # No step: the grid cuts values to a step's decimals (truncating), and float32 0.63 (0.6299999952)
+    # showed as "0.629". Without one the "%.3f" format rounds, and any value can be typed.
+    number_column = st.column_config.NumberColumn(min_value=-KERNEL_LIMIT, max_value=KERNEL_LIMIT, format="%.3f",
+                                                  required=True)
     st.data_editor(frame, key=editor_key, hide_index=True, num_rows="fixed", on_change=_apply_edits,
                    args=(editor_key,), column_config={str(col): number_column for col in range(kernel.shape[1])})
 
