@@ -127,3 +127,15 @@ def test_the_window_opens_on_anatomy(sample):
     assert patch.std() >= ANATOMY_MIN_STD, f"{sample}: the window at ({top}, {left}) is flat (std {patch.std():.3f})"
     empty = float(np.mean(patch <= EMPTY_LEVEL))
     assert empty <= MAX_EMPTY_SHARE, f"{sample}: {empty:.0%} of the window at ({top}, {left}) is empty"
+
+
+def test_a_10_by_10_dose_grid_is_enlarged_to_one_window(app):
+    # pydicom's rtdose.dcm (15 slices of 10 x 10) is smaller than the network's 64 x 64 input.
+    rtdose = pytest.importorskip("pydicom.data").get_testdata_file("rtdose.dcm")
+    with open(rtdose, "rb") as file:
+        scan_uploader(app).set_value(("rtdose.dcm", file.read(), "application/dicom")).run()
+    assert not app.exception, app.exception
+    assert (app.session_state["clf_top"], app.session_state["clf_left"]) == (0, 0)
+    app.toggle(key="clf_map").set_value(True).run()
+    assert not app.exception, app.exception
+    assert any(re.match(r"1 windows?; highest lesion probability", caption) for caption in captions(app))

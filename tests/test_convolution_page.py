@@ -7,6 +7,7 @@ says it uses, comparing exact float32 values; and with a trace computed here, ar
 """
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -265,6 +266,39 @@ def test_uploaded_png_and_dicom_are_used():
         assert not app.exception, app.exception
         assert app.session_state["scan__choice"].startswith("Your upload")
         _assert_player_is_conv2d(app)
+
+
+def test_the_kernel_editor_rounds_its_weights_instead_of_truncating_them():
+    # Streamlit's grid cuts a number column's values to its step's decimals (it truncates, not rounds):
+    # with step 0.001 a random kernel's float32 0.63 (0.6299999952) showed as "0.629" at 1280 x 720.
+    app = _open()
+    columns = json.loads(app.dataframe[0].proto.columns)
+    number_columns = [column["type_config"] for column in columns.values()
+                      if column.get("type_config", {}).get("type") == "number"]
+    assert len(number_columns) == len(app.session_state["conv_kernel_grid"][0])
+    for config in number_columns:
+        assert config["format"] == "%.3f", "three decimals, rounded by the format"
+        assert "step" not in config, "a step makes the grid truncate to its decimals"
+
+
+def test_a_10_by_10_dose_grid_works_with_a_region_as_large_as_the_image():
+    # pydicom's rtdose.dcm: 15 slices of 10 x 10. A region of 10 leaves the position sliders no range.
+    rtdose = Path(pytest.importorskip("pydicom.data").get_testdata_file("rtdose.dcm"))
+    app = _open()
+    scan_uploader(app).set_value(("rtdose.dcm", rtdose.read_bytes(), "application/dicom")).run()
+    assert not app.exception, app.exception
+    assert any(element.value.startswith("**rtdose.dcm**, 10 x 10 pixels") for element in app.markdown)
+    _assert_shown_value_is_conv2d(app)
+    app.slider(key="conv_region_size").set_value(10).run()
+    assert not app.exception, app.exception
+    captions = [caption.value for caption in app.caption]
+    assert "Top row: 0, the region is as tall as the image." in captions
+    assert "Left column: 0, the region is as wide as the image." in captions
+    app.button(key="conv_next").click().run()
+    assert not app.exception, app.exception
+    region = tuple(_state(app, key) for key in ("conv_region_top", "conv_region_left", "conv_region_size"))
+    assert region == (0, 0, 10)
+    _assert_shown_value_is_conv2d(app)
 
 
 def test_garbage_upload_shows_the_scan_error_and_the_lesson_keeps_working():

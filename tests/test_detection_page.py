@@ -137,6 +137,21 @@ def test_an_uploaded_image_is_searched_without_the_shared_cache(app):
     assert (table["top row"][0], table["left column"][0]) == (row, col)
 
 
+def test_a_10_by_10_dose_grid_gets_a_box_that_fits(app):
+    # pydicom's rtdose.dcm (15 slices of 10 x 10): the default box once was 16 pixels, larger than the image.
+    rtdose = pytest.importorskip("pydicom.data").get_testdata_file("rtdose.dcm")
+    with open(rtdose, "rb") as file:
+        scan_uploader(app).set_value(("rtdose.dcm", file.read(), "application/dicom")).run()
+    assert not app.exception, app.exception
+    row, col, height, width = box(app)
+    assert 4 <= height <= 10 and 4 <= width <= 10 and row + height <= 10 and col + width <= 10
+    table = matches_table(app)
+    assert (table["top row"][0], table["left column"][0]) == (row, col)
+    for prefix in ("cls_a", "cls_b"):
+        row, col, height, width = box(app, prefix)
+        assert row + height <= 10 and col + width <= 10
+
+
 # ----------------------------------------------------------------------- the page's drawings (viz/detection.py)
 
 

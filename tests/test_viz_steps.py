@@ -157,3 +157,43 @@ def test_point_marker_rings_the_point():
     marked = steps.point_marker(image, 25, 25, radius=5, thickness=1)
     assert np.all(marked[20, 20:31] == np.asarray(steps.CHOSEN_COLOUR, dtype=np.uint8))
     assert marked[25, 25].max() == 0
+
+
+def test_boxes_and_ring_leave_a_tiny_image_visible():
+    # pydicom's rtdose.dcm is 10 x 10: the lesson's region box and peak ring once covered most of it.
+    values = np.random.default_rng(3).random((10, 10)).astype(np.float32)
+    rgb = steps.colour_cells(values, "grey")
+    picture = steps.marked_picture(rgb, boxes=[((1, 1, 8, 8), steps.WINDOW_COLOUR)], peak=(4, 5))
+    factor = picture.shape[0] // 10
+    assert picture.shape == (10 * factor, 10 * factor, 3) and factor >= 20, "enlarged before drawing"
+    original = np.repeat(np.repeat(rgb, factor, axis=0), factor, axis=1)
+    kept = np.all(picture == original, axis=-1)
+    assert kept.mean() > 0.9, f"only {kept.mean():.0%} of the picture keeps the image's colours"
+    per_pixel = kept.reshape(10, factor, 10, factor).mean(axis=(1, 3))
+    assert per_pixel.min() > 0.5, "every image pixel stays mostly visible, the ringed one included"
+    assert _has_colour(picture, steps.WINDOW_COLOUR) and _has_colour(picture, steps.CHOSEN_COLOUR)
+
+
+def test_marked_picture_leaves_a_large_image_its_size():
+    rgb = np.zeros((600, 800, 3), dtype=np.uint8)
+    picture = steps.marked_picture(rgb, boxes=[((100, 200, 32, 32), steps.WINDOW_COLOUR)], peak=(300, 400))
+    assert picture.shape == rgb.shape
+    assert np.all(picture[100:132, 200:232] == 0), "the region's own pixels stay visible"
+    assert picture[300, 400].max() == 0, "the ring lies around the peak, not on it"
+    kept = np.all(picture == 0, axis=-1)
+    assert kept.mean() > 0.97
+
+
+def test_long_map_titles_wrap_onto_a_second_line_instead_of_being_cut():
+    # The convolution lesson's bank showed "laplacian of gaussian..." and "gaussian blur (640 x ...".
+    title = "laplacian of gaussian (640 x 603)"
+    lines = steps.wrap_text(title, 20, 260)
+    assert " ".join(lines) == title and len(lines) == 2
+    assert all(steps.text_size(line, 20)[0] <= 260 for line in lines)
+    assert steps.wrap_text("sobel x (640 x 603)", 20, 260) == ["sobel x (640 x 603)"]
+    shape = "(640\u00a0x\u00a0603)"  # no-break spaces: a shape is never split
+    assert steps.wrap_text(f"gaussian blur {shape}", 20, 260) == ["gaussian blur", shape]
+    maps = [np.zeros((20, 20))] * 2
+    short = steps.feature_map_grid(maps, ["a", "b"], columns=2, tile=260)
+    wrapped = steps.feature_map_grid(maps, ["a", title], columns=2, tile=260)
+    assert wrapped.shape[1] == short.shape[1] and wrapped.shape[0] > short.shape[0], "a taller title band"

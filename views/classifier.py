@@ -346,8 +346,9 @@ def _map_section(image, chosen, lesion_key):
         probabilities, tops, lefts = classifier.probability_map(image, stride=MAP_STRIDE)
     picture = probability_picture(probabilities, tops, lefts, image.shape, classifier.input_size)
     scale = max(1, 520 // max(image.shape))
+    windows = f"{probabilities.size} window" + ("s" if probabilities.size > 1 else "")
     st.image(probability_overlay(image, picture, scale=scale), width="stretch",
-             caption=f"{probabilities.size} windows; highest lesion probability {100 * probabilities.max():.1f} %.")
+             caption=f"{windows}; highest lesion probability {100 * probabilities.max():.1f} %.")
     st.caption("Busy anatomy (bone edges, vessels seen end-on, bowel, kidneys) can look like a blob to a "
                "network trained only on synthetic lesions: expect some heat where there is no lesion.")
 

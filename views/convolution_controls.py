@@ -1,4 +1,4 @@
-"""Widgets and session state of the convolution lesson: the region, the kernel and the settings.
+"""Widgets and session state of the convolution lesson: the region, the kernel, the settings, the stepper.
 
 Every choice is kept under a session-state key no widget owns ("conv__..."), copied into its widget's
 key before the widget is drawn, so it survives reruns and a visit to another page. The kernel itself
@@ -7,6 +7,7 @@ and the cut-from-the-image buttons all write there, and so can a test.
 """
 
 import hashlib
+import time
 from typing import NamedTuple
 
 import numpy as np
@@ -20,6 +21,7 @@ KERNEL_GRID = "conv_kernel_grid"  # the kernel in use: list of rows of floats (t
 KERNEL_LIMIT = 100.0  # the editor's bounds for one weight
 SOURCES = ("Filter bank", "Random", "Cut from the image")
 PADDING_KINDS = ("number", "same", "valid")
+SPEEDS = (1, 2, 4, 8)  # steps per second
 REGION_SIZES = (5, 32)
 DEFAULTS = {
     "conv_region_size": 8, "conv_kernel_source": SOURCES[0], "conv_kernel_name": "sobel x",
@@ -115,17 +117,29 @@ def region_sliders(image_shape):
     st.session_state.setdefault(stored_key("conv_region_left"), max(0, width // 2 - DEFAULTS["conv_region_size"] // 2))
     columns = st.columns(3)
     with columns[0]:
-        size = persistent(st.slider, "Region size (pixels)", "conv_region_size", smallest, largest,
-                          clamp=lambda v: int(np.clip(v, smallest, largest)),
-                          help="5 to 32 pixels square: small enough to read every number.")
+        size = _bounded_slider("Region size (pixels)", "conv_region_size", smallest, largest,
+                               help_text="5 to 32 pixels square: small enough to read every number.",
+                               fixed=f"Region size: {largest} pixels, as large as the image allows.")
     with columns[1]:
-        top = persistent(st.slider, "Top row", "conv_region_top", 0, height - size,
-                         clamp=lambda v: int(np.clip(v, 0, height - size)), help="Row 0 is the top of the image.")
+        top = _bounded_slider("Top row", "conv_region_top", 0, height - size,
+                              help_text="Row 0 is the top of the image.",
+                              fixed="Top row: 0, the region is as tall as the image.")
     with columns[2]:
-        left = persistent(st.slider, "Left column", "conv_region_left", 0, width - size,
-                          clamp=lambda v: int(np.clip(v, 0, width - size)),
-                          help="Column 0 is the left edge of the image.")
+        left = _bounded_slider("Left column", "conv_region_left", 0, width - size,
+                               help_text="Column 0 is the left edge of the image.",
+                               fixed="Left column: 0, the region is as wide as the image.")
     return Region(int(top), int(left), int(size))
+
+
+def _bounded_slider(label, key, lowest, highest, *, help_text, fixed):
+    """A persistent slider over lowest..highest; when the range holds one value (a tiny image), that value
+    with the sentence ``fixed`` instead, since a slider needs two ends."""
+    if lowest >= highest:
+        st.session_state[stored_key(key)] = int(lowest)
+        st.caption(fixed)
+        return int(lowest)
+    return persistent(st.slider, label, key, lowest, highest, clamp=lambda v: int(np.clip(v, lowest, highest)),
+                      help=help_text)
 
 
 def centre_region_on(row, col, image_shape):
@@ -259,7 +273,7 @@ def kernel_controls():
                disabled=fixed, help="Even sizes too: the radiology blog's figure uses a 4 x 4 kernel. "
                                     "Fixed kernels (Sobel, Laplacian, ...) have one size.")
     if source == "Random":
-        seed_column, button_column = st.columns([2, 1], vertical_alignment="bottom")
+        seed_column, button_column = st.columns(2, vertical_alignment="bottom")
         with seed_column:
             persistent(st.number_input, "Random seed", "conv_random_seed", min_value=0, max_value=10**6, step=1,
                        then=_kernel_from_source, help="The same seed always gives the same kernel.")
@@ -279,9 +293,11 @@ def kernel_editor(kernel):
     digest = hashlib.blake2b(np.ascontiguousarray(kernel).tobytes() + bytes(kernel.shape), digest_size=8).hexdigest()
     editor_key = f"conv_kernel_editor_{digest}"
     frame = pd.DataFrame(kernel.astype(np.float64), columns=[str(col) for col in range(kernel.shape[1])])
-    number_column = st.column_config.NumberColumn(min_value=-KERNEL_LIMIT, max_value=KERNEL_LIMIT, step=0.001,
-                                                  format="%.3f", required=True)
-    st.data_editor(frame, key=editor_key, hide_index=True, num_rows="fixed", width="content", on_change=_apply_edits,
+    # No step: the grid cuts values to a step's decimals (truncating), and float32 0.63 (0.6299999952)
+    # showed as "0.629". Without one the "%.3f" format rounds, and any value can be typed.
+    number_column = st.column_config.NumberColumn(min_value=-KERNEL_LIMIT, max_value=KERNEL_LIMIT, format="%.3f",
+                                                  required=True)
+    st.data_editor(frame, key=editor_key, hide_index=True, num_rows="fixed", on_change=_apply_edits,
                    args=(editor_key,), column_config={str(col): number_column for col in range(kernel.shape[1])})
 
 
@@ -302,7 +318,8 @@ def settings_controls():
                               help="Spread the kernel's taps apart: a wider view with the same weights.")
         bias = persistent(st.number_input, "Bias", "conv_bias", min_value=-10.0, max_value=10.0, step=0.1,
                           format="%.2f", help="Added to every output value.")
-        flip = persistent(st.toggle, "True convolution (flip the kernel)", "conv_flip")
+    # Under both columns: in one of them the label would be cut at 1280 pixels.
+    flip = persistent(st.toggle, "True convolution (flip the kernel)", "conv_flip")
     padding = int(amount) if kind == "number" else kind
     return Settings(int(stride), padding, str(mode), int(dilation), float(bias), bool(flip))
 
@@ -362,3 +379,96 @@ def computed(task, chosen, parameters):
             memo.pop(next(iter(memo)))
         memo[key] = task(chosen.image, parameters)
     return memo[key]
+
+
+# ---------------------------------------------------------------------------------------------------
+# Stepping: previous / next / play / pause / speed / scrubber
+
+
+def _state(kind, name):
+    return f"{kind}__{name}"
+
+
+def stepper_state(kind, num_steps, signature):
+    """Set up a stepper's state; a new computation (``signature``) keeps the step if it still exists."""
+    st.session_state.setdefault(_state(kind, "step"), 0)
+    st.session_state.setdefault(_state(kind, "playing"), False)
+    st.session_state.setdefault(_state(kind, "speed"), 2)
+    st.session_state.setdefault(_state(kind, "last_advance"), 0.0)
+    if st.session_state.get(_state(kind, "signature")) != signature:
+        st.session_state[_state(kind, "signature")] = signature
+        st.session_state[_state(kind, "step")] = int(np.clip(st.session_state[_state(kind, "step")], 0,
+                                                             num_steps - 1))
+
+
+def play_interval(kind):
+    """Seconds between automatic steps while playing, None when paused (the fragment's run_every)."""
+    if not st.session_state.get(_state(kind, "playing")):
+        return None
+    return 1.0 / float(st.session_state[_state(kind, "speed")])
+
+
+def _move(kind, delta, num_steps):
+    step = int(np.clip(st.session_state[_state(kind, "step")] + delta, 0, num_steps - 1))
+    st.session_state[_state(kind, "step")] = step
+
+
+def _toggle_play(kind, num_steps, all_kinds):
+    playing = not st.session_state[_state(kind, "playing")]
+    for other in all_kinds:  # one animation at a time
+        st.session_state[_state(other, "playing")] = False
+    st.session_state[_state(kind, "playing")] = playing
+    if playing and st.session_state[_state(kind, "step")] >= num_steps - 1:
+        st.session_state[_state(kind, "step")] = 0  # play from the start again
+    st.session_state[_state(kind, "last_advance")] = time.monotonic()
+    st.session_state[_state(kind, "app_rerun")] = True  # run_every is set by the whole page
+
+
+def _scrubbed(kind):
+    st.session_state[_state(kind, "step")] = int(st.session_state[f"{kind}_scrubber"]) - 1
+
+
+def _speed_changed(kind):
+    st.session_state[_state(kind, "speed")] = int(st.session_state[f"{kind}_speed"])
+    if st.session_state[_state(kind, "playing")]:
+        st.session_state[_state(kind, "app_rerun")] = True
+
+
+def stepper_controls(kind, num_steps, all_kinds):
+    """Draw the stepping buttons, speed and scrubber (inside the stepping fragment); returns the step.
+
+    While playing, each run of the fragment that comes at least most of an interval after the last
+    advance moves one step; at the last step playback stops.
+    """
+    state = st.session_state
+    if state[_state(kind, "playing")]:
+        interval = play_interval(kind)
+        now = time.monotonic()
+        if now - state[_state(kind, "last_advance")] >= 0.8 * interval:
+            state[_state(kind, "last_advance")] = now
+            if state[_state(kind, "step")] >= num_steps - 1:
+                state[_state(kind, "playing")] = False
+                state[_state(kind, "app_rerun")] = True
+            else:
+                _move(kind, 1, num_steps)
+    if state.pop(_state(kind, "app_rerun"), False):
+        st.rerun()  # the page re-registers the fragment with (or without) its timer
+
+    playing = state[_state(kind, "playing")]
+    buttons = st.columns([1, 1, 1, 2], vertical_alignment="bottom")
+    buttons[0].button("Previous", key=f"{kind}_previous", icon=":material/skip_previous:", width="stretch",
+                      on_click=_move, args=(kind, -1, num_steps), disabled=state[_state(kind, "step")] == 0)
+    buttons[1].button("Next", key=f"{kind}_next", icon=":material/skip_next:", width="stretch",
+                      on_click=_move, args=(kind, 1, num_steps),
+                      disabled=state[_state(kind, "step")] >= num_steps - 1)
+    buttons[2].button("Pause" if playing else "Play", key=f"{kind}_play", width="stretch",
+                      icon=":material/pause:" if playing else ":material/play_arrow:", type="primary",
+                      on_click=_toggle_play, args=(kind, num_steps, all_kinds))
+    state[f"{kind}_speed"] = state[_state(kind, "speed")]
+    buttons[3].select_slider("Speed (steps per second)", options=SPEEDS, key=f"{kind}_speed",
+                             on_change=_speed_changed, args=(kind,))
+    if num_steps > 1:
+        state[f"{kind}_scrubber"] = state[_state(kind, "step")] + 1
+        st.slider("Step", 1, num_steps, key=f"{kind}_scrubber", on_change=_scrubbed, args=(kind,),
+                  help="Drag to jump to any position of the kernel.")
+    return int(state[_state(kind, "step")])

@@ -3,8 +3,7 @@
 Every number shown comes from kernels/ (conv2d, the step traces, the activations, pooling and the
 output-size formula); this module only chooses, lays out and explains. views/convolution.py runs
 ``main()``; keeping the code here means it is compiled once per process, not on every rerun.
-Widgets and session state are in views/convolution_controls.py, drawing in viz/steps.py; the step-by-step
-players run in the browser (views/components/step_player/).
+Widgets and session state are in views/convolution_controls.py, drawing in viz/steps.py.
 """
 
 import numpy as np
@@ -14,13 +13,14 @@ from streamlit_image_coordinates import streamlit_image_coordinates
 from kernels import (KERNELS, conv2d, conv2d_trace, leaky_relu, max_pool2d, output_size, pool2d_trace, relu,
                      resolve_padding, sigmoid, tanh)
 from views import convolution_controls as controls
-from views.components.step_player import conv_payload, pool_payload, step_player
 from views.notices import show_teaching_notice
 from views.scan_picker import choose_image
 from viz import steps
 from viz.images import grey_rgb, jpeg_bytes
 
-FRAME_SIZE = 540  # long side of an activation frame: two fit side by side at full size on a 1920-pixel projector
+STEPPERS = ("conv", "pool")
+FRAME_SIZE = 540  # long side of a step frame: two fit side by side at full size on a 1920-pixel projector
+ARITHMETIC_WIDTH = 1100  # the multiply-and-add frame wraps its three grids to fit this width
 ACTIVATIONS = ("ReLU", "leaky ReLU", "sigmoid", "tanh")
 BANK_STAGES = ("feature maps", "after ReLU", "after ReLU and 2 x 2 max pooling")
 BANK_DEFAULT = ("sobel x", "sobel y", "laplacian", "laplacian of gaussian", "gaussian blur", "sharpen",
@@ -98,7 +98,9 @@ def _bank_grid(image, parameters):
         maps.append(feature_map)
     limits = [_colour_limit(feature_map) for feature_map in maps]
     limit = max(limits) if shared else limits
-    titles = [f"{name} ({feature_map.shape[0]} x {feature_map.shape[1]})" for name, feature_map in zip(names, maps)]
+    # No-break spaces keep a shape on one line when a long name wraps its title.
+    titles = [f"{name} ({feature_map.shape[0]}\u00a0x\u00a0{feature_map.shape[1]})"
+              for name, feature_map in zip(names, maps)]
     return jpeg_bytes(steps.feature_map_grid(maps, titles, columns=4, tile=260, limit=limit), quality=92)
 
 
@@ -142,34 +144,72 @@ class _Encoded:
 
 
 # ---------------------------------------------------------------------------------------------------
-# The step players: the trace is sent once per setting; stepping happens in the browser
+# The steppers: each a fragment (a click reruns only it); only the one playing gets a timer
 
 
-PLAYER_KEYS = ("Once you have clicked a player, the keyboard works too: right and left arrows (or Page Down and "
-               "Page Up, as a presentation clicker sends) step, the space bar plays and pauses.")
-
-
-def _conv_player(trace, key):
-    """The convolution's step player; ``key`` names the trace's setting (the payload is built once per setting)."""
+def _conv_stepper(trace):
+    index = controls.stepper_controls("conv", trace.num_steps, STEPPERS)
+    step = trace.step(index)
     out_rows, out_cols = trace.output.shape
-    titles = {"input": "The region; violet hatching is padding. Orange: the kernel's window.",
-              "output": f"The output ({out_rows} x {out_cols}) filling in, row by row. Orange: the value just "
-                        "computed.",
-              "patch": "input patch", "kernel": "kernel", "products": "products"}
-    payload = _session_memo("conv_player", key, lambda: conv_payload(trace, titles=titles, memory="conv"))
-    step_player(payload, key="conv_player")
-    st.caption(PLAYER_KEYS)
+    input_column, output_column = st.columns(2, gap="medium")
+    with input_column:
+        frame = steps.window_frame(trace.padded, trace.pad, step.rows, step.cols,
+                                   cell=steps.fit_cell(*trace.padded.shape, FRAME_SIZE))
+        st.image(_frame_bytes(frame), output_format="JPEG",
+                 caption="The region; violet hatching is padding. Orange: the kernel's window.")
+    with output_column:
+        limit = float(np.max(np.abs(trace.output))) or 1.0
+        frame = steps.value_grid_frame(trace.output, cell=steps.fit_cell(out_rows, out_cols, FRAME_SIZE),
+                                       limit=limit, visible=steps.filled_mask(trace.output.shape, index + 1),
+                                       highlight=(step.out_row, step.out_col))
+        st.image(_frame_bytes(frame), output_format="JPEG",
+                 caption=f"The output ({out_rows} x {out_cols}) filling in, row by row. "
+                                           "Orange: the value just computed.")
+    metric_column, text_column = st.columns([1, 3], gap="medium", vertical_alignment="center")
+    with metric_column:
+        st.metric(f"Output at row {step.out_row}, column {step.out_col}", f"{step.value:.4f}")
+    with text_column:
+        st.markdown(f"Step **{index + 1}** of {trace.num_steps}: the {step.products.size} products add up to "
+                    f"**{step.total:.4f}**; plus the bias {step.bias:.4f} gives **{step.value:.4f}**, the orange "
+                    "cell of the output.")
+        st.caption(f"output[{step.out_row}, {step.out_col}] = {step.value!r}")
+    line = f"sum {step.total:.4f}  +  bias {step.bias:.4f}  =  {step.value:.4f}"
+    st.image(_frame_bytes(steps.arithmetic_frame(step.patch, trace.kernel, step.products, max_width=ARITHMETIC_WIDTH,
+                                                 result_line=line)), output_format="JPEG")
 
 
-def _pool_player(trace, key):
-    """The pooling's step player, like :func:`_conv_player`."""
+def _pool_stepper(trace):
+    index = controls.stepper_controls("pool", trace.num_steps, STEPPERS)
+    step = trace.step(index)
     out_rows, out_cols = trace.output.shape
-    titles = {"input": "The activated map. Orange: the pooling window"
-                       + ("; green: the value it keeps." if trace.mode == "max" else "."),
-              "output": f"The pooled map ({out_rows} x {out_cols}) filling in.",
-              "patch": "window"}
-    payload = _session_memo("pool_player", key, lambda: pool_payload(trace, titles=titles, memory="pool"))
-    step_player(payload, key="pool_player")
+    # Max pooling's padding is -inf: the colour scale comes from the real (finite) values.
+    finite = trace.padded[np.isfinite(trace.padded)]
+    limit = float(np.max(np.abs(finite))) if finite.size else 1.0
+    limit = limit or 1.0
+    input_column, output_column = st.columns(2, gap="medium")
+    with input_column:
+        frame = steps.window_frame(trace.padded, trace.pad, step.rows, step.cols,
+                                   cell=steps.fit_cell(*trace.padded.shape, FRAME_SIZE), colour_map="diverging",
+                                   limit=limit, chosen=step.argmax)
+        st.image(_frame_bytes(frame), output_format="JPEG", caption="The activated map. Orange: the pooling window"
+                 + ("; green: the value it keeps." if step.argmax else "."))
+    with output_column:
+        frame = steps.value_grid_frame(trace.output, cell=steps.fit_cell(out_rows, out_cols, FRAME_SIZE),
+                                       limit=limit, visible=steps.filled_mask(trace.output.shape, index + 1),
+                                       highlight=(step.out_row, step.out_col))
+        st.image(_frame_bytes(frame), output_format="JPEG",
+                 caption=f"The pooled map ({out_rows} x {out_cols}) filling in.")
+    how = "largest" if trace.mode == "max" else "mean"
+    st.markdown(f"Step **{index + 1}** of {trace.num_steps}: the {how} of the {step.patch.size} values in the "
+                f"window is **{step.value:.4f}**; it goes to row {step.out_row}, column {step.out_col}.")
+    st.caption(f"pooled[{step.out_row}, {step.out_col}] = {step.value!r}")
+
+
+def _run_stepper(kind, body, trace):
+    controls.stepper_state(kind, trace.num_steps, trace.output.shape)
+    # A fragment per stepper, top level (never nested); run_every only while it plays, so the page has
+    # one timer at most.
+    st.fragment(body, run_every=controls.play_interval(kind))(trace)
 
 
 def _session_memo(name, key, compute):
@@ -188,12 +228,12 @@ def _image_section(chosen, region, settings, kernel, image_column, map_column):
     """The clickable image with the region, and the whole image's feature map; returns the map's record."""
     height, width = chosen.image.shape
     picture = chosen.rgb if chosen.rgb is not None else controls.computed(_picture, chosen, ())["rgb"]
-    picture = steps.region_overlay(picture, region.top, region.left, region.size, region.size,
-                                   thickness=max(2, max(height, width) // 256))
+    boxes = [((region.top, region.left, region.size, region.size), steps.WINDOW_COLOUR)]
     cut_box = st.session_state.get("conv__cut_box")
     if controls.value("conv_kernel_source") == "Cut from the image" and cut_box:
         top, left, size = cut_box
-        picture = steps.region_overlay(picture, top, left, size, size, colour=steps.CHOSEN_COLOUR, thickness=1)
+        boxes.append(((top, left, size, size), steps.CHOSEN_COLOUR))
+    picture = steps.marked_picture(picture, boxes=boxes)
     st.session_state["conv__image_shape"] = (height, width)
     with image_column:
         st.markdown(f"**{chosen.name}**, {height} x {width} pixels. Click to move the orange region.")
@@ -208,10 +248,8 @@ def _image_section(chosen, region, settings, kernel, image_column, map_column):
             return None
         map_height, map_width = whole["map"].shape
         stride = settings.stride
-        drawn = steps.region_overlay(whole["rgb"], region.top / stride, region.left / stride,
-                                     region.size / stride, region.size / stride, thickness=2)
-        drawn = steps.point_marker(drawn, *whole["peak"], radius=max(8, map_height // 40),
-                                   thickness=max(2, map_height // 200))
+        region_on_map = (region.top / stride, region.left / stride, region.size / stride, region.size / stride)
+        drawn = steps.marked_picture(whole["rgb"], boxes=[(region_on_map, steps.WINDOW_COLOUR)], peak=whole["peak"])
         st.markdown(f"**Feature map of the whole image**, {map_height} x {map_width}: red positive, "
                     "blue negative, white zero.")
         st.image(jpeg_bytes(drawn), output_format="JPEG", width="stretch")
@@ -253,10 +291,11 @@ def _kernel_section():
                    "symmetric blur unchanged. A network learns its kernels either way, so it does not care.")
         st.caption("Zero padding is the usual choice in CNNs, but around a bright image it invents an edge "
                    "at the border; reflect and replicate padding continue the image instead.")
-    # Below both columns, at the page's full width: in half of it, at 1280 pixels, a 9 x 9 kernel's last
-    # three columns were out of sight.
-    st.markdown(f"**The {kernel.shape[0]} x {kernel.shape[1]} kernel** (double-click a cell to edit it):")
-    controls.kernel_editor(kernel)
+    # Up to 5 x 5 the grid fits under its controls; wider ones need the page's width (a 9 x 9 grid at 1280
+    # pixels would scroll sideways in half of it).
+    with kernel_column if kernel.shape[1] <= 5 else st.container():
+        st.markdown(f"**The {kernel.shape[0]} x {kernel.shape[1]} kernel** (double-click a cell to edit it):")
+        controls.kernel_editor(kernel)
     return kernel, settings
 
 
@@ -290,9 +329,9 @@ def main():
     whole = _image_section(chosen, region, settings, kernel, image_column, map_column)
     try:
         _size_section(chosen.image.shape, region, kernel, settings)
-        trace_key = (region, _kernel_key(kernel), settings, controls.image_key(chosen))
-        trace = _session_memo("conv", trace_key, lambda: conv2d_trace(region.crop(chosen.image), kernel,
-                                                                      settings.bias, **settings.as_kwargs()))
+        trace = _session_memo("conv", (region, _kernel_key(kernel), settings, controls.image_key(chosen)),
+                              lambda: conv2d_trace(region.crop(chosen.image), kernel, settings.bias,
+                                                   **settings.as_kwargs()))
     except ValueError as error:
         st.error(f"These settings do not work on the region: {error}")
         trace = None
@@ -306,7 +345,7 @@ def main():
                     "the pixels in the orange window are multiplied by the kernel's weights, cell by cell; the sum "
                     "of those products plus the bias is the output value. Then the window moves on by the "
                     "stride, left to right, top to bottom.")
-        _conv_player(trace, trace_key)
+        _run_stepper("conv", _conv_stepper, trace)
         after = _activation_section(chosen, kernel, settings, trace)
         _pooling_section(after, trace, whole)
     _bank_section(chosen)
@@ -366,9 +405,8 @@ def _pooling_section(after, trace, whole):
                                            help="Cells added around the map so windows can sit on its edge. "
                                                 "Max pooling pads with minus infinity, which never wins; "
                                                 "average pooling pads with 0, which counts in the mean.")
-    pool_key = (after.tobytes(), after.shape, mode, size, stride, padding)
     try:
-        pool_trace = _session_memo("pool", pool_key,
+        pool_trace = _session_memo("pool", (after.tobytes(), after.shape, mode, size, stride, padding),
                                    lambda: pool2d_trace(after, size, stride=stride, padding=padding, mode=mode))
     except ValueError as error:
         st.error(f"This pooling does not fit the region's map: {error}")
@@ -381,7 +419,7 @@ def _pooling_section(after, trace, whole):
         pooled_width = output_size(map_width, size, stride=stride, padding=padding)
         shrink += f"; the whole image's map from {map_height} x {map_width} to {pooled_height} x {pooled_width}"
     st.markdown(shrink + ".")
-    _pool_player(pool_trace, pool_key)
+    _run_stepper("pool", _pool_stepper, pool_trace)
 
 
 def _bank_section(chosen):

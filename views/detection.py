@@ -81,7 +81,8 @@ def _image_identity(chosen):
 
 
 def _default_side(image):
-    return int(np.clip(min(image.shape) // 8, 16, 48))
+    """The first box's side: an eighth of the image (16 to 48 pixels), and never more than half a small image."""
+    return int(max(MIN_BOX, min(np.clip(min(image.shape) // 8, 16, 48), min(image.shape) // 2)))
 
 
 # ------------------------------------------------------------------------------- box state

@@ -45,7 +45,11 @@ and on your own de-identified scans. The lessons, in teaching order:
     )
     for entry in PAGE_TABLE:
         if entry.section == "Lessons":
-            st.page_link(entry.path, label=f"**{entry.title}**: {entry.summary}", icon=entry.icon)
+            # A page link is one line that cuts what does not fit: the title goes in it, the summary right
+            # under it (no gap, so each summary reads with its own link).
+            with st.container(gap=None):
+                st.page_link(entry.path, label=f"**{entry.title}**", icon=entry.icon)
+                st.caption(entry.summary)
 
 with image_column:
     default_sample = list_samples()[0]

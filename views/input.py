@@ -71,7 +71,8 @@ def scan_section(chosen):
             st.caption("Hounsfield units: water is 0, air about -1000, fat about -100, soft tissue 20 to 80, "
                        "bone several hundred and more. A CT window preset picks the range one tissue lives in.")
         st.altair_chart(_histogram_chart(chosen.pixels, lower, upper, units), width="stretch")
-        st.caption("How many pixels of the slice have each value; the shaded band is the window.")
+        st.caption("How many pixels of the slice have each value (square-root scale, so that small counts stay "
+                   "visible); the shaded band is the window.")
         st.subheader("What the file says (safe fields only)")
         st.table(pd.DataFrame({"Attribute": list(scan.info), "Value": list(scan.info.values())}),
                  hide_index=True)
@@ -102,7 +103,7 @@ def _histogram_chart(values, lower=None, upper=None, units="", *, bins=80, title
     # Square-root counts: the huge peak of air or background must not flatten every other bar.
     chart = alt.Chart(bars).mark_rect(color="#4c6a92").encode(
         x=alt.X("from:Q", title=x_title), x2="to:Q",
-        y=alt.Y("pixels:Q", title="pixels (square-root scale)", scale=alt.Scale(type="sqrt", zero=True)),
+        y=alt.Y("pixels:Q", title="pixels", scale=alt.Scale(type="sqrt", zero=True)),
         y2=alt.datum(0), tooltip=["from", "to", "pixels"])
     if lower is not None:
         band = pd.DataFrame({"lower": [max(lower, float(edges[0]))], "upper": [min(upper, float(edges[-1]))]})
@@ -198,10 +199,11 @@ def network_input_section(values, method):
     high_column.metric("Maximum", _number(values.max()))
     mean_column.metric("Mean", _number(values.mean()))
     spread_column.metric("Standard deviation", _number(values.std()))
-    # Half the page for the numbers: six columns of them and the row numbers fit at a 1280-pixel window.
-    histogram_column, numbers_column = st.columns(2, gap="large")
+    # Six columns of numbers and their row numbers need 380 pixels: more than half the page at 1280.
+    histogram_column, numbers_column = st.columns([2, 3], gap="large")
     with histogram_column:
         st.altair_chart(_histogram_chart(values, title=f"Network input value ({method})", bins=50), width="stretch")
+        st.caption("How many values of the array fall in each bin (square-root scale).")
     with numbers_column:
         centre_rows, centre_columns = values.shape[0] // 2, values.shape[1] // 2
         top, left = max(centre_rows - 3, 0), max(centre_columns - 3, 0)

@@ -29,6 +29,7 @@ from viz.stacks import STAGE_COLOURS, field_overlay, maps_strip, stack_overview,
 from viz.steps import arithmetic_frame
 
 MAX_STAGES = 4
+STAGES_PER_ROW = 2
 MAX_KERNELS = 4
 KERNEL_SIZES = (3, 5, 7)
 WORKING_SIZES = (128, 256, 512)
@@ -44,8 +45,8 @@ LEARNED_PREFIX = "learned #"  # map labels of the classifier's kernels: "learned
 DEFAULT_LEARNED = (0, 1, 2)  # indices into the classifier's first layer
 STRIP_TARGET_WIDTH = 900  # pixels: the clickable maps of one stage
 FIELD_TARGET_SIDE = 560  # pixels: the input with the receptive fields drawn on it
-
-
+# Short headers for the summary table (its rows keep the long names as keys), the rest in a tooltip:
+# with the long ones the table needed a sideways scroll at 1280 pixels.
 def _allowed_kernels(size):
     """Filter-bank names available at ``size``: fixed kernels exist only at their own (3 x 3) size."""
     return [name for name, kernel in KERNELS.items() if kernel.resizable or kernel.weights.shape == (size, size)]
@@ -320,13 +321,13 @@ def _receptive_field_section(working, stages, results):
 
     picker_column, field_column = st.columns([1, 1], gap="large")
     with picker_column:
-        # The map's label ("3: laplacian of gaussian") needs more room than a row or column number.
-        input_columns = st.columns([2, 1, 1])
         names = stages[stage_index].names
-        input_columns[0].selectbox("Map", list(range(maps)), key="stacks_rf_map",
-                                   format_func=lambda index: f"{index + 1}: {names[index]}")
-        input_columns[1].number_input("Row", 0, map_rows - 1, key="stacks_rf_row", step=1)
-        input_columns[2].number_input("Column", 0, map_cols - 1, key="stacks_rf_col", step=1)
+        # The map's name gets a whole row: a third of the column showed "1: gaussi" at 1280 pixels.
+        st.selectbox("Map", list(range(maps)), key="stacks_rf_map",
+                     format_func=lambda index: f"{index + 1}: {names[index]}")
+        row_column, col_column = st.columns(2)
+        row_column.number_input("Row", 0, map_rows - 1, key="stacks_rf_row", step=1)
+        col_column.number_input("Column", 0, map_cols - 1, key="stacks_rf_col", step=1)
         kernel_index = int(st.session_state["stacks_rf_map"])
         row, col = int(st.session_state["stacks_rf_row"]), int(st.session_state["stacks_rf_col"])
         strip_width = maps * map_cols + (maps - 1) * 8
@@ -433,10 +434,12 @@ value depends on more of the scan, which is why deeper layers respond to larger 
     stage_count = top[0].slider("Number of stages", 1, MAX_STAGES, key="stacks_stage_count")
     longer_side = top[1].selectbox("Working size (longer side, pixels)", WORKING_SIZES, key="stacks_working_size",
                                    help="The image is reduced to this size first so every change is instant.")
-    columns = st.columns(MAX_STAGES)
     specs = []
     for stage in range(stage_count):
-        with columns[stage]:
+        # Two stages a row: four side by side left a kernel list too narrow for its names at 1280 pixels.
+        if stage % STAGES_PER_ROW == 0:
+            columns = st.columns(STAGES_PER_ROW, gap="large")
+        with columns[stage % STAGES_PER_ROW]:
             specs.append(_stage_ui(stage))
     specs = tuple(specs)
 

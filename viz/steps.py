@@ -16,7 +16,7 @@ from functools import lru_cache
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from viz.images import diverging_rgb, grey_rgb, heat_rgb
+from viz.images import diverging_rgb, fit_factor, grey_rgb, heat_rgb, upscale_nearest
 
 # Colours chosen to stay distinct from the grey scan and from the blue-white-red signed map.
 WINDOW_COLOUR = (255, 140, 0)  # the region, a kernel's window: orange
@@ -506,7 +506,9 @@ def feature_map_grid(maps, titles, *, columns=4, tile=240, limit=None, colour_ma
     columns = max(1, min(int(columns), len(maps)))
     rows = -(-len(maps) // columns)
     title_size = max(14, tile // 13)
-    title_band = _line_height(title_size) + 14
+    title_lines = [wrap_text(title, title_size, tile) for title in titles]
+    line_step = _line_height(title_size) + 6
+    title_band = max(len(lines) for lines in title_lines) * line_step + 8
     gap = 10
     canvas = np.empty((rows * (tile + title_band + gap) - gap, columns * (tile + gap) - gap, 3), dtype=np.uint8)
     canvas[:] = BACKGROUND
@@ -526,13 +528,34 @@ def feature_map_grid(maps, titles, *, columns=4, tile=240, limit=None, colour_ma
         row, col = divmod(index, columns)
         top = row * (tile + title_band + gap)
         left = col * (tile + gap)
-        label = _shorten(title, title_size, tile)
-        stamp_text(canvas, label, top + title_band / 2 - 2, left + tile / 2, title_size)
+        lines = title_lines[index]
+        # Lines centred as a block at the bottom of the band, right above their map.
+        first_centre = top + title_band - 4 - (len(lines) - 0.5) * line_step
+        for line_index, line in enumerate(lines):
+            stamp_text(canvas, line, first_centre + line_index * line_step, left + tile / 2, title_size)
         y0 = top + title_band + (tile - rgb.shape[0]) // 2
         x0 = left + (tile - rgb.shape[1]) // 2
         canvas[y0:y0 + rgb.shape[0], x0:x0 + rgb.shape[1]] = rgb
         outline_box(canvas, y0 - 1, x0 - 1, y0 + rgb.shape[0] + 1, x0 + rgb.shape[1] + 1, GRID_COLOUR, 1)
     return canvas
+
+
+def wrap_text(text, size, width, *, max_lines=2):
+    """``text`` broken at spaces into at most ``max_lines`` lines that fit ``width`` pixels at font ``size``.
+
+    No-break spaces (U+00A0) hold their words together, e.g. a shape "640\u00a0x\u00a0603".
+
+    Only what still does not fit (a very long word, or more than ``max_lines`` lines' worth) is cut, with '...'.
+    """
+    lines, current = [], ""
+    for word in filter(None, text.split(" ")):
+        candidate = f"{current} {word}" if current else word
+        if current and text_size(candidate, size)[0] > width and len(lines) < max_lines - 1:
+            lines.append(current)
+            candidate = word
+        current = candidate
+    lines.append(current)
+    return [_shorten(line, size, width) for line in lines]
 
 
 def _shorten(text, size, width):
@@ -562,12 +585,19 @@ def fit_into(rgb, box):
     return _fit_into(np.asarray(rgb), int(box))
 
 
-def region_overlay(rgb, top, left, height, width, *, scale=1.0, colour=WINDOW_COLOUR, thickness=3):
+def overlay_line_width(picture_shape):
+    """Line width in pixels for boxes and rings drawn on a picture of ``picture_shape``: thin beside it, >= 2."""
+    return max(2, max(picture_shape[:2]) // 256)
+
+
+def region_overlay(rgb, top, left, height, width, *, scale=1.0, colour=WINDOW_COLOUR, thickness=None):
     """A copy of ``rgb`` (H, W, 3) with the region rows top..top+height, cols left..left+width outlined.
 
-    ``scale`` converts image coordinates to the pixels of ``rgb`` (when it was resized for display).
+    ``scale`` converts image coordinates to the pixels of ``rgb`` (when it was resized for display);
+    ``thickness`` defaults to :func:`overlay_line_width`.
     """
     canvas = np.array(rgb, dtype=np.uint8, copy=True)
+    thickness = overlay_line_width(canvas.shape) if thickness is None else int(thickness)
     y0, x0 = int(np.floor(top * scale)), int(np.floor(left * scale))
     y1, x1 = int(np.ceil((top + height) * scale)), int(np.ceil((left + width) * scale))
     # Grow the box by the line width so the line never hides the region's own pixels.
@@ -575,7 +605,51 @@ def region_overlay(rgb, top, left, height, width, *, scale=1.0, colour=WINDOW_CO
                        thickness)
 
 
-def point_marker(rgb, row, col, *, colour=CHOSEN_COLOUR, radius=8, thickness=2):
-    """A copy of ``rgb`` with a square ring centred on pixel (row, col): e.g. where a map is largest."""
+def point_marker(rgb, row, col, *, scale=1, colour=CHOSEN_COLOUR, radius=None, thickness=None):
+    """A copy of ``rgb`` with a square ring around image pixel (row, col): e.g. where a map is largest.
+
+    ``scale`` is how many pixels of ``rgb`` one image pixel spans; the ring lies ``radius`` pixels of
+    ``rgb`` outside that block, so the pixel itself stays visible. ``radius`` defaults to a 40th of the
+    picture's long side, ``thickness`` to :func:`overlay_line_width`.
+    """
     canvas = np.array(rgb, dtype=np.uint8, copy=True)
-    return outline_box(canvas, row - radius, col - radius, row + radius + 1, col + radius + 1, colour, thickness)
+    thickness = overlay_line_width(canvas.shape) if thickness is None else int(thickness)
+    radius = max(8, max(canvas.shape[:2]) // 40) if radius is None else int(radius)
+    radius = max(radius, thickness + 1)  # a gap between the ring and the pixel it marks
+    top, left = int(row * scale), int(col * scale)
+    block = max(int(scale), 1)
+    return outline_box(canvas, top - radius, left - radius, top + block + radius, left + block + radius, colour,
+                       thickness)
+
+
+OVERLAY_SIDE = 540  # a small picture is enlarged to about this long side before boxes and rings go on it
+
+
+def marked_picture(rgb, *, boxes=(), peak=None, target=OVERLAY_SIDE):
+    """The picture ready to show with its overlays: enlarged if small, then boxes and a ring drawn thin on it.
+
+    A 10 x 10 dose grid drawn as is would vanish under lines a few pixels wide; enlarged by nearest
+    neighbour to about ``target`` pixels first, its pixels stay crisp squares and the lines stay thin.
+
+    Parameters
+    ----------
+    rgb : ndarray, shape (H, W, 3), uint8
+    boxes : sequence of ((top, left, height, width), colour)
+        Regions in pixels of ``rgb`` (fractions allowed), outlined just outside their pixels.
+    peak : (row, col), optional
+        A pixel of ``rgb`` ringed in green (:data:`CHOSEN_COLOUR`).
+    target : int
+        The long side a small picture is enlarged to at most (by a whole factor); larger ones keep their size.
+
+    Returns
+    -------
+    ndarray, shape (H * f, W * f, 3), uint8, f the whole enlargement factor (1 when H, W >= target / 2)
+    """
+    rgb = np.asarray(rgb, dtype=np.uint8)
+    factor = fit_factor(*rgb.shape[:2], target)
+    picture = upscale_nearest(rgb, factor)
+    for (top, left, height, width), colour in boxes:
+        picture = region_overlay(picture, top, left, height, width, scale=factor, colour=colour)
+    if peak is not None:
+        picture = point_marker(picture, *peak, scale=factor)
+    return picture

@@ -9,7 +9,7 @@ SCREENSHOT_DIR = Path(__file__).resolve().parent / "screenshots"
 
 
 def wait_for_app(page):
-    """Wait until the app is connected and its script has finished its current run.
+    """Wait until the app is connected, its script has finished its current run and every element is drawn.
 
     After a click the rerun may not have started yet (a busy server takes a moment): first give it up
     to RERUN_START_MS to start, then wait for it to finish.
@@ -22,6 +22,9 @@ def wait_for_app(page):
         pass  # the run was quicker than the poll, or nothing reran
     page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']", state="attached")
     page.wait_for_selector("[data-testid='stStatusWidget']", state="detached")
+    # A widget whose code the browser is still loading stands as a grey placeholder for a few seconds
+    # after the run has finished.
+    page.wait_for_selector("[data-testid='stSkeleton']", state="detached")
 
 
 def assert_no_exception(page):
@@ -137,3 +140,102 @@ def cut_cells(page):
     tables = page.locator(TABLE_SELECTOR)
     return [(index, cell) for index in range(tables.count()) for cell in table_cells(tables.nth(index))
             if is_cut(cell)]
+
+
+# Every visible text node of the page, measured against each ancestor that clips (overflow other than
+# visible), up to the first that scrolls: a text reaching past such a box is cut off, whether the cut
+# shows as an ellipsis or mid-word. A box that scrolls sideways counts too (nobody scrolls a label
+# sideways); one that scrolls down does not, since the page itself does. Boxes under 2 pixels hold
+# screen-reader-only text, not something a person reads. Text inside components' iframes is not seen.
+_CUT_TEXTS_SCRIPT = r"""
+() => {
+    const testId = (element) => {
+        const owner = element.closest('[data-testid]');
+        return owner ? owner.getAttribute('data-testid') : element.tagName.toLowerCase();
+    };
+    const cut = [];
+    const root = document.querySelector('[data-testid="stApp"]');
+    const walker = document.createTreeWalker(root, NodeFilter.SHOW_TEXT);
+    for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+        const text = node.textContent.trim();
+        const parent = node.parentElement;
+        if (!text || !parent || !parent.checkVisibility({visibilityProperty: true, opacityProperty: true})) {
+            continue;
+        }
+        const range = document.createRange();
+        range.selectNodeContents(node);
+        const rects = [...range.getClientRects()].filter((rect) => rect.width > 0 && rect.height > 0);
+        if (rects.length === 0) continue;
+        // A chart's SVG text box spans the font's whole ascent and descent, blank beside the glyphs
+        // across the line: a quarter of the font size on those two sides is not text.
+        let insetX = 0, insetY = 0;
+        if (parent instanceof SVGElement) {
+            const blank = 0.25 * (parseFloat(getComputedStyle(parent).fontSize) || 10);
+            const turned = /rotate\(\s*-?(90|270)/.test(parent.getAttribute('transform') || '');
+            [insetX, insetY] = turned ? [blank, 0] : [0, blank];
+        }
+        const left = Math.min(...rects.map((rect) => rect.left)) + insetX;
+        const right = Math.max(...rects.map((rect) => rect.right)) - insetX;
+        const top = Math.min(...rects.map((rect) => rect.top)) + insetY;
+        const bottom = Math.max(...rects.map((rect) => rect.bottom)) - insetY;
+        for (let box = parent; box && box !== document.body; box = box.parentElement) {
+            const style = getComputedStyle(box);
+            const clipsX = style.overflowX !== 'visible';
+            const scrolls = [style.overflowX, style.overflowY].some((way) => way === 'auto' || way === 'scroll');
+            const hidesY = style.overflowY === 'hidden' || style.overflowY === 'clip';
+            if (!clipsX && !hidesY) continue;
+            const frame = box.getBoundingClientRect();
+            const innerLeft = frame.left + box.clientLeft;
+            const innerTop = frame.top + box.clientTop;
+            if (box.clientWidth < 2 || box.clientHeight < 2) break;
+            const pastX = clipsX && (left < innerLeft - 1 || right > innerLeft + box.clientWidth + 1);
+            const pastY = hidesY && (top < innerTop - 1 || bottom > innerTop + box.clientHeight + 1);
+            if (pastX || pastY) {
+                cut.push({text: text.slice(0, 80), element: testId(parent), clipped_by: testId(box),
+                          text_width: Math.round(right - left), room: box.clientWidth,
+                          how: [pastX ? 'width' : '', pastY ? 'height' : ''].join(' ').trim()});
+                break;
+            }
+            if (scrolls) break;
+        }
+    }
+    // A select box or a number field shows its value in an input, whose text is no text node.
+    for (const field of root.querySelectorAll('input, textarea')) {
+        if (['checkbox', 'radio', 'range', 'file', 'hidden'].includes(field.type) || !field.value
+            || !field.checkVisibility({visibilityProperty: true, opacityProperty: true})) continue;
+        if (field.scrollWidth > field.clientWidth + 1) {
+            cut.push({text: field.value.slice(0, 80), element: testId(field), clipped_by: 'input',
+                      text_width: field.scrollWidth, room: field.clientWidth, how: 'width'});
+        }
+    }
+    return cut;
+}
+"""
+
+
+def cut_texts(page):
+    """Visible texts of the page that are cut off by a box too small for them (list of dicts, empty if none)."""
+    return page.evaluate(_CUT_TEXTS_SCRIPT)
+
+
+def render_tables(page):
+    """Scroll every table into view until its grid is drawn: Streamlit draws a table only once it is seen."""
+    tables = page.locator("[data-testid='stDataFrame']")
+    for index in range(tables.count()):
+        table = tables.nth(index)
+        if table.is_visible():
+            table.scroll_into_view_if_needed()
+            table.locator(".dvn-scroller").wait_for(state="attached")
+    page.locator("[data-testid='stMain']").evaluate("main => main.scrollTo(0, 0)")
+
+
+def scrolling_tables(page):
+    """Tables (st.dataframe, st.data_editor) that need a horizontal scroll to show all their columns."""
+    return page.evaluate(
+        """() => [...document.querySelectorAll('[data-testid="stDataFrame"]')]
+            .filter((table) => table.checkVisibility())
+            .map((table) => ({table, scroller: table.querySelector('.dvn-scroller')}))
+            .filter(({scroller}) => scroller && scroller.scrollWidth > scroller.clientWidth + 1)
+            .map(({table, scroller}) => ({columns: table.querySelectorAll('[role="columnheader"]').length,
+                                          content_width: scroller.scrollWidth, room: scroller.clientWidth}))"""
+    )
