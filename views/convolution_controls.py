@@ -1,4 +1,4 @@
-"""Widgets and session state of the convolution lesson: the region, the kernel, the settings, the stepper.
+"""Widgets and session state of the convolution lesson: the region, the kernel and the settings.
 
 Every choice is kept under a session-state key no widget owns ("conv__..."), copied into its widget's
 key before the widget is drawn, so it survives reruns and a visit to another page. The kernel itself
@@ -7,7 +7,6 @@ and the cut-from-the-image buttons all write there, and so can a test.
 """
 
 import hashlib
-import time
 from typing import NamedTuple
 
 import numpy as np
@@ -21,7 +20,6 @@ KERNEL_GRID = "conv_kernel_grid"  # the kernel in use: list of rows of floats (t
 KERNEL_LIMIT = 100.0  # the editor's bounds for one weight
 SOURCES = ("Filter bank", "Random", "Cut from the image")
 PADDING_KINDS = ("number", "same", "valid")
-SPEEDS = (1, 2, 4, 8)  # steps per second
 REGION_SIZES = (5, 32)
 DEFAULTS = {
     "conv_region_size": 8, "conv_kernel_source": SOURCES[0], "conv_kernel_name": "sobel x",
@@ -379,96 +377,3 @@ def computed(task, chosen, parameters):
             memo.pop(next(iter(memo)))
         memo[key] = task(chosen.image, parameters)
     return memo[key]
-
-
-# ---------------------------------------------------------------------------------------------------
-# Stepping: previous / next / play / pause / speed / scrubber
-
-
-def _state(kind, name):
-    return f"{kind}__{name}"
-
-
-def stepper_state(kind, num_steps, signature):
-    """Set up a stepper's state; a new computation (``signature``) keeps the step if it still exists."""
-    st.session_state.setdefault(_state(kind, "step"), 0)
-    st.session_state.setdefault(_state(kind, "playing"), False)
-    st.session_state.setdefault(_state(kind, "speed"), 2)
-    st.session_state.setdefault(_state(kind, "last_advance"), 0.0)
-    if st.session_state.get(_state(kind, "signature")) != signature:
-        st.session_state[_state(kind, "signature")] = signature
-        st.session_state[_state(kind, "step")] = int(np.clip(st.session_state[_state(kind, "step")], 0,
-                                                             num_steps - 1))
-
-
-def play_interval(kind):
-    """Seconds between automatic steps while playing, None when paused (the fragment's run_every)."""
-    if not st.session_state.get(_state(kind, "playing")):
-        return None
-    return 1.0 / float(st.session_state[_state(kind, "speed")])
-
-
-def _move(kind, delta, num_steps):
-    step = int(np.clip(st.session_state[_state(kind, "step")] + delta, 0, num_steps - 1))
-    st.session_state[_state(kind, "step")] = step
-
-
-def _toggle_play(kind, num_steps, all_kinds):
-    playing = not st.session_state[_state(kind, "playing")]
-    for other in all_kinds:  # one animation at a time
-        st.session_state[_state(other, "playing")] = False
-    st.session_state[_state(kind, "playing")] = playing
-    if playing and st.session_state[_state(kind, "step")] >= num_steps - 1:
-        st.session_state[_state(kind, "step")] = 0  # play from the start again
-    st.session_state[_state(kind, "last_advance")] = time.monotonic()
-    st.session_state[_state(kind, "app_rerun")] = True  # run_every is set by the whole page
-
-
-def _scrubbed(kind):
-    st.session_state[_state(kind, "step")] = int(st.session_state[f"{kind}_scrubber"]) - 1
-
-
-def _speed_changed(kind):
-    st.session_state[_state(kind, "speed")] = int(st.session_state[f"{kind}_speed"])
-    if st.session_state[_state(kind, "playing")]:
-        st.session_state[_state(kind, "app_rerun")] = True
-
-
-def stepper_controls(kind, num_steps, all_kinds):
-    """Draw the stepping buttons, speed and scrubber (inside the stepping fragment); returns the step.
-
-    While playing, each run of the fragment that comes at least most of an interval after the last
-    advance moves one step; at the last step playback stops.
-    """
-    state = st.session_state
-    if state[_state(kind, "playing")]:
-        interval = play_interval(kind)
-        now = time.monotonic()
-        if now - state[_state(kind, "last_advance")] >= 0.8 * interval:
-            state[_state(kind, "last_advance")] = now
-            if state[_state(kind, "step")] >= num_steps - 1:
-                state[_state(kind, "playing")] = False
-                state[_state(kind, "app_rerun")] = True
-            else:
-                _move(kind, 1, num_steps)
-    if state.pop(_state(kind, "app_rerun"), False):
-        st.rerun()  # the page re-registers the fragment with (or without) its timer
-
-    playing = state[_state(kind, "playing")]
-    buttons = st.columns([1, 1, 1, 2], vertical_alignment="bottom")
-    buttons[0].button("Previous", key=f"{kind}_previous", icon=":material/skip_previous:", width="stretch",
-                      on_click=_move, args=(kind, -1, num_steps), disabled=state[_state(kind, "step")] == 0)
-    buttons[1].button("Next", key=f"{kind}_next", icon=":material/skip_next:", width="stretch",
-                      on_click=_move, args=(kind, 1, num_steps),
-                      disabled=state[_state(kind, "step")] >= num_steps - 1)
-    buttons[2].button("Pause" if playing else "Play", key=f"{kind}_play", width="stretch",
-                      icon=":material/pause:" if playing else ":material/play_arrow:", type="primary",
-                      on_click=_toggle_play, args=(kind, num_steps, all_kinds))
-    state[f"{kind}_speed"] = state[_state(kind, "speed")]
-    buttons[3].select_slider("Speed (steps per second)", options=SPEEDS, key=f"{kind}_speed",
-                             on_change=_speed_changed, args=(kind,))
-    if num_steps > 1:
-        state[f"{kind}_scrubber"] = state[_state(kind, "step")] + 1
-        st.slider("Step", 1, num_steps, key=f"{kind}_scrubber", on_change=_scrubbed, args=(kind,),
-                  help="Drag to jump to any position of the kernel.")
-    return int(state[_state(kind, "step")])

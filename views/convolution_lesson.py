@@ -3,7 +3,8 @@
 Every number shown comes from kernels/ (conv2d, the step traces, the activations, pooling and the
 output-size formula); this module only chooses, lays out and explains. views/convolution.py runs
 ``main()``; keeping the code here means it is compiled once per process, not on every rerun.
-Widgets and session state are in views/convolution_controls.py, drawing in viz/steps.py.
+Widgets and session state are in views/convolution_controls.py, drawing in viz/steps.py; the step-by-step
+players run in the browser (views/components/step_player/).
 """
 
 import numpy as np
@@ -13,14 +14,13 @@ from streamlit_image_coordinates import streamlit_image_coordinates
 from kernels import (KERNELS, conv2d, conv2d_trace, leaky_relu, max_pool2d, output_size, pool2d_trace, relu,
                      resolve_padding, sigmoid, tanh)
 from views import convolution_controls as controls
+from views.components.step_player import conv_payload, pool_payload, step_player
 from views.notices import show_teaching_notice
 from views.scan_picker import choose_image
 from viz import steps
 from viz.images import grey_rgb, jpeg_bytes
 
-STEPPERS = ("conv", "pool")
-FRAME_SIZE = 540  # long side of a step frame: two fit side by side at full size on a 1920-pixel projector
-ARITHMETIC_WIDTH = 1100  # the multiply-and-add frame wraps its three grids to fit this width
+FRAME_SIZE = 540  # long side of an activation frame: two fit side by side at full size on a 1920-pixel projector
 ACTIVATIONS = ("ReLU", "leaky ReLU", "sigmoid", "tanh")
 BANK_STAGES = ("feature maps", "after ReLU", "after ReLU and 2 x 2 max pooling")
 BANK_DEFAULT = ("sobel x", "sobel y", "laplacian", "laplacian of gaussian", "gaussian blur", "sharpen",
@@ -144,72 +144,34 @@ class _Encoded:
 
 
 # ---------------------------------------------------------------------------------------------------
-# The steppers: each a fragment (a click reruns only it); only the one playing gets a timer
+# The step players: the trace is sent once per setting; stepping happens in the browser
 
 
-def _conv_stepper(trace):
-    index = controls.stepper_controls("conv", trace.num_steps, STEPPERS)
-    step = trace.step(index)
+PLAYER_KEYS = ("Once you have clicked a player, the keyboard works too: right and left arrows (or Page Down and "
+               "Page Up, as a presentation clicker sends) step, the space bar plays and pauses.")
+
+
+def _conv_player(trace, key):
+    """The convolution's step player; ``key`` names the trace's setting (the payload is built once per setting)."""
     out_rows, out_cols = trace.output.shape
-    input_column, output_column = st.columns(2, gap="medium")
-    with input_column:
-        frame = steps.window_frame(trace.padded, trace.pad, step.rows, step.cols,
-                                   cell=steps.fit_cell(*trace.padded.shape, FRAME_SIZE))
-        st.image(_frame_bytes(frame), output_format="JPEG",
-                 caption="The region; violet hatching is padding. Orange: the kernel's window.")
-    with output_column:
-        limit = float(np.max(np.abs(trace.output))) or 1.0
-        frame = steps.value_grid_frame(trace.output, cell=steps.fit_cell(out_rows, out_cols, FRAME_SIZE),
-                                       limit=limit, visible=steps.filled_mask(trace.output.shape, index + 1),
-                                       highlight=(step.out_row, step.out_col))
-        st.image(_frame_bytes(frame), output_format="JPEG",
-                 caption=f"The output ({out_rows} x {out_cols}) filling in, row by row. "
-                                           "Orange: the value just computed.")
-    metric_column, text_column = st.columns([1, 3], gap="medium", vertical_alignment="center")
-    with metric_column:
-        st.metric(f"Output at row {step.out_row}, column {step.out_col}", f"{step.value:.4f}")
-    with text_column:
-        st.markdown(f"Step **{index + 1}** of {trace.num_steps}: the {step.products.size} products add up to "
-                    f"**{step.total:.4f}**; plus the bias {step.bias:.4f} gives **{step.value:.4f}**, the orange "
-                    "cell of the output.")
-        st.caption(f"output[{step.out_row}, {step.out_col}] = {step.value!r}")
-    line = f"sum {step.total:.4f}  +  bias {step.bias:.4f}  =  {step.value:.4f}"
-    st.image(_frame_bytes(steps.arithmetic_frame(step.patch, trace.kernel, step.products, max_width=ARITHMETIC_WIDTH,
-                                                 result_line=line)), output_format="JPEG")
+    titles = {"input": "The region; violet hatching is padding. Orange: the kernel's window.",
+              "output": f"The output ({out_rows} x {out_cols}) filling in, row by row. Orange: the value just "
+                        "computed.",
+              "patch": "input patch", "kernel": "kernel", "products": "products"}
+    payload = _session_memo("conv_player", key, lambda: conv_payload(trace, titles=titles, memory="conv"))
+    step_player(payload, key="conv_player")
+    st.caption(PLAYER_KEYS)
 
 
-def _pool_stepper(trace):
-    index = controls.stepper_controls("pool", trace.num_steps, STEPPERS)
-    step = trace.step(index)
+def _pool_player(trace, key):
+    """The pooling's step player, like :func:`_conv_player`."""
     out_rows, out_cols = trace.output.shape
-    # Max pooling's padding is -inf: the colour scale comes from the real (finite) values.
-    finite = trace.padded[np.isfinite(trace.padded)]
-    limit = float(np.max(np.abs(finite))) if finite.size else 1.0
-    limit = limit or 1.0
-    input_column, output_column = st.columns(2, gap="medium")
-    with input_column:
-        frame = steps.window_frame(trace.padded, trace.pad, step.rows, step.cols,
-                                   cell=steps.fit_cell(*trace.padded.shape, FRAME_SIZE), colour_map="diverging",
-                                   limit=limit, chosen=step.argmax)
-        st.image(_frame_bytes(frame), output_format="JPEG", caption="The activated map. Orange: the pooling window"
-                 + ("; green: the value it keeps." if step.argmax else "."))
-    with output_column:
-        frame = steps.value_grid_frame(trace.output, cell=steps.fit_cell(out_rows, out_cols, FRAME_SIZE),
-                                       limit=limit, visible=steps.filled_mask(trace.output.shape, index + 1),
-                                       highlight=(step.out_row, step.out_col))
-        st.image(_frame_bytes(frame), output_format="JPEG",
-                 caption=f"The pooled map ({out_rows} x {out_cols}) filling in.")
-    how = "largest" if trace.mode == "max" else "mean"
-    st.markdown(f"Step **{index + 1}** of {trace.num_steps}: the {how} of the {step.patch.size} values in the "
-                f"window is **{step.value:.4f}**; it goes to row {step.out_row}, column {step.out_col}.")
-    st.caption(f"pooled[{step.out_row}, {step.out_col}] = {step.value!r}")
-
-
-def _run_stepper(kind, body, trace):
-    controls.stepper_state(kind, trace.num_steps, trace.output.shape)
-    # A fragment per stepper, top level (never nested); run_every only while it plays, so the page has
-    # one timer at most.
-    st.fragment(body, run_every=controls.play_interval(kind))(trace)
+    titles = {"input": "The activated map. Orange: the pooling window"
+                       + ("; green: the value it keeps." if trace.mode == "max" else "."),
+              "output": f"The pooled map ({out_rows} x {out_cols}) filling in.",
+              "patch": "window"}
+    payload = _session_memo("pool_player", key, lambda: pool_payload(trace, titles=titles, memory="pool"))
+    step_player(payload, key="pool_player")
 
 
 def _session_memo(name, key, compute):
@@ -329,9 +291,9 @@ def main():
     whole = _image_section(chosen, region, settings, kernel, image_column, map_column)
     try:
         _size_section(chosen.image.shape, region, kernel, settings)
-        trace = _session_memo("conv", (region, _kernel_key(kernel), settings, controls.image_key(chosen)),
-                              lambda: conv2d_trace(region.crop(chosen.image), kernel, settings.bias,
-                                                   **settings.as_kwargs()))
+        trace_key = (region, _kernel_key(kernel), settings, controls.image_key(chosen))
+        trace = _session_memo("conv", trace_key, lambda: conv2d_trace(region.crop(chosen.image), kernel,
+                                                                      settings.bias, **settings.as_kwargs()))
     except ValueError as error:
         st.error(f"These settings do not work on the region: {error}")
         trace = None
@@ -345,7 +307,7 @@ def main():
                     "the pixels in the orange window are multiplied by the kernel's weights, cell by cell; the sum "
                     "of those products plus the bias is the output value. Then the window moves on by the "
                     "stride, left to right, top to bottom.")
-        _run_stepper("conv", _conv_stepper, trace)
+        _conv_player(trace, trace_key)
         after = _activation_section(chosen, kernel, settings, trace)
         _pooling_section(after, trace, whole)
     _bank_section(chosen)
@@ -405,8 +367,9 @@ def _pooling_section(after, trace, whole):
                                            help="Cells added around the map so windows can sit on its edge. "
                                                 "Max pooling pads with minus infinity, which never wins; "
                                                 "average pooling pads with 0, which counts in the mean.")
+    pool_key = (after.tobytes(), after.shape, mode, size, stride, padding)
     try:
-        pool_trace = _session_memo("pool", (after.tobytes(), after.shape, mode, size, stride, padding),
+        pool_trace = _session_memo("pool", pool_key,
                                    lambda: pool2d_trace(after, size, stride=stride, padding=padding, mode=mode))
     except ValueError as error:
         st.error(f"This pooling does not fit the region's map: {error}")
@@ -419,7 +382,7 @@ def _pooling_section(after, trace, whole):
         pooled_width = output_size(map_width, size, stride=stride, padding=padding)
         shrink += f"; the whole image's map from {map_height} x {map_width} to {pooled_height} x {pooled_width}"
     st.markdown(shrink + ".")
-    _run_stepper("pool", _pool_stepper, pool_trace)
+    _pool_player(pool_trace, pool_key)
 
 
 def _bank_section(chosen):
