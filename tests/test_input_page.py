@@ -300,3 +300,22 @@ def test_forget_upload_returns_to_a_sample(app):
     assert not app.exception
     assert app.selectbox(key="scan_source").value == list_samples()[0]
     assert all(not option.startswith("Your upload") for option in app.selectbox(key="scan_source").options)
+
+
+def test_the_automatic_window_is_worked_out_once_per_scan_not_on_every_rerun(monkeypatch):
+    # Its percentiles cost about 40 ms a rerun on every page, for every student's click.
+    import views.scan_picker as picker
+
+    calls = []
+    real = picker.auto_window
+    monkeypatch.setattr(picker, "auto_window", lambda pixels: calls.append(1) or real(pixels))
+    app = run_page_file(PAGE)
+    assert not app.exception, app.exception
+    after_opening = len(calls)
+    assert after_opening > 0
+    for _ in range(3):
+        app.run()
+    assert len(calls) == after_opening, "a rerun with the same scan worked the window out again"
+    app.selectbox(key="scan_source").set_value(list_samples()[1]).run()
+    assert not app.exception, app.exception
+    assert len(calls) > after_opening, "a new scan needs its own automatic window"
