@@ -331,3 +331,14 @@ def test_a_new_window_changes_the_numbers():
     assert app.session_state["scan__level"] == 80.0
     after = decode_array(_assert_player_is_conv2d(app)["output"]["values"])
     assert np.any(after != before)
+
+
+def test_the_whole_image_activation_is_drawn_only_when_asked_for():
+    caption = "Grey: pixels that were negative before the activation."
+    app = _open()
+    images_before = len(app.get("image"))
+    assert not any(caption in image.captions for image in app.get("image"))
+    app.toggle(key="conv_whole_activation").set_value(True).run()
+    assert not app.exception, app.exception
+    assert len(app.get("image")) == images_before + 1
+    assert any(caption in image.captions for image in app.get("image"))

@@ -195,11 +195,14 @@ def _image_section(chosen, region, settings, kernel, image_column, map_column):
     if controls.value("conv_kernel_source") == "Cut from the image" and cut_box:
         top, left, size = cut_box
         boxes.append(((top, left, size, size), steps.CHOSEN_COLOUR))
-    picture = steps.marked_picture(picture, boxes=boxes)
+    image_key = controls.image_key(chosen)
+    # Drawn and encoded once per image and boxes: a kernel or stride change leaves this picture as it is.
+    encoded = _session_memo("picture", (image_key, tuple(boxes)),
+                            lambda: jpeg_bytes(steps.marked_picture(picture, boxes=boxes), quality=88))
     st.session_state["conv__image_shape"] = (height, width)
     with image_column:
         st.markdown(f"**{chosen.name}**, {height} x {width} pixels. Click to move the orange region.")
-        streamlit_image_coordinates(_Encoded(jpeg_bytes(picture, quality=88)), key="conv_click", width="stretch",
+        streamlit_image_coordinates(_Encoded(encoded), key="conv_click", width="stretch",
                                     image_format="JPEG", on_click=controls.click_to_region,
                                     cursor="crosshair")
     with map_column:
@@ -211,10 +214,12 @@ def _image_section(chosen, region, settings, kernel, image_column, map_column):
         map_height, map_width = whole["map"].shape
         stride = settings.stride
         region_on_map = (region.top / stride, region.left / stride, region.size / stride, region.size / stride)
-        drawn = steps.marked_picture(whole["rgb"], boxes=[(region_on_map, steps.WINDOW_COLOUR)], peak=whole["peak"])
+        drawn = _session_memo("whole map", (image_key, _kernel_key(kernel), settings, region),
+                              lambda: jpeg_bytes(steps.marked_picture(whole["rgb"], peak=whole["peak"],
+                                                                      boxes=[(region_on_map, steps.WINDOW_COLOUR)])))
         st.markdown(f"**Feature map of the whole image**, {map_height} x {map_width}: red positive, "
                     "blue negative, white zero.")
-        st.image(jpeg_bytes(drawn), output_format="JPEG", width="stretch")
+        st.image(drawn, output_format="JPEG", width="stretch")
         st.caption(f"Largest value {whole['peak_value']:.4f} at row {whole['peak'][0]}, column {whole['peak'][1]} "
                    "(green ring): where the image looks most like the kernel. Colours reach full strength at "
                    f"the {MAP_COLOUR_PERCENTILE:g}th percentile of the magnitudes.")
@@ -340,7 +345,9 @@ def _activation_section(chosen, kernel, settings, trace):
     if marked is not None:
         st.markdown(f"**{int(marked.sum())} of {marked.size}** values were negative and "
                     + ("are now 0." if name == "ReLU" else f"were multiplied by {slope:g}."))
-    with st.expander("The same on the whole image"):
+    # A toggle, not an expander: an expander's content is computed on every rerun even while closed, and
+    # this picture cost 30-50 ms of every kernel change.
+    if st.toggle("Show the same on the whole image", key="conv_whole_activation"):
         st.image(controls.computed(_whole_activation, chosen, (_kernel_key(kernel), settings, name, float(slope))),
                  output_format="JPEG",
                  caption="Grey: pixels that were negative before the activation.")
