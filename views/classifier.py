@@ -15,6 +15,7 @@ from model.data import CONTRAST_RANGE, RADIUS_RANGE, insert_lesion
 from model.network import probability_picture
 from scans.preprocess import resize
 from views.notices import show_teaching_notice
+from views.presenter import explain, explain_caption
 from views.scan_picker import choose_image
 from viz.images import grey_rgb, upscale_nearest
 from viz.network import (
@@ -163,7 +164,7 @@ def _window_section(image, chosen):
     classifier = load()
     size = classifier.input_size
     st.subheader("1. Place the window")
-    st.markdown(
+    explain(
         f"The network reads one **{size} x {size}** window of the image at a time. Click on the image to "
         "move the window there. Then add a synthetic lesion inside it and watch the answer change, "
         "or move the window away from the lesion again."
@@ -223,7 +224,7 @@ def _layers_section(outputs):
                      f"{architecture.kernel_sizes[stage - 1]} x {architecture.kernel_sizes[stage - 1]}"
               for stage in range(1, stages + 1)}
     stage = st.radio("Stage", tuple(labels), key="clf_stage", format_func=labels.get, horizontal=True)
-    st.markdown(
+    explain(
         "Each stage convolves its input with its kernels (one feature map per kernel; red positive, blue "
         "negative), ReLU sets the negative values to zero, and max pooling keeps the largest value of each "
         "2 x 2 block, so the maps halve in size while each value sees a larger part of the patch."
@@ -244,7 +245,7 @@ def _kernels_section(image):
     kernels = classifier.first_layer_kernels()
     biases = classifier.network.layer("conv1").params["bias"]
     st.subheader("4. What the first layer learned")
-    st.markdown(
+    explain(
         f"The {len(kernels)} kernels of the first layer, as training left them. They started as "
         "centre-surround blob detectors (a bright or dark spot in a ring of the opposite sign); "
         "backpropagation reshaped them. Their weights add up to zero, so a flat region gives zero "
@@ -272,7 +273,7 @@ def _decision_section(outputs):
     evidence = dense["weight"][:, 1] - dense["weight"][:, 0]
     st.subheader("5. From maps to an answer: pooling, the dense layer, softmax")
     how = "largest" if classifier.architecture.global_pool == "max" else "mean"
-    st.markdown(
+    explain(
         f"Global pooling keeps one number per channel of the last stage: the map's **{how}** value. "
         f"These {len(pooled)} numbers are the dense layer's inputs. The dense layer multiplies each by a "
         "weight per class and adds them up; below, each bar is one channel's push towards \"lesion\" "
@@ -306,9 +307,9 @@ def _cam_section(image, patch, top, left, mask_patch):
     if float(classifier.metadata.get("localisation_weight", "0")) > 0:
         taught = (" In training the map was also told where each synthetic lesion was: a second loss rewarded "
                   "it for being highest on the lesion's blocks, so its peak is meant to sit on the lesion.")
-    st.markdown("The class activation map weights each last-stage map by how much its channel votes for "
-                "\"lesion\" and adds them up: red where the network found evidence for a lesion, blue where "
-                "the evidence says \"no lesion\". " + exact + taught)
+    explain("The class activation map weights each last-stage map by how much its channel votes for "
+            "\"lesion\" and adds them up: red where the network found evidence for a lesion, blue where "
+            "the evidence says \"no lesion\". " + exact + taught)
     map_column, patch_column, image_column = st.columns(3, gap="medium")
     with map_column:
         step = classifier.architecture.stride
@@ -334,7 +335,7 @@ def _cam_section(image, patch, top, left, mask_patch):
 
 def _map_section(image, chosen, lesion_key):
     st.subheader("7. Slide the window over the whole image")
-    st.markdown(
+    explain(
         f"The same network, applied to every window position {MAP_STRIDE} pixels apart: each place gets the "
         "lesion probability of the window centred nearest to it. Clear below 50 %, then heat."
     )
@@ -349,8 +350,8 @@ def _map_section(image, chosen, lesion_key):
     scale = max(1, 520 // max(image.shape))
     st.image(probability_overlay(image, picture, scale=scale), width="stretch",
              caption=f"{probabilities.size} windows; highest lesion probability {100 * probabilities.max():.1f} %.")
-    st.caption("Busy anatomy (bone edges, vessels seen end-on, bowel, kidneys) can look like a blob to a "
-               "network trained only on synthetic lesions: expect some heat where there is no lesion.")
+    explain_caption("Busy anatomy (bone edges, vessels seen end-on, bowel, kidneys) can look like a blob to a "
+                    "network trained only on synthetic lesions: expect some heat where there is no lesion.")
 
 
 @st.fragment
@@ -381,7 +382,7 @@ def main():
     st.title("Does this patch contain a lesion?")
     st.warning(MODEL_NOTICE, icon=":material/science:")
     show_teaching_notice()
-    st.markdown(
+    explain(
         "A small convolutional network, trained here with ConvScope's own engine, answers one question about "
         "a 64 x 64 window of the image: is there a lesion in it? This page opens it up: the input, every "
         "layer's feature maps, the learned kernels, the weighted sum behind the answer, softmax, and where "

@@ -14,11 +14,12 @@ from streamlit_image_coordinates import streamlit_image_coordinates
 from kernels import (KERNELS, conv2d, conv2d_trace, leaky_relu, max_pool2d, output_size, pool2d_trace, relu,
                      resolve_padding, sigmoid, tanh)
 from views import convolution_controls as controls
-from views.components.step_player import conv_payload, pool_payload, step_player
+from views.components.step_player import conv_payload, pool_payload, step_player, view_options
 from views.notices import show_teaching_notice
+from views.presenter import colour_scheme, explain, explain_caption, is_presenting
 from views.scan_picker import choose_image
 from viz import steps
-from viz.images import grey_rgb, jpeg_bytes
+from viz.images import COLOUR_SCHEMES, grey_rgb, jpeg_bytes
 
 FRAME_SIZE = 540  # long side of an activation frame: two fit side by side at full size on a 1920-pixel projector
 ACTIVATIONS = ("ReLU", "leaky ReLU", "sigmoid", "tanh")
@@ -149,27 +150,47 @@ PLAYER_KEYS = ("Once you have clicked a player, the keyboard works too: right an
                "Page Up, as a presentation clicker sends) step, the space bar plays and pauses.")
 
 
+def _conv_titles(trace):
+    """The conv player's captions in the chosen colour scheme's words (short ones in presenter view)."""
+    window, _, padding = (word.capitalize() for word in COLOUR_SCHEMES[colour_scheme()].names)
+    out_rows, out_cols = trace.output.shape
+    if is_presenting():
+        return {"input": f"The region, padded. {window}: the kernel's window",
+                "output": f"The output ({out_rows} x {out_cols})", "patch": "window", "kernel": "kernel",
+                "products": "products"}
+    return {"input": f"The region; {padding.lower()} hatching is padding. {window}: the kernel's window.",
+            "output": f"The output ({out_rows} x {out_cols}) filling in, row by row. {window}: the value just "
+                      "computed.",
+            "patch": "input patch", "kernel": "kernel", "products": "products"}
+
+
+def _pool_titles(trace):
+    """The pooling player's captions, like :func:`_conv_titles`."""
+    window, kept, _ = (word.capitalize() for word in COLOUR_SCHEMES[colour_scheme()].names)
+    out_rows, out_cols = trace.output.shape
+    keeps = f"; {kept.lower()} ring: the value it keeps" if trace.mode == "max" else ""
+    return {"input": f"The activated map. {window}: the pooling window{keeps}.",
+            "output": f"The pooled map ({out_rows} x {out_cols})" + ("" if is_presenting() else " filling in."),
+            "patch": "window"}
+
+
+def _player_view(name):
+    """How the player is shown: presenter layout (the convolution's), colour scheme, the step a link asks for."""
+    return view_options(presenting=is_presenting() and name == "conv", scheme=colour_scheme(),
+                        initial_step=st.session_state.get(f"conv__initial_{name}_step", 0))
+
+
 def _conv_player(trace, key):
     """The convolution's step player; ``key`` names the trace's setting (the payload is built once per setting)."""
-    out_rows, out_cols = trace.output.shape
-    titles = {"input": "The region; violet hatching is padding. Orange: the kernel's window.",
-              "output": f"The output ({out_rows} x {out_cols}) filling in, row by row. Orange: the value just "
-                        "computed.",
-              "patch": "input patch", "kernel": "kernel", "products": "products"}
-    payload = _session_memo("conv_player", key, lambda: conv_payload(trace, titles=titles, memory="conv"))
-    step_player(payload, key="conv_player")
-    st.caption(PLAYER_KEYS)
+    payload = _session_memo("conv_player", key, lambda: conv_payload(trace, titles={}, memory="conv"))
+    step_player({**payload, "titles": _conv_titles(trace)}, key="conv_player", view=_player_view("conv"))
+    explain_caption(PLAYER_KEYS)
 
 
 def _pool_player(trace, key):
     """The pooling's step player, like :func:`_conv_player`."""
-    out_rows, out_cols = trace.output.shape
-    titles = {"input": "The activated map. Orange: the pooling window"
-                       + ("; green: the value it keeps." if trace.mode == "max" else "."),
-              "output": f"The pooled map ({out_rows} x {out_cols}) filling in.",
-              "patch": "window"}
-    payload = _session_memo("pool_player", key, lambda: pool_payload(trace, titles=titles, memory="pool"))
-    step_player(payload, key="pool_player")
+    payload = _session_memo("pool_player", key, lambda: pool_payload(trace, titles={}, memory="pool"))
+    step_player({**payload, "titles": _pool_titles(trace)}, key="pool_player", view=_player_view("pool"))
 
 
 def _session_memo(name, key, compute):
@@ -250,11 +271,11 @@ def _kernel_section():
         controls.kernel_editor(kernel)
     with settings_column:
         settings = controls.settings_controls()
-        st.caption("CNN libraries slide the kernel as it is (cross-correlation). Textbook convolution first "
-                   "turns it half a turn, which flips the sign of an edge kernel's answer and leaves a "
-                   "symmetric blur unchanged. A network learns its kernels either way, so it does not care.")
-        st.caption("Zero padding is the usual choice in CNNs, but around a bright image it invents an edge "
-                   "at the border; reflect and replicate padding continue the image instead.")
+        explain_caption("CNN libraries slide the kernel as it is (cross-correlation). Textbook convolution first "
+                        "turns it half a turn, which flips the sign of an edge kernel's answer and leaves a "
+                        "symmetric blur unchanged. A network learns its kernels either way, so it does not care.")
+        explain_caption("Zero padding is the usual choice in CNNs, but around a bright image it invents an edge "
+                        "at the border; reflect and replicate padding continue the image instead.")
     return kernel, settings
 
 
@@ -262,9 +283,11 @@ def main():
     """Draw the whole lesson."""
     st.title("A kernel scans the image")
     show_teaching_notice()
+    # Presenting, the step player comes first, under the title: it is filled in once its trace is known.
+    player_slot = st.container() if is_presenting() else None
     chosen = choose_image()
     controls.init_state()
-    st.markdown(
+    explain(
         "A convolution layer slides a small grid of weights, the **kernel**, over the image. At every position "
         "it multiplies each pixel under the kernel by the weight lying on it and adds up the products, plus a "
         "**bias**: that single number becomes one pixel of a new image, the **feature map**. Articles on "
@@ -272,8 +295,8 @@ def main():
         "happen with the real numbers, on a real scan.")
 
     st.header("1. The image and the region", divider="gray")
-    st.markdown("Numbers are readable only for a small piece of the image, so the step-by-step part works on "
-                "a region: click the image or use the sliders. Beside it, the same kernel over the whole image.")
+    explain("Numbers are readable only for a small piece of the image, so the step-by-step part works on "
+            "a region: click the image or use the sliders. Beside it, the same kernel over the whole image.")
     identity = chosen.cache_key.split("|")[0] if chosen.cache_key else f"upload:{chosen.name}:{chosen.image.shape}"
     if st.session_state.get("conv__image_identity") != identity:
         st.session_state["conv__image_identity"] = identity
@@ -294,17 +317,21 @@ def main():
     except ValueError as error:
         st.error(f"These settings do not work on the region: {error}")
         trace = None
-    st.caption("**Stride** is how far the window jumps between positions; **padding** adds a border so the "
-               "kernel can also sit on the edge pixels; **dilation** spreads its taps apart to see a wider area "
-               "with the same number of weights.")
+    explain_caption("**Stride** is how far the window jumps between positions; **padding** adds a border so the "
+                    "kernel can also sit on the edge pixels; **dilation** spreads its taps apart to see a wider "
+                    "area with the same number of weights.")
 
     if trace is not None:
-        st.header("3. Step by step: multiply and add", divider="gray")
-        st.markdown("The region is treated as a small image of its own, so its border gets padding. At each step "
-                    "the pixels in the orange window are multiplied by the kernel's weights, cell by cell; the sum "
-                    "of those products plus the bias is the output value. Then the window moves on by the "
-                    "stride, left to right, top to bottom.")
-        _conv_player(trace, trace_key)
+        if player_slot is not None:
+            with player_slot:
+                _conv_player(trace, trace_key)
+        else:
+            st.header("3. Step by step: multiply and add", divider="gray")
+            st.markdown("The region is treated as a small image of its own, so its border gets padding. At each "
+                        "step the pixels in the window are multiplied by the kernel's weights, cell by cell; the "
+                        "sum of those products plus the bias is the output value. Then the window moves on by "
+                        "the stride, left to right, top to bottom.")
+            _conv_player(trace, trace_key)
         after = _activation_section(chosen, kernel, settings, trace)
         _pooling_section(after, trace, whole)
     _bank_section(chosen)
@@ -313,11 +340,11 @@ def main():
 def _activation_section(chosen, kernel, settings, trace):
     """ReLU and the other activations on the region's output; returns the activated map."""
     st.header("4. The activation: ReLU clears the negatives", divider="gray")
-    st.markdown("Wherever the image looks like the opposite of the kernel, the sum comes out negative. A **ReLU** "
-                "keeps positive values and sets every negative one to zero (crossed cells). Without such a bend, "
-                "a stack of convolutions would add up to one single convolution. **Leaky ReLU** keeps a small "
-                "fraction of each negative value; **sigmoid** and **tanh** squeeze every value into 0 to 1 or "
-                "-1 to 1.")
+    explain("Wherever the image looks like the opposite of the kernel, the sum comes out negative. A **ReLU** "
+            "keeps positive values and sets every negative one to zero (crossed cells). Without such a bend, "
+            "a stack of convolutions would add up to one single convolution. **Leaky ReLU** keeps a small "
+            "fraction of each negative value; **sigmoid** and **tanh** squeeze every value into 0 to 1 or "
+            "-1 to 1.")
     choice_column, slope_column = st.columns([2, 1])
     st.session_state.setdefault("conv_activation", ACTIVATIONS[0])
     st.session_state.setdefault("conv_slope", 0.1)
@@ -347,10 +374,10 @@ def _activation_section(chosen, kernel, settings, trace):
 def _pooling_section(after, trace, whole):
     """Max or average pooling of the activated region map, stepped."""
     st.header("5. Pooling: a smaller map", divider="gray")
-    st.markdown("**Max pooling** keeps only the largest value of each small window; **average pooling** keeps the "
-                "mean. A 2 x 2 window moving by 2 halves each side, so the next layer has a quarter of the pixels "
-                "to work on and each of its pixels stands for a larger piece of the scan. That is why early "
-                "layers pick out fine detail and later layers larger structures.")
+    explain("**Max pooling** keeps only the largest value of each small window; **average pooling** keeps the "
+            "mean. A 2 x 2 window moving by 2 halves each side, so the next layer has a quarter of the pixels "
+            "to work on and each of its pixels stands for a larger piece of the scan. That is why early "
+            "layers pick out fine detail and later layers larger structures.")
     for key, default in (("pool_mode", "max"), ("pool_size", 2), ("pool_stride", 2), ("pool_padding", 0)):
         st.session_state.setdefault(key, default)
     # Padding beyond half the window would let a window hold padding only.
@@ -385,10 +412,10 @@ def _pooling_section(after, trace, whole):
 def _bank_section(chosen):
     """Many bank kernels on the whole image at once."""
     st.header("6. Many kernels at once", divider="gray")
-    st.markdown("A real layer applies many kernels to the same input, and each gives its own feature map: one "
-                "finds vertical edges, another horizontal ones, another small bright spots. A trained network "
-                "learns its kernels from examples instead of taking them from a list. With one shared colour "
-                "scale you can compare how strongly each kernel answers.")
+    explain("A real layer applies many kernels to the same input, and each gives its own feature map: one "
+            "finds vertical edges, another horizontal ones, another small bright spots. A trained network "
+            "learns its kernels from examples instead of taking them from a list. With one shared colour "
+            "scale you can compare how strongly each kernel answers.")
     st.session_state.setdefault("bank_names", list(BANK_DEFAULT))
     st.session_state.setdefault("bank_stage", BANK_STAGES[0])
     st.session_state.setdefault("bank_shared", False)

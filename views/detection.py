@@ -23,6 +23,7 @@ from kernels.matching import (
 from scans import apply_window
 from scans.preprocess import resize
 from views.notices import show_teaching_notice
+from views.presenter import explain
 from views.scan_picker import choose_image
 from viz.detection import (
     BEST_COLOUR,
@@ -168,7 +169,7 @@ def _detect_sample(cache_key, target_spec, box, kind, threshold, score, count, _
 @st.fragment
 def _detection_section(chosen, image):
     st.subheader("1. Cut a kernel out of the image")
-    st.markdown(
+    explain(
         "Drag a box around a structure on the image (a vertebra, a vessel, an organ's edge, a nodule), or "
         "click to move the box there, or type its position. The pixels in the box become the kernel."
     )
@@ -298,7 +299,7 @@ def _detection_section(chosen, image):
 @st.fragment
 def _two_classes_section(chosen, image):
     st.subheader("3. Two kernels, two classes")
-    st.markdown(
+    explain(
         "Classification with kernels, in miniature: kernel A is cut from an example of class A, kernel B from "
         "an example of class B. The image is cut into tiles; in each tile both kernels are slid over it, and "
         "the tile goes to the class whose kernel responds more. A network grading prostate biopsies could do "
@@ -365,7 +366,7 @@ def main():
     st.title("Where is it?")
     show_teaching_notice()
     chosen = choose_image("scan")
-    st.markdown(
+    explain(
         """
 A convolution gives a large output wherever the image under the kernel looks like the kernel. So a
 kernel *shaped like the thing you are looking for* turns into a detector: slide it over the whole scan,

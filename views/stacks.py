@@ -24,6 +24,7 @@ from kernels.receptive_field import (
 from model import load as load_classifier
 from scans.preprocess import resize
 from views.notices import show_teaching_notice
+from views.presenter import explain
 from views.scan_picker import choose_image
 from viz.stacks import STAGE_COLOURS, field_overlay, maps_strip, stack_overview, sum_bars
 from viz.steps import arithmetic_frame
@@ -296,7 +297,7 @@ def _chain_regions(layers, stage_ends, input_shape, stage_index, row, col):
 @st.fragment
 def _receptive_field_section(working, stages, results):
     st.subheader("What does one cell see?")
-    st.markdown(
+    explain(
         "Click a cell in any stage's maps. The coloured box on the image is every pixel that cell's value "
         "depends on, its **receptive field**, worked out from the kernel sizes, strides, dilations and "
         "pooling of the stages below. The thinner boxes show the field of one cell of each earlier stage on "
@@ -344,7 +345,7 @@ def _receptive_field_section(working, stages, results):
                  caption="Box colours: stage 1 green, stage 2 sky blue, stage 3 pink, stage 4 amber.")
     height, width = chosen[1] - chosen[0], chosen[3] - chosen[2]
     clipped = (height, width) != field.size
-    st.markdown(
+    explain(
         f"Cell ({row}, {col}) of stage {stage_number} depends on the **{height} x {width}** pixels in the box "
         f"(rows {chosen[0]}-{chosen[1] - 1}, columns {chosen[2]}-{chosen[3] - 1}). "
         f"From the stack: a stage-{stage_number} cell sees {field.size[0]} x {field.size[1]} pixels, and "
@@ -406,7 +407,7 @@ def main():
     show_teaching_notice()
     chosen = choose_image("scan")
     _init_state()
-    st.markdown(
+    explain(
         """
 A CNN does not look at the whole image at once. It repeats one short recipe, a **stage**:
 
@@ -462,7 +463,7 @@ value depends on more of the scan, which is why deeper layers respond to larger 
     st.image(overview, width=int(overview.shape[1]),
              caption="Every map drawn with the same size per cell as the input's pixels: pooling halves each "
                      "side. Red is positive, blue negative, white zero (each map on its own scale).")
-    st.markdown(
+    explain(
         "Multiply-adds: each output value of a convolution costs kernel height x width x input maps "
         "multiplications, and there are output maps x height x width of them. Pooling first makes the next "
         "convolution cheaper. In stages after the first, map k reads input map c through bank kernel "
