@@ -10,10 +10,12 @@ import streamlit as st
 from streamlit_image_coordinates import streamlit_image_coordinates
 
 from kernels import conv2d
+from lessons.links import Field, whole_numbers
 from model import load
 from model.data import CONTRAST_RANGE, RADIUS_RANGE, insert_lesion
 from model.network import probability_picture
 from scans.preprocess import resize
+from views import links
 from views.notices import show_teaching_notice
 from views.presenter import explain, explain_caption
 from views.scan_picker import choose_image
@@ -358,14 +360,19 @@ def _map_section(image, chosen, lesion_key):
 def _lesson(chosen, base_image):
     classifier = load()
     size = classifier.input_size
+    link_slot = st.container()
     if st.session_state.get("clf_identity") != _image_identity(chosen, base_image):
         _reset_state(base_image)
         st.session_state["clf_identity"] = _image_identity(chosen, base_image)
+    link_values = st.session_state.pop("clf__link", {})
+    if "window" in link_values:
+        st.session_state["clf_top"], st.session_state["clf_left"] = link_values["window"]
     _clamp_window(base_image.shape)
     lesion = st.session_state["clf_lesion"]
     image, mask = _image_with_lesion(base_image, lesion)
     _window_section(image, chosen)
     top, left = st.session_state["clf_top"], st.session_state["clf_left"]
+    links.publish(LINK_FIELDS, {"window": (top, left)}, chosen, page="classifier", slot=link_slot)
     patch = np.ascontiguousarray(image[top:top + size, left:left + size])
     mask_patch = mask[top:top + size, left:left + size] if mask is not None else None
     outputs = classifier.activations(patch)
@@ -388,8 +395,12 @@ def main():
         "layer's feature maps, the learned kernels, the weighted sum behind the answer, softmax, and where "
         "in the window the evidence lies."
     )
+    st.session_state["clf__link"] = links.opened(LINK_FIELDS)  # applied in _lesson, which knows the image
     chosen = choose_image()
     _lesson(chosen, _fit_image(chosen.image))
+
+
+LINK_FIELDS = (Field("window", whole_numbers(2)),)  # the classifier's window: top row, left column
 
 
 main()

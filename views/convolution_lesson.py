@@ -11,9 +11,11 @@ import numpy as np
 import streamlit as st
 from streamlit_image_coordinates import streamlit_image_coordinates
 
-from kernels import (KERNELS, conv2d, conv2d_trace, leaky_relu, max_pool2d, output_size, pool2d_trace, relu,
-                     resolve_padding, sigmoid, tanh)
+from kernels import (KERNELS, MAX_KERNEL_SIZE, PADDING_MODES, conv2d, conv2d_trace, leaky_relu, make_kernel,
+                     max_pool2d, output_size, pool2d_trace, relu, resolve_padding, sigmoid, tanh)
+from lessons.links import Field, boolean, choice, grid, integer, number, record, whole_numbers
 from views import convolution_controls as controls
+from views import links
 from views.components.step_player import conv_payload, pool_payload, step_player, view_options
 from views.notices import show_teaching_notice
 from views.presenter import colour_scheme, explain, explain_caption, is_presenting
@@ -23,6 +25,8 @@ from viz.images import COLOUR_SCHEMES, grey_rgb, jpeg_bytes
 
 FRAME_SIZE = 540  # long side of an activation frame: two fit side by side at full size on a 1920-pixel projector
 ACTIVATIONS = ("ReLU", "leaky ReLU", "sigmoid", "tanh")
+SLOPE_DEFAULT = 0.1  # leaky ReLU's
+POOL_DEFAULTS = {"pool_mode": "max", "pool_size": 2, "pool_stride": 2, "pool_padding": 0}
 BANK_STAGES = ("feature maps", "after ReLU", "after ReLU and 2 x 2 max pooling")
 BANK_DEFAULT = ("sobel x", "sobel y", "laplacian", "laplacian of gaussian", "gaussian blur", "sharpen",
                 "emboss", "outline")
@@ -177,20 +181,43 @@ def _pool_titles(trace):
 def _player_view(name):
     """How the player is shown: presenter layout (the convolution's), colour scheme, the step a link asks for."""
     return view_options(presenting=is_presenting() and name == "conv", scheme=colour_scheme(),
-                        initial_step=st.session_state.get(f"conv__initial_{name}_step", 0))
+                        initial_step=st.session_state.get(f"conv__initial_{name}_step", 0), link_button=True)
+
+
+def _link_step(name, result, count):
+    """Remember the step the person asked to link ("Link this step"): it goes into the lesson's link.
+
+    A linked step past the trace's last (a link from a larger region) becomes the last.
+    """
+    if result is not None and result.get("link_step") is not None:
+        step = int(result["link_step"])
+        st.session_state[f"conv__initial_{name}_step"] = step
+        st.session_state[f"conv__link_{name}_step"] = step + 1
+    linked = st.session_state.get(f"conv__link_{name}_step")
+    if linked is not None and linked > count:
+        st.session_state[f"conv__link_{name}_step"] = count
 
 
 def _conv_player(trace, key):
     """The convolution's step player; ``key`` names the trace's setting (the payload is built once per setting)."""
     payload = _session_memo("conv_player", key, lambda: conv_payload(trace, titles={}, memory="conv"))
-    step_player({**payload, "titles": _conv_titles(trace)}, key="conv_player", view=_player_view("conv"))
+    result = step_player({**payload, "titles": _conv_titles(trace)}, key="conv_player", view=_player_view("conv"),
+                         on_link_step=_nothing)
+    _link_step("conv", result, trace.num_steps)
     explain_caption(PLAYER_KEYS)
 
 
 def _pool_player(trace, key):
     """The pooling's step player, like :func:`_conv_player`."""
     payload = _session_memo("pool_player", key, lambda: pool_payload(trace, titles={}, memory="pool"))
-    step_player({**payload, "titles": _pool_titles(trace)}, key="pool_player", view=_player_view("pool"))
+    result = step_player({**payload, "titles": _pool_titles(trace)}, key="pool_player", view=_player_view("pool"),
+                         on_link_step=_nothing)
+    _link_step("pool", result, trace.num_steps)
+
+
+def _nothing():
+    # The step arrives in the player's result during the rerun; the callback only has to exist.
+    pass
 
 
 def _session_memo(name, key, compute):
@@ -283,10 +310,13 @@ def main():
     """Draw the whole lesson."""
     st.title("A kernel scans the image")
     show_teaching_notice()
+    link_values = links.opened(LINK_FIELDS)
     # Presenting, the step player comes first, under the title: it is filled in once its trace is known.
     player_slot = st.container() if is_presenting() else None
+    link_slot = st.container()
     chosen = choose_image()
     controls.init_state()
+    _apply_link(link_values)
     explain(
         "A convolution layer slides a small grid of weights, the **kernel**, over the image. At every position "
         "it multiplies each pixel under the kernel by the weight lying on it and adds up the products, plus a "
@@ -300,8 +330,9 @@ def main():
     identity = chosen.cache_key.split("|")[0] if chosen.cache_key else f"upload:{chosen.name}:{chosen.image.shape}"
     if st.session_state.get("conv__image_identity") != identity:
         st.session_state["conv__image_identity"] = identity
-        centre = controls.computed(_picture, chosen, ())["centre"]
-        controls.centre_region_on(*centre, chosen.image.shape)
+        if not st.session_state.pop("conv__region_from_link", False):  # else a lesson link placed the region
+            centre = controls.computed(_picture, chosen, ())["centre"]
+            controls.centre_region_on(*centre, chosen.image.shape)
     region = controls.region_sliders(chosen.image.shape)
     controls.take_pending_cut(chosen.image, region)
     image_column, map_column = st.columns(2, gap="medium")
@@ -335,6 +366,7 @@ def main():
         after = _activation_section(chosen, kernel, settings, trace)
         _pooling_section(after, trace, whole)
     _bank_section(chosen)
+    links.publish(LINK_FIELDS, _link_values(), chosen, page="convolution", slot=link_slot, defaults=_link_defaults())
 
 
 def _activation_section(chosen, kernel, settings, trace):
@@ -347,7 +379,7 @@ def _activation_section(chosen, kernel, settings, trace):
             "-1 to 1.")
     choice_column, slope_column = st.columns([2, 1])
     st.session_state.setdefault("conv_activation", ACTIVATIONS[0])
-    st.session_state.setdefault("conv_slope", 0.1)
+    st.session_state.setdefault("conv_slope", SLOPE_DEFAULT)
     name = choice_column.radio("Activation", ACTIVATIONS, key="conv_activation", horizontal=True)
     slope = slope_column.number_input("Leaky ReLU slope", 0.0, 1.0, step=0.01, key="conv_slope",
                                       disabled=name != "leaky ReLU")
@@ -378,7 +410,7 @@ def _pooling_section(after, trace, whole):
             "mean. A 2 x 2 window moving by 2 halves each side, so the next layer has a quarter of the pixels "
             "to work on and each of its pixels stands for a larger piece of the scan. That is why early "
             "layers pick out fine detail and later layers larger structures.")
-    for key, default in (("pool_mode", "max"), ("pool_size", 2), ("pool_stride", 2), ("pool_padding", 0)):
+    for key, default in POOL_DEFAULTS.items():
         st.session_state.setdefault(key, default)
     # Padding beyond half the window would let a window hold padding only.
     st.session_state["pool_padding"] = min(st.session_state["pool_padding"], st.session_state["pool_size"] // 2)
@@ -427,3 +459,100 @@ def _bank_section(chosen):
         st.image(controls.computed(_bank_grid, chosen, (tuple(names), stage, bool(shared))), width="stretch",
                  output_format="JPEG",
                  caption="Each map: the whole image through one kernel (same padding, replicated edges).")
+
+
+# ---------------------------------------------------------------------------------------------------
+# The lesson's link (views/links.py): what a lecturer sets up, as query parameters
+
+
+_LINK_SOURCES = dict(zip(("bank", "random", "cut"), controls.SOURCES))
+_LINK_ACTIVATIONS = dict(zip(("relu", "leaky_relu", "sigmoid", "tanh"), ACTIVATIONS))
+_LINK_PADDINGS = {**{str(amount): amount for amount in range(5)}, "same": "same", "valid": "valid"}
+LINK_FIELDS = (
+    Field("region", whole_numbers(3)),  # top, left, size; brought inside the image by the sliders
+    Field("source", choice(_LINK_SOURCES)),
+    Field("kname", choice(tuple(KERNELS))),
+    Field("ksize", integer(1, MAX_KERNEL_SIZE)),
+    Field("seed", integer(0, 10**6)),
+    Field("k", grid(MAX_KERNEL_SIZE, controls.KERNEL_LIMIT)),  # the kernel's values, exactly
+    Field("stride", integer(1, 4)),
+    Field("padding", choice(_LINK_PADDINGS)),
+    Field("pad_mode", choice(PADDING_MODES)),
+    Field("dilation", integer(1, 3)),
+    Field("bias", number(-10.0, 10.0)),
+    Field("flip", boolean()),
+    Field("act", choice(_LINK_ACTIVATIONS)),
+    Field("slope", number(0.0, 1.0)),
+    Field("pool", record((("mode", choice(("max", "avg"))), ("size", integer(2, 4)), ("stride", integer(1, 4)),
+                          ("padding", integer(0, 2))), separator=",")),
+    Field("step", integer(1, 10**6)),  # 1-based, as the player shows it
+    Field("pool_step", integer(1, 10**6)),
+)
+_LINK_STORED = {"source": "conv_kernel_source", "kname": "conv_kernel_name", "ksize": "conv_kernel_size",
+                "seed": "conv_random_seed", "stride": "conv_stride", "pad_mode": "conv_padding_mode",
+                "dilation": "conv_dilation", "bias": "conv_bias", "flip": "conv_flip"}
+_LINK_WIDGETS = {"act": "conv_activation", "slope": "conv_slope"}
+_LINK_POOL = {"mode": "pool_mode", "size": "pool_size", "stride": "pool_stride", "padding": "pool_padding"}
+
+
+def _link_defaults():
+    """LINK_FIELDS values a fresh session starts with (left out of the link), and the kernel its source builds."""
+    defaults = {name: controls.DEFAULTS[key] for name, key in _LINK_STORED.items()}
+    defaults.update(padding=controls.DEFAULTS["conv_padding"], act=ACTIVATIONS[0], slope=SLOPE_DEFAULT,
+                    pool={name: POOL_DEFAULTS[key] for name, key in _LINK_POOL.items()})
+    source, name, size = (controls.value(key) for key in ("conv_kernel_source", "conv_kernel_name",
+                                                           "conv_kernel_size"))
+    if source == controls.SOURCES[0]:
+        defaults["k"] = make_kernel(name, size) if KERNELS[name].resizable else make_kernel(name)
+    elif source == controls.SOURCES[1]:
+        defaults["k"] = controls.random_kernel(size, controls.value("conv_random_seed"))
+    return defaults
+
+
+def _link_values():
+    """The lesson's state as LINK_FIELDS values (None: not set up on this run, left out of the link)."""
+    values = {name: controls.value(key) for name, key in _LINK_STORED.items()}
+    values["region"] = tuple(int(controls.value(key)) for key in
+                             ("conv_region_top", "conv_region_left", "conv_region_size"))
+    values["k"] = np.asarray(st.session_state[controls.KERNEL_GRID], dtype=np.float32)
+    kind = controls.value("conv_padding_kind")
+    values["padding"] = int(controls.value("conv_padding")) if kind == "number" else kind
+    values.update({name: st.session_state.get(key) for name, key in _LINK_WIDGETS.items()})
+    if all(key in st.session_state for key in _LINK_POOL.values()):
+        values["pool"] = {name: st.session_state[key] for name, key in _LINK_POOL.items()}
+    values["step"] = st.session_state.get("conv__link_conv_step")
+    values["pool_step"] = st.session_state.get("conv__link_pool_step")
+    return values
+
+
+def _apply_link(values):
+    """Set the lesson's state from a link's values (after controls.init_state, before any widget)."""
+    if not values:
+        return
+    for name, key in _LINK_STORED.items():
+        if name in values:
+            st.session_state[controls.stored_key(key)] = values[name]
+    if "region" in values:
+        for key, number in zip(("conv_region_top", "conv_region_left", "conv_region_size"), values["region"]):
+            st.session_state[controls.stored_key(key)] = int(number)
+        st.session_state["conv__region_from_link"] = True
+    if "padding" in values:
+        padding = values["padding"]
+        st.session_state[controls.stored_key("conv_padding_kind")] = padding if isinstance(padding, str) else "number"
+        if not isinstance(padding, str):
+            st.session_state[controls.stored_key("conv_padding")] = padding
+    if "k" in values:
+        st.session_state[controls.KERNEL_GRID] = values["k"].tolist()
+    elif values.keys() & {"source", "kname", "ksize", "seed"}:
+        controls.kernel_from_source()
+    for name, key in _LINK_WIDGETS.items():
+        if name in values:
+            st.session_state[key] = values[name]
+    for name, key in _LINK_POOL.items():
+        if "pool" in values:
+            st.session_state[key] = values["pool"][name]
+    for name in ("conv", "pool"):
+        step = values.get("step" if name == "conv" else "pool_step")
+        if step is not None:
+            st.session_state[f"conv__initial_{name}_step"] = step - 1
+            st.session_state[f"conv__link_{name}_step"] = step

@@ -20,8 +20,10 @@ from kernels.matching import (
     structured_boxes,
     zero_mean_kernel,
 )
+from lessons.links import Field, choice, whole_numbers
 from scans import apply_window
 from scans.preprocess import resize
+from views import links
 from views.notices import show_teaching_notice
 from views.presenter import explain
 from views.scan_picker import choose_image
@@ -168,6 +170,7 @@ def _detect_sample(cache_key, target_spec, box, kind, threshold, score, count, _
 
 @st.fragment
 def _detection_section(chosen, image):
+    link_slot = st.container()
     st.subheader("1. Cut a kernel out of the image")
     explain(
         "Drag a box around a structure on the image (a vertebra, a vessel, an organ's edge, a nodule), or "
@@ -178,6 +181,7 @@ def _detection_section(chosen, image):
         _set_box("det", structured_boxes(image, (side, side), count=1)[0])
         st.session_state["det_identity"] = _image_identity(chosen)
         st.session_state.pop("det_threshold", None)
+    _apply_link(st.session_state.pop("det__link", {}), chosen)
     _clamp_box("det", image.shape)
     box = _get_box("det")
     scale = _display_scale(image)
@@ -204,6 +208,8 @@ def _detection_section(chosen, image):
             threshold = st.slider("Threshold: pixels at least this bright become 1", low, high,
                                   key="det_threshold", step=0.001, format="%.3f")
         score = st.radio("Score", tuple(SCORES), key="det_score", format_func=SCORES.get)
+        links.publish(LINK_FIELDS, {"box": tuple(_get_box("det")), "kind": kind, "score": score}, chosen,
+                      page="detection", slot=link_slot)
         try:
             kernel = _make_kernel(patch, kind, threshold)
         except ValueError as error:
@@ -365,6 +371,8 @@ def _two_classes_section(chosen, image):
 def main():
     st.title("Where is it?")
     show_teaching_notice()
+    # Applied by the detection section, which knows the image the box belongs to.
+    st.session_state["det__link"] = links.opened(LINK_FIELDS)
     chosen = choose_image("scan")
     explain(
         """
@@ -385,6 +393,23 @@ A trained network learns its kernels from examples. Here you make one by hand: c
         return
     _detection_section(chosen, image)
     _two_classes_section(chosen, image)
+
+
+# ------------------------------------------------------------------------------- the lesson's link
+
+
+LINK_FIELDS = (Field("box", whole_numbers(4)),  # top row, left column, height, width; kept inside the image
+               Field("kind", choice(tuple(KERNEL_KINDS))), Field("score", choice(tuple(SCORES))))
+
+
+def _apply_link(values, chosen):
+    """Set the detection box and its kernel from a link's values (before the section's widgets)."""
+    if "box" in values:
+        _set_box("det", Box(*values["box"]))
+        st.session_state["det_identity"] = _image_identity(chosen)
+    for name in ("kind", "score"):
+        if name in values:
+            st.session_state[f"det_{name}"] = values[name]
 
 
 main()

@@ -7,6 +7,7 @@ import streamlit as st
 
 from scans import window_bounds
 from scans.preprocess import NORMALISATIONS, centre_square, run_pipeline, value_histogram
+from views import links
 from views.notices import show_teaching_notice
 from views.presenter import explain, explain_caption
 from views.scan_picker import choose_image
@@ -34,7 +35,10 @@ def main():
         "brought to a common range. Change the scan, the slice and the window in the sidebar; switch the "
         "steps on below and watch the array the network receives."
     )
+    links.opened(())  # the lesson's link holds the image choice only
+    link_slot = st.container()
     chosen = choose_image("scan")
+    links.publish((), {}, chosen, page="input", slot=link_slot)
     scan_section(chosen)
     preprocessing_section(chosen)
 

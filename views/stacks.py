@@ -21,8 +21,10 @@ from kernels.receptive_field import (
     run_stack,
     stack_geometries,
 )
+from lessons.links import Codec, Field, choice, integer, names, record, whole_number_list
 from model import load as load_classifier
 from scans.preprocess import resize
+from views import links
 from views.notices import show_teaching_notice
 from views.presenter import explain
 from views.scan_picker import choose_image
@@ -405,8 +407,11 @@ def _channel_sum_section(result, stage_number, kernel_index, row, col):
 def main():
     st.title("Deeper layers see larger things")
     show_teaching_notice()
+    link_values = links.opened(LINK_FIELDS)
+    link_slot = st.container()
     chosen = choose_image("scan")
     _init_state()
+    _apply_link(link_values)
     explain(
         """
 A CNN does not look at the whole image at once. It repeats one short recipe, a **stage**:
@@ -433,6 +438,7 @@ value depends on more of the scan, which is why deeper layers respond to larger 
         with columns[stage]:
             specs.append(_stage_ui(stage))
     specs = tuple(specs)
+    links.publish(LINK_FIELDS, _link_values(stage_count), chosen, page="stacks", slot=link_slot)
 
     try:
         # Check the geometry first, so only "the stack does not fit" is reported as such.
@@ -483,6 +489,63 @@ value depends on more of the scan, which is why deeper layers respond to larger 
             "own eight maps, not to the stack built here."
         )
     _receptive_field_section(working, stages, results)
+
+
+# --------------------------------------------------------------------------------- the lesson's link
+
+
+def _stage_codec():
+    """One stage in a link: source:kernels:size:stride:dilation:activation:pool:pool size:pool stride."""
+    base = record((("source", choice(tuple(KERNEL_SOURCES))), ("kernels", Codec(str, str)),
+                   ("size", choice({str(size): size for size in KERNEL_SIZES})), ("stride", integer(1, 2)),
+                   ("dilation", integer(1, 3)), ("activation", choice(ACTIVATIONS)),
+                   ("pool", choice(tuple(POOL_LABELS))), ("pool_size", integer(2, 4)), ("pool_stride", integer(0, 4))))
+    bank = names(tuple(KERNELS), at_most=MAX_KERNELS)
+    learned = whole_number_list(0, 255, at_most=MAX_KERNELS)  # the page keeps only the classifier's own
+
+    def parse(text):
+        values = base.parse(text)
+        try:
+            values["kernels"] = (bank if values["source"] == "bank" else learned).parse(values["kernels"])
+        except ValueError as error:
+            raise ValueError(f"its kernels {error}") from None
+        return values
+
+    def format_stage(values):
+        return base.format({**values, "kernels": ",".join(str(name) for name in values["kernels"])})
+    return Codec(parse, format_stage)
+
+
+_STAGE_PARTS = ("size", "stride", "dilation", "activation", "pool", "pool_size", "pool_stride")
+LINK_FIELDS = (Field("stages", integer(1, MAX_STAGES)),
+               Field("work", choice({str(size): size for size in WORKING_SIZES})),
+               *(Field(f"s{stage + 1}", _stage_codec()) for stage in range(MAX_STAGES)))
+
+
+def _link_values(stage_count):
+    """The stack as LINK_FIELDS values: the stages in use, each with the kernels of its chosen source."""
+    values = {"stages": stage_count, "work": st.session_state["stacks_working_size"]}
+    for stage in range(stage_count):
+        source = st.session_state[_key(stage, "source")]
+        spec = {part: st.session_state[_key(stage, part)] for part in _STAGE_PARTS}
+        spec["kernels"] = st.session_state[_key(stage, "kernels" if source == "bank" else "learned")]
+        values[f"s{stage + 1}"] = {"source": source, **spec}
+    return values
+
+
+def _apply_link(values):
+    """Set the stack from a link's values (after _init_state, before the widgets)."""
+    if "stages" in values:
+        st.session_state["stacks_stage_count"] = values["stages"]
+    if "work" in values:
+        st.session_state["stacks_working_size"] = values["work"]
+    for stage in range(MAX_STAGES):
+        spec = values.get(f"s{stage + 1}")
+        if spec is None:
+            continue
+        for part in ("source", *_STAGE_PARTS):
+            st.session_state[_key(stage, part)] = spec[part]
+        st.session_state[_key(stage, "kernels" if spec["source"] == "bank" else "learned")] = list(spec["kernels"])
 
 
 main()

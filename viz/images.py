@@ -154,3 +154,15 @@ def jpeg_bytes(rgb, quality=90, *, sharp_text=False):
     buffer = BytesIO()
     Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8)).save(buffer, format="JPEG", **options)
     return buffer.getvalue()
+
+
+def qr_picture(modules, *, module_pixels=8, quiet_modules=4):
+    """A QR code's modules (n, n) bool (True dark) as a black-on-white RGB uint8 image with its quiet zone.
+
+    Each module becomes a ``module_pixels`` square; ``quiet_modules`` white modules surround the code, as
+    the standard asks, so a phone reads it off a projector screen.
+    """
+    modules = np.asarray(modules, dtype=bool)
+    framed = np.pad(modules, quiet_modules, constant_values=False)
+    grey = np.where(framed, 0, 255).astype(np.uint8)
+    return upscale_nearest(np.repeat(grey[..., None], 3, axis=-1), module_pixels)
