@@ -16,6 +16,7 @@ from model.data import CONTRAST_RANGE, RADIUS_RANGE, insert_lesion
 from model.network import probability_picture
 from scans.preprocess import resize
 from views import links
+from views.exports import png_download
 from views.notices import show_teaching_notice
 from views.presenter import explain, explain_caption
 from views.scan_picker import choose_image
@@ -239,7 +240,9 @@ def _layers_section(outputs):
         values = by_name[name].values
         st.markdown(f"**{name}**: {len(values)} maps of {values.shape[1]} x {values.shape[2]}, {what}")
         tile = int(np.clip(values.shape[1] * 3, 72, 160))
-        st.image(layer_maps(values, name, tile=tile, columns=8), width="stretch")
+        maps_picture = layer_maps(values, name, tile=tile, columns=8)
+        st.image(maps_picture, width="stretch")
+        png_download(maps_picture, f"classifier_{name}_maps.png", key=f"clf_{name}_png")
 
 
 def _kernels_section(image):
@@ -253,7 +256,9 @@ def _kernels_section(image):
         "backpropagation reshaped them. Their weights add up to zero, so a flat region gives zero "
         "whatever its brightness: they respond to differences, not to the window setting."
     )
-    st.image(kernel_bank(kernels, tile=100, columns=8), width="stretch")
+    bank_picture = kernel_bank(kernels, tile=100, columns=8)
+    st.image(bank_picture, width="stretch")
+    png_download(bank_picture, "classifier_first_layer_kernels.png", key="clf_bank_png")
     labels = {index: f"kernel #{index + 1}" for index in range(len(kernels))}
     chosen = st.selectbox("Kernel to look at", tuple(labels), key="clf_kernel", format_func=labels.get)
     numbers_column, applied_column = st.columns([2, 3], gap="large")
@@ -262,9 +267,11 @@ def _kernels_section(image):
                  caption=f"Its weights (bias {biases[chosen]:+.3f}); sum {kernels[chosen].sum():+.4f}")
     with applied_column:
         response = conv2d(image, kernels[chosen], float(biases[chosen]), padding="same", padding_mode="reflect")
-        st.image(filtered_scan(response), width="stretch",
+        response_picture = filtered_scan(response)
+        st.image(response_picture, width="stretch",
                  caption="The same kernel applied to the whole image (red positive, blue negative): what this "
                          "first-layer channel sees everywhere, not just in the window.")
+        png_download(response_picture, f"classifier_kernel_{chosen + 1}_feature_map.png", key="clf_response_png")
 
 
 def _decision_section(outputs):
@@ -315,9 +322,11 @@ def _cam_section(image, patch, top, left, mask_patch):
     map_column, patch_column, image_column = st.columns(3, gap="medium")
     with map_column:
         step = classifier.architecture.stride
-        st.image(signed_map(cam_small), width="stretch",
+        cam_picture = signed_map(cam_small)
+        st.image(cam_picture, width="stretch",
                  caption=f"The map itself: {cam_small.shape[0]} x {cam_small.shape[1]} values, one per "
                          f"{step} x {step} block of the window (red: lesion, blue: no lesion).")
+        png_download(cam_picture, "class_activation_map.png", key="clf_cam_png")
     with patch_column:
         picture = cam_overlay(patch, cam, scale=PATCH_ZOOM)
         caption = "Where the map is highest (brightest), smoothed to the window's pixels, over the input."
@@ -325,14 +334,17 @@ def _cam_section(image, patch, top, left, mask_patch):
             picture = lesion_outline(picture, mask_patch, scale=PATCH_ZOOM)
             caption += " Green line: the synthetic lesion."
         st.image(picture, width="stretch", caption=caption)
+        png_download(picture, "class_activation_map_on_the_window.png", key="clf_cam_window_png")
     with image_column:
         scale = max(1, 520 // max(image.shape))
         heat = np.zeros(image.shape, dtype=np.float32)
         heat[top:top + size, left:left + size] = cam
         window = np.zeros(image.shape, dtype=bool)
         window[top:top + size, left:left + size] = True
-        st.image(outline_window(cam_overlay(image, heat, scale=scale, where=window), top, left, size, scale=scale),
-                 width="stretch", caption="The same, placed on the whole image inside the window.")
+        whole_picture = outline_window(cam_overlay(image, heat, scale=scale, where=window), top, left, size,
+                                       scale=scale)
+        st.image(whole_picture, width="stretch", caption="The same, placed on the whole image inside the window.")
+        png_download(whole_picture, "class_activation_map_on_the_image.png", key="clf_cam_image_png")
 
 
 def _map_section(image, chosen, lesion_key):
@@ -350,7 +362,9 @@ def _map_section(image, chosen, lesion_key):
         probabilities, tops, lefts = classifier.probability_map(image, stride=MAP_STRIDE)
     picture = probability_picture(probabilities, tops, lefts, image.shape, classifier.input_size)
     scale = max(1, 520 // max(image.shape))
-    st.image(probability_overlay(image, picture, scale=scale), width="stretch",
+    map_picture = probability_overlay(image, picture, scale=scale)
+    png_download(map_picture, "lesion_probability_map.png", key="clf_probability_png")
+    st.image(map_picture, width="stretch",
              caption=f"{probabilities.size} windows; highest lesion probability {100 * probabilities.max():.1f} %.")
     explain_caption("Busy anatomy (bone edges, vessels seen end-on, bowel, kidneys) can look like a blob to a "
                     "network trained only on synthetic lesions: expect some heat where there is no lesion.")

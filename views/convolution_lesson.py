@@ -13,9 +13,11 @@ from streamlit_image_coordinates import streamlit_image_coordinates
 
 from kernels import (KERNELS, MAX_KERNEL_SIZE, PADDING_MODES, conv2d, conv2d_trace, leaky_relu, make_kernel,
                      max_pool2d, output_size, pool2d_trace, relu, resolve_padding, sigmoid, tanh)
+from lessons.exports import conv_steps, pool_steps
 from lessons.links import Field, boolean, choice, grid, integer, number, record, whole_numbers
 from views import convolution_controls as controls
 from views import links
+from views.exports import png_download, step_export
 from views.components.step_player import conv_payload, pool_payload, step_player, view_options
 from views.notices import show_teaching_notice
 from views.presenter import colour_scheme, explain, explain_caption, is_presenting
@@ -67,19 +69,29 @@ def _activate(values, name, slope):
 
 def _whole_activation(image, parameters):
     """The whole image's map before and after the activation, side by side, as JPEG bytes."""
+    return jpeg_bytes(_whole_activation_picture(image, parameters), quality=92)
+
+
+def _whole_activation_picture(image, parameters):
+    """The picture of :func:`_whole_activation`, RGB uint8 (also its PNG download)."""
     kernel_rows, settings, name, slope = parameters
     before = conv2d(image, np.asarray(kernel_rows, dtype=np.float32), settings.bias, **settings.as_kwargs())
     after = _activate(before, name, slope)
     signed = name in ("ReLU", "leaky ReLU")
     # ReLU-like: one scale, so the kept values look the same before and after; squashing ones: their own.
     limits = [_colour_limit(before)] * 2 if signed else [_colour_limit(before), _colour_limit(after)]
-    grid = steps.feature_map_grid([before, after], ["before", f"after {name}"], columns=2, tile=420,
+    return steps.feature_map_grid([before, after], ["before", f"after {name}"], columns=2, tile=420,
                                   limit=limits, marked=[None, before < 0 if signed else None])
-    return jpeg_bytes(grid, quality=92)
 
 
 def _activation_frames(before, name, slope):
     """The region's map after the activation, and both maps drawn (encoded), remembered per session."""
+    after, before_frame, after_frame = _activation_pictures(before, name, slope)
+    return after, _frame_bytes(before_frame), _frame_bytes(after_frame)
+
+
+def _activation_pictures(before, name, slope):
+    """The region's map after the activation, and both maps drawn as RGB uint8 (also their PNG downloads)."""
     after = _activate(before, name, slope)
     marked = before < 0 if name in ("ReLU", "leaky ReLU") else None
     limit = float(np.max(np.abs(before))) or 1.0
@@ -87,11 +99,16 @@ def _activation_frames(before, name, slope):
     before_frame = steps.value_grid_frame(before, cell=cell, limit=limit)
     after_frame = steps.value_grid_frame(after, cell=cell, colour_map="heat" if name == "sigmoid" else "diverging",
                                          limit=1.0 if name == "tanh" else limit, marked=marked)
-    return after, _frame_bytes(before_frame), _frame_bytes(after_frame)
+    return after, before_frame, after_frame
 
 
 def _bank_grid(image, parameters):
     """Several bank kernels over the whole image, as one grid picture (JPEG bytes)."""
+    return jpeg_bytes(_bank_picture(image, parameters), quality=92)
+
+
+def _bank_picture(image, parameters):
+    """The picture of :func:`_bank_grid`, RGB uint8 (also its PNG download)."""
     names, stage, shared = parameters
     maps = []
     for name in names:
@@ -104,7 +121,7 @@ def _bank_grid(image, parameters):
     limits = [_colour_limit(feature_map) for feature_map in maps]
     limit = max(limits) if shared else limits
     titles = [f"{name} ({feature_map.shape[0]} x {feature_map.shape[1]})" for name, feature_map in zip(names, maps)]
-    return jpeg_bytes(steps.feature_map_grid(maps, titles, columns=4, tile=260, limit=limit), quality=92)
+    return steps.feature_map_grid(maps, titles, columns=4, tile=260, limit=limit)
 
 
 def _picture(image, parameters):
@@ -205,6 +222,11 @@ def _conv_player(trace, key):
                          on_link_step=_nothing)
     _link_step("conv", result, trace.num_steps)
     explain_caption(PLAYER_KEYS)
+    kernel_rows, kernel_cols = trace.kernel.shape
+    title = (f"Convolution, {kernel_rows} x {kernel_cols} kernel, stride {trace.stride[0]}"
+             + (f", dilation {trace.dilation[0]}" if trace.dilation[0] > 1 else ""))
+    step_export("convolution", lambda: conv_steps(trace, title=title), trace.num_steps, key="conv_export",
+                setting=key, scheme=colour_scheme())
 
 
 def _pool_player(trace, key):
@@ -213,6 +235,8 @@ def _pool_player(trace, key):
     result = step_player({**payload, "titles": _pool_titles(trace)}, key="pool_player", view=_player_view("pool"),
                          on_link_step=_nothing)
     _link_step("pool", result, trace.num_steps)
+    step_export("pooling", lambda: pool_steps(trace), trace.num_steps, key="pool_export", setting=key,
+                scheme=colour_scheme())
 
 
 def _nothing():
@@ -263,6 +287,7 @@ def _image_section(chosen, region, settings, kernel, image_column, map_column):
         st.markdown(f"**Feature map of the whole image**, {map_height} x {map_width}: red positive, "
                     "blue negative, white zero.")
         st.image(jpeg_bytes(drawn), output_format="JPEG", width="stretch")
+        png_download(drawn, "feature_map_whole_image.png", key="conv_map_png")
         st.caption(f"Largest value {whole['peak_value']:.4f} at row {whole['peak'][0]}, column {whole['peak'][1]} "
                    "(green ring): where the image looks most like the kernel. Colours reach full strength at "
                    f"the {MAP_COLOUR_PERCENTILE:g}th percentile of the magnitudes.")
@@ -393,13 +418,22 @@ def _activation_section(chosen, kernel, settings, trace):
                         caption=f"The region's output before ({before.shape[0]} x {before.shape[1]})")
     after_column.image(after_frame, output_format="JPEG",
                        caption=f"After {name}" + (": crossed cells were negative." if marked is not None else "."))
+    with before_column:
+        png_download(lambda: _activation_pictures(before, name, float(slope))[1], "region_map_before.png",
+                     key="conv_before_png")
+    with after_column:
+        png_download(lambda: _activation_pictures(before, name, float(slope))[2], f"region_map_after_{name}.png",
+                     key="conv_after_png")
     if marked is not None:
         st.markdown(f"**{int(marked.sum())} of {marked.size}** values were negative and "
                     + ("are now 0." if name == "ReLU" else f"were multiplied by {slope:g}."))
     with st.expander("The same on the whole image"):
-        st.image(controls.computed(_whole_activation, chosen, (_kernel_key(kernel), settings, name, float(slope))),
-                 output_format="JPEG",
+        parameters = (_kernel_key(kernel), settings, name, float(slope))
+        st.image(controls.computed(_whole_activation, chosen, parameters), output_format="JPEG",
                  caption="Grey: pixels that were negative before the activation.")
+        image = chosen.image
+        png_download(lambda: _whole_activation_picture(image, parameters), f"whole_image_before_after_{name}.png",
+                     key="conv_activation_png")
     return after
 
 
@@ -456,9 +490,12 @@ def _bank_section(chosen):
     stage = stage_column.radio("Show", BANK_STAGES, key="bank_stage", horizontal=True)
     shared = shared_column.toggle("One colour scale for all", key="bank_shared")
     if names:
-        st.image(controls.computed(_bank_grid, chosen, (tuple(names), stage, bool(shared))), width="stretch",
-                 output_format="JPEG",
+        parameters = (tuple(names), stage, bool(shared))
+        st.image(controls.computed(_bank_grid, chosen, parameters), width="stretch", output_format="JPEG",
                  caption="Each map: the whole image through one kernel (same padding, replicated edges).")
+        image = chosen.image
+        png_download(lambda: _bank_picture(image, parameters), "feature_maps_of_many_kernels.png",
+                     key="conv_bank_png")
 
 
 # ---------------------------------------------------------------------------------------------------

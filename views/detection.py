@@ -24,6 +24,7 @@ from lessons.links import Field, choice, whole_numbers
 from scans import apply_window
 from scans.preprocess import resize
 from views import links
+from views.exports import png_download
 from views.notices import show_teaching_notice
 from views.presenter import explain
 from views.scan_picker import choose_image
@@ -262,9 +263,11 @@ def _detection_section(chosen, image):
              for rank, match in reversed(list(enumerate(matches)))]
     heat_column, table_column = st.columns([3, 2], gap="large")
     with heat_column:
-        st.image(boxes_overlay(overlay, marks, scale=scale), width="stretch",
+        heat_picture = boxes_overlay(overlay, marks, scale=scale)
+        st.image(heat_picture, width="stretch",
                  caption="The response as heat over the image searched (bright = strong). Box 1 (green) is the "
                          "highest response; the others are the next best places that do not overlap it much.")
+        png_download(heat_picture, "response_on_the_image.png", key="det_heat_png")
     with table_column:
         st.dataframe([{"rank": rank + 1, "top row": match.row, "left column": match.col,
                        "score": round(match.score, 4)} for rank, match in enumerate(matches)],
@@ -293,9 +296,11 @@ def _detection_section(chosen, image):
             message += (f" On slice {chosen.slice_index} the box was at row {box.row}, column {box.col}: the "
                         f"structure moved by ({best.row - box.row}, {best.col - box.col}) pixels between slices.")
         st.markdown(message)
-        st.image(enlarge(heat_rgb(np.clip(response, low, high), low, high), max(1, 260 // max(response.shape))),
-                 caption=f"The response map alone: {response.shape[0]} x {response.shape[1]} positions, one per "
-                         "place the kernel fits entirely inside the image.", width="stretch")
+        response_picture = enlarge(heat_rgb(np.clip(response, low, high), low, high),
+                                   max(1, 260 // max(response.shape)))
+        st.image(response_picture, caption=f"The response map alone: {response.shape[0]} x {response.shape[1]} "
+                 "positions, one per place the kernel fits entirely inside the image.", width="stretch")
+        png_download(response_picture, "response_map.png", key="det_response_png")
     if not normalised:
         st.info("With the plain sum of products, bright regions score high whatever their shape; the "
                 "normalised score divides by each window's own contrast, so only the pattern counts.",

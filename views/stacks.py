@@ -25,6 +25,7 @@ from lessons.links import Codec, Field, choice, integer, names, record, whole_nu
 from model import load as load_classifier
 from scans.preprocess import resize
 from views import links
+from views.exports import png_download
 from views.notices import show_teaching_notice
 from views.presenter import explain
 from views.scan_picker import choose_image
@@ -332,6 +333,7 @@ def _receptive_field_section(working, stages, results):
         streamlit_image_coordinates(strip, key="stacks_rf_click", on_click=partial(_on_strip_click, layout),
                                     width="stretch" if strip.shape[1] > 700 else None, cursor="crosshair",
                                     png_compression_level=1)  # flat cells compress well; level 0 would not
+        png_download(strip, f"stage_{stage_number}_feature_maps.png", key="stacks_strip_png")
         st.caption(f"Stage {stage_number}: {maps} maps of {map_rows} x {map_cols} cells. Click a cell, or type "
                    "its row and column.")
 
@@ -343,8 +345,10 @@ def _receptive_field_section(working, stages, results):
         display_scale = max(1, FIELD_TARGET_SIDE // max(working.shape))
         boxes = [(region, STAGE_COLOURS[index], 2) for index, region in enumerate(regions[:-1])]
         boxes.append((chosen, STAGE_COLOURS[stage_index], 4))
-        st.image(field_overlay(working, boxes, scale=display_scale), width="stretch",
+        field_picture = field_overlay(working, boxes, scale=display_scale)
+        st.image(field_picture, width="stretch",
                  caption="Box colours: stage 1 green, stage 2 sky blue, stage 3 pink, stage 4 amber.")
+        png_download(field_picture, f"receptive_field_stage_{stage_number}.png", key="stacks_field_png")
     height, width = chosen[1] - chosen[0], chosen[3] - chosen[2]
     clipped = (height, width) != field.size
     explain(
@@ -469,6 +473,7 @@ value depends on more of the scan, which is why deeper layers respond to larger 
     st.image(overview, width=int(overview.shape[1]),
              caption="Every map drawn with the same size per cell as the input's pixels: pooling halves each "
                      "side. Red is positive, blue negative, white zero (each map on its own scale).")
+    png_download(overview, "stack_overview.png", key="stacks_overview_png")
     explain(
         "Multiply-adds: each output value of a convolution costs kernel height x width x input maps "
         "multiplications, and there are output maps x height x width of them. Pooling first makes the next "

@@ -54,13 +54,12 @@ from functools import lru_cache
 import numpy as np
 
 from viz.images import COLOUR_SCHEMES, diverging_rgb, grey_rgb
-from viz.steps import grid_decimals
+from viz.steps import CELL_SIGNIFICANT, EQUATION_DECIMALS, WORK_SIGNIFICANT, grid_decimals
 
 FORMAT = "convscope.step_player/1"
 PALETTE_SIZE = 256
-EQUATION_DECIMALS = 4
-_CELL_SIGNIFICANT = 2  # digits in the cells of the input and output grids, where space is tight
-_WORK_SIGNIFICANT = 3  # digits in the window, kernel and products grids of the arithmetic row
+_CELL_SIGNIFICANT = CELL_SIGNIFICANT
+_WORK_SIGNIFICANT = WORK_SIGNIFICANT
 
 
 def encode_array(values, dtype) -> dict:
