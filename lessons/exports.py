@@ -16,7 +16,7 @@ import struct
 import subprocess
 import threading
 import zipfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
 import numpy as np
 from PIL import Image
@@ -63,13 +63,6 @@ def step_range(count, first, last):
     if not 1 <= first <= last <= count:
         raise ValueError(f"the steps must run from 1 to {count}, first before last; got {first} to {last}")
     return range(first - 1, last)
-
-
-def frames(data: StepData, steps: Iterable[int], *, scheme="standard", size=SLIDE):
-    """The frames of ``steps`` (0-based), one at a time: (H, W, 3) uint8 arrays."""
-    drawer = StepFrames(data, scheme=scheme, size=size)
-    for step in steps:
-        yield drawer.frame(step)
 
 
 def export(data: StepData, kind: str, *, first=1, last=None, fps=2, scheme="standard", size=SLIDE,
