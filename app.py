@@ -6,6 +6,7 @@ import streamlit as st
 
 from kernels import warm_up
 from views.pages import PAGE_TABLE
+from views.presenter import presenter_bar
 
 st.set_page_config(page_title="ConvScope", page_icon=":material/biotech:", layout="wide")
 
@@ -22,6 +23,7 @@ def _engine_ready():
 
 
 _engine_ready()
+presenter_bar()  # above every page: the presenter switch and the colour scheme
 
 sections = {}
 for entry in PAGE_TABLE:

@@ -10,11 +10,15 @@ import streamlit as st
 from streamlit_image_coordinates import streamlit_image_coordinates
 
 from kernels import conv2d
+from lessons.links import Field, whole_numbers
 from model import load
 from model.data import CONTRAST_RANGE, RADIUS_RANGE, insert_lesion
 from model.network import anatomy_window, probability_picture
 from scans.preprocess import resize
+from views import links
+from views.exports import png_download
 from views.notices import show_teaching_notice
+from views.presenter import explain, explain_caption
 from views.scan_picker import choose_image
 from viz.images import grey_rgb, upscale_nearest
 from viz.network import (
@@ -162,7 +166,7 @@ def _window_section(image, chosen):
     classifier = load()
     size = classifier.input_size
     st.subheader("1. Place the window")
-    st.markdown(
+    explain(
         f"The network reads one **{size} x {size}** window of the image at a time. It opens on busy anatomy "
         "near the middle of the image; click on the image to move the window there. Then add a synthetic "
         "lesion inside it and watch the answer change, or move the window away from the lesion again."
@@ -222,7 +226,7 @@ def _layers_section(outputs):
                      f"{architecture.kernel_sizes[stage - 1]} x {architecture.kernel_sizes[stage - 1]}"
               for stage in range(1, stages + 1)}
     stage = st.radio("Stage", tuple(labels), key="clf_stage", format_func=labels.get, horizontal=True)
-    st.markdown(
+    explain(
         "Each stage convolves its input with its kernels (one feature map per kernel; red positive, blue "
         "negative), ReLU sets the negative values to zero, and max pooling keeps the largest value of each "
         "2 x 2 block, so the maps halve in size while each value sees a larger part of the patch."
@@ -235,7 +239,9 @@ def _layers_section(outputs):
         values = by_name[name].values
         st.markdown(f"**{name}**: {len(values)} maps of {values.shape[1]} x {values.shape[2]}, {what}")
         tile = int(np.clip(values.shape[1] * 3, 72, 160))
-        st.image(layer_maps(values, name, tile=tile, columns=8), width="stretch")
+        maps_picture = layer_maps(values, name, tile=tile, columns=8)
+        st.image(maps_picture, width="stretch")
+        png_download(maps_picture, f"classifier_{name}_maps.png", key=f"clf_{name}_png")
 
 
 def _kernels_section(image):
@@ -243,13 +249,15 @@ def _kernels_section(image):
     kernels = classifier.first_layer_kernels()
     biases = classifier.network.layer("conv1").params["bias"]
     st.subheader("4. What the first layer learned")
-    st.markdown(
+    explain(
         f"The {len(kernels)} kernels of the first layer, as training left them. They started as "
         "centre-surround blob detectors (a bright or dark spot in a ring of the opposite sign); "
         "backpropagation reshaped them. Their weights add up to zero, so a flat region gives zero "
         "whatever its brightness: they respond to differences, not to the window setting."
     )
-    st.image(kernel_bank(kernels, tile=100, columns=8), width="stretch")
+    bank_picture = kernel_bank(kernels, tile=100, columns=8)
+    st.image(bank_picture, width="stretch")
+    png_download(bank_picture, "classifier_first_layer_kernels.png", key="clf_bank_png")
     labels = {index: f"kernel #{index + 1}" for index in range(len(kernels))}
     chosen = st.selectbox("Kernel to look at", tuple(labels), key="clf_kernel", format_func=labels.get)
     numbers_column, applied_column = st.columns([2, 3], gap="large")
@@ -258,9 +266,11 @@ def _kernels_section(image):
                  caption=f"Its weights (bias {biases[chosen]:+.3f}); sum {kernels[chosen].sum():+.4f}")
     with applied_column:
         response = conv2d(image, kernels[chosen], float(biases[chosen]), padding="same", padding_mode="reflect")
-        st.image(filtered_scan(response), width="stretch",
+        response_picture = filtered_scan(response)
+        st.image(response_picture, width="stretch",
                  caption="The same kernel applied to the whole image (red positive, blue negative): what this "
                          "first-layer channel sees everywhere, not just in the window.")
+        png_download(response_picture, f"classifier_kernel_{chosen + 1}_feature_map.png", key="clf_response_png")
 
 
 def _decision_section(outputs):
@@ -271,7 +281,7 @@ def _decision_section(outputs):
     evidence = dense["weight"][:, 1] - dense["weight"][:, 0]
     st.subheader("5. From maps to an answer: pooling, the dense layer, softmax")
     how = "largest" if classifier.architecture.global_pool == "max" else "mean"
-    st.markdown(
+    explain(
         f"Global pooling keeps one number per channel of the last stage: the map's **{how}** value. "
         f"These {len(pooled)} numbers are the dense layer's inputs. The dense layer multiplies each by a "
         "weight per class and adds them up; below, each bar is one channel's push towards \"lesion\" "
@@ -305,15 +315,17 @@ def _cam_section(image, patch, top, left, mask_patch):
     if float(classifier.metadata.get("localisation_weight", "0")) > 0:
         taught = (" In training the map was also told where each synthetic lesion was: a second loss rewarded "
                   "it for being highest on the lesion's blocks, so its peak is meant to sit on the lesion.")
-    st.markdown("The class activation map weights each last-stage map by how much its channel votes for "
-                "\"lesion\" and adds them up: red where the network found evidence for a lesion, blue where "
-                "the evidence says \"no lesion\". " + exact + taught)
+    explain("The class activation map weights each last-stage map by how much its channel votes for "
+            "\"lesion\" and adds them up: red where the network found evidence for a lesion, blue where "
+            "the evidence says \"no lesion\". " + exact + taught)
     map_column, patch_column, image_column = st.columns(3, gap="medium")
     with map_column:
         step = classifier.architecture.stride
-        st.image(signed_map(cam_small), width="stretch",
+        cam_picture = signed_map(cam_small)
+        st.image(cam_picture, width="stretch",
                  caption=f"The map itself: {cam_small.shape[0]} x {cam_small.shape[1]} values, one per "
                          f"{step} x {step} block of the window (red: lesion, blue: no lesion).")
+        png_download(cam_picture, "class_activation_map.png", key="clf_cam_png")
     with patch_column:
         picture = cam_overlay(patch, cam, scale=PATCH_ZOOM)
         caption = "Where the map is highest (brightest), smoothed to the window's pixels, over the input."
@@ -321,19 +333,22 @@ def _cam_section(image, patch, top, left, mask_patch):
             picture = lesion_outline(picture, mask_patch, scale=PATCH_ZOOM)
             caption += " Green line: the synthetic lesion."
         st.image(picture, width="stretch", caption=caption)
+        png_download(picture, "class_activation_map_on_the_window.png", key="clf_cam_window_png")
     with image_column:
         scale = max(1, 520 // max(image.shape))
         heat = np.zeros(image.shape, dtype=np.float32)
         heat[top:top + size, left:left + size] = cam
         window = np.zeros(image.shape, dtype=bool)
         window[top:top + size, left:left + size] = True
-        st.image(outline_window(cam_overlay(image, heat, scale=scale, where=window), top, left, size, scale=scale),
-                 width="stretch", caption="The same, placed on the whole image inside the window.")
+        whole_picture = outline_window(cam_overlay(image, heat, scale=scale, where=window), top, left, size,
+                                       scale=scale)
+        st.image(whole_picture, width="stretch", caption="The same, placed on the whole image inside the window.")
+        png_download(whole_picture, "class_activation_map_on_the_image.png", key="clf_cam_image_png")
 
 
 def _map_section(image, chosen, lesion_key):
     st.subheader("7. Slide the window over the whole image")
-    st.markdown(
+    explain(
         f"The same network, applied to every window position {MAP_STRIDE} pixels apart: each place gets the "
         "lesion probability of the window centred nearest to it. Clear below 50 %, then heat."
     )
@@ -347,24 +362,31 @@ def _map_section(image, chosen, lesion_key):
     picture = probability_picture(probabilities, tops, lefts, image.shape, classifier.input_size)
     scale = max(1, 520 // max(image.shape))
     windows = f"{probabilities.size} window" + ("s" if probabilities.size > 1 else "")
-    st.image(probability_overlay(image, picture, scale=scale), width="stretch",
+    map_picture = probability_overlay(image, picture, scale=scale)
+    png_download(map_picture, "lesion_probability_map.png", key="clf_probability_png")
+    st.image(map_picture, width="stretch",
              caption=f"{windows}; highest lesion probability {100 * probabilities.max():.1f} %.")
-    st.caption("Busy anatomy (bone edges, vessels seen end-on, bowel, kidneys) can look like a blob to a "
-               "network trained only on synthetic lesions: expect some heat where there is no lesion.")
+    explain_caption("Busy anatomy (bone edges, vessels seen end-on, bowel, kidneys) can look like a blob to a "
+                    "network trained only on synthetic lesions: expect some heat where there is no lesion.")
 
 
 @st.fragment
 def _lesson(chosen, base_image):
     classifier = load()
     size = classifier.input_size
+    link_slot = st.container()
     if st.session_state.get("clf_identity") != _image_identity(chosen, base_image):
         _reset_state(base_image)
         st.session_state["clf_identity"] = _image_identity(chosen, base_image)
+    link_values = st.session_state.pop("clf__link", {})
+    if "window" in link_values:
+        st.session_state["clf_top"], st.session_state["clf_left"] = link_values["window"]
     _clamp_window(base_image.shape)
     lesion = st.session_state["clf_lesion"]
     image, mask = _image_with_lesion(base_image, lesion)
     _window_section(image, chosen)
     top, left = st.session_state["clf_top"], st.session_state["clf_left"]
+    links.publish(LINK_FIELDS, {"window": (top, left)}, chosen, page="classifier", slot=link_slot)
     patch = np.ascontiguousarray(image[top:top + size, left:left + size])
     mask_patch = mask[top:top + size, left:left + size] if mask is not None else None
     outputs = classifier.activations(patch)
@@ -381,14 +403,18 @@ def main():
     st.title("Does this patch contain a lesion?")
     st.warning(MODEL_NOTICE, icon=":material/science:")
     show_teaching_notice()
+    st.session_state["clf__link"] = links.opened(LINK_FIELDS)  # applied in _lesson, which knows the image
     chosen = choose_image()  # before the introduction: a refused upload is reported at the top
-    st.markdown(
+    explain(
         "A small convolutional network, trained here with ConvScope's own engine, answers one question about "
         "a 64 x 64 window of the image: is there a lesion in it? This page opens it up: the input, every "
         "layer's feature maps, the learned kernels, the weighted sum behind the answer, softmax, and where "
         "in the window the evidence lies."
     )
     _lesson(chosen, _fit_image(chosen.image))
+
+
+LINK_FIELDS = (Field("window", whole_numbers(2)),)  # the classifier's window: top row, left column
 
 
 main()

@@ -11,17 +11,24 @@ import numpy as np
 import streamlit as st
 from streamlit_image_coordinates import streamlit_image_coordinates
 
-from kernels import (KERNELS, conv2d, conv2d_trace, leaky_relu, max_pool2d, output_size, pool2d_trace, relu,
-                     resolve_padding, sigmoid, tanh)
+from kernels import (KERNELS, MAX_KERNEL_SIZE, PADDING_MODES, conv2d, conv2d_trace, leaky_relu, make_kernel,
+                     max_pool2d, output_size, pool2d_trace, relu, resolve_padding, sigmoid, tanh)
+from lessons.exports import conv_steps, pool_steps
+from lessons.links import Field, boolean, choice, grid, integer, number, record, whole_numbers
 from views import convolution_controls as controls
-from views.components.step_player import conv_payload, pool_payload, step_player
+from views import links
+from views.exports import png_download, step_export
+from views.components.step_player import conv_payload, pool_payload, step_player, view_options
 from views.notices import show_teaching_notice
+from views.presenter import colour_scheme, explain, explain_caption, is_presenting
 from views.scan_picker import choose_image
 from viz import steps
-from viz.images import grey_rgb, jpeg_bytes
+from viz.images import COLOUR_SCHEMES, grey_rgb, jpeg_bytes
 
 FRAME_SIZE = 540  # long side of an activation frame: two fit side by side at full size on a 1920-pixel projector
 ACTIVATIONS = ("ReLU", "leaky ReLU", "sigmoid", "tanh")
+SLOPE_DEFAULT = 0.1  # leaky ReLU's
+POOL_DEFAULTS = {"pool_mode": "max", "pool_size": 2, "pool_stride": 2, "pool_padding": 0}
 BANK_STAGES = ("feature maps", "after ReLU", "after ReLU and 2 x 2 max pooling")
 BANK_DEFAULT = ("sobel x", "sobel y", "laplacian", "laplacian of gaussian", "gaussian blur", "sharpen",
                 "emboss", "outline")
@@ -62,19 +69,29 @@ def _activate(values, name, slope):
 
 def _whole_activation(image, parameters):
     """The whole image's map before and after the activation, side by side, as JPEG bytes."""
+    return jpeg_bytes(_whole_activation_picture(image, parameters), quality=92)
+
+
+def _whole_activation_picture(image, parameters):
+    """The picture of :func:`_whole_activation`, RGB uint8 (also its PNG download)."""
     kernel_rows, settings, name, slope = parameters
     before = conv2d(image, np.asarray(kernel_rows, dtype=np.float32), settings.bias, **settings.as_kwargs())
     after = _activate(before, name, slope)
     signed = name in ("ReLU", "leaky ReLU")
     # ReLU-like: one scale, so the kept values look the same before and after; squashing ones: their own.
     limits = [_colour_limit(before)] * 2 if signed else [_colour_limit(before), _colour_limit(after)]
-    grid = steps.feature_map_grid([before, after], ["before", f"after {name}"], columns=2, tile=420,
+    return steps.feature_map_grid([before, after], ["before", f"after {name}"], columns=2, tile=420,
                                   limit=limits, marked=[None, before < 0 if signed else None])
-    return jpeg_bytes(grid, quality=92)
 
 
 def _activation_frames(before, name, slope):
     """The region's map after the activation, and both maps drawn (encoded), remembered per session."""
+    after, before_frame, after_frame = _activation_pictures(before, name, slope)
+    return after, _frame_bytes(before_frame), _frame_bytes(after_frame)
+
+
+def _activation_pictures(before, name, slope):
+    """The region's map after the activation, and both maps drawn as RGB uint8 (also their PNG downloads)."""
     after = _activate(before, name, slope)
     marked = before < 0 if name in ("ReLU", "leaky ReLU") else None
     limit = float(np.max(np.abs(before))) or 1.0
@@ -82,11 +99,16 @@ def _activation_frames(before, name, slope):
     before_frame = steps.value_grid_frame(before, cell=cell, limit=limit)
     after_frame = steps.value_grid_frame(after, cell=cell, colour_map="heat" if name == "sigmoid" else "diverging",
                                          limit=1.0 if name == "tanh" else limit, marked=marked)
-    return after, _frame_bytes(before_frame), _frame_bytes(after_frame)
+    return after, before_frame, after_frame
 
 
 def _bank_grid(image, parameters):
     """Several bank kernels over the whole image, as one grid picture (JPEG bytes)."""
+    return jpeg_bytes(_bank_picture(image, parameters), quality=92)
+
+
+def _bank_picture(image, parameters):
+    """The picture of :func:`_bank_grid`, RGB uint8 (also its PNG download)."""
     names, stage, shared = parameters
     maps = []
     for name in names:
@@ -101,7 +123,7 @@ def _bank_grid(image, parameters):
     # No-break spaces keep a shape on one line when a long name wraps its title.
     titles = [f"{name} ({feature_map.shape[0]}\u00a0x\u00a0{feature_map.shape[1]})"
               for name, feature_map in zip(names, maps)]
-    return jpeg_bytes(steps.feature_map_grid(maps, titles, columns=4, tile=260, limit=limit), quality=92)
+    return steps.feature_map_grid(maps, titles, columns=4, tile=260, limit=limit)
 
 
 def _picture(image, parameters):
@@ -151,27 +173,77 @@ PLAYER_KEYS = ("Once you have clicked a player, the keyboard works too: right an
                "Page Up, as a presentation clicker sends) step, the space bar plays and pauses.")
 
 
+def _conv_titles(trace):
+    """The conv player's captions in the chosen colour scheme's words (short ones in presenter view)."""
+    window, _, padding = (word.capitalize() for word in COLOUR_SCHEMES[colour_scheme()].names)
+    out_rows, out_cols = trace.output.shape
+    if is_presenting():
+        return {"input": f"The region, padded. {window}: the kernel's window",
+                "output": f"The output ({out_rows} x {out_cols})", "patch": "window", "kernel": "kernel",
+                "products": "products"}
+    return {"input": f"The region; {padding.lower()} hatching is padding. {window}: the kernel's window.",
+            "output": f"The output ({out_rows} x {out_cols}) filling in, row by row. {window}: the value just "
+                      "computed.",
+            "patch": "input patch", "kernel": "kernel", "products": "products"}
+
+
+def _pool_titles(trace):
+    """The pooling player's captions, like :func:`_conv_titles`."""
+    window, kept, _ = (word.capitalize() for word in COLOUR_SCHEMES[colour_scheme()].names)
+    out_rows, out_cols = trace.output.shape
+    keeps = f"; {kept.lower()} ring: the value it keeps" if trace.mode == "max" else ""
+    return {"input": f"The activated map. {window}: the pooling window{keeps}.",
+            "output": f"The pooled map ({out_rows} x {out_cols})" + ("" if is_presenting() else " filling in."),
+            "patch": "window"}
+
+
+def _player_view(name):
+    """How the player is shown: presenter layout (the convolution's), colour scheme, the step a link asks for."""
+    return view_options(presenting=is_presenting() and name == "conv", scheme=colour_scheme(),
+                        initial_step=st.session_state.get(f"conv__initial_{name}_step", 0), link_button=True)
+
+
+def _link_step(name, result, count):
+    """Remember the step the person asked to link ("Link this step"): it goes into the lesson's link.
+
+    A linked step past the trace's last (a link from a larger region) becomes the last.
+    """
+    if result is not None and result.get("link_step") is not None:
+        step = int(result["link_step"])
+        st.session_state[f"conv__initial_{name}_step"] = step
+        st.session_state[f"conv__link_{name}_step"] = step + 1
+    linked = st.session_state.get(f"conv__link_{name}_step")
+    if linked is not None and linked > count:
+        st.session_state[f"conv__link_{name}_step"] = count
+
+
 def _conv_player(trace, key):
     """The convolution's step player; ``key`` names the trace's setting (the payload is built once per setting)."""
-    out_rows, out_cols = trace.output.shape
-    titles = {"input": "The region; violet hatching is padding. Orange: the kernel's window.",
-              "output": f"The output ({out_rows} x {out_cols}) filling in, row by row. Orange: the value just "
-                        "computed.",
-              "patch": "input patch", "kernel": "kernel", "products": "products"}
-    payload = _session_memo("conv_player", key, lambda: conv_payload(trace, titles=titles, memory="conv"))
-    step_player(payload, key="conv_player")
-    st.caption(PLAYER_KEYS)
+    payload = _session_memo("conv_player", key, lambda: conv_payload(trace, titles={}, memory="conv"))
+    result = step_player({**payload, "titles": _conv_titles(trace)}, key="conv_player", view=_player_view("conv"),
+                         on_link_step=_nothing)
+    _link_step("conv", result, trace.num_steps)
+    explain_caption(PLAYER_KEYS)
+    kernel_rows, kernel_cols = trace.kernel.shape
+    title = (f"Convolution, {kernel_rows} x {kernel_cols} kernel, stride {trace.stride[0]}"
+             + (f", dilation {trace.dilation[0]}" if trace.dilation[0] > 1 else ""))
+    step_export("convolution", lambda: conv_steps(trace, title=title), trace.num_steps, key="conv_export",
+                setting=key, scheme=colour_scheme())
 
 
 def _pool_player(trace, key):
     """The pooling's step player, like :func:`_conv_player`."""
-    out_rows, out_cols = trace.output.shape
-    titles = {"input": "The activated map. Orange: the pooling window"
-                       + ("; green: the value it keeps." if trace.mode == "max" else "."),
-              "output": f"The pooled map ({out_rows} x {out_cols}) filling in.",
-              "patch": "window"}
-    payload = _session_memo("pool_player", key, lambda: pool_payload(trace, titles=titles, memory="pool"))
-    step_player(payload, key="pool_player")
+    payload = _session_memo("pool_player", key, lambda: pool_payload(trace, titles={}, memory="pool"))
+    result = step_player({**payload, "titles": _pool_titles(trace)}, key="pool_player", view=_player_view("pool"),
+                         on_link_step=_nothing)
+    _link_step("pool", result, trace.num_steps)
+    step_export("pooling", lambda: pool_steps(trace), trace.num_steps, key="pool_export", setting=key,
+                scheme=colour_scheme())
+
+
+def _nothing():
+    # The step arrives in the player's result during the rerun; the callback only has to exist.
+    pass
 
 
 def _session_memo(name, key, compute):
@@ -214,12 +286,16 @@ def _image_section(chosen, region, settings, kernel, image_column, map_column):
         map_height, map_width = whole["map"].shape
         stride = settings.stride
         region_on_map = (region.top / stride, region.left / stride, region.size / stride, region.size / stride)
-        drawn = _session_memo("whole map", (image_key, _kernel_key(kernel), settings, region),
-                              lambda: jpeg_bytes(steps.marked_picture(whole["rgb"], peak=whole["peak"],
-                                                                      boxes=[(region_on_map, steps.WINDOW_COLOUR)])))
+
+        def marked_map():
+            return steps.marked_picture(whole["rgb"], peak=whole["peak"], boxes=[(region_on_map, steps.WINDOW_COLOUR)])
+
+        encoded_map = _session_memo("whole map", (image_key, _kernel_key(kernel), settings, region),
+                                    lambda: jpeg_bytes(marked_map()))
         st.markdown(f"**Feature map of the whole image**, {map_height} x {map_width}: red positive, "
                     "blue negative, white zero.")
-        st.image(drawn, output_format="JPEG", width="stretch")
+        st.image(encoded_map, output_format="JPEG", width="stretch")
+        png_download(marked_map, "feature_map_whole_image.png", key="conv_map_png")
         st.caption(f"Largest value {whole['peak_value']:.4f} at row {whole['peak'][0]}, column {whole['peak'][1]} "
                    "(green ring): where the image looks most like the kernel. Colours reach full strength at "
                    f"the {MAP_COLOUR_PERCENTILE:g}th percentile of the magnitudes.")
@@ -253,11 +329,11 @@ def _kernel_section():
             st.warning(problem)
     with settings_column:
         settings = controls.settings_controls()
-        st.caption("CNN libraries slide the kernel as it is (cross-correlation). Textbook convolution first "
-                   "turns it half a turn, which flips the sign of an edge kernel's answer and leaves a "
-                   "symmetric blur unchanged. A network learns its kernels either way, so it does not care.")
-        st.caption("Zero padding is the usual choice in CNNs, but around a bright image it invents an edge "
-                   "at the border; reflect and replicate padding continue the image instead.")
+        explain_caption("CNN libraries slide the kernel as it is (cross-correlation). Textbook convolution first "
+                        "turns it half a turn, which flips the sign of an edge kernel's answer and leaves a "
+                        "symmetric blur unchanged. A network learns its kernels either way, so it does not care.")
+        explain_caption("Zero padding is the usual choice in CNNs, but around a bright image it invents an edge "
+                        "at the border; reflect and replicate padding continue the image instead.")
     # Up to 5 x 5 the grid fits under its controls; wider ones need the page's width (a 9 x 9 grid at 1280
     # pixels would scroll sideways in half of it).
     with kernel_column if kernel.shape[1] <= 5 else st.container():
@@ -270,9 +346,14 @@ def main():
     """Draw the whole lesson."""
     st.title("A kernel scans the image")
     show_teaching_notice()
+    link_values = links.opened(LINK_FIELDS)
+    # Presenting, the step player comes first, under the title: it is filled in once its trace is known.
+    player_slot = st.container() if is_presenting() else None
+    link_slot = st.container()
     chosen = choose_image()
     controls.init_state()
-    st.markdown(
+    _apply_link(link_values)
+    explain(
         "A convolution layer slides a small grid of weights, the **kernel**, over the image. At every position "
         "it multiplies each pixel under the kernel by the weight lying on it and adds up the products, plus a "
         "**bias**: that single number becomes one pixel of a new image, the **feature map**. Articles on "
@@ -280,13 +361,14 @@ def main():
         "happen with the real numbers, on a real scan.")
 
     st.header("1. The image and the region", divider="gray")
-    st.markdown("Numbers are readable only for a small piece of the image, so the step-by-step part works on "
-                "a region: click the image or use the sliders. Beside it, the same kernel over the whole image.")
+    explain("Numbers are readable only for a small piece of the image, so the step-by-step part works on "
+            "a region: click the image or use the sliders. Beside it, the same kernel over the whole image.")
     identity = chosen.cache_key.split("|")[0] if chosen.cache_key else f"upload:{chosen.name}:{chosen.image.shape}"
     if st.session_state.get("conv__image_identity") != identity:
         st.session_state["conv__image_identity"] = identity
-        centre = controls.computed(_picture, chosen, ())["centre"]
-        controls.centre_region_on(*centre, chosen.image.shape)
+        if not st.session_state.pop("conv__region_from_link", False):  # else a lesson link placed the region
+            centre = controls.computed(_picture, chosen, ())["centre"]
+            controls.centre_region_on(*centre, chosen.image.shape)
     region = controls.region_sliders(chosen.image.shape)
     controls.take_pending_cut(chosen.image, region)
     image_column, map_column = st.columns(2, gap="medium")
@@ -302,33 +384,38 @@ def main():
     except ValueError as error:
         st.error(f"These settings do not work on the region: {error}")
         trace = None
-    st.caption("**Stride** is how far the window jumps between positions; **padding** adds a border so the "
-               "kernel can also sit on the edge pixels; **dilation** spreads its taps apart to see a wider area "
-               "with the same number of weights.")
+    explain_caption("**Stride** is how far the window jumps between positions; **padding** adds a border so the "
+                    "kernel can also sit on the edge pixels; **dilation** spreads its taps apart to see a wider "
+                    "area with the same number of weights.")
 
     if trace is not None:
-        st.header("3. Step by step: multiply and add", divider="gray")
-        st.markdown("The region is treated as a small image of its own, so its border gets padding. At each step "
-                    "the pixels in the orange window are multiplied by the kernel's weights, cell by cell; the sum "
-                    "of those products plus the bias is the output value. Then the window moves on by the "
-                    "stride, left to right, top to bottom.")
-        _conv_player(trace, trace_key)
+        if player_slot is not None:
+            with player_slot:
+                _conv_player(trace, trace_key)
+        else:
+            st.header("3. Step by step: multiply and add", divider="gray")
+            st.markdown("The region is treated as a small image of its own, so its border gets padding. At each "
+                        "step the pixels in the window are multiplied by the kernel's weights, cell by cell; the "
+                        "sum of those products plus the bias is the output value. Then the window moves on by "
+                        "the stride, left to right, top to bottom.")
+            _conv_player(trace, trace_key)
         after = _activation_section(chosen, kernel, settings, trace)
         _pooling_section(after, trace, whole)
     _bank_section(chosen)
+    links.publish(LINK_FIELDS, _link_values(), chosen, page="convolution", slot=link_slot, defaults=_link_defaults())
 
 
 def _activation_section(chosen, kernel, settings, trace):
     """ReLU and the other activations on the region's output; returns the activated map."""
     st.header("4. The activation: ReLU clears the negatives", divider="gray")
-    st.markdown("Wherever the image looks like the opposite of the kernel, the sum comes out negative. A **ReLU** "
-                "keeps positive values and sets every negative one to zero (crossed cells). Without such a bend, "
-                "a stack of convolutions would add up to one single convolution. **Leaky ReLU** keeps a small "
-                "fraction of each negative value; **sigmoid** and **tanh** squeeze every value into 0 to 1 or "
-                "-1 to 1.")
+    explain("Wherever the image looks like the opposite of the kernel, the sum comes out negative. A **ReLU** "
+            "keeps positive values and sets every negative one to zero (crossed cells). Without such a bend, "
+            "a stack of convolutions would add up to one single convolution. **Leaky ReLU** keeps a small "
+            "fraction of each negative value; **sigmoid** and **tanh** squeeze every value into 0 to 1 or "
+            "-1 to 1.")
     choice_column, slope_column = st.columns([2, 1])
     st.session_state.setdefault("conv_activation", ACTIVATIONS[0])
-    st.session_state.setdefault("conv_slope", 0.1)
+    st.session_state.setdefault("conv_slope", SLOPE_DEFAULT)
     name = choice_column.radio("Activation", ACTIVATIONS, key="conv_activation", horizontal=True)
     slope = slope_column.number_input("Leaky ReLU slope", 0.0, 1.0, step=0.01, key="conv_slope",
                                       disabled=name != "leaky ReLU")
@@ -342,26 +429,35 @@ def _activation_section(chosen, kernel, settings, trace):
                         caption=f"The region's output before ({before.shape[0]} x {before.shape[1]})")
     after_column.image(after_frame, output_format="JPEG",
                        caption=f"After {name}" + (": crossed cells were negative." if marked is not None else "."))
+    with before_column:
+        png_download(lambda: _activation_pictures(before, name, float(slope))[1], "region_map_before.png",
+                     key="conv_before_png")
+    with after_column:
+        png_download(lambda: _activation_pictures(before, name, float(slope))[2], f"region_map_after_{name}.png",
+                     key="conv_after_png")
     if marked is not None:
         st.markdown(f"**{int(marked.sum())} of {marked.size}** values were negative and "
                     + ("are now 0." if name == "ReLU" else f"were multiplied by {slope:g}."))
     # A toggle, not an expander: an expander's content is computed on every rerun even while closed, and
     # this picture cost 30-50 ms of every kernel change.
     if st.toggle("Show the same on the whole image", key="conv_whole_activation"):
-        st.image(controls.computed(_whole_activation, chosen, (_kernel_key(kernel), settings, name, float(slope))),
-                 output_format="JPEG",
+        parameters = (_kernel_key(kernel), settings, name, float(slope))
+        st.image(controls.computed(_whole_activation, chosen, parameters), output_format="JPEG",
                  caption="Grey: pixels that were negative before the activation.")
+        image = chosen.image
+        png_download(lambda: _whole_activation_picture(image, parameters), f"whole_image_before_after_{name}.png",
+                     key="conv_activation_png")
     return after
 
 
 def _pooling_section(after, trace, whole):
     """Max or average pooling of the activated region map, stepped."""
     st.header("5. Pooling: a smaller map", divider="gray")
-    st.markdown("**Max pooling** keeps only the largest value of each small window; **average pooling** keeps the "
-                "mean. A 2 x 2 window moving by 2 halves each side, so the next layer has a quarter of the pixels "
-                "to work on and each of its pixels stands for a larger piece of the scan. That is why early "
-                "layers pick out fine detail and later layers larger structures.")
-    for key, default in (("pool_mode", "max"), ("pool_size", 2), ("pool_stride", 2), ("pool_padding", 0)):
+    explain("**Max pooling** keeps only the largest value of each small window; **average pooling** keeps the "
+            "mean. A 2 x 2 window moving by 2 halves each side, so the next layer has a quarter of the pixels "
+            "to work on and each of its pixels stands for a larger piece of the scan. That is why early "
+            "layers pick out fine detail and later layers larger structures.")
+    for key, default in POOL_DEFAULTS.items():
         st.session_state.setdefault(key, default)
     # Padding beyond half the window would let a window hold padding only.
     st.session_state["pool_padding"] = min(st.session_state["pool_padding"], st.session_state["pool_size"] // 2)
@@ -395,10 +491,10 @@ def _pooling_section(after, trace, whole):
 def _bank_section(chosen):
     """Many bank kernels on the whole image at once."""
     st.header("6. Many kernels at once", divider="gray")
-    st.markdown("A real layer applies many kernels to the same input, and each gives its own feature map: one "
-                "finds vertical edges, another horizontal ones, another small bright spots. A trained network "
-                "learns its kernels from examples instead of taking them from a list. With one shared colour "
-                "scale you can compare how strongly each kernel answers.")
+    explain("A real layer applies many kernels to the same input, and each gives its own feature map: one "
+            "finds vertical edges, another horizontal ones, another small bright spots. A trained network "
+            "learns its kernels from examples instead of taking them from a list. With one shared colour "
+            "scale you can compare how strongly each kernel answers.")
     st.session_state.setdefault("bank_names", list(BANK_DEFAULT))
     st.session_state.setdefault("bank_stage", BANK_STAGES[0])
     st.session_state.setdefault("bank_shared", False)
@@ -407,6 +503,106 @@ def _bank_section(chosen):
     stage = stage_column.radio("Show", BANK_STAGES, key="bank_stage", horizontal=True)
     shared = shared_column.toggle("One colour scale for all", key="bank_shared")
     if names:
-        st.image(controls.computed(_bank_grid, chosen, (tuple(names), stage, bool(shared))), width="stretch",
-                 output_format="JPEG",
+        parameters = (tuple(names), stage, bool(shared))
+        st.image(controls.computed(_bank_grid, chosen, parameters), width="stretch", output_format="JPEG",
                  caption="Each map: the whole image through one kernel (same padding, replicated edges).")
+        image = chosen.image
+        png_download(lambda: _bank_picture(image, parameters), "feature_maps_of_many_kernels.png",
+                     key="conv_bank_png")
+
+
+# ---------------------------------------------------------------------------------------------------
+# The lesson's link (views/links.py): what a lecturer sets up, as query parameters
+
+
+_LINK_SOURCES = dict(zip(("bank", "random", "cut"), controls.SOURCES))
+_LINK_ACTIVATIONS = dict(zip(("relu", "leaky_relu", "sigmoid", "tanh"), ACTIVATIONS))
+_LINK_PADDINGS = {**{str(amount): amount for amount in range(5)}, "same": "same", "valid": "valid"}
+LINK_FIELDS = (
+    Field("region", whole_numbers(3)),  # top, left, size; brought inside the image by the sliders
+    Field("source", choice(_LINK_SOURCES)),
+    Field("kname", choice(tuple(KERNELS))),
+    Field("ksize", integer(1, MAX_KERNEL_SIZE)),
+    Field("seed", integer(0, 10**6)),
+    Field("k", grid(MAX_KERNEL_SIZE, controls.KERNEL_LIMIT)),  # the kernel's values, exactly
+    Field("stride", integer(1, 4)),
+    Field("padding", choice(_LINK_PADDINGS)),
+    Field("pad_mode", choice(PADDING_MODES)),
+    Field("dilation", integer(1, 3)),
+    Field("bias", number(-10.0, 10.0)),
+    Field("flip", boolean()),
+    Field("act", choice(_LINK_ACTIVATIONS)),
+    Field("slope", number(0.0, 1.0)),
+    Field("pool", record((("mode", choice(("max", "avg"))), ("size", integer(2, 4)), ("stride", integer(1, 4)),
+                          ("padding", integer(0, 2))), separator=",")),
+    Field("step", integer(1, 10**6)),  # 1-based, as the player shows it
+    Field("pool_step", integer(1, 10**6)),
+)
+_LINK_STORED = {"source": "conv_kernel_source", "kname": "conv_kernel_name", "ksize": "conv_kernel_size",
+                "seed": "conv_random_seed", "stride": "conv_stride", "pad_mode": "conv_padding_mode",
+                "dilation": "conv_dilation", "bias": "conv_bias", "flip": "conv_flip"}
+_LINK_WIDGETS = {"act": "conv_activation", "slope": "conv_slope"}
+_LINK_POOL = {"mode": "pool_mode", "size": "pool_size", "stride": "pool_stride", "padding": "pool_padding"}
+
+
+def _link_defaults():
+    """LINK_FIELDS values a fresh session starts with (left out of the link), and the kernel its source builds."""
+    defaults = {name: controls.DEFAULTS[key] for name, key in _LINK_STORED.items()}
+    defaults.update(padding=controls.DEFAULTS["conv_padding"], act=ACTIVATIONS[0], slope=SLOPE_DEFAULT,
+                    pool={name: POOL_DEFAULTS[key] for name, key in _LINK_POOL.items()})
+    source, name, size = (controls.value(key) for key in ("conv_kernel_source", "conv_kernel_name",
+                                                           "conv_kernel_size"))
+    if source == controls.SOURCES[0]:
+        defaults["k"] = make_kernel(name, size) if KERNELS[name].resizable else make_kernel(name)
+    elif source == controls.SOURCES[1]:
+        defaults["k"] = controls.random_kernel(size, controls.value("conv_random_seed"))
+    return defaults
+
+
+def _link_values():
+    """The lesson's state as LINK_FIELDS values (None: not set up on this run, left out of the link)."""
+    values = {name: controls.value(key) for name, key in _LINK_STORED.items()}
+    values["region"] = tuple(int(controls.value(key)) for key in
+                             ("conv_region_top", "conv_region_left", "conv_region_size"))
+    values["k"] = np.asarray(st.session_state[controls.KERNEL_GRID], dtype=np.float32)
+    kind = controls.value("conv_padding_kind")
+    values["padding"] = int(controls.value("conv_padding")) if kind == "number" else kind
+    values.update({name: st.session_state.get(key) for name, key in _LINK_WIDGETS.items()})
+    if all(key in st.session_state for key in _LINK_POOL.values()):
+        values["pool"] = {name: st.session_state[key] for name, key in _LINK_POOL.items()}
+    values["step"] = st.session_state.get("conv__link_conv_step")
+    values["pool_step"] = st.session_state.get("conv__link_pool_step")
+    return values
+
+
+def _apply_link(values):
+    """Set the lesson's state from a link's values (after controls.init_state, before any widget)."""
+    if not values:
+        return
+    for name, key in _LINK_STORED.items():
+        if name in values:
+            st.session_state[controls.stored_key(key)] = values[name]
+    if "region" in values:
+        for key, number in zip(("conv_region_top", "conv_region_left", "conv_region_size"), values["region"]):
+            st.session_state[controls.stored_key(key)] = int(number)
+        st.session_state["conv__region_from_link"] = True
+    if "padding" in values:
+        padding = values["padding"]
+        st.session_state[controls.stored_key("conv_padding_kind")] = padding if isinstance(padding, str) else "number"
+        if not isinstance(padding, str):
+            st.session_state[controls.stored_key("conv_padding")] = padding
+    if "k" in values:
+        st.session_state[controls.KERNEL_GRID] = values["k"].tolist()
+    elif values.keys() & {"source", "kname", "ksize", "seed"}:
+        controls.kernel_from_source()
+    for name, key in _LINK_WIDGETS.items():
+        if name in values:
+            st.session_state[key] = values[name]
+    for name, key in _LINK_POOL.items():
+        if "pool" in values:
+            st.session_state[key] = values["pool"][name]
+    for name in ("conv", "pool"):
+        step = values.get("step" if name == "conv" else "pool_step")
+        if step is not None:
+            st.session_state[f"conv__initial_{name}_step"] = step - 1
+            st.session_state[f"conv__link_{name}_step"] = step

@@ -21,9 +21,13 @@ from kernels.matching import (
     structured_boxes,
     zero_mean_kernel,
 )
+from lessons.links import Field, choice, whole_numbers
 from scans import apply_window
 from scans.preprocess import resize
+from views import links
+from views.exports import png_download
 from views.notices import show_teaching_notice
+from views.presenter import explain
 from views.scan_picker import choose_image
 from viz.detection import (
     BEST_COLOUR,
@@ -187,8 +191,9 @@ def _matches_table(matches):
 
 @st.fragment
 def _detection_section(chosen, image):
+    link_slot = st.container()
     st.subheader("1. Cut a kernel out of the image")
-    st.markdown(
+    explain(
         "Drag a box around a structure on the image (a vertebra, a vessel, an organ's edge, a nodule), or "
         "click to move the box there, or type its position. The pixels in the box become the kernel."
     )
@@ -197,6 +202,7 @@ def _detection_section(chosen, image):
         _set_box("det", structured_boxes(image, (side, side), count=1)[0])
         st.session_state["det_identity"] = _image_identity(chosen)
         st.session_state.pop("det_threshold", None)
+    _apply_link(st.session_state.pop("det__link", {}), chosen)
     _clamp_box("det", image.shape)
     box = _get_box("det")
     scale = _display_scale(image)
@@ -223,6 +229,8 @@ def _detection_section(chosen, image):
             threshold = st.slider("Threshold: pixels at least this bright become 1", low, high,
                                   key="det_threshold", step=0.001, format="%.3f")
         score = st.radio("Score", tuple(SCORES), key="det_score", format_func=SCORES.get)
+        links.publish(LINK_FIELDS, {"box": tuple(_get_box("det")), "kind": kind, "score": score}, chosen,
+                      page="detection", slot=link_slot)
         try:
             kernel = _make_kernel(patch, kind, threshold)
         except ValueError as error:
@@ -275,9 +283,11 @@ def _detection_section(chosen, image):
              for rank, match in reversed(list(enumerate(matches)))]
     heat_column, table_column = st.columns([3, 2], gap="large")
     with heat_column:
-        st.image(boxes_overlay(overlay, marks, scale=scale), width="stretch",
+        heat_picture = boxes_overlay(overlay, marks, scale=scale)
+        st.image(heat_picture, width="stretch",
                  caption="The response as heat over the image searched (bright = strong). Box 1 (green) is the "
                          "highest response; the others are the next best places that do not overlap it much.")
+        png_download(heat_picture, "response_on_the_image.png", key="det_heat_png")
     with table_column:
         # An HTML table, not the canvas grid: its columns grow with their numbers, where the grid kept the
         # widths of its first data and cut the leading digits off plain sums (2671.6301 showed as 671.6301).
@@ -306,9 +316,11 @@ def _detection_section(chosen, image):
             message += (f" On slice {chosen.slice_index} the box was at row {box.row}, column {box.col}: the "
                         f"structure moved by ({best.row - box.row}, {best.col - box.col}) pixels between slices.")
         st.markdown(message)
-        st.image(enlarge(heat_rgb(np.clip(response, low, high), low, high), max(1, 260 // max(response.shape))),
-                 caption=f"The response map alone: {response.shape[0]} x {response.shape[1]} positions, one per "
-                         "place the kernel fits entirely inside the image.", width="stretch")
+        response_picture = enlarge(heat_rgb(np.clip(response, low, high), low, high),
+                                   max(1, 260 // max(response.shape)))
+        st.image(response_picture, caption=f"The response map alone: {response.shape[0]} x {response.shape[1]} "
+                 "positions, one per place the kernel fits entirely inside the image.", width="stretch")
+        png_download(response_picture, "response_map.png", key="det_response_png")
     if not normalised:
         st.info("With the plain sum of products, bright regions score high whatever their shape; the "
                 "normalised score divides by each window's own contrast, so only the pattern counts.",
@@ -318,7 +330,7 @@ def _detection_section(chosen, image):
 @st.fragment
 def _two_classes_section(chosen, image):
     st.subheader("3. Two kernels, two classes")
-    st.markdown(
+    explain(
         "Classification with kernels, in miniature: kernel A is cut from an example of class A, kernel B from "
         "an example of class B. The image is cut into tiles; in each tile both kernels are slid over it, and "
         "the tile goes to the class whose kernel responds more. A network grading prostate biopsies could do "
@@ -384,8 +396,10 @@ def _two_classes_section(chosen, image):
 def main():
     st.title("Where is it?")
     show_teaching_notice()
+    # Applied by the detection section, which knows the image the box belongs to.
+    st.session_state["det__link"] = links.opened(LINK_FIELDS)
     chosen = choose_image("scan")
-    st.markdown(
+    explain(
         """
 A convolution gives a large output wherever the image under the kernel looks like the kernel. So a
 kernel *shaped like the thing you are looking for* turns into a detector: slide it over the whole scan,
@@ -404,6 +418,23 @@ A trained network learns its kernels from examples. Here you make one by hand: c
         return
     _detection_section(chosen, image)
     _two_classes_section(chosen, image)
+
+
+# ------------------------------------------------------------------------------- the lesson's link
+
+
+LINK_FIELDS = (Field("box", whole_numbers(4)),  # top row, left column, height, width; kept inside the image
+               Field("kind", choice(tuple(KERNEL_KINDS))), Field("score", choice(tuple(SCORES))))
+
+
+def _apply_link(values, chosen):
+    """Set the detection box and its kernel from a link's values (before the section's widgets)."""
+    if "box" in values:
+        _set_box("det", Box(*values["box"]))
+        st.session_state["det_identity"] = _image_identity(chosen)
+    for name in ("kind", "score"):
+        if name in values:
+            st.session_state[f"det_{name}"] = values[name]
 
 
 main()

@@ -7,7 +7,9 @@ import streamlit as st
 
 from scans import window_bounds
 from scans.preprocess import NORMALISATIONS, centre_square, run_pipeline, value_histogram
+from views import links
 from views.notices import show_teaching_notice
+from views.presenter import explain, explain_caption
 from views.scan_picker import choose_image
 from viz.images import fit_factor, grey_rgb, upscale_nearest
 
@@ -26,8 +28,11 @@ _NORMALISATION_HELP = {
 def main():
     st.title("The input: from scan to network input")
     show_teaching_notice()
+    links.opened(())  # the lesson's link holds the image choice only
+    link_slot = st.container()
     chosen = choose_image("scan")  # before the introduction: a refused upload is reported at the top
-    st.markdown(
+    links.publish((), {}, chosen, page="input", slot=link_slot)
+    explain(
         "A network never sees a picture: it sees a grid of numbers. Before the first convolution, the "
         "scan is read in its physical units, a grey-level window decides which values matter, and the "
         "image is cropped to a region, resized to the size the network was built for, and its values "
@@ -68,8 +73,8 @@ def scan_section(chosen):
             f"{_shift_formula(lower)} / {chosen.width:.6g}."
         )
         if scan.units == "HU":
-            st.caption("Hounsfield units: water is 0, air about -1000, fat about -100, soft tissue 20 to 80, "
-                       "bone several hundred and more. A CT window preset picks the range one tissue lives in.")
+            explain_caption("Hounsfield units: water is 0, air about -1000, fat about -100, soft tissue 20 to 80, "
+                            "bone several hundred and more. A CT window preset picks the range one tissue lives in.")
         st.altair_chart(_histogram_chart(chosen.pixels, lower, upper, units), width="stretch")
         st.caption("How many pixels of the slice have each value (square-root scale, so that small counts stay "
                    "visible); the shaded band is the window.")
@@ -120,8 +125,8 @@ def _histogram_chart(values, lower=None, upper=None, units="", *, bins=80, title
 @st.fragment
 def preprocessing_section(chosen):
     st.header("2. Preprocessing")
-    st.markdown("Switch each step on to see what it does. They run in this order, on the values in "
-                "physical units; the normalisation comes last.")
+    explain("Switch each step on to see what it does. They run in this order, on the values in "
+            "physical units; the normalisation comes last.")
     rows, columns = chosen.pixels.shape
     crop_column, resize_column, normalise_column = st.columns(3, gap="medium")
     with crop_column:

@@ -2,6 +2,8 @@
 
 import streamlit as st
 
+from views.presenter import is_presenting
+
 TEACHING_NOTICE = (
     "**For teaching only, not for diagnosis.** ConvScope shows how convolutional networks compute; "
     "nothing it displays is a clinical finding. Upload only de-identified scans."
@@ -9,5 +11,8 @@ TEACHING_NOTICE = (
 
 
 def show_teaching_notice():
-    """Draw the teaching-use notice as a visible warning box."""
-    st.warning(TEACHING_NOTICE, icon=":material/school:")
+    """Draw the teaching-use notice as a visible warning box (one line of small print in presenter view)."""
+    if is_presenting():
+        st.caption(TEACHING_NOTICE)
+    else:
+        st.warning(TEACHING_NOTICE, icon=":material/school:")

@@ -361,3 +361,27 @@ def _custom_window(keys):
     st.session_state[keys.level] = float(st.session_state[keys.level_widget])
     st.session_state[keys.width] = float(st.session_state[keys.width_widget])
     st.session_state[keys.preset] = CUSTOM_WINDOW
+
+
+# ---------------------------------------------------------------------------------------------------
+# Lesson links (views/links.py)
+
+
+def apply_link(sample_name, *, slice_number=None, level=None, width=None, key="scan"):
+    """Open the picker on a sample, slice (1-based) and window from a lesson link, before the picker is drawn.
+
+    Values outside the scan's ranges are brought inside by the picker itself, as for its own widgets.
+    """
+    keys = _Keys(key)
+    _init_state(keys)
+    scan = read_sample(sample_name)
+    st.session_state[keys.choice] = sample_name
+    st.session_state[keys.scan_identity] = f"sample:{scan.name}"  # so the picker keeps the link's view
+    _reset_view(keys, scan)
+    if slice_number is not None and scan.is_volume:
+        st.session_state[keys.slice] = int(np.clip(slice_number - 1, 0, scan.num_slices - 1))
+    if level is not None and width is not None:
+        st.session_state[keys.level], st.session_state[keys.width] = float(level), float(width)
+        matching = [label for label, window in _window_options(scan)
+                    if np.isclose(window[0], level) and np.isclose(window[1], width)]
+        st.session_state[keys.preset] = matching[0] if matching else CUSTOM_WINDOW

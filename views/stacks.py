@@ -21,9 +21,13 @@ from kernels.receptive_field import (
     run_stack,
     stack_geometries,
 )
+from lessons.links import Codec, Field, choice, integer, names, record, whole_number_list
 from model import load as load_classifier
 from scans.preprocess import resize
+from views import links
+from views.exports import png_download
 from views.notices import show_teaching_notice
+from views.presenter import explain
 from views.scan_picker import choose_image
 from viz.stacks import STAGE_COLOURS, field_overlay, maps_strip, stack_overview, sum_bars
 from viz.steps import arithmetic_frame
@@ -303,7 +307,7 @@ def _chain_regions(layers, stage_ends, input_shape, stage_index, row, col):
 @st.fragment
 def _receptive_field_section(working, stages, results):
     st.subheader("What does one cell see?")
-    st.markdown(
+    explain(
         "Click a cell in any stage's maps. The coloured box on the image is every pixel that cell's value "
         "depends on, its **receptive field**, worked out from the kernel sizes, strides, dilations and "
         "pooling of the stages below. The thinner boxes show the field of one cell of each earlier stage on "
@@ -337,6 +341,7 @@ def _receptive_field_section(working, stages, results):
         streamlit_image_coordinates(strip, key="stacks_rf_click", on_click=partial(_on_strip_click, layout),
                                     width="stretch" if strip.shape[1] > 700 else None, cursor="crosshair",
                                     png_compression_level=1)  # flat cells compress well; level 0 would not
+        png_download(strip, f"stage_{stage_number}_feature_maps.png", key="stacks_strip_png")
         st.caption(f"Stage {stage_number}: {maps} maps of {map_rows} x {map_cols} cells. Click a cell, or type "
                    "its row and column.")
 
@@ -348,11 +353,13 @@ def _receptive_field_section(working, stages, results):
         display_scale = max(1, FIELD_TARGET_SIDE // max(working.shape))
         boxes = [(region, STAGE_COLOURS[index], 2) for index, region in enumerate(regions[:-1])]
         boxes.append((chosen, STAGE_COLOURS[stage_index], 4))
-        st.image(field_overlay(working, boxes, scale=display_scale), width="stretch",
+        field_picture = field_overlay(working, boxes, scale=display_scale)
+        st.image(field_picture, width="stretch",
                  caption="Box colours: stage 1 green, stage 2 sky blue, stage 3 pink, stage 4 amber.")
+        png_download(field_picture, f"receptive_field_stage_{stage_number}.png", key="stacks_field_png")
     height, width = chosen[1] - chosen[0], chosen[3] - chosen[2]
     clipped = (height, width) != field.size
-    st.markdown(
+    explain(
         f"Cell ({row}, {col}) of stage {stage_number} depends on the **{height} x {width}** pixels in the box "
         f"(rows {chosen[0]}-{chosen[1] - 1}, columns {chosen[2]}-{chosen[3] - 1}). "
         f"From the stack: a stage-{stage_number} cell sees {field.size[0]} x {field.size[1]} pixels, and "
@@ -412,9 +419,12 @@ def _channel_sum_section(result, stage_number, kernel_index, row, col):
 def main():
     st.title("Deeper layers see larger things")
     show_teaching_notice()
+    link_values = links.opened(LINK_FIELDS)
+    link_slot = st.container()
     chosen = choose_image("scan")
     _init_state()
-    st.markdown(
+    _apply_link(link_values)
+    explain(
         """
 A CNN does not look at the whole image at once. It repeats one short recipe, a **stage**:
 
@@ -442,6 +452,7 @@ value depends on more of the scan, which is why deeper layers respond to larger 
         with columns[stage % STAGES_PER_ROW]:
             specs.append(_stage_ui(stage))
     specs = tuple(specs)
+    links.publish(LINK_FIELDS, _link_values(stage_count), chosen, page="stacks", slot=link_slot)
 
     try:
         # Check the geometry first, so only "the stack does not fit" is reported as such.
@@ -472,7 +483,8 @@ value depends on more of the scan, which is why deeper layers respond to larger 
     st.image(overview, width=int(overview.shape[1]),
              caption="Every map drawn with the same size per cell as the input's pixels: pooling halves each "
                      "side. Red is positive, blue negative, white zero (each map on its own scale).")
-    st.markdown(
+    png_download(overview, "stack_overview.png", key="stacks_overview_png")
+    explain(
         "Multiply-adds: each output value of a convolution costs kernel height x width x input maps "
         "multiplications, and there are output maps x height x width of them. Pooling first makes the next "
         "convolution cheaper. In stages after the first, map k reads input map c through bank kernel "
@@ -492,6 +504,63 @@ value depends on more of the scan, which is why deeper layers respond to larger 
             "own eight maps, not to the stack built here."
         )
     _receptive_field_section(working, stages, results)
+
+
+# --------------------------------------------------------------------------------- the lesson's link
+
+
+def _stage_codec():
+    """One stage in a link: source:kernels:size:stride:dilation:activation:pool:pool size:pool stride."""
+    base = record((("source", choice(tuple(KERNEL_SOURCES))), ("kernels", Codec(str, str)),
+                   ("size", choice({str(size): size for size in KERNEL_SIZES})), ("stride", integer(1, 2)),
+                   ("dilation", integer(1, 3)), ("activation", choice(ACTIVATIONS)),
+                   ("pool", choice(tuple(POOL_LABELS))), ("pool_size", integer(2, 4)), ("pool_stride", integer(0, 4))))
+    bank = names(tuple(KERNELS), at_most=MAX_KERNELS)
+    learned = whole_number_list(0, 255, at_most=MAX_KERNELS)  # the page keeps only the classifier's own
+
+    def parse(text):
+        values = base.parse(text)
+        try:
+            values["kernels"] = (bank if values["source"] == "bank" else learned).parse(values["kernels"])
+        except ValueError as error:
+            raise ValueError(f"its kernels {error}") from None
+        return values
+
+    def format_stage(values):
+        return base.format({**values, "kernels": ",".join(str(name) for name in values["kernels"])})
+    return Codec(parse, format_stage)
+
+
+_STAGE_PARTS = ("size", "stride", "dilation", "activation", "pool", "pool_size", "pool_stride")
+LINK_FIELDS = (Field("stages", integer(1, MAX_STAGES)),
+               Field("work", choice({str(size): size for size in WORKING_SIZES})),
+               *(Field(f"s{stage + 1}", _stage_codec()) for stage in range(MAX_STAGES)))
+
+
+def _link_values(stage_count):
+    """The stack as LINK_FIELDS values: the stages in use, each with the kernels of its chosen source."""
+    values = {"stages": stage_count, "work": st.session_state["stacks_working_size"]}
+    for stage in range(stage_count):
+        source = st.session_state[_key(stage, "source")]
+        spec = {part: st.session_state[_key(stage, part)] for part in _STAGE_PARTS}
+        spec["kernels"] = st.session_state[_key(stage, "kernels" if source == "bank" else "learned")]
+        values[f"s{stage + 1}"] = {"source": source, **spec}
+    return values
+
+
+def _apply_link(values):
+    """Set the stack from a link's values (after _init_state, before the widgets)."""
+    if "stages" in values:
+        st.session_state["stacks_stage_count"] = values["stages"]
+    if "work" in values:
+        st.session_state["stacks_working_size"] = values["work"]
+    for stage in range(MAX_STAGES):
+        spec = values.get(f"s{stage + 1}")
+        if spec is None:
+            continue
+        for part in ("source", *_STAGE_PARTS):
+            st.session_state[_key(stage, part)] = spec[part]
+        st.session_state[_key(stage, "kernels" if spec["source"] == "bank" else "learned")] = list(spec["kernels"])
 
 
 main()

@@ -1,6 +1,7 @@
 """Basic image-to-pixels helpers shared by every drawing: grey and signed colour maps, crisp upscaling."""
 
 from io import BytesIO
+from typing import NamedTuple
 
 import numpy as np
 from PIL import Image
@@ -13,6 +14,40 @@ _DIVERGING_STOPS = np.array(
 _HEAT_STOPS = np.array(
     [[0, 0, 4], [87, 16, 110], [188, 55, 84], [249, 142, 9], [252, 255, 164]], dtype=np.float32
 )
+
+
+
+
+class ColourScheme(NamedTuple):
+    """The colours of one scheme a lecturer can choose: the signed ramp and the marks drawn on grids."""
+
+    label: str
+    diverging_stops: np.ndarray  # (5, 3): most negative, half, zero, half, most positive
+    window: tuple  # the kernel's window and the output cell just computed
+    kept: tuple  # the value max pooling keeps (also drawn with a white inner ring: shape, not colour alone)
+    padding: tuple  # padding cells' hatching and the edge of the real input
+    line: tuple  # grid lines
+    pending: tuple  # output cells not computed yet
+    names: tuple = ("orange", "green", "violet")  # the window's, the kept value's and the padding's colour, in words
+
+
+# "colourblind": blue against orange for the sign, black for the window and sky blue for the kept value:
+# no mark is told from another by red against green (Okabe and Ito's palette, seen the same by the common
+# colour-vision deficiencies). "contrast": darker ramp ends, black lines and marks, for washed-out projectors.
+COLOUR_SCHEMES = {
+    "standard": ColourScheme("Standard", _DIVERGING_STOPS, window=(255, 140, 0), kept=(0, 170, 60),
+                             padding=(124, 92, 196), line=(180, 180, 180), pending=(236, 236, 236)),
+    "contrast": ColourScheme("High contrast",
+                             np.array([[0, 40, 120], [95, 150, 215], [255, 255, 255], [235, 115, 85], [130, 0, 20]],
+                                      dtype=np.float32),
+                             window=(0, 0, 0), kept=(0, 110, 30), padding=(80, 30, 150), line=(70, 70, 70),
+                             pending=(255, 255, 255), names=("black", "dark green", "violet")),
+    "colourblind": ColourScheme("Colour-blind safe",
+                                np.array([[0, 68, 136], [110, 165, 215], [247, 247, 247], [240, 175, 90],
+                                          [180, 80, 0]], dtype=np.float32),
+                                window=(0, 0, 0), kept=(86, 180, 233), padding=(170, 51, 119),
+                                line=(170, 170, 170), pending=(236, 236, 236), names=("black", "sky blue", "purple")),
+}
 
 
 _RAMP_STEPS = 4096  # colours precomputed per ramp: within 1/4 of a colour level of the exact interpolation
@@ -55,17 +90,17 @@ def grey_rgb(image, low=0.0, high=1.0):
     return np.repeat(grey[..., None], 3, axis=-1)
 
 
-def diverging_rgb(values, limit=None):
-    """Signed values (H, W) -> RGB uint8: negative blue, zero white, positive red.
+def diverging_rgb(values, limit=None, *, scheme="standard"):
+    """Signed values (H, W) -> RGB uint8: negative blue, zero white, positive red (orange when colour-blind safe).
 
     ``limit`` is the magnitude drawn at full colour (default: the largest magnitude present), so a
-    shared ``limit`` gives several maps one colour scale.
+    shared ``limit`` gives several maps one colour scale. ``scheme`` names a ``COLOUR_SCHEMES`` entry.
     """
     values = np.asarray(values, dtype=np.float32)
     if limit is None:
         limit = float(np.max(np.abs(values))) if values.size else 1.0
     limit = limit if limit > 0 else 1.0
-    return _interpolate_stops(0.5 + 0.5 * values / limit, _DIVERGING_STOPS)
+    return _interpolate_stops(0.5 + 0.5 * values / limit, COLOUR_SCHEMES[scheme].diverging_stops)
 
 
 def heat_rgb(values, low=None, high=None):
@@ -119,3 +154,15 @@ def jpeg_bytes(rgb, quality=90, *, sharp_text=False):
     buffer = BytesIO()
     Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8)).save(buffer, format="JPEG", **options)
     return buffer.getvalue()
+
+
+def qr_picture(modules, *, module_pixels=8, quiet_modules=4):
+    """A QR code's modules (n, n) bool (True dark) as a black-on-white RGB uint8 image with its quiet zone.
+
+    Each module becomes a ``module_pixels`` square; ``quiet_modules`` white modules surround the code, as
+    the standard asks, so a phone reads it off a projector screen.
+    """
+    modules = np.asarray(modules, dtype=bool)
+    framed = np.pad(modules, quiet_modules, constant_values=False)
+    grey = np.where(framed, 0, 255).astype(np.uint8)
+    return upscale_nearest(np.repeat(grey[..., None], 3, axis=-1), module_pixels)

@@ -159,6 +159,18 @@ def grid_decimals(values, significant=3, max_decimals=4):
     return int(np.clip(significant - 1 - np.floor(np.log10(largest)), 0, max_decimals))
 
 
+# Digits of the step-by-step numbers, shared by the browser's player and the slide frames.
+CELL_SIGNIFICANT = 2  # in the cells of the input and output grids, where space is tight
+WORK_SIGNIFICANT = 3  # in the window, kernel and products grids of the arithmetic
+EQUATION_DECIMALS = 4  # of the sums, the bias and the step's value in the equation
+
+
+def finite_decimals(values, significant):
+    """:func:`grid_decimals` of the finite values only (max pooling's -inf padding has no digits)."""
+    values = np.asarray(values, dtype=np.float32)
+    return grid_decimals(values[np.isfinite(values)], significant)
+
+
 def format_grid(values, significant=3, max_decimals=4):
     """Texts (h, w) list of lists for a grid of values, all with the decimals of :func:`grid_decimals`."""
     values = np.asarray(values, dtype=np.float64)

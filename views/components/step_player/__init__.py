@@ -10,23 +10,30 @@ from pathlib import Path
 
 from streamlit.components.v2 import component
 
-from views.components.step_player.payload import FORMAT, conv_payload, decode_array, pool_payload
+from views.components.step_player.payload import FORMAT, conv_payload, decode_array, pool_payload, view_options
 
-__all__ = ["FORMAT", "conv_payload", "decode_array", "pool_payload", "step_player"]
+__all__ = ["FORMAT", "conv_payload", "decode_array", "pool_payload", "step_player", "view_options"]
 
 _HERE = Path(__file__).resolve().parent
 _mount = component(
     "convscope_step_player",
     html=(_HERE / "step_player.html").read_text(encoding="utf-8"),
-    css=(_HERE / "step_player.css").read_text(encoding="utf-8"),
+    # The presenter layout and the colour schemes come after the base rules they override.
+    css="\n".join((_HERE / name).read_text(encoding="utf-8")
+                  for name in ("step_player.css", "step_player_present.css")),
     js=(_HERE / "step_player.js").read_text(encoding="utf-8"),
 )
 
 
-def step_player(payload: dict, *, key: str) -> None:
+def step_player(payload: dict, *, key: str, view: dict | None = None, on_link_step=None):
     """Show the player for ``payload`` (from :func:`conv_payload` or :func:`pool_payload`).
 
     ``key`` keeps the same player in place while the page reruns, so a new setting replaces the
-    data under the step the student was looking at instead of starting a new player.
+    data under the step the student was looking at instead of starting a new player. ``view`` comes from
+    :func:`view_options`. ``on_link_step`` is called when the person asks for a link to the step shown
+    (the "Link this step" button); the step (0-based) is then the result's ``link_step``. Returns the
+    component's result.
     """
-    _mount(data=payload, key=key, width="stretch", height="content")
+    data = payload if view is None else {**payload, "view": view}
+    callbacks = {} if on_link_step is None else {"on_link_step_change": on_link_step}
+    return _mount(data=data, key=key, width="stretch", height="content", **callbacks)

@@ -17,7 +17,8 @@ Common keys:
   the step and the speed while the page reruns or the component is rebuilt (one per player on a page).
 - ``titles``: captions (``input``, ``output``, ``patch``, ``kernel``, ``products``), the page's words.
 - ``palettes``: name -> 256 colours "#rrggbb" (viz.images' colour maps, so the player and the
-  frames drawn on the server share one definition).
+  frames drawn on the server share one definition): "grey", "diverging" and, for the other colour
+  schemes, "diverging_contrast" and "diverging_colourblind".
 - ``input``: the padded input. ``values`` (Hp, Wp); ``pad`` [top, bottom, left, right], the padding
   rows and columns around the real input; ``decimals`` in the grid, ``patch_decimals`` in the window
   grid below it; ``colour`` ``{"palette", "low", "high"}``: ``low`` takes the palette's first colour,
@@ -34,6 +35,12 @@ Common keys:
 (``decimals``, ``colour`` for ``steps.products`` (N, kh, kw)) and ``steps.sums`` (N,): the sum of the
 products formed as the engine forms it, so ``sums[i] + bias == values[i]`` in float32.
 
+The page adds ``view`` when it shows the player (:func:`view_options`; not part of the trace's data):
+``presenting`` (lay the player out to fill one screen), ``scheme`` (``name``; ``palettes``, which palette
+to use instead of a named one; ``colours``, the marks' colours as CSS), ``initial_step`` (the step to
+open at when the browser has none remembered, e.g. from a lesson link) and ``link_button`` (show
+"Link this step", which reports the step to the server: the only time a step is sent back).
+
 "pool" adds ``mode`` ("max" or "avg") and either ``steps.argmax`` (N, 2), int32, the (row, col) in the
 padded input of the value max pooling keeps, or ``steps.sums`` (N,), the window sums that average
 pooling divides by kh * kw.
@@ -46,14 +53,13 @@ from functools import lru_cache
 
 import numpy as np
 
-from viz.images import diverging_rgb, grey_rgb
-from viz.steps import grid_decimals
+from viz.images import COLOUR_SCHEMES, diverging_rgb, grey_rgb
+from viz.steps import CELL_SIGNIFICANT, EQUATION_DECIMALS, WORK_SIGNIFICANT, grid_decimals
 
 FORMAT = "convscope.step_player/1"
 PALETTE_SIZE = 256
-EQUATION_DECIMALS = 4
-_CELL_SIGNIFICANT = 2  # digits in the cells of the input and output grids, where space is tight
-_WORK_SIGNIFICANT = 3  # digits in the window, kernel and products grids of the arithmetic row
+_CELL_SIGNIFICANT = CELL_SIGNIFICANT
+_WORK_SIGNIFICANT = WORK_SIGNIFICANT
 
 
 def encode_array(values, dtype) -> dict:
@@ -75,8 +81,28 @@ def palettes() -> dict:
     """The colour maps the player may name: "grey" (black to white) and "diverging" (blue, white, red)."""
     ramp = np.linspace(0.0, 1.0, PALETTE_SIZE, dtype=np.float32)[None, :]
     colours = {"grey": grey_rgb(ramp, 0.0, 1.0)[0], "diverging": diverging_rgb(2.0 * ramp - 1.0, 1.0)[0]}
-    return {name: ["#%02x%02x%02x" % tuple(int(channel) for channel in rgb) for rgb in rgbs]
-            for name, rgbs in colours.items()}
+    for scheme in COLOUR_SCHEMES:
+        if scheme != "standard":
+            colours[f"diverging_{scheme}"] = diverging_rgb(2.0 * ramp - 1.0, 1.0, scheme=scheme)[0]
+    return {name: [_hex(rgb) for rgb in rgbs] for name, rgbs in colours.items()}
+
+
+def _hex(rgb):
+    return "#%02x%02x%02x" % tuple(int(channel) for channel in rgb)
+
+
+def view_options(*, presenting=False, scheme="standard", initial_step=0, link_button=False) -> dict:
+    """How the page wants the player shown (the payload's ``view``; see the module docstring)."""
+    colours = COLOUR_SCHEMES[scheme]
+    return {
+        "presenting": bool(presenting),
+        "scheme": {"name": scheme,
+                   "palettes": {} if scheme == "standard" else {"diverging": f"diverging_{scheme}"},
+                   "colours": {name: _hex(getattr(colours, name))
+                               for name in ("window", "kept", "padding", "line", "pending")}},
+        "initial_step": max(0, int(initial_step)),
+        "link_button": bool(link_button),
+    }
 
 
 def _finite(values):

@@ -69,15 +69,17 @@ function widthInEm(texts, fontFamily) {
 widthInEm.canvas = document.createElement("canvas");
 
 class Colours {
-  constructor(palettes) {
+  // ``substitutes``: palette name -> the palette the chosen colour scheme uses instead.
+  constructor(palettes, substitutes = {}) {
     this.palettes = palettes;
+    this.substitutes = substitutes;
     this.lightInk = new Map();
   }
 
   // Background colour of ``value`` on a {palette, low, high} scale; null for -inf padding.
   of(value, scale) {
     if (!Number.isFinite(value)) return null;
-    const palette = this.palettes[scale.palette];
+    const palette = this.palettes[this.substitutes[scale.palette] ?? scale.palette];
     const unit = (value - scale.low) / (scale.high - scale.low || 1);
     return palette[Math.round(Math.min(1, Math.max(0, unit)) * (palette.length - 1))];
   }
@@ -157,13 +159,21 @@ class Player {
       kernelGrid: find(".kernel-grid"),
       productsGrid: find(".products-grid"),
       equation: find(".equation"),
+      outputPanel: find(".output-grid").closest(".panel"),
+      link: find("[data-action=link]"),
     };
+    this.reportStep = null; // set by the component: sends the step to the server, only on request
     this.playing = false;
     this.frame = 0;
     this.step = -1;
     this.listen();
-    this.resizeObserver = new ResizeObserver(() => this.fitNumbers());
+    this.resizeObserver = new ResizeObserver(() => {
+      this.measureSpace();
+      this.fitNumbers();
+    });
     this.resizeObserver.observe(this.root);
+    this.onWindowResize = () => this.measureSpace();
+    window.addEventListener("resize", this.onWindowResize);
     onPage.add(this);
   }
 
@@ -172,6 +182,11 @@ class Player {
     previous.addEventListener("click", () => this.moveBy(-1));
     next.addEventListener("click", () => this.moveBy(1));
     play.addEventListener("click", () => (this.playing ? this.pause() : this.play()));
+    this.elements.link.addEventListener("click", () => {
+      this.pause();
+      this.reportStep?.(this.step);
+      this.elements.link.classList.add("sent");
+    });
     for (const button of speeds) {
       button.addEventListener("click", () => this.setSpeed(Number(button.dataset.speed)));
     }
@@ -217,8 +232,11 @@ class Player {
     }
     this.pause();
     this.data = data;
-    this.memory = remembered.get(data.memory) ?? { step: 0, speed: DEFAULT_SPEED };
-    this.colours = new Colours(data.palettes);
+    const view = data.view ?? {};
+    // A lesson link's step counts only when this browser has no step of its own for this player.
+    this.memory = remembered.get(data.memory) ?? { step: view.initial_step ?? 0, speed: DEFAULT_SPEED };
+    this.colours = new Colours(data.palettes, view.scheme?.palettes);
+    this.applyView(view);
     this.input = decode(data.input.values);
     [this.inputRows, this.inputCols] = data.input.values.shape;
     this.output = decode(data.output.values);
@@ -239,6 +257,33 @@ class Player {
     this.step = -1;
     this.setSpeed(this.memory.speed);
     this.show(Math.min(Math.max(this.memory.step, 0), this.count - 1));
+  }
+
+  // Presenter layout, colour scheme and the link button, as the page asks (payload.py's ``view``).
+  applyView(view) {
+    const { root, elements } = this;
+    root.classList.toggle("presenting", Boolean(view.presenting));
+    root.dataset.scheme = view.scheme?.name ?? "standard";
+    for (const [name, colour] of Object.entries(view.scheme?.colours ?? {})) {
+      root.style.setProperty(`--${name}`, colour);
+    }
+    elements.link.hidden = !view.link_button;
+    elements.link.classList.remove("sent");
+    // Presenting, the equation spans the arithmetic and output columns under them.
+    if (view.presenting) root.appendChild(elements.equation);
+    else elements.outputPanel.appendChild(elements.equation);
+    this.measureSpace();
+  }
+
+  // The height left for the player below its top edge (presenting: it fills the rest of the screen).
+  measureSpace() {
+    if (!this.root.classList.contains("presenting")) return;
+    let top = this.root.getBoundingClientRect().top;
+    for (let node = this.root; node; node = node.parentNode ?? node.host) {
+      if (node instanceof Element && node.scrollTop) top += node.scrollTop;
+    }
+    const space = Math.max(240, window.innerHeight - top - 8);
+    this.root.style.setProperty("--avail-height", `${space}px`);
   }
 
   build() {
@@ -295,6 +340,8 @@ class Player {
     root.style.setProperty("--out-rows", this.outputRows);
     root.style.setProperty("--work-cols", this.kernel ? 3 * width : width);
     root.style.setProperty("--work-rows", height);
+    root.style.setProperty("--window-cols", width);
+    root.style.setProperty("--work-stack", this.kernel ? 3 : 1);
     root.style.setProperty("--work-em", workEm.toFixed(3));
 
     this.buildEquation();
@@ -502,6 +549,7 @@ class Player {
   destroy() {
     this.pause();
     this.resizeObserver.disconnect();
+    window.removeEventListener("resize", this.onWindowResize);
     onPage.delete(this);
   }
 }
@@ -509,12 +557,13 @@ class Player {
 // Streamlit calls this on the first show and again, on the same parent element, whenever the data
 // changes; the player is built once and reloaded with the new data (the step stays where it was).
 export default function stepPlayer(component) {
-  const { data, parentElement } = component;
+  const { data, parentElement, setTriggerValue } = component;
   let player = players.get(parentElement);
   if (!player) {
     player = new Player(parentElement);
     players.set(parentElement, player);
   }
+  player.reportStep = (step) => setTriggerValue("link_step", step);
   player.load(data);
   return () => {
     player.destroy();
