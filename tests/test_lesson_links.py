@@ -18,7 +18,7 @@ from streamlit.testing.v1 import AppTest
 import lessons.links
 from lessons.links import (Field, boolean, choice, decode, encode, grid, image_fields, integer, number, qr_matrix,
                            record, whole_number_list, whole_numbers)
-from tests.apptest import REPO_ROOT, APP_TIMEOUT_S
+from tests.apptest import APP_TIMEOUT_S, REPO_ROOT, scan_uploader
 from views.components.step_player import decode_array
 from views.convolution_controls import KERNEL_GRID, stored_key
 from views.convolution_lesson import ACTIVATIONS, LINK_FIELDS as CONV_FIELDS
