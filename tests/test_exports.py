@@ -165,8 +165,11 @@ def test_the_lesson_makes_a_gif_of_a_chosen_range_and_offers_it():
     settings, data = app.session_state["conv_export__file"]
     assert settings[:3] == ("gif", 3, 10)
     assert sum(1 for _ in ImageSequence.Iterator(Image.open(io.BytesIO(data)))) == 8
-    # The GIF, the whole-image map, the region's maps before and after, the whole-image activation, the bank.
-    assert len(app.get("download_button")) >= 6
+    # The GIF, the whole-image map, the region's maps before and after, the bank; and the whole-image
+    # activation once it is shown.
+    assert len(app.get("download_button")) >= 5
+    app.toggle(key="conv_whole_activation").set_value(True).run()
+    assert "conv_activation_png" in [button.key for button in app.get("download_button")]
 
 
 def test_the_pooling_player_exports_mp4():

@@ -224,7 +224,7 @@ def test_stacks_link_round_trip():
     assert params["stages"] == "3" and params["s2"].startswith("learned:2,5:")
     fresh = _run("stacks", params)
     assert _link(fresh) == _link(app)
-    assert fresh.dataframe[0].value.equals(app.dataframe[0].value)
+    assert fresh.table[0].value.equals(app.table[0].value)
 
 
 def test_detection_box_link_round_trip():
