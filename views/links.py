@@ -105,7 +105,8 @@ def _show_notes(params):
 
 
 def _link_block(address, is_upload):
-    code_column, code_button = st.columns([6, 1], vertical_alignment="bottom")
+    # The button needs about 130 pixels for "QR code" and its icon: a seventh of the page cut it at 1280.
+    code_column, code_button = st.columns([4, 1], vertical_alignment="bottom")
     with code_column:
         st.caption("Link for students")
         st.code(address, language=None, wrap_lines=True)
