@@ -40,6 +40,8 @@ def test_no_forced_full_garbage_collection_after_each_run():
 
     config = tomllib.loads((REPO_ROOT / ".streamlit" / "config.toml").read_text())
     assert config["runner"]["postScriptGC"] is False
+    # Nor a walk over every imported module's path to watch it for edits.
+    assert config["server"]["fileWatcherType"] == "none"
 
 
 def test_start_up_heap_is_frozen_out_of_the_collector():

@@ -109,8 +109,16 @@ def test_lesson_runs_on_every_sample_and_shows_conv2d_values(sample):
     app.selectbox(key="scan_source").set_value(sample).run()
     assert not app.exception, app.exception
     assert not app.error, [error.value for error in app.error]
-    _assert_player_is_conv2d(app)
-    assert len(app.get("image")) >= 4, "whole-image map, activation before and after, bank"
+    data = _assert_player_is_conv2d(app)
+    assert len(app.get("image")) >= 2, "whole-image map, bank"
+    # The activation's grids are text: every value of the region's map before and after ReLU, in its cell.
+    before_grid, after_grid = (element.proto.body for element in app.get("html")[:2])
+    output = decode_array(data["output"]["values"])
+    for grid, shown in ((before_grid, output), (after_grid, relu(output))):
+        titles = re.findall(r'<div title="([^"]+)"', grid)
+        assert len(titles) == output.size
+        decimals = len(titles[0].split(".")[1]) if "." in titles[0] else 0
+        assert titles == [f"{value:.{decimals}f}" for value in shown.reshape(-1)]
 
 
 def test_the_conv_player_receives_the_whole_trace():

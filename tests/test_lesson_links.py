@@ -264,3 +264,12 @@ def test_volume_slice_and_window_travel_in_the_link():
     assert fresh.session_state["scan__slice"] == 2
     assert (fresh.session_state["scan__level"], fresh.session_state["scan__width"]) == (
         app.session_state["scan__level"], app.session_state["scan__width"])
+
+
+def test_the_qr_code_is_made_only_when_asked_for():
+    # Made on every rerun it cost 30 ms of each click that changes the link.
+    app = _run("convolution")
+    assert not any("Link for students" in image.captions for image in app.get("image"))
+    app.toggle(key="link_show_qr").set_value(True).run()
+    assert not app.exception, app.exception
+    assert any("Link for students" in image.captions for image in app.get("image"))

@@ -197,3 +197,15 @@ def test_long_map_titles_wrap_onto_a_second_line_instead_of_being_cut():
     short = steps.feature_map_grid(maps, ["a", "b"], columns=2, tile=260)
     wrapped = steps.feature_map_grid(maps, ["a", title], columns=2, tile=260)
     assert wrapped.shape[1] == short.shape[1] and wrapped.shape[0] > short.shape[0], "a taller title band"
+
+
+def test_value_grid_html_writes_every_number_as_text_and_crosses_marked_cells():
+    values = np.array([[-1.234, 0.0], [0.5, 2.0]], dtype=np.float32)
+    grid = steps.value_grid_html(values, marked=values < 0, caption="a < b")
+    assert grid.count("<div title=") == 4
+    for text in ("-1.23", "0.00", "0.50", "2.00"):
+        assert f">{text}</div>" in grid
+    assert grid.count("linear-gradient(to top right") == 1  # only the negative cell is crossed
+    assert "a &lt; b" in grid
+    wide = steps.value_grid_html(np.zeros((2, 20), dtype=np.float32))
+    assert ">0.00</div>" not in wide and 'title="0.00"' in wide  # too many columns: tooltips only

@@ -84,10 +84,18 @@ def _whole_activation_picture(image, parameters):
                                   limit=limits, marked=[None, before < 0 if signed else None])
 
 
-def _activation_frames(before, name, slope):
-    """The region's map after the activation, and both maps drawn (encoded), remembered per session."""
-    after, before_frame, after_frame = _activation_pictures(before, name, slope)
-    return after, _frame_bytes(before_frame), _frame_bytes(after_frame)
+def _activation_grids(before, name, slope):
+    """The region's map after the activation, and both maps as HTML grids (numbers as text)."""
+    after = _activate(before, name, slope)
+    marked = before < 0 if name in ("ReLU", "leaky ReLU") else None
+    limit = float(np.max(np.abs(before))) or 1.0
+    before_grid = steps.value_grid_html(before, limit=limit,
+                                        caption=f"The region's output before ({before.shape[0]} x {before.shape[1]})")
+    after_grid = steps.value_grid_html(after, colour_map="heat" if name == "sigmoid" else "diverging",
+                                       limit=1.0 if name == "tanh" else limit, marked=marked,
+                                       caption=f"After {name}" + (": crossed cells were negative."
+                                                                  if marked is not None else "."))
+    return after, before_grid, after_grid
 
 
 def _activation_pictures(before, name, slope):
@@ -148,11 +156,6 @@ def _edge_centre(image, block=8):
     inner = score[top:rows - top, left:cols - left]
     row, col = np.unravel_index(int(np.argmax(inner)), inner.shape)
     return int((row + top) * stride + block // 2), int((col + left) * stride + block // 2)
-
-
-def _frame_bytes(frame):
-    # JPEG at quality 95 without colour subsampling: numbers as crisp as a PNG, encoded several times faster.
-    return jpeg_bytes(frame, sharp_text=True)
 
 
 class _Encoded:
@@ -421,14 +424,12 @@ def _activation_section(chosen, kernel, settings, trace):
                                       disabled=name != "leaky ReLU")
     before = trace.output
     key = (before.tobytes(), before.shape, name, float(slope))
-    after, before_frame, after_frame = _session_memo("activation", key,
-                                                     lambda: _activation_frames(before, name, float(slope)))
+    after, before_grid, after_grid = _session_memo("activation", key,
+                                                   lambda: _activation_grids(before, name, float(slope)))
     marked = before < 0 if name in ("ReLU", "leaky ReLU") else None
     before_column, after_column = st.columns(2, gap="medium")
-    before_column.image(before_frame, output_format="JPEG",
-                        caption=f"The region's output before ({before.shape[0]} x {before.shape[1]})")
-    after_column.image(after_frame, output_format="JPEG",
-                       caption=f"After {name}" + (": crossed cells were negative." if marked is not None else "."))
+    before_column.html(before_grid)
+    after_column.html(after_grid)
     with before_column:
         png_download(lambda: _activation_pictures(before, name, float(slope))[1], "region_map_before.png",
                      key="conv_before_png")

@@ -64,10 +64,15 @@ def test_a_lesson_link_opens_its_step_and_kernel_and_links_a_new_step(page):
     assert parse_qs(urlparse(page.url).query)["step"] == ["14"], page.url
     expect(conv.locator(".step-number")).to_have_text("14")  # the rerun left the player where it was
 
-    page.get_by_role("button", name="QR code").click()
-    expect(page.get_by_test_id("stPopoverBody").get_by_role("img")).to_be_visible()
+    qr_toggle = page.get_by_test_id("stCheckbox").filter(has_text="QR code")
+    qr_toggle.click()
+    qr_code = page.get_by_test_id("stImage").filter(has_text="Link for students")
+    expect(qr_code).to_be_visible()
+    qr_code.scroll_into_view_if_needed()
     save_screenshot(page, "lesson_link_qr", full_page=False)
-    page.keyboard.press("Escape")
+    qr_toggle.click()
+    expect(qr_code).to_have_count(0)
+    wait_for_app(page)
 
     # A reload (a new session) opens the same lesson at the linked step.
     page.reload()
