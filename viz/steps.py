@@ -661,7 +661,8 @@ def marked_picture(rgb, *, boxes=(), peak=None, target=OVERLAY_SIDE):
     """
     rgb = np.asarray(rgb, dtype=np.uint8)
     factor = fit_factor(*rgb.shape[:2], target)
-    picture = upscale_nearest(rgb, factor)
+    # The overlays below draw on copies: a picture already large enough needs no enlarged copy of its own.
+    picture = upscale_nearest(rgb, factor) if factor > 1 else rgb
     for (top, left, height, width), colour in boxes:
         picture = region_overlay(picture, top, left, height, width, scale=factor, colour=colour)
     if peak is not None:
