@@ -13,13 +13,14 @@ st.set_page_config(page_title="ConvScope", page_icon=":material/biotech:", layou
 
 @st.cache_resource(show_spinner="Preparing the convolution engine (once per server start)...")
 def _engine_ready():
-    # Load every jitted kernel from Numba's on-disk cache once per process, so no click pays for it.
-    seconds = warm_up()
-    # What is alive now (Numba, NumPy, pandas, pydicom, the engine) lives as long as the server: move it
-    # out of the collector's sight, so Python's automatic full collections only walk the sessions' objects.
+    # What is alive now (Numba, NumPy, pandas, pydicom, the engine's modules) lives as long as the server:
+    # move it out of the collector's sight, so Python's automatic full collections only walk the sessions'
+    # objects. Frozen first thing in the first visitor's run, while that session holds almost nothing
+    # (what is frozen is never collected).
     gc.collect()
     gc.freeze()
-    return seconds
+    # Load every jitted kernel from Numba's on-disk cache once per process, so no click pays for it.
+    return warm_up()
 
 
 _engine_ready()
