@@ -6,10 +6,11 @@ and localisation losses, a zero-sum first layer), but step by step so a page can
 
 * :class:`Trainer` takes one step (:meth:`Trainer.step`) and keeps what the page draws: the losses,
   the held-out ROC AUC, the size of each layer's gradient, and one weight's numbers through the step;
-* :class:`TrainingRun` runs a Trainer in a worker thread with pause, resume and stop. The engine's
-  Numba kernels release the GIL, so the session's page stays responsive while it trains. A run
-  pauses itself when its page stops asking for news (:data:`HEARTBEAT_TIMEOUT_S`) and stops when
-  the session that owns it is dropped;
+* :class:`TrainingRun` runs a Trainer in a worker thread with pause, resume and stop, on one engine
+  thread at a lower priority (:data:`TRAINING_THREADS`, :data:`TRAINING_NICENESS`). The engine's
+  Numba kernels release the GIL, so the pages stay responsive while it trains. A run pauses itself
+  when its page stops asking for news (:data:`HEARTBEAT_TIMEOUT_S`) and stops when the session
+  that owns it is dropped;
 * :data:`SLOTS` caps how many runs train at once in the whole server (first come, first served);
 * the data need nothing but the repository: patches cut from the shipped scans
   (:func:`model.data.shipped_images`), computed once per process, or from one person's scan
@@ -20,6 +21,7 @@ Nothing here imports Streamlit.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import os
@@ -57,6 +59,10 @@ RANDOM_FIRST_KERNEL_SPREAD = 0.1
 # the other core stays free for everybody else's clicks (numba.set_num_threads is per thread, so
 # other sessions keep theirs). CONVSCOPE_TRAINING_THREADS changes it.
 TRAINING_THREADS = max(1, int(os.environ.get("CONVSCOPE_TRAINING_THREADS", "1")))
+
+# A training's thread runs at this niceness (Linux: per thread), so the class's clicks get a core first
+# when both are busy. CONVSCOPE_TRAINING_NICE changes it; 0 keeps the server's own priority.
+TRAINING_NICENESS = int(os.environ.get("CONVSCOPE_TRAINING_NICE", "10"))
 
 # How many runs may train at once in this server process (the others wait their turn).
 # CONVSCOPE_TRAINING_SLOTS changes it; the default leaves half the cores to the class.
@@ -243,54 +249,66 @@ def _training_patches(patch_set, architecture=ARCHITECTURE):
 LESSON_TRAINING_COUNT = 2048  # paired: 1024 backgrounds, each with and without a lesion (32 MB)
 LESSON_EVALUATION_COUNT = 256
 
+
+class LessonData(NamedTuple):
+    """The lesson's patches, built once per process and shared read-only by every session's runs.
+
+    training : TrainingPatches from the shipped non-MR scans
+    evaluation : EvaluationPatches from the MR samples, a modality the training never sees
+    example : index of an evaluation patch with a plainly visible lesion (the page's before / after map)
+    example_mask : bool (S, S), that lesion
+    """
+
+    training: TrainingPatches
+    evaluation: EvaluationPatches
+    example: int
+    example_mask: np.ndarray
+
+
 _data_lock = threading.Lock()
 
 
-@functools.lru_cache(maxsize=1)
-def _shipped_images():
-    return data.shipped_images()
+def lesson_data():
+    """The lesson's :class:`LessonData`, cut on first use (a few seconds); concurrent first callers wait for one build.
 
-
-def lesson_training_patches():
-    """The lesson's training patches, cut once per process from the shipped non-MR scans (shared, read-only).
-
-    Built as model/train.py builds its training set (paired, augmented, a quarter on synthetic
-    anatomy; :func:`model.data.make_patch_set`), smaller: :data:`LESSON_TRAINING_COUNT` patches.
-    A few seconds the first time; the lock makes concurrent first callers wait for one build.
+    The training patches are built as model/train.py builds its training set (paired, augmented, a
+    quarter on synthetic anatomy; :func:`model.data.make_patch_set`), smaller. The source scans and
+    the build's temporaries (image pyramids) are let go afterwards: only the patches stay (about 38 MB).
     """
     with _data_lock:
-        return _lesson_training_patches()
+        return _lesson_data()
 
 
 @functools.lru_cache(maxsize=1)
-def _lesson_training_patches():
-    training_images, _ = _shipped_images()
-    patch_set = data.make_patch_set(training_images, LESSON_TRAINING_COUNT, data.TRAINING_SEED,
-                                    paired=True, augment=True)
-    return _training_patches(patch_set)
+def _lesson_data():
+    training_images, held_images = data.shipped_images()
+    training_set = data.make_patch_set(training_images, LESSON_TRAINING_COUNT, data.TRAINING_SEED,
+                                       paired=True, augment=True)
+    evaluation_set = data.make_patch_set(held_images, LESSON_EVALUATION_COUNT, data.HELD_OUT_SEED)
+    # The example: the first lesion that is plainly there (large and contrasted enough to be seen on a
+    # projector), so the class can judge the map by eye.
+    clear = (evaluation_set.labels == 1) & (evaluation_set.radii >= 6.0) & (np.abs(evaluation_set.contrasts) >= 0.2)
+    example = int(np.flatnonzero(clear)[0]) if clear.any() else int(np.flatnonzero(evaluation_set.labels == 1)[0])
+    lesson = LessonData(_training_patches(training_set),
+                        EvaluationPatches(evaluation_set.patches, evaluation_set.labels), example,
+                        evaluation_set.lesion_masks[example].copy())
+    del training_images, held_images, training_set, evaluation_set
+    _give_back_freed_memory()
+    return lesson
 
 
-def lesson_evaluation_patches():
-    """The lesson's held-out patches: cut from the MR samples, a modality the training never sees.
+def _give_back_freed_memory():
+    """Return freed heap memory to the system (glibc's malloc_trim): building the lesson's data once
+    leaves about 70 MB of freed temporaries that the process would otherwise keep. Elsewhere a no-op."""
+    import ctypes
+    import ctypes.util
+    import gc
 
-    Returns
-    -------
-    EvaluationPatches, and the index of a patch with a clear lesion (for the before / after map)
-    and that lesion's mask (S, S) bool
-    """
-    with _data_lock:
-        return _lesson_evaluation_patches()
-
-
-@functools.lru_cache(maxsize=1)
-def _lesson_evaluation_patches():
-    _, held_images = _shipped_images()
-    patch_set = data.make_patch_set(held_images, LESSON_EVALUATION_COUNT, data.HELD_OUT_SEED)
-    # The example: the first lesion that is plainly there (large and contrasted enough to be seen
-    # on a projector), so the class can judge the map by eye.
-    clear = (patch_set.labels == 1) & (patch_set.radii >= 6.0) & (np.abs(patch_set.contrasts) >= 0.2)
-    example = int(np.flatnonzero(clear)[0]) if clear.any() else int(np.flatnonzero(patch_set.labels == 1)[0])
-    return EvaluationPatches(patch_set.patches, patch_set.labels), example, patch_set.lesion_masks[example]
+    gc.collect()
+    name = ctypes.util.find_library("c")
+    with contextlib.suppress(OSError, AttributeError):
+        if name is not None:
+            ctypes.CDLL(name).malloc_trim(0)
 
 
 def fit_image(image, size=ARCHITECTURE.input_size, max_side=640):
@@ -753,6 +771,9 @@ class _Worker:
     def _run(self):
         try:
             numba.set_num_threads(min(TRAINING_THREADS, numba.config.NUMBA_NUM_THREADS))
+            if TRAINING_NICENESS:
+                with contextlib.suppress(AttributeError, OSError):  # not Linux: the same priority as the rest
+                    os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), TRAINING_NICENESS)
             while not self._wait_while_paused():
                 self._publish("waiting")
                 if not self._slots.acquire(self, self._should_yield):
@@ -862,9 +883,9 @@ def lesson_run(settings):
     """A run of the lesson's training: the settings' start and optimiser on the shipped scans' patches."""
 
     def prepare():
-        evaluation, _, _ = lesson_evaluation_patches()
+        lesson = lesson_data()
         network = initial_network(settings.start, settings.seed)
-        return Trainer(network, lesson_training_patches(), evaluation, settings), {}
+        return Trainer(network, lesson.training, lesson.evaluation, settings), {}
 
     return TrainingRun(prepare, total_steps=settings.steps)
 

@@ -245,6 +245,25 @@ def test_a_dropped_run_stops_its_thread():
     assert worker.trainer is None  # its data and network went with it
 
 
+def test_a_training_thread_runs_at_a_lower_priority_and_with_one_engine_thread():
+    import os
+
+    import numba
+
+    seen = {}
+
+    def prepare():
+        seen["niceness"] = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+        seen["threads"] = numba.get_num_threads()
+        return toy_trainer(steps=2), {}
+
+    run = live.TrainingRun(prepare, total_steps=2, slots=live.TrainingSlots(1))
+    wait_for(run, "finished")
+    assert seen["niceness"] == os.getpriority(os.PRIO_PROCESS, 0) + live.TRAINING_NICENESS
+    assert seen["threads"] == live.TRAINING_THREADS == 1
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == os.getpriority(os.PRIO_PROCESS, 0)
+
+
 def test_a_failing_run_reports_its_error_and_frees_its_slot():
     slots = live.TrainingSlots(1)
 

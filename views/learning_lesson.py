@@ -24,7 +24,7 @@ from model.live import (
     STARTS,
     LiveSettings,
     fit_image,
-    lesson_evaluation_patches,
+    lesson_data,
     lesson_run,
     scan_run,
 )
@@ -366,8 +366,8 @@ def _gradient_sizes(snapshot):
 
 
 def _cam_before_after(snapshot):
-    evaluation, example, mask = lesson_evaluation_patches()
-    patch = evaluation.patches[example]
+    lesson = lesson_data()
+    patch, mask = lesson.evaluation.patches[lesson.example], lesson.example_mask
     columns = st.columns(2, gap="medium")
     for column, (title, initial) in zip(columns, (("At the start", True), ("Now", False))):
         classifier = Classifier(snapshot.network(initial=initial))
