@@ -68,8 +68,9 @@ TRAINING_NICENESS = int(os.environ.get("CONVSCOPE_TRAINING_NICE", "10"))
 # CONVSCOPE_TRAINING_SLOTS changes it; the default leaves half the cores to the class.
 TRAINING_SLOTS = max(1, int(os.environ.get("CONVSCOPE_TRAINING_SLOTS", str(max(1, (os.cpu_count() or 2) // 2)))))
 
-# A running (or waiting) run whose page has not asked for news for this long pauses itself and
-# gives its slot back: the tab was closed or hidden for minutes. The page asks every second or so.
+# A running (or waiting) run pauses itself and gives its slot back as soon as its browser session is
+# no longer connected (when the page can tell it, see TrainingRun's ``connected``); otherwise when
+# its page has not asked for news for this long (the page asks every second or so while it shows it).
 HEARTBEAT_TIMEOUT_S = 45.0
 
 EVALUATION_BATCH = 64  # patches per forward pass when measuring the AUC (bounds memory)
@@ -699,10 +700,11 @@ class _Worker:
     Only the worker thread publishes snapshots; other threads set flags under the condition.
     """
 
-    def __init__(self, prepare, finish, total_steps, slots):
+    def __init__(self, prepare, finish, total_steps, slots, connected):
         self._prepare = prepare
         self._finish = finish
         self._slots = slots
+        self._connected = connected
         self._condition = threading.Condition()
         self._pause_requested = False
         self._stop_requested = False
@@ -733,9 +735,14 @@ class _Worker:
 
     # -- the worker thread
 
+    def _watched(self):
+        if self._connected is not None:
+            return self._connected()
+        return time.monotonic() - self.last_seen <= HEARTBEAT_TIMEOUT_S
+
     def _should_yield(self):
-        """Leave the slot: stop or pause asked, or nobody has looked for a while (then pause)."""
-        if time.monotonic() - self.last_seen > HEARTBEAT_TIMEOUT_S:
+        """Leave the slot: stop or pause asked, or nobody is watching any more (then pause)."""
+        if not self._watched():
             self.pause("unwatched")
         return self._pause_requested or self._stop_requested
 
@@ -790,7 +797,7 @@ class _Worker:
             self._publish("failed", error=f"{type(error).__name__}: {error}")
         finally:
             # What the run trained on (an upload's patches too) goes with the thread; the snapshot stays.
-            self.trainer = self._prepare = self._finish = None
+            self.trainer = self._prepare = self._finish = self._connected = None
 
     def _train_in_slot(self):
         """Train until done or asked to yield; True once the run has finished."""
@@ -826,6 +833,10 @@ class TrainingRun:
         The run's steps (shown before the Trainer exists).
     slots : TrainingSlots
         Default: the server-wide :data:`SLOTS`.
+    connected : callable () -> bool, optional
+        Whether the browser session that owns the run is still connected (any thread may call it;
+        it must not hold the session's state). While it says no, the run pauses itself. Without it,
+        the run pauses when :meth:`snapshot` has not been called for :data:`HEARTBEAT_TIMEOUT_S`.
 
     Notes
     -----
@@ -833,8 +844,8 @@ class TrainingRun:
     is collected and its worker stops (a weakref finalizer), freeing its slot and its memory.
     """
 
-    def __init__(self, prepare, *, total_steps, finish=None, slots=None):
-        self._worker = _Worker(prepare, finish, int(total_steps), slots or SLOTS)
+    def __init__(self, prepare, *, total_steps, finish=None, slots=None, connected=None):
+        self._worker = _Worker(prepare, finish, int(total_steps), slots or SLOTS, connected)
         weakref.finalize(self, self._worker.stop)
         self._worker.thread.start()
 
@@ -853,7 +864,7 @@ class TrainingRun:
         self._worker.pause("asked")
 
     def resume(self):
-        """Go on from where it paused (after waiting for a slot if none is free)."""
+        """Go on from where it paused (after waiting for a slot if none is free); the session counts as watching."""
         self._worker.resume()
 
     def stop(self):
@@ -879,15 +890,18 @@ class TrainingRun:
 # The two lessons' runs
 
 
-def lesson_run(settings):
-    """A run of the lesson's training: the settings' start and optimiser on the shipped scans' patches."""
+def lesson_run(settings, *, connected=None):
+    """A run of the lesson's training: the settings' start and optimiser on the shipped scans' patches.
+
+    ``connected``: see :class:`TrainingRun`.
+    """
 
     def prepare():
         lesson = lesson_data()
         network = initial_network(settings.start, settings.seed)
         return Trainer(network, lesson.training, lesson.evaluation, settings), {}
 
-    return TrainingRun(prepare, total_steps=settings.steps)
+    return TrainingRun(prepare, total_steps=settings.steps, connected=connected)
 
 
 class ScanReport(NamedTuple):
@@ -909,7 +923,7 @@ def scan_report(classifier, patches):
     return ScanReport(roc_auc(patches.test.labels, probabilities), probability_map, tops, lefts)
 
 
-def scan_run(image, settings):
+def scan_run(image, settings, *, connected=None):
     """A run that fine-tunes a copy of the shipped weights on one scan's patches (:func:`scan_patches`).
 
     The snapshot's results: {"image": the image, "before": ScanReport} once prepared, and
@@ -928,4 +942,4 @@ def scan_run(image, settings):
     def finish(trainer):
         return {"after": scan_report(trainer.classifier, cut.pop("patches"))}
 
-    return TrainingRun(prepare, finish=finish, total_steps=settings.steps)
+    return TrainingRun(prepare, finish=finish, total_steps=settings.steps, connected=connected)

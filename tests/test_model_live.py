@@ -232,6 +232,26 @@ def test_a_run_nobody_watches_pauses_itself_and_frees_its_slot(monkeypatch):
     assert run.join(10)
 
 
+def test_a_run_whose_session_disconnects_pauses_at_once_and_ignores_the_page_timer(monkeypatch):
+    monkeypatch.setattr(live, "HEARTBEAT_TIMEOUT_S", 0.2)
+    connected = threading.Event()
+    connected.set()
+    slots = live.TrainingSlots(1)
+
+    def prepare():
+        return toy_trainer(steps=2000), {}
+
+    run = live.TrainingRun(prepare, total_steps=2000, slots=slots, connected=connected.is_set)
+    wait_for(run, "running")
+    time.sleep(0.6)  # the page is elsewhere (no polling) but the session is connected: it goes on
+    assert run._worker.snapshot.status == "running"
+    connected.clear()
+    snapshot = run.wait_until(lambda snapshot: snapshot.status == "paused", 30)
+    assert snapshot.pause_reason == "unwatched" and slots.busy == 0
+    run.stop()
+    assert run.join(10)
+
+
 def test_a_dropped_run_stops_its_thread():
     slots = live.TrainingSlots(1)
     run = toy_run(slots, steps=2000)

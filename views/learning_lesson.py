@@ -14,7 +14,6 @@ import streamlit as st
 
 from model import load
 from model.live import (
-    HEARTBEAT_TIMEOUT_S,
     LESSON_EVALUATION_COUNT,
     LESSON_TRAINING_COUNT,
     MAP_STRIDE,
@@ -74,6 +73,19 @@ def _init_state():
             st.session_state[key] = value
 
 
+def _connection_check():
+    """A callable saying whether this browser session is still connected, for the training's worker
+    thread (it holds the session's id, not its state); None where no server runs the page (AppTest)."""
+    from streamlit.runtime import Runtime
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    context = get_script_run_ctx()
+    if context is None or not Runtime.exists():
+        return None
+    runtime, session_id = Runtime.instance(), context.session_id
+    return lambda: runtime.is_active_session(session_id)
+
+
 def _snapshot(run_key):
     run = st.session_state[run_key]
     return None if run is None else run.snapshot()
@@ -103,7 +115,7 @@ def _start_lesson_run():
                             learning_rate=float(st.session_state["learn_rate"]),
                             batch_size=int(st.session_state["learn_batch"]), steps=int(st.session_state["learn_steps"]),
                             seed=int(st.session_state["learn_seed"]))
-    _replace_run("learn_run", lesson_run(settings))
+    _replace_run("learn_run", lesson_run(settings, connected=_connection_check()))
     st.session_state["learn_settings"] = settings
 
 
@@ -182,9 +194,8 @@ def _status(snapshot, what):
         st.info("Cutting patches and inserting synthetic lesions (the lesson's own patches are cut once per "
                 "server start, which takes a few seconds).", icon=":material/content_cut:")
     elif snapshot.status == "paused" and snapshot.pause_reason == "unwatched":
-        st.warning(f"Paused by itself: this page had not asked for news for {HEARTBEAT_TIMEOUT_S:.0f} s (a closed "
-                   "or long-hidden tab), so it gave its slot to others. Press Resume to go on.",
-                   icon=":material/visibility_off:")
+        st.warning("Paused by itself: nobody was watching (the tab was closed or lost its connection), so it "
+                   "gave its slot to others. Press Resume to go on.", icon=":material/visibility_off:")
     elif snapshot.status == "failed":
         st.error(f"The training stopped with an error: {snapshot.error}. Press Reset and try other settings; "
                  "the rest of the app is not affected.", icon=":material/error:")
@@ -436,7 +447,7 @@ def _start_scan_run(image, identity):
         return
     settings = LiveSettings(start="shipped", optimiser="adam", learning_rate=float(st.session_state["learn_scan_rate"]),
                             batch_size=32, steps=int(st.session_state["learn_scan_steps"]), seed=0)
-    _replace_run("learn_scan_run", scan_run(image, settings))
+    _replace_run("learn_scan_run", scan_run(image, settings, connected=_connection_check()))
     st.session_state["learn_scan_source"] = identity
 
 
