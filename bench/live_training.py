@@ -81,7 +81,8 @@ def drive_training(url):
         steps = page.locator("input[aria-label='Steps']")
         steps.focus()
         page.keyboard.press("End")  # the most steps: fewer restarts
-        page.wait_for_function("element => element.getAttribute('aria-valuetext') === '1000'", arg=steps.element_handle())
+        page.wait_for_function("element => element.getAttribute('aria-valuetext') === '1000'",
+                               arg=steps.element_handle())
         while True:
             page.get_by_role("button", name="Start training").click()
             page.get_by_text(re.compile(r"^Training: step")).first.wait_for()

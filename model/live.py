@@ -765,7 +765,8 @@ class _Worker:
                 **changes}
         if status is not None:
             changes["status"] = status
-        changes["pause_reason"] = self._pause_reason if changes.get("status", self.snapshot.status) == "paused" else None
+        paused = changes.get("status", self.snapshot.status) == "paused"
+        changes["pause_reason"] = self._pause_reason if paused else None
         self.snapshot = dataclasses.replace(self.snapshot, **changes)
 
     def _wait_while_paused(self):
@@ -927,8 +928,8 @@ def scan_run(image, settings, *, connected=None):
     """A run that fine-tunes a copy of the shipped weights on one scan's patches (:func:`scan_patches`).
 
     The snapshot's results: {"image": the image, "before": ScanReport} once prepared, and
-    {"after": ScanReport} once finished. ``image`` is the fitted, windowed scan (:func:`fit_image`); an upload's pixels and
-    patches stay in this run's memory only.
+    {"after": ScanReport} once finished. ``image`` is the fitted, windowed scan (:func:`fit_image`);
+    an upload's pixels and patches stay in this run's memory only.
     """
     image = np.asarray(image, dtype=np.float32)
     cut = {}

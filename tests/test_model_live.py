@@ -11,7 +11,7 @@ import pytest
 
 from model import data, live
 from model.network import Architecture, Network
-from model.train import Adam, lesion_cells
+from model.train import lesion_cells
 
 # A toy network and toy data: the same Trainer, a hundredth of the arithmetic.
 TOY = Architecture(input_size=16, channels=(4, 8), kernel_sizes=(5, 3), pool_after=(True, False), global_pool="max")
@@ -37,7 +37,8 @@ def toy_patches(count, seed):
 def toy_trainer(*, steps=40, optimiser="adam", learning_rate=0.01, seed=0):
     training, _ = toy_patches(128, seed)
     _, evaluation = toy_patches(64, seed + 100)
-    settings = live.LiveSettings(optimiser=optimiser, learning_rate=learning_rate, batch_size=16, steps=steps, seed=seed)
+    settings = live.LiveSettings(optimiser=optimiser, learning_rate=learning_rate, batch_size=16, steps=steps,
+                                 seed=seed)
     return live.Trainer(Network(TOY, seed=seed), training, evaluation, settings, evaluate_every=10)
 
 

@@ -30,7 +30,7 @@ from model.live import (
 from model.network import Classifier, probability_picture
 from views.notices import show_teaching_notice
 from views.scan_picker import choose_image
-from viz.images import grey_rgb, upscale_nearest
+from viz.images import grey_rgb
 from viz.network import cam_overlay, kernel_bank, lesion_outline, probability_overlay
 
 POLL_S = 1.0  # how often an active run's panel asks for news
@@ -229,7 +229,8 @@ def _step_explanation(snapshot, settings, key):
         f"3. **Backward.** Backpropagation carries the loss back through every layer and gives each weight its "
         f"gradient: how much the loss would grow if that weight grew a little. For this weight, "
         f"d loss / d w = **{step.gradient:+.3e}**"
-        + (" (with the kernel's mean gradient taken out, so the kernel stays zero-sum)" if key == "conv1.weight" else "")
+        + (" (with the kernel's mean gradient taken out, so the kernel stays zero-sum)"
+           if key == "conv1.weight" else "")
         + ".",
     ]
     constants = snapshot.optimiser_constants
@@ -246,8 +247,9 @@ def _step_explanation(snapshot, settings, key):
             f"the direction the gradients agree on, whatever their size.  \n"
             f"m = {beta1:g} x ({m_before:+.3e}) + {1 - beta1:.3g} x ({step.gradient:+.3e}) = {m_after:+.3e}  \n"
             f"v = {beta2:g} x {v_before:.3e} + {1 - beta2:.3g} x ({step.gradient:+.3e})^2 = {v_after:.3e}  \n"
-            f"corrected for the start (step {done}): m^ = {m_hat:+.3e}, v^ = {v_hat:.3e}  \n"
-            f"w = {step.before:+.5f} - {rate:g} x m^ / (sqrt(v^) + {eps:g}) = {step.before:+.5f} - ({change:+.3e}) "
+            f"both started at zero, so they are scaled up while few steps have been taken (divided by "
+            f"1 - {beta1:g}^{done} and 1 - {beta2:g}^{done}): m' = {m_hat:+.3e}, v' = {v_hat:.3e}  \n"
+            f"w = {step.before:+.5f} - {rate:g} x m' / (sqrt(v') + {eps:g}) = {step.before:+.5f} - ({change:+.3e}) "
             f"= **{step.updated:+.5f}**")
     else:
         momentum = constants["momentum"]
@@ -286,7 +288,7 @@ def _settings_ui(locked):
 
 
 # Charts are Vega-Lite specifications written here: st.line_chart builds them with Altair, whose schema
-# validation cost 250 ms a chart on the classroom server, three times a second while training.
+# validation cost 250 ms a chart on the classroom server, and a training page draws three every second.
 LOSS_COLOURS = ("#c8c8c8", "#b2182b")
 AUC_COLOUR = "#2166ac"
 GRADIENT_COLOUR = "#6a3d9a"
