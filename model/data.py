@@ -424,15 +424,42 @@ def load_source_images(*, reader=None, include_samples=True):
                 continue
             if any(_is_copy(_thumbnail(scan.slice(index)), known_thumbnails) for index in range(scan.num_slices)):
                 continue
-            slices = None
-            if scan.is_volume:  # a handful of slices spread through the volume
-                slices = sorted(set(np.linspace(0, scan.num_slices - 1, 5).round().astype(int).tolist()))
-            images.extend(_images_of(scan, name, slices))
+            images.extend(_sample_images(scan, name))
             known_thumbnails.extend(_thumbnail(scan.slice(index)) for index in range(scan.num_slices))
     return sorted(images, key=lambda image: image.name)
 
 
 _ANATOMY_MODALITIES = ("CT", "MR", "CR", "DX", "MG", "NM", "PT", "XA", "RF", "US")
+
+
+def _sample_images(scan, name):
+    """A sample's SourceImages: the image, or a handful of slices spread through a volume."""
+    slices = None
+    if scan.is_volume:
+        slices = sorted(set(np.linspace(0, scan.num_slices - 1, 5).round().astype(int).tolist()))
+    return _images_of(scan, name, slices)
+
+
+def shipped_images():
+    """The source images that ship in the repository, split like the classifier's data: (training, held_out).
+
+    The vendored training scans and ConvScope's grey anatomy samples (with a handful of slices of a
+    volume), split by :func:`split_by_modality`. For training inside the app (the "Watch it learn"
+    lesson): they need neither pydicom-data nor anything written at run time. The samples are rebuilt
+    from pydicom-data files that :func:`load_source_images` also reads, so here they stand in for them.
+
+    Returns
+    -------
+    training, held_out : lists of SourceImage, sorted by name
+    """
+    from scans import list_samples, read_sample
+
+    images, _ = _vendored_images()
+    for name in list_samples():
+        scan = read_sample(name)
+        if scan.display_rgb is None and scan.modality in _ANATOMY_MODALITIES:
+            images.extend(_sample_images(scan, name))
+    return split_by_modality(sorted(images, key=lambda image: image.name))
 
 
 def split_by_modality(images, held_out=HELD_OUT_MODALITY):

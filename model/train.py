@@ -113,6 +113,10 @@ class Adam:
             v += (1.0 - self.beta2) * grad * grad
             param -= (self.learning_rate * (m / correction1) / (np.sqrt(v / correction2) + self.eps)).astype(np.float32)
 
+    def state_of(self, key, index):
+        """Adam's running averages for one weight: {"m": first moment, "v": second moment}."""
+        return {"m": float(self.first_moment[key][index]), "v": float(self.second_moment[key][index])}
+
 
 def lesion_cells(lesion_masks, stride, *, min_cover=LESION_CELL_COVER):
     """Which cells of the score map a lesion occupies: the localisation loss's targets.

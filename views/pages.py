@@ -24,4 +24,6 @@ PAGE_TABLE = (
               "A kernel shaped like its target answers most where the target is."),
     PageEntry("Lessons", "views/classifier.py", "Does this patch contain a lesion?", ":material/psychology:",
               "A small trained CNN, opened up layer by layer, finds a synthetic lesion."),
+    PageEntry("Lessons", "views/learning.py", "Watch it learn", ":material/model_training:",
+              "Train the network here: random kernels become detectors; then teach it your own scan."),
 )
