@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
+from tests.apptest import scan_uploader
 
 PAGE = str(Path(__file__).resolve().parents[1] / "views" / "learning.py")
 TIMEOUT = 300
@@ -131,7 +132,7 @@ def test_an_uploads_patches_are_taught_and_dropped_when_another_scan_is_chosen(a
     picture = (120 + 60 * np.sin(rows / 11.0) * np.cos(cols / 17.0) + rng.normal(0, 6, rows.shape)).astype(np.uint8)
     buffer = io.BytesIO()
     Image.fromarray(picture).save(buffer, format="PNG")
-    app.file_uploader(key="scan_uploader").set_value(("phantom.png", buffer.getvalue(), "image/png")).run()
+    scan_uploader(app).set_value(("phantom.png", buffer.getvalue(), "image/png")).run()
     assert not app.exception, app.exception
     app.select_slider(key="learn_scan_steps").set_value(25).run()
     app.button(key="learn_scan_go").click().run()
