@@ -13,8 +13,8 @@ from kernels import conv2d
 from lessons.links import Field, whole_numbers
 from model import load
 from model.data import CONTRAST_RANGE, RADIUS_RANGE, insert_lesion
+from model.live import fit_image
 from model.network import anatomy_window, probability_picture
-from scans.preprocess import resize
 from views import links
 from views.exports import png_download
 from views.notices import show_teaching_notice
@@ -56,18 +56,8 @@ POLARITIES = {"auto": "whichever fits", "brighter": "brighter", "darker": "darke
 
 
 def _fit_image(image):
-    """The windowed image, reduced to MAX_SIDE (or enlarged to the input size if smaller)."""
-    rows, cols = image.shape
-    size = load().input_size
-    factor = 1.0
-    if max(rows, cols) > MAX_SIDE:
-        factor = MAX_SIDE / max(rows, cols)
-    if min(rows, cols) * factor < size:
-        factor = size / min(rows, cols)
-    if factor == 1.0:
-        return np.asarray(image, dtype=np.float32)
-    shape = (max(size, round(rows * factor)), max(size, round(cols * factor)))
-    return np.clip(resize(image, shape), 0.0, 1.0).astype(np.float32)
+    """The windowed image, reduced to MAX_SIDE (or enlarged to the input size if smaller): as "Watch it learn"."""
+    return fit_image(image, size=load().input_size, max_side=MAX_SIDE)
 
 
 def _image_identity(chosen, image):
