@@ -53,10 +53,11 @@ def test_start_pause_and_resume_a_training(page):
     save_screenshot(page, "learning_paused")
 
     page.get_by_role("button", name="Resume").first.click()
-    expect(page.get_by_text(re.compile(rf"Training: step (?!{paused_at} )\d+ of 200"))).to_be_visible(
+    # On a quiet machine the remaining steps can all be done before the page next looks: "Finished" too.
+    expect(page.get_by_text(re.compile(rf"(Training|Finished): step (?!{paused_at} )\d+ of 200"))).to_be_visible(
         timeout=TRAINING_TIMEOUT_MS)
     status, step = _progress(page)
-    assert status == "Training" and step > paused_at
+    assert status in ("Training", "Finished") and step > paused_at
     assert_no_exception(page)
     save_screenshot(page, "learning_resumed")
 
