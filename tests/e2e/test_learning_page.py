@@ -26,10 +26,14 @@ def test_start_pause_and_resume_a_training(page):
     wait_for_app(page)
     expect(page.get_by_role("heading", name="Watch it learn")).to_be_visible()
     assert_no_exception(page)
+    # The longest training, so that on a quiet machine it is still running when Pause is pressed.
+    page.locator("input[aria-label='Steps']").focus()
+    page.keyboard.press("End")
+    wait_for_app(page)
 
     page.get_by_role("button", name="Start training").click()
     # The page polls the run by itself: the step count climbs with no click.
-    expect(page.get_by_text(re.compile(r"Training: step ([3-9]|\d\d+) of 200"))).to_be_visible(
+    expect(page.get_by_text(re.compile(r"Training: step ([3-9]|\d\d+) of 1000"))).to_be_visible(
         timeout=TRAINING_TIMEOUT_MS)
     expect(page.locator("[data-testid='stVegaLiteChart']").first).to_be_visible()
     expect(page.get_by_text("What training changed")).to_be_visible()
@@ -44,7 +48,7 @@ def test_start_pause_and_resume_a_training(page):
     expect(page.get_by_text(re.compile(r"the dense layer's weight from the first pooled channel"))).to_be_visible()
 
     page.get_by_role("button", name="Pause").first.click()
-    expect(page.get_by_text(re.compile(r"Paused: step \d+ of 200"))).to_be_visible()
+    expect(page.get_by_text(re.compile(r"Paused: step \d+ of 1000"))).to_be_visible()
     status, paused_at = _progress(page)
     assert status == "Paused"
     page.wait_for_timeout(3000)  # nothing moves while paused
@@ -54,7 +58,7 @@ def test_start_pause_and_resume_a_training(page):
 
     page.get_by_role("button", name="Resume").first.click()
     # On a quiet machine the remaining steps can all be done before the page next looks: "Finished" too.
-    expect(page.get_by_text(re.compile(rf"(Training|Finished): step (?!{paused_at} )\d+ of 200"))).to_be_visible(
+    expect(page.get_by_text(re.compile(rf"(Training|Finished): step (?!{paused_at} )\d+ of 1000"))).to_be_visible(
         timeout=TRAINING_TIMEOUT_MS)
     status, step = _progress(page)
     assert status in ("Training", "Finished") and step > paused_at
