@@ -353,12 +353,21 @@ def main():
     st.title("A kernel scans the image")
     show_teaching_notice()
     link_values = links.opened(LINK_FIELDS)
-    # Presenting, the step player comes first, under the title: it is filled in once its trace is known.
-    player_slot = st.container() if is_presenting() else None
-    link_slot = st.container()
     chosen = choose_image()
     controls.init_state()
     _apply_link(link_values)
+    _lesson(chosen)
+
+
+# A fragment: a click in the lesson reruns the lesson only, not the sidebar's scan picker and the page's
+# frame around it (a tenth of a full run, on the one server a class shares). A new scan or window in the
+# sidebar runs the whole page, which calls the fragment again with the new image.
+@st.fragment
+def _lesson(chosen):
+    """Everything under the title: the image and region, the kernel, the sections' tabs, the link."""
+    # Presenting, the step player comes first, under the title: it is filled in once its trace is known.
+    player_slot = st.container() if is_presenting() else None
+    link_slot = st.container()
     explain(
         "A convolution layer slides a small grid of weights, the **kernel**, over the image. At every position "
         "it multiplies each pixel under the kernel by the weight lying on it and adds up the products, plus a "
