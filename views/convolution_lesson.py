@@ -365,7 +365,7 @@ def main():
 @st.fragment
 def _lesson(chosen):
     """Everything under the title: the image and region, the kernel, the sections' tabs, the link."""
-    # Presenting, the step player comes first, under the title: it is filled in once its trace is known.
+    # Presenting, the tabs with the step player come first, under the title: filled in once the trace is known.
     player_slot = st.container() if is_presenting() else None
     link_slot = st.container()
     explain(
@@ -405,9 +405,9 @@ def _lesson(chosen):
 
     # The sections after the settings are tabs that run only while open: a student's click on the kernel
     # redraws the open one, not all four (each costs the one server every student shares).
-    with player_slot if player_slot is not None else st.container():
-        st.session_state.setdefault(SECTION_KEY, SECTIONS[0])
-        tabs = dict(zip(SECTIONS, st.tabs(SECTIONS, key=SECTION_KEY, on_change="rerun")))
+    st.session_state.setdefault(SECTION_KEY, SECTIONS[0])
+    place = st if player_slot is None else player_slot
+    tabs = dict(zip(SECTIONS, place.tabs(SECTIONS, key=SECTION_KEY, on_change="rerun")))
     if trace is not None:
         with tabs[SECTIONS[0]]:
             if tabs[SECTIONS[0]].open:
