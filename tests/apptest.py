@@ -77,3 +77,15 @@ class BrowserSelectbox:
             if shown.set_value:
                 self.label = shown.raw_value
         return app
+
+
+def open_tab(app, key, label):
+    """Open the tab (of the tabs keyed ``key``) whose label starts with ``label``, then the rerun a click causes.
+
+    The lessons' tabs run only while open, so a test reaches a tab's widgets this way first.
+    """
+    labels = [tab.label for tab in app.tabs]
+    chosen = [text for text in labels if text.startswith(label)]
+    assert len(chosen) == 1, f"no single tab starting with {label!r} among {labels}"
+    app.session_state[key] = chosen[0]
+    return app.run()

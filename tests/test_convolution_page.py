@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.apptest import run_page_file, scan_uploader
+from tests.apptest import open_tab, run_page_file, scan_uploader
 from kernels import avg_pool2d, conv2d, conv2d_trace, make_kernel, max_pool2d, pool2d_trace, relu
 from scans import apply_window, list_samples, read_sample
 from views.components.step_player import FORMAT, decode_array
@@ -83,6 +83,12 @@ def _assert_player_is_conv2d(app):
     return data
 
 
+def _open_section(app, number):
+    """Open the lesson's tab whose label starts with ``number`` (e.g. "5."); only the open tab runs."""
+    open_tab(app, "conv_section", number)
+    assert not app.exception, app.exception
+
+
 def _assert_pool_player_is(app, expected, mode):
     """The pooling player's map and steps equal ``expected`` (from the engine's pooling), bit for bit."""
     data = _player(app, "pool_player")
@@ -110,8 +116,9 @@ def test_lesson_runs_on_every_sample_and_shows_conv2d_values(sample):
     assert not app.exception, app.exception
     assert not app.error, [error.value for error in app.error]
     data = _assert_player_is_conv2d(app)
-    assert len(app.get("image")) >= 2, "whole-image map, bank"
+    assert len(app.get("image")) >= 1, "whole-image map"
     # The activation's grids are text: every value of the region's map before and after ReLU, in its cell.
+    _open_section(app, "4.")
     before_grid, after_grid = (element.proto.body for element in app.get("html")[:2])
     output = decode_array(data["output"]["values"])
     for grid, shown in ((before_grid, output), (after_grid, relu(output))):
@@ -119,6 +126,8 @@ def test_lesson_runs_on_every_sample_and_shows_conv2d_values(sample):
         assert len(titles) == output.size
         decimals = len(titles[0].split(".")[1]) if "." in titles[0] else 0
         assert titles == [f"{value:.{decimals}f}" for value in shown.reshape(-1)]
+    _open_section(app, "6.")
+    assert len(app.get("image")) >= 2, "whole-image map, bank"
 
 
 def test_the_conv_player_receives_the_whole_trace():
@@ -156,10 +165,12 @@ def test_a_rerun_sends_the_same_data_so_the_browser_keeps_its_step():
     # The player keeps its step in the browser: the server holds no step, and a rerun that changes
     # nothing must send identical data (same key, same JSON), or the browser would reload the player.
     app = _open()
-    before = _player_json(app, "conv_player"), _player_json(app, "pool_player")
-    app.run()
-    assert not app.exception, app.exception
-    assert (_player_json(app, "conv_player"), _player_json(app, "pool_player")) == before
+    for section, player in (("3.", "conv_player"), ("5.", "pool_player")):
+        _open_section(app, section)
+        before = _player_json(app, player)
+        app.run()
+        assert not app.exception, app.exception
+        assert _player_json(app, player) == before
     for old_stepper_state in ("conv__step", "conv__playing", "pool__step", "pool__playing"):
         assert old_stepper_state not in app.session_state
 
@@ -234,6 +245,7 @@ def test_stride_padding_dilation_flip_and_the_formula():
 def test_pooling_player_matches_max_pool2d_of_the_relu():
     app = _open()
     activated = relu(_expected_region_output(app))
+    _open_section(app, "5.")
     data = _assert_pool_player_is(app, max_pool2d(activated, 2, stride=2), "max")
     trace = pool2d_trace(activated, 2, stride=2)
     argmax = decode_array(data["steps"]["argmax"])
@@ -246,6 +258,7 @@ def test_pooling_player_matches_max_pool2d_of_the_relu():
 @pytest.mark.parametrize("mode", ["max", "avg"])
 def test_padded_pooling_player_matches_the_engine_and_padding_follows_the_window(mode):
     app = _open()
+    _open_section(app, "5.")
     app.radio(key="pool_mode").set_value(mode).run()
     app.select_slider(key="pool_size").set_value(3).run()
     app.select_slider(key="pool_padding").set_value(1).run()
@@ -344,9 +357,28 @@ def test_a_new_window_changes_the_numbers():
 def test_the_whole_image_activation_is_drawn_only_when_asked_for():
     caption = "Grey: pixels that were negative before the activation."
     app = _open()
+    _open_section(app, "4.")
     images_before = len(app.get("image"))
     assert not any(caption in image.captions for image in app.get("image"))
     app.toggle(key="conv_whole_activation").set_value(True).run()
     assert not app.exception, app.exception
     assert len(app.get("image")) == images_before + 1
     assert any(caption in image.captions for image in app.get("image"))
+
+
+def test_only_the_open_tab_and_an_open_export_panel_are_drawn():
+    # Every student's click reruns the page on the one server they share: a closed tab or a closed
+    # export panel must cost that rerun nothing (no widgets of its own drawn).
+    app = _open()
+    keys = {widget.key for widget in app.radio} | {widget.key for widget in app.select_slider}
+    assert "conv_activation" not in keys and "pool_mode" not in keys and "conv_export_kind" not in keys
+    assert not app.multiselect and [player.key for player in app.get("bidi_component")] == ["conv_player"]
+    app.session_state["conv_export_open"] = True
+    app.run()
+    assert [radio.key for radio in app.radio if radio.key.startswith("conv_export")] == [
+        "conv_export_kind", "conv_export_size"]
+    _open_section(app, "5.")
+    assert [player.key for player in app.get("bidi_component")] == ["pool_player"]
+    assert "pool_mode" in {radio.key for radio in app.radio}
+    _open_section(app, "6.")
+    assert app.multiselect(key="bank_names").value and not app.get("bidi_component")

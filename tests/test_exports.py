@@ -19,7 +19,7 @@ from PIL import Image, ImageSequence
 from kernels import conv2d_trace, make_kernel, pool2d_trace, relu
 from lessons.exports import conv_steps, export, pool_steps, step_range
 from scans import apply_window, read_sample
-from tests.apptest import run_page_file
+from tests.apptest import open_tab, run_page_file
 from viz.images import COLOUR_SCHEMES, diverging_rgb
 from viz.step_frames import SLIDE, StepFrames
 
@@ -159,21 +159,30 @@ def test_bad_ranges_and_formats_are_refused_with_the_bounds(conv_trace):
 def test_the_lesson_makes_a_gif_of_a_chosen_range_and_offers_it():
     app = run_page_file("views/convolution.py")
     assert not app.exception, app.exception
+    app.session_state["conv_export_open"] = True  # the panel draws its widgets only while open
+    app.run()
     app.slider(key="conv_export_range_64").set_value((3, 10)).run()
     app.button(key="conv_export_make").click().run()
     assert not app.exception, app.exception
     settings, data = app.session_state["conv_export__file"]
     assert settings[:3] == ("gif", 3, 10)
     assert sum(1 for _ in ImageSequence.Iterator(Image.open(io.BytesIO(data)))) == 8
-    # The GIF, the whole-image map, the region's maps before and after, the bank; and the whole-image
-    # activation once it is shown.
-    assert len(app.get("download_button")) >= 5
+    # The GIF and the whole-image map; in their tabs the region's maps before and after, the whole-image
+    # activation once it is shown, and the bank.
+    assert len(app.get("download_button")) >= 2
+    open_tab(app, "conv_section", "4.")
+    assert {"conv_before_png", "conv_after_png"} <= {button.key for button in app.get("download_button")}
     app.toggle(key="conv_whole_activation").set_value(True).run()
     assert "conv_activation_png" in [button.key for button in app.get("download_button")]
+    open_tab(app, "conv_section", "6.")
+    assert "conv_bank_png" in [button.key for button in app.get("download_button")]
 
 
 def test_the_pooling_player_exports_mp4():
     app = run_page_file("views/convolution.py")
+    open_tab(app, "conv_section", "5.")
+    app.session_state["pool_export_open"] = True
+    app.run()
     app.radio(key="pool_export_kind").set_value("mp4").run()
     app.button(key="pool_export_make").click().run()
     assert not app.exception, app.exception

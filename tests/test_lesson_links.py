@@ -18,7 +18,7 @@ from streamlit.testing.v1 import AppTest
 import lessons.links
 from lessons.links import (Field, boolean, choice, decode, encode, grid, image_fields, integer, number, qr_matrix,
                            record, whole_number_list, whole_numbers)
-from tests.apptest import APP_TIMEOUT_S, REPO_ROOT, scan_uploader
+from tests.apptest import APP_TIMEOUT_S, REPO_ROOT, open_tab, scan_uploader
 from views.components.step_player import decode_array
 from views.convolution_controls import KERNEL_GRID, stored_key
 from views.convolution_lesson import ACTIVATIONS, LINK_FIELDS as CONV_FIELDS
@@ -130,7 +130,8 @@ def _conv_state(app):
              "conv_padding_mode", "conv_dilation", "conv_bias", "conv_flip")
     state = {name: app.session_state[stored_key(name)] for name in names}
     state.update({name: app.session_state[name] for name in ("conv_activation", "conv_slope", "pool_mode",
-                                                              "pool_size", "pool_stride", "pool_padding")})
+                                                              "pool_size", "pool_stride", "pool_padding",
+                                                              "conv_section")})
     # The engine computes in float32: the kernel travels as float32 values, exactly.
     state.update(kernel=np.asarray(app.session_state[KERNEL_GRID], dtype=np.float32).tolist(), choice=app.session_state["scan__choice"],
                  level=app.session_state["scan__level"], width=app.session_state["scan__width"])
@@ -154,10 +155,12 @@ def test_convolution_lesson_link_opens_the_same_lesson_in_a_new_session():
     for name, value in (("pool_mode", "avg"), ("pool_size", 3), ("pool_stride", 1), ("pool_padding", 1)):
         app.session_state[name] = value
     app.session_state["conv__link_conv_step"] = 7  # what "Link this step" leaves for step 7 of the player
+    app.session_state["conv_section"] = "5. Pooling: a smaller map"  # the open tab travels too
     app.run()
     assert not app.exception, app.exception
     address = _link(app)
     params = dict(app.query_params)
+    assert params["section"] == "pooling"
     assert params["sample"] == "ct_head" and params["step"] == "7" and params["k"] == "0.25,-1.5,0.125;2,0,-0.3;1,0.5,-0.75"
     assert address.startswith("http://localhost:8501/convolution?") and "step=7" in address
 
@@ -165,8 +168,10 @@ def test_convolution_lesson_link_opens_the_same_lesson_in_a_new_session():
     assert _conv_state(fresh) == _conv_state(app)
     assert _link(fresh) == address
     assert _notes(fresh) == ""
-    before, after = _players(app), _players(fresh)
-    for key in ("conv_player", "pool_player"):
+    for section, key in (("5.", "pool_player"), ("3.", "conv_player")):
+        for session in (app, fresh):
+            open_tab(session, "conv_section", section)
+        before, after = _players(app), _players(fresh)
         np.testing.assert_array_equal(decode_array(after[key]["output"]["values"]),
                                       decode_array(before[key]["output"]["values"]))
     assert after["conv_player"]["view"]["initial_step"] == 6  # 0-based in the player

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.apptest import APP_PATH, APP_TIMEOUT_S
+from tests.apptest import APP_PATH, APP_TIMEOUT_S, open_tab
 from viz.images import COLOUR_SCHEMES, diverging_rgb
 
 CONVOLUTION = "views/convolution.py"
@@ -54,9 +54,11 @@ def test_present_in_the_address_opens_the_presenter_view_and_the_switch_leaves_i
     assert EXPLANATION not in _texts(app)
     assert not [alert for alert in app.warning if "For teaching only" in alert.value], "the notice shrinks to a line"
     assert "For teaching only" in _texts(app)
+    assert _players(app)["conv_player"]["view"]["presenting"] is True
+    open_tab(app, "conv_section", "5.")
+    assert _players(app)["pool_player"]["view"]["presenting"] is False  # only the convolution's fills a screen
+    open_tab(app, "conv_section", "3.")
     players = _players(app)
-    assert players["conv_player"]["view"]["presenting"] is True
-    assert players["pool_player"]["view"]["presenting"] is False  # only the convolution's player fills a screen
     assert "hatching" not in players["conv_player"]["titles"]["input"]  # short captions
 
     app.toggle(key="presenter_on").set_value(False).run()

@@ -32,6 +32,9 @@ POOL_DEFAULTS = {"pool_mode": "max", "pool_size": 2, "pool_stride": 2, "pool_pad
 BANK_STAGES = ("feature maps", "after ReLU", "after ReLU and 2 x 2 max pooling")
 BANK_DEFAULT = ("sobel x", "sobel y", "laplacian", "laplacian of gaussian", "gaussian blur", "sharpen",
                 "emboss", "outline")
+SECTIONS = ("3. Step by step: multiply and add", "4. Activation: ReLU", "5. Pooling: a smaller map",
+            "6. Many kernels at once")
+SECTION_KEY = "conv_section"
 MAP_COLOUR_PERCENTILE = 99.5  # whole-image maps: a few extreme pixels must not wash out the rest
 
 
@@ -350,12 +353,21 @@ def main():
     st.title("A kernel scans the image")
     show_teaching_notice()
     link_values = links.opened(LINK_FIELDS)
-    # Presenting, the step player comes first, under the title: it is filled in once its trace is known.
-    player_slot = st.container() if is_presenting() else None
-    link_slot = st.container()
     chosen = choose_image()
     controls.init_state()
     _apply_link(link_values)
+    _lesson(chosen)
+
+
+# A fragment: a click in the lesson reruns the lesson only, not the sidebar's scan picker and the page's
+# frame around it (a tenth of a full run, on the one server a class shares). A new scan or window in the
+# sidebar runs the whole page, which calls the fragment again with the new image.
+@st.fragment
+def _lesson(chosen):
+    """Everything under the title: the image and region, the kernel, the sections' tabs, the link."""
+    # Presenting, the tabs with the step player come first, under the title: filled in once the trace is known.
+    player_slot = st.container() if is_presenting() else None
+    link_slot = st.container()
     explain(
         "A convolution layer slides a small grid of weights, the **kernel**, over the image. At every position "
         "it multiplies each pixel under the kernel by the weight lying on it and adds up the products, plus a "
@@ -391,34 +403,60 @@ def main():
                     "kernel can also sit on the edge pixels; **dilation** spreads its taps apart to see a wider "
                     "area with the same number of weights.")
 
+    # The sections after the settings are tabs that run only while open: a student's click on the kernel
+    # redraws the open one, not all four (each costs the one server every student shares).
+    st.session_state.setdefault(SECTION_KEY, SECTIONS[0])
+    place = st if player_slot is None else player_slot
+    tabs = dict(zip(SECTIONS, place.tabs(SECTIONS, key=SECTION_KEY, on_change="rerun")))
     if trace is not None:
-        if player_slot is not None:
-            with player_slot:
-                _conv_player(trace, trace_key)
-        else:
-            st.header("3. Step by step: multiply and add", divider="gray")
-            st.markdown("The region is treated as a small image of its own, so its border gets padding. At each "
-                        "step the pixels in the window are multiplied by the kernel's weights, cell by cell; the "
-                        "sum of those products plus the bias is the output value. Then the window moves on by "
-                        "the stride, left to right, top to bottom.")
-            _conv_player(trace, trace_key)
-        after = _activation_section(chosen, kernel, settings, trace)
-        _pooling_section(after, trace, whole)
-    _bank_section(chosen)
+        with tabs[SECTIONS[0]]:
+            if tabs[SECTIONS[0]].open:
+                _player_section(trace, trace_key)
+        with tabs[SECTIONS[1]]:
+            if tabs[SECTIONS[1]].open:
+                _activation_section(chosen, kernel, settings, trace)
+        with tabs[SECTIONS[2]]:
+            if tabs[SECTIONS[2]].open:
+                _pooling_section(_activated(trace), trace, whole)
+    with tabs[SECTIONS[3]]:
+        if tabs[SECTIONS[3]].open:
+            _bank_section(chosen)
     links.publish(LINK_FIELDS, _link_values(), chosen, page="convolution", slot=link_slot, defaults=_link_defaults())
+
+
+def _player_section(trace, trace_key):
+    """Section 3: the convolution's step player."""
+    explain("The region is treated as a small image of its own, so its border gets padding. At each step the "
+            "pixels in the window are multiplied by the kernel's weights, cell by cell; the sum of those "
+            "products plus the bias is the output value. Then the window moves on by the stride, left to right, "
+            "top to bottom.")
+    _conv_player(trace, trace_key)
+
+
+def _activation_choice():
+    """The chosen activation and leaky ReLU's slope (also read while the activation's tab is closed)."""
+    st.session_state.setdefault("conv_activation", ACTIVATIONS[0])
+    st.session_state.setdefault("conv_slope", SLOPE_DEFAULT)
+    return st.session_state["conv_activation"], float(st.session_state["conv_slope"])
+
+
+def _activated(trace):
+    """The region's map after the chosen activation, and its HTML grids (once per map and activation)."""
+    name, slope = _activation_choice()
+    before = trace.output
+    return _session_memo("activation", (before.tobytes(), before.shape, name, slope),
+                         lambda: _activation_grids(before, name, slope))[0]
 
 
 def _activation_section(chosen, kernel, settings, trace):
     """ReLU and the other activations on the region's output; returns the activated map."""
-    st.header("4. The activation: ReLU clears the negatives", divider="gray")
     explain("Wherever the image looks like the opposite of the kernel, the sum comes out negative. A **ReLU** "
             "keeps positive values and sets every negative one to zero (crossed cells). Without such a bend, "
             "a stack of convolutions would add up to one single convolution. **Leaky ReLU** keeps a small "
             "fraction of each negative value; **sigmoid** and **tanh** squeeze every value into 0 to 1 or "
             "-1 to 1.")
     choice_column, slope_column = st.columns([2, 1])
-    st.session_state.setdefault("conv_activation", ACTIVATIONS[0])
-    st.session_state.setdefault("conv_slope", SLOPE_DEFAULT)
+    _activation_choice()
     name = choice_column.radio("Activation", ACTIVATIONS, key="conv_activation", horizontal=True)
     slope = slope_column.number_input("Leaky ReLU slope", 0.0, 1.0, step=0.01, key="conv_slope",
                                       disabled=name != "leaky ReLU")
@@ -439,8 +477,7 @@ def _activation_section(chosen, kernel, settings, trace):
     if marked is not None:
         st.markdown(f"**{int(marked.sum())} of {marked.size}** values were negative and "
                     + ("are now 0." if name == "ReLU" else f"were multiplied by {slope:g}."))
-    # A toggle, not an expander: an expander's content is computed on every rerun even while closed, and
-    # this picture cost 30-50 ms of every kernel change.
+    # A toggle: this picture cost 30-50 ms of every kernel change, so it is made only when asked for.
     if st.toggle("Show the same on the whole image", key="conv_whole_activation"):
         parameters = (_kernel_key(kernel), settings, name, float(slope))
         st.image(controls.computed(_whole_activation, chosen, parameters), output_format="JPEG",
@@ -453,7 +490,6 @@ def _activation_section(chosen, kernel, settings, trace):
 
 def _pooling_section(after, trace, whole):
     """Max or average pooling of the activated region map, stepped."""
-    st.header("5. Pooling: a smaller map", divider="gray")
     explain("**Max pooling** keeps only the largest value of each small window; **average pooling** keeps the "
             "mean. A 2 x 2 window moving by 2 halves each side, so the next layer has a quarter of the pixels "
             "to work on and each of its pixels stands for a larger piece of the scan. That is why early "
@@ -491,7 +527,6 @@ def _pooling_section(after, trace, whole):
 
 def _bank_section(chosen):
     """Many bank kernels on the whole image at once."""
-    st.header("6. Many kernels at once", divider="gray")
     explain("A real layer applies many kernels to the same input, and each gives its own feature map: one "
             "finds vertical edges, another horizontal ones, another small bright spots. A trained network "
             "learns its kernels from examples instead of taking them from a list. With one shared colour "
@@ -518,6 +553,7 @@ def _bank_section(chosen):
 
 _LINK_SOURCES = dict(zip(("bank", "random", "cut"), controls.SOURCES))
 _LINK_ACTIVATIONS = dict(zip(("relu", "leaky_relu", "sigmoid", "tanh"), ACTIVATIONS))
+_LINK_SECTIONS = dict(zip(("steps", "activation", "pooling", "bank"), SECTIONS))
 _LINK_PADDINGS = {**{str(amount): amount for amount in range(5)}, "same": "same", "valid": "valid"}
 LINK_FIELDS = (
     Field("region", whole_numbers(3)),  # top, left, size; brought inside the image by the sliders
@@ -536,13 +572,14 @@ LINK_FIELDS = (
     Field("slope", number(0.0, 1.0)),
     Field("pool", record((("mode", choice(("max", "avg"))), ("size", integer(2, 4)), ("stride", integer(1, 4)),
                           ("padding", integer(0, 2))), separator=",")),
+    Field("section", choice(_LINK_SECTIONS)),  # the open tab
     Field("step", integer(1, 10**6)),  # 1-based, as the player shows it
     Field("pool_step", integer(1, 10**6)),
 )
 _LINK_STORED = {"source": "conv_kernel_source", "kname": "conv_kernel_name", "ksize": "conv_kernel_size",
                 "seed": "conv_random_seed", "stride": "conv_stride", "pad_mode": "conv_padding_mode",
                 "dilation": "conv_dilation", "bias": "conv_bias", "flip": "conv_flip"}
-_LINK_WIDGETS = {"act": "conv_activation", "slope": "conv_slope"}
+_LINK_WIDGETS = {"act": "conv_activation", "slope": "conv_slope", "section": SECTION_KEY}
 _LINK_POOL = {"mode": "pool_mode", "size": "pool_size", "stride": "pool_stride", "padding": "pool_padding"}
 
 
@@ -550,6 +587,7 @@ def _link_defaults():
     """LINK_FIELDS values a fresh session starts with (left out of the link), and the kernel its source builds."""
     defaults = {name: controls.DEFAULTS[key] for name, key in _LINK_STORED.items()}
     defaults.update(padding=controls.DEFAULTS["conv_padding"], act=ACTIVATIONS[0], slope=SLOPE_DEFAULT,
+                    section=SECTIONS[0],
                     pool={name: POOL_DEFAULTS[key] for name, key in _LINK_POOL.items()})
     source, name, size = (controls.value(key) for key in ("conv_kernel_source", "conv_kernel_name",
                                                            "conv_kernel_size"))

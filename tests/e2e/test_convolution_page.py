@@ -113,6 +113,12 @@ def _assert_shows_conv_step(shown, trace):
     assert shown["target"] == f"goes to row {step.out_row}, column {step.out_col} of the output"
 
 
+def open_tab(page, number):
+    """Click the lesson's tab whose label starts with ``number`` (e.g. "5."), then wait for its run."""
+    page.get_by_role("tab", name=re.compile(rf"^{re.escape(number)}")).click()
+    wait_for_app(page)
+
+
 def _scroll_to(player):
     player.evaluate("(root) => root.scrollIntoView({block: 'start'})")
     player.page.wait_for_timeout(300)
@@ -180,29 +186,7 @@ def test_convolution_lesson_in_browser(page):
     save_screenshot(page, "convolution_player_1920x1080", full_page=False)
     page.set_viewport_size({"width": 1280, "height": 720})
 
-    # The pooling player: max of the ReLU'd output, the kept value marked; driven by the keyboard.
-    pool = page.locator(POOL)
-    pool_trace = pool2d_trace(relu(trace.output), 2, stride=2)
-    pool_data = pool_payload(pool_trace, titles={}, memory="test")
-    _scroll_to(pool)
-    pool.locator(".status").click()  # the keys go to the player that was clicked last
-    for key, expected_step in (("ArrowRight", 2), ("PageDown", 3), ("ArrowRight", 4), ("PageUp", 3)):
-        page.keyboard.press(key)
-        expect(pool.locator(".step-number")).to_have_text(str(expected_step))
-    shown = pool.evaluate(READ_STEP)
-    step = pool_trace.step(2)
-    assert shown["status"] == f"Step 3 of {pool_trace.num_steps}"
-    assert shown["value"] == _shown_text(step.value, pool_data["equation_decimals"])
-    assert shown["currentText"] == _shown_text(pool_trace.output[step.out_row, step.out_col],
-                                               pool_data["output"]["decimals"])
-    assert shown["kept"] == step.argmax[0] * pool_trace.padded.shape[1] + step.argmax[1]
-    assert shown["patch"] == [_shown_text(value, pool_data["input"]["patch_decimals"]) for value in step.patch.ravel()]
-    save_screenshot(page, "convolution_pool_player_1280x720", full_page=False)
-    page.keyboard.press(" ")
-    expect(pool.locator("[data-action=play]")).to_have_text("Pause")
-    page.keyboard.press(" ")
-    expect(pool.locator("[data-action=play]")).to_have_text("Play")
-    assert len(frames_sent) == sent_before_stepping, "stepping, scrubbing and keys sent nothing to the server"
+    assert len(frames_sent) == sent_before_stepping, "stepping and scrubbing sent nothing to the server"
 
     # Play at 30 steps a second on the largest region (1024 steps): a whole-page rerun, then no server at all.
     region_size = page.locator("[data-testid='stSlider']").filter(has_text="Region size")
@@ -228,6 +212,33 @@ def test_convolution_lesson_in_browser(page):
     _scroll_to(conv)
     save_screenshot(page, "convolution_player_32x32_1280x720", full_page=False)
     assert_no_exception(page)
+
+    # The pooling player: max of the ReLU'd output, the kept value marked; driven by the keyboard.
+    open_tab(page, "5.")  # only the open tab is drawn
+    pool = page.locator(POOL)
+    sent_before_pooling = len(frames_sent)
+    pool_trace = pool2d_trace(relu(big_trace.output), 2, stride=2)
+    pool_data = pool_payload(pool_trace, titles={}, memory="test")
+    _scroll_to(pool)
+    pool.locator(".status").click()  # the keys go to the player that was clicked last
+    for key, expected_step in (("ArrowRight", 2), ("PageDown", 3), ("ArrowRight", 4), ("PageUp", 3)):
+        page.keyboard.press(key)
+        expect(pool.locator(".step-number")).to_have_text(str(expected_step))
+    shown = pool.evaluate(READ_STEP)
+    step = pool_trace.step(2)
+    assert shown["status"] == f"Step 3 of {pool_trace.num_steps}"
+    assert shown["value"] == _shown_text(step.value, pool_data["equation_decimals"])
+    assert shown["currentText"] == _shown_text(pool_trace.output[step.out_row, step.out_col],
+                                               pool_data["output"]["decimals"])
+    assert shown["kept"] == step.argmax[0] * pool_trace.padded.shape[1] + step.argmax[1]
+    assert shown["patch"] == [_shown_text(value, pool_data["input"]["patch_decimals"]) for value in step.patch.ravel()]
+    save_screenshot(page, "convolution_pool_player_1280x720", full_page=False)
+    page.keyboard.press(" ")
+    expect(pool.locator("[data-action=play]")).to_have_text("Pause")
+    page.keyboard.press(" ")
+    expect(pool.locator("[data-action=play]")).to_have_text("Play")
+    assert len(frames_sent) == sent_before_pooling, "keys sent nothing to the server"
+    open_tab(page, "3.")
 
     page.locator("[data-testid='stSidebar'] input[type='file']").set_input_files(str(DICOM))
     # The uploaded file becomes the lesson's image: the page names it with its size.
