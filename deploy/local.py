@@ -62,7 +62,7 @@ def state_path(port):
     return Path(tempfile.gettempdir()) / f"convscope-local-{port}.json"
 
 
-def _port_is_free(port):
+def port_is_free(port):
     with socket.socket() as probe:
         # As the servers bind: connections of an earlier run still closing (TIME_WAIT) do not hold the port.
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -116,7 +116,7 @@ class LocalCluster:
         haproxy = shutil.which("haproxy")
         if haproxy is None:
             raise DeployError(HAPROXY_MISSING)
-        busy = [port for port in [self.port, *self.replica_ports] if not _port_is_free(port)]
+        busy = [port for port in [self.port, *self.replica_ports] if not port_is_free(port)]
         if busy:
             raise DeployError(f"Port(s) {', '.join(map(str, busy))} already in use on 127.0.0.1: stop what "
                               f"uses them (python -m deploy.local stop --port {self.port}, if it is an "
@@ -229,9 +229,10 @@ def stop_recorded(port):
         stopped.append((entry["name"], pid))
     deadline = time.monotonic() + STOP_TIMEOUT_S
     for name, pid in stopped:
-        while _command_line(pid) is not None and time.monotonic() < deadline:
+        # An ended process has no command line (a zombie's is empty until its parent reaps it).
+        while _command_line(pid) and time.monotonic() < deadline:
             time.sleep(0.1)
-        if _command_line(pid) is not None:
+        if _command_line(pid):
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)
     return [name for name, _ in stopped]
