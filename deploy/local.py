@@ -44,6 +44,11 @@ class DeployError(Exception):
     """Something the person starting the replicas can act on: the message says what and what to do."""
 
 
+def haproxy_path():
+    """HAProxy's executable, or None. Debian installs it in /usr/sbin, which a normal user's PATH may lack."""
+    return shutil.which("haproxy") or shutil.which("haproxy", path="/usr/local/sbin:/usr/sbin")
+
+
 def replica_command(port):
     """The command line of one replica listening on 127.0.0.1:``port``."""
     return [sys.executable, *STREAMLIT_COMMAND, "--server.address=127.0.0.1", f"--server.port={port}"]
@@ -113,7 +118,7 @@ class LocalCluster:
         self.stop()
 
     def start(self):
-        haproxy = shutil.which("haproxy")
+        haproxy = haproxy_path()
         if haproxy is None:
             raise DeployError(HAPROXY_MISSING)
         busy = [port for port in [self.port, *self.replica_ports] if not port_is_free(port)]

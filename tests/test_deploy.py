@@ -2,7 +2,6 @@
 
 import json
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -81,7 +80,7 @@ def test_servers_config_names_each_replica_and_its_cookie():
     ]
 
 
-@pytest.mark.skipif(shutil.which("haproxy") is None, reason=local.HAPROXY_MISSING)
+@pytest.mark.skipif(local.haproxy_path() is None, reason=local.HAPROXY_MISSING)
 @pytest.mark.parametrize("servers", ["local", "compose"])
 def test_haproxy_accepts_the_rules_with_either_list_of_servers(tmp_path, servers):
     if servers == "local":
@@ -89,7 +88,7 @@ def test_haproxy_accepts_the_rules_with_either_list_of_servers(tmp_path, servers
         server_file.write_text(local.servers_config([8501, 8502]))
     else:
         server_file = DEPLOY / "haproxy-compose-servers.cfg"
-    checked = subprocess.run([shutil.which("haproxy"), "-c", "-f", str(local.RULES), "-f", str(server_file)],
+    checked = subprocess.run([local.haproxy_path(), "-c", "-f", str(local.RULES), "-f", str(server_file)],
                              capture_output=True, text=True, env={"CONVSCOPE_LISTEN": "127.0.0.1:8500"})
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert "WARNING" not in checked.stdout + checked.stderr, checked.stdout + checked.stderr

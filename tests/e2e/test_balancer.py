@@ -7,14 +7,13 @@ keeps a browser on its replica; HAProxy names the replica that answered in X-Con
 
 import os
 import random
-import shutil
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 from playwright.sync_api import expect
 
-from deploy.local import HAPROXY_MISSING, LocalCluster, port_is_free
+from deploy.local import HAPROXY_MISSING, LocalCluster, haproxy_path, port_is_free
 from tests.e2e.browser import assert_no_exception, save_screenshot, wait_for_app
 
 REPLICAS = 2
@@ -35,7 +34,7 @@ def _free_port_run(count):
 
 @pytest.fixture(scope="module")
 def balancer(chromium_executable, tmp_path_factory):
-    if shutil.which("haproxy") is None:
+    if haproxy_path() is None:
         message = f"The load-balancer test needs HAProxy. {HAPROXY_MISSING}"
         if os.environ.get("CI") == "true":
             pytest.fail(message)
