@@ -34,7 +34,7 @@ RULES = REPO / "deploy" / "haproxy.cfg"
 # checks that both say the same).
 WARM_UP_COMMAND = ("-m", "kernels.warm_up")
 STREAMLIT_COMMAND = ("-m", "streamlit", "run", "app.py", "--server.headless=true")
-START_TIMEOUT_S = 180  # without a Numba cache, the warm-up compiles for about a minute first
+START_TIMEOUT_S = 180  # for a replica or HAProxy to answer /_stcore/health
 STOP_TIMEOUT_S = 15
 HAPROXY_MISSING = ("HAProxy is not installed: on Debian or Ubuntu run 'apt-get install -y haproxy' "
                    "(macOS: 'brew install haproxy'), then try again.")
@@ -68,6 +68,7 @@ def state_path(port):
 
 
 def port_is_free(port):
+    """True if a server could listen on ``port`` of 127.0.0.1 now."""
     with socket.socket() as probe:
         # As the servers bind: connections of an earlier run still closing (TIME_WAIT) do not hold the port.
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -89,18 +90,17 @@ class LocalCluster:
     """N replicas and HAProxy on this machine, as a context manager: ``with LocalCluster(2, 8500) as c: c.url``.
 
     The balancer listens on ``address`` (all interfaces by default, as Streamlit does; "127.0.0.1" keeps
-    it to this machine). ``rules`` is the HAProxy rules file (deploy/haproxy.cfg unless another is given).
-    Logs go to ``log_dir`` (a new temporary folder unless given): replica1.log, ..., haproxy.log.
+    it to this machine). Logs go to ``log_dir`` (a new temporary folder unless given): replica1.log, ...,
+    haproxy.log, beside the list of servers written for HAProxy.
     """
 
-    def __init__(self, replicas, port, *, address="0.0.0.0", rules=RULES, log_dir=None):
+    def __init__(self, replicas, port, *, address="0.0.0.0", log_dir=None):
         if replicas < 1:
             raise DeployError(f"--replicas must be at least 1, got {replicas}.")
         self.port = port
         self.replica_ports = [port + number for number in range(1, replicas + 1)]
         self.url = f"http://127.0.0.1:{port}"
         self.address = address
-        self.rules = Path(rules)
         self.log_dir = Path(log_dir) if log_dir else Path(tempfile.mkdtemp(prefix=f"convscope-local-{port}-"))
         self.processes = {}  # name -> Popen, in the order started
 
@@ -136,18 +136,17 @@ class LocalCluster:
         servers = self.log_dir / "haproxy-servers.cfg"
         servers.write_text(servers_config(self.replica_ports))
         environment = dict(os.environ, CONVSCOPE_LISTEN=f"{self.address}:{self.port}")
-        self._launch("haproxy", [haproxy, "-db", "-f", str(self.rules), "-f", str(servers)], environment)
+        self._launch("haproxy", [haproxy, "-db", "-f", str(RULES), "-f", str(servers)], environment)
         self._write_state()
         self._wait_until_healthy("haproxy", self.url)
 
     def _warm_up(self):
-        # The image does this at build time; here it is a cache load (about a second) unless the code changed.
-        log = self.log_dir / "warm-up.log"
-        with open(log, "w") as output:
-            done = subprocess.run([sys.executable, *WARM_UP_COMMAND], cwd=REPO, stdout=output,
-                                  stderr=subprocess.STDOUT, timeout=START_TIMEOUT_S, check=False)
+        # The image does this at build time; here it is a cache load (about a second) unless the code changed,
+        # and then a compile of about a minute that the command announces on the terminal.
+        done = subprocess.run([sys.executable, *WARM_UP_COMMAND], cwd=REPO, check=False)
         if done.returncode != 0:
-            raise DeployError(f"python -m kernels.warm_up failed (exit code {done.returncode}); see {log}")
+            raise DeployError(f"python -m kernels.warm_up failed with exit code {done.returncode} (its output is "
+                              "above); the replicas were not started.")
 
     def _launch(self, name, command, environment=None):
         with open(self.log_dir / f"{name}.log", "w") as log:
@@ -228,10 +227,12 @@ def stop_recorded(port):
     stopped = []
     for entry in reversed(state["processes"]):
         pid, command = entry["pid"], [part.encode() for part in entry["command"]]
-        if _command_line(pid) != command or os.getpgid(pid) != pid:
-            continue
-        os.killpg(pid, signal.SIGTERM)
-        stopped.append((entry["name"], pid))
+        try:
+            if _command_line(pid) == command and os.getpgid(pid) == pid:
+                os.killpg(pid, signal.SIGTERM)
+                stopped.append((entry["name"], pid))
+        except ProcessLookupError:
+            pass  # it ended meanwhile
     deadline = time.monotonic() + STOP_TIMEOUT_S
     for name, pid in stopped:
         # An ended process has no command line (a zombie's is empty until its parent reaps it).
