@@ -6,6 +6,10 @@ name), learns the widgets from the ForwardMsg deltas, and after a think time cha
 rerun_script carrying the full widget_states the browser would report (and the fragment's id when the
 widget sits in a st.fragment), plus the hashes of the large messages it has cached, so the server
 sends references to them instead. Images on the page are fetched over HTTP like the browser does.
+Through a load balancer (``--url`` of python -m deploy.local's HAProxy) each student keeps the cookies
+its first page load was given, as a browser does, so its websocket and images go to one replica; the
+report counts the sessions per replica (HAProxy's X-ConvScope-Replica header), and an image answered by
+another replica than the student's websocket counts as an error.
 
 Measured per interaction: from sending the BackMsg to the ForwardMsg script_finished of that run
 (after a callback's st.rerun(), the run that follows), and to the end of its images' download. Also:
@@ -49,6 +53,8 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake
 from bench._common import (OPEN_PAGE, PAGE_INTERACTIONS, PAGE_PATHS, Summary, Unavailable, app_server,
                            cpu_seconds, flag_value, machine_line, memory_mib, pick_interaction)
 
+REPLICA_HEADER = "x-convscope-replica"  # set by deploy/haproxy.cfg: the replica that answered
+MAX_REPLICAS = 16  # the most a balancer is asked to show (deploy/haproxy-compose-servers.cfg's slots)
 DISPLAY_WIDTH = 600  # pixels a clickable picture is drawn across (a column of a 1400-pixel-wide window)
 METRICS_REFRESH_SECONDS = 6  # /_stcore/metrics recomputes memory figures at most every 5 s
 TERMINAL_STATUSES = (ForwardMsg.FINISHED_SUCCESSFULLY, ForwardMsg.FINISHED_FRAGMENT_RUN_SUCCESSFULLY,
@@ -264,6 +270,8 @@ class StudentSession:
         self._finished = None       # future: the terminal status of the run under way
         self._downloaded = set()
         self._downloads = []        # image downloads started by the run under way
+        self._cookies = ""          # what a browser's cookie jar sends: the balancer's choice of replica
+        self.replica = None         # the replica that holds this session (None: a server without a balancer)
         self.exceptions = []        # texts of exceptions the page showed
         self.auto_reruns = 0        # run_every timers the server asked for (not simulated)
 
@@ -271,12 +279,17 @@ class StudentSession:
 
     async def open(self):
         """Connect and load the page; returns (seconds to script finished, seconds to images loaded)."""
+        # The browser loads the page first; a balancer's answer sets the cookie that keeps it on one replica.
+        _, headers = await http_get(f"{self._server_url}/{PAGE_PATHS[self._page]}")
+        self._cookies = "; ".join(cookie.split(";", 1)[0] for cookie in headers.get("set-cookie", []))
         ws_url = urllib.parse.urljoin(self._server_url.replace("http", "ws", 1) + "/", "_stcore/stream")
         try:
             self._socket = await connect(ws_url, subprotocols=["streamlit"], max_size=None, proxy=None,
-                                         ping_interval=None, open_timeout=self._timeout)
+                                         ping_interval=None, open_timeout=self._timeout,
+                                         additional_headers={"Cookie": self._cookies} if self._cookies else None)
         except (OSError, InvalidHandshake, asyncio.TimeoutError) as error:
             raise SessionError("disconnect", f"could not connect: {error}") from error
+        self.replica = self._socket.response.headers.get(REPLICA_HEADER)
         self._receiver = asyncio.create_task(self._receive())
         return await self._run(page_name=PAGE_PATHS[self._page])
 
@@ -423,17 +436,28 @@ class StudentSession:
     def _download(self, url):
         if url and url not in self._downloaded:
             self._downloaded.add(url)
-            self._downloads.append(asyncio.ensure_future(http_get(urllib.parse.urljoin(self._server_url + "/", url))))
+            self._downloads.append(asyncio.ensure_future(self._download_from_own_replica(url)))
+
+    async def _download_from_own_replica(self, url):
+        _, headers = await http_get(urllib.parse.urljoin(self._server_url + "/", url), self._cookies)
+        answered_by = headers.get(REPLICA_HEADER, [None])[0]
+        if answered_by != self.replica:
+            raise SessionError("protocol", f"GET {url} answered by {answered_by}, the session is on {self.replica}")
 
 
-async def http_get(url):
-    """GET ``url`` over a new HTTP/1.1 connection; returns the body's size. Raises SessionError unless 200."""
+async def http_get(url, cookies=""):
+    """GET ``url`` over a new HTTP/1.1 connection, sending ``cookies``; returns (body size, headers).
+
+    ``headers``: lower-case name -> list of values. Raises SessionError unless the status is 200.
+    """
     parts = urllib.parse.urlsplit(url)
     path = parts.path + (f"?{parts.query}" if parts.query else "")
+    cookie_line = f"Cookie: {cookies}\r\n" if cookies else ""
     try:
         reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
         try:
-            writer.write(f"GET {path} HTTP/1.1\r\nHost: {parts.netloc}\r\nConnection: close\r\n\r\n".encode())
+            writer.write(f"GET {path} HTTP/1.1\r\nHost: {parts.netloc}\r\n{cookie_line}Connection: close\r\n\r\n"
+                         .encode())
             await writer.drain()
             response = await reader.read()
         finally:
@@ -444,7 +468,11 @@ async def http_get(url):
     status = head.split(b" ", 2)[1:2]
     if status != [b"200"]:
         raise SessionError("protocol", f"GET {path} answered {head[:40]!r}")
-    return len(body)
+    headers = defaultdict(list)
+    for line in head.decode("latin-1").split("\r\n")[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()].append(value.strip())
+    return len(body), headers
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -462,6 +490,7 @@ class Results:
         self.examples = []                # a few error texts
         self.auto_reruns = 0
         self.done = 0
+        self.replicas = Counter()         # replica -> sessions it held (None: no balancer in front)
 
     def record(self, name, timings):
         script_seconds, image_seconds = timings
@@ -483,6 +512,7 @@ async def student(number, arguments, server_url, results):
     interactions = PAGE_INTERACTIONS[arguments.page]
     try:
         results.record(OPEN_PAGE, await session.open())
+        results.replicas[session.replica] += 1
         for _ in range(arguments.clicks):
             await asyncio.sleep(rng.uniform(*arguments.think))
             await _one_interaction(session, interactions, rng, results)
@@ -546,13 +576,29 @@ async def run_class(arguments, server):
 
 
 async def first_visit(server_url, page, timeout):
-    """Seconds to load the page once after the server started (imports, engine warm-up): the lecturer's wait."""
+    """(seconds to load the page once, the replica that served it): after a start, the lecturer's wait."""
     visitor = StudentSession(server_url, page, timeout)
     try:
         seconds, _ = await visitor.open()
     finally:
         await visitor.close()
-    return seconds
+    return seconds, visitor.replica
+
+
+async def first_visits(server_url, page, timeout):
+    """First visits until each replica behind a balancer has had one (it sends a new visitor to an idle one).
+
+    Returns [(replica or None, seconds)]: one visit when no balancer names replicas.
+    """
+    visits = []
+    while len(visits) < MAX_REPLICAS:
+        seconds, replica = await first_visit(server_url, page, timeout)
+        if any(replica == seen for seen, _ in visits):
+            break
+        visits.append((replica, seconds))
+        if replica is None:
+            break
+    return visits
 
 
 async def after_the_class(arguments, server, monitor):
@@ -620,6 +666,14 @@ def print_errors(results):
         print(f"  note: the server asked for {results.auto_reruns} run_every timers; this client does not run them")
 
 
+def print_replicas(results):
+    if set(results.replicas) == {None}:
+        return  # one server, no balancer in front
+    counts = ", ".join(f"{replica or 'unnamed'} {count}" for replica, count in sorted(results.replicas.items(),
+                                                                                     key=lambda item: str(item[0])))
+    print(f"Sessions per replica (HAProxy's {REPLICA_HEADER} header): {counts}")
+
+
 def print_server(monitor, wall_seconds):
     if monitor is None:
         print("Server: no process id (--url without --pid), so no RSS or CPU figures.")
@@ -684,6 +738,7 @@ def one_class(arguments, server):
     print()
     print_latencies(results)
     print_errors(results)
+    print_replicas(results)
     print_server(monitor, wall)
     print(f"Benchmark client (this process): {client_cpu_seconds():.1f} CPU s so far, on the same machine "
           "as the server")
@@ -698,8 +753,9 @@ def one_class(arguments, server):
 
 def measure_class(arguments, server):
     """Warm the server up, then run the class (``--rounds`` times); returns the total error count."""
-    seconds = asyncio.run(first_visit(server.url, arguments.page, arguments.timeout))
-    print(f"First visit (on a fresh server: imports, engine warm-up): {seconds:.1f} s")
+    for replica, seconds in asyncio.run(first_visits(server.url, arguments.page, arguments.timeout)):
+        print(f"First visit{f' to {replica}' if replica else ''} (on a fresh server: imports, engine warm-up): "
+              f"{seconds:.1f} s")
     if server.pid:
         print(f"Server RSS before the class (after that visit): {memory_mib(server.pid)['VmRSS']:.0f} MiB")
     errors, memory = 0, []
