@@ -56,7 +56,7 @@ def test_present_in_the_address_opens_the_presenter_view_and_the_switch_leaves_i
     assert "For teaching only" in _texts(app)
     players = _players(app)
     assert players["conv_player"]["view"]["presenting"] is True
-    assert players["pool_player"]["view"]["presenting"] is False  # only the convolution's player fills a screen
+    assert players["pool_player"]["view"]["presenting"] is True
     assert "hatching" not in players["conv_player"]["titles"]["input"]  # short captions
 
     app.toggle(key="presenter_on").set_value(False).run()

@@ -284,14 +284,16 @@ class Player {
     this.measureSpace();
   }
 
-  // The height left for the player below its top edge (presenting: it fills the rest of the screen).
+  // The height the player may fill when presenting: the rest of the first screen for a player near the page's
+  // top, a whole screen for one further down (the lecturer scrolls it to the top).
   measureSpace() {
     if (!this.root.classList.contains("presenting")) return;
     let top = this.root.getBoundingClientRect().top;
     for (let node = this.root; node; node = node.parentNode ?? node.host) {
       if (node instanceof Element && node.scrollTop) top += node.scrollTop;
     }
-    const space = Math.max(240, window.innerHeight - top - 8);
+    const below = top < window.innerHeight / 2 ? top : 0;
+    const space = Math.max(240, window.innerHeight - below - 8);
     this.root.style.setProperty("--avail-height", `${space}px`);
   }
 
