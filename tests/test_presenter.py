@@ -16,7 +16,8 @@ from tests.apptest import APP_PATH, APP_TIMEOUT_S
 from viz.images import COLOUR_SCHEMES, diverging_rgb
 
 CONVOLUTION = "views/convolution.py"
-LESSONS = ("views/input.py", CONVOLUTION, "views/stacks.py", "views/detection.py", "views/classifier.py")
+LESSONS = ("views/input.py", CONVOLUTION, "views/stacks.py", "views/detection.py", "views/classifier.py",
+           "views/learning.py")
 EXPLANATION = "A convolution layer slides a small grid of weights"  # the convolution lesson's first paragraph
 
 # Machado et al. 2009, severity 1.0, on linear RGB.
