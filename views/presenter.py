@@ -28,9 +28,10 @@ _PRESENTER_CSS = """
 .st-key-presenter_bar { position: absolute !important; top: 0.3rem; right: 0.5rem; width: auto !important;
                         z-index: 5; }
 [data-testid="stMain"] h1 { font-size: 1.4rem !important; padding: 0.1rem 0 0 0 !important; }
-/* The notice under the title keeps clear of the switch. */
-[data-testid="stElementContainer"]:has(h1) + [data-testid="stElementContainer"] { margin-top: -0.5rem;
-                                                                                 padding-right: 27rem; }
+/* The notice's line right under the title, kept clear of the switch; anything else there starts below it. */
+[data-testid="stElementContainer"]:has(h1) + [data-testid="stElementContainer"]:has([data-testid="stCaptionContainer"])
+  { margin-top: -0.5rem; padding-right: 27rem; }
+[data-testid="stElementContainer"]:has(h1) + :not(:has([data-testid="stCaptionContainer"])) { margin-top: 0.7rem; }
 [data-testid="stMain"] h2 { font-size: 1.3rem !important; padding-top: 0.6rem !important; }
 </style>
 """
