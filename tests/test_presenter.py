@@ -16,7 +16,8 @@ from tests.apptest import APP_PATH, APP_TIMEOUT_S, open_tab
 from viz.images import COLOUR_SCHEMES, diverging_rgb
 
 CONVOLUTION = "views/convolution.py"
-LESSONS = ("views/input.py", CONVOLUTION, "views/stacks.py", "views/detection.py", "views/classifier.py")
+LESSONS = ("views/input.py", CONVOLUTION, "views/stacks.py", "views/detection.py", "views/classifier.py",
+           "views/learning.py")
 EXPLANATION = "A convolution layer slides a small grid of weights"  # the convolution lesson's first paragraph
 
 # Machado et al. 2009, severity 1.0, on linear RGB.
@@ -56,7 +57,7 @@ def test_present_in_the_address_opens_the_presenter_view_and_the_switch_leaves_i
     assert "For teaching only" in _texts(app)
     assert _players(app)["conv_player"]["view"]["presenting"] is True
     open_tab(app, "conv_section", "5.")
-    assert _players(app)["pool_player"]["view"]["presenting"] is False  # only the convolution's fills a screen
+    assert _players(app)["pool_player"]["view"]["presenting"] is True  # both players fill a screen
     open_tab(app, "conv_section", "3.")
     players = _players(app)
     assert "hatching" not in players["conv_player"]["titles"]["input"]  # short captions

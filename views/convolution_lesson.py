@@ -204,8 +204,8 @@ def _pool_titles(trace):
 
 
 def _player_view(name):
-    """How the player is shown: presenter layout (the convolution's), colour scheme, the step a link asks for."""
-    return view_options(presenting=is_presenting() and name == "conv", scheme=colour_scheme(),
+    """How the player is shown: presenter layout, colour scheme, the step a link asks for."""
+    return view_options(presenting=is_presenting(), scheme=colour_scheme(),
                         initial_step=st.session_state.get(f"conv__initial_{name}_step", 0), link_button=True)
 
 

@@ -29,6 +29,7 @@ from model.live import (
 )
 from model.network import Classifier, probability_picture
 from views.notices import show_teaching_notice
+from views.presenter import explain
 from views.scan_picker import choose_image
 from viz.images import grey_rgb
 from viz.network import cam_overlay, kernel_bank, lesion_outline, probability_overlay
@@ -417,7 +418,7 @@ def _draw_lesson(snapshot):
 
 def _training_section():
     st.subheader("1. Train the network here")
-    st.markdown(
+    explain(
         "Nobody designs a CNN's kernels: **training** does. It shows the network a batch of patches, measures how "
         "wrong the answers are (the **loss**), works out for every weight which way would make the loss smaller "
         "(**backpropagation**), and moves every weight a little that way, the classification weights and the "
@@ -494,7 +495,7 @@ MIN_WINDOW_POSITIONS = 256
 
 def _scan_section(chosen):
     st.subheader("2. Teach it your scan")
-    st.markdown(
+    explain(
         f"Pick a sample or upload a scan in the sidebar. ConvScope cuts {SCAN_TRAINING_COUNT // 2} windows from it, "
         f"uses each twice (once with a synthetic lesion, once without), and fine-tunes a copy of the shipped network "
         f"on them. It then measures {SCAN_TEST_COUNT} other windows of the same scan with new lesions, which it never "

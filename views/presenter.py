@@ -20,12 +20,18 @@ _PRESENTER_CSS = """
 <style>
 [data-testid="stSidebar"], [data-testid="stSidebarCollapsedControl"], [data-testid="stExpandSidebarButton"],
 [data-testid="stHeader"], [data-testid="stToolbar"], [data-testid="stDecoration"] { display: none !important; }
-[data-testid="stMainBlockContainer"] { padding: 0.6rem 1.4rem 2rem 1.4rem !important; max-width: none !important;
+/* The page's width and height go to the lesson: narrow margins, a small title with the notice under it. */
+[data-testid="stMainBlockContainer"] { padding: 0.4rem 0.5rem 2rem 0.5rem !important; max-width: none !important;
                                       position: relative; }
-/* The switch floats at the top right, beside the page's title, instead of taking a row of its own. */
-.st-key-presenter_bar { position: absolute !important; top: 0.5rem; right: 1.4rem; width: auto !important;
+/* The switch floats at the top right, beside the page's title, instead of taking a row (and a gap) of its own. */
+[data-testid="stLayoutWrapper"]:has(> .st-key-presenter_bar) { display: contents; }
+.st-key-presenter_bar { position: absolute !important; top: 0.3rem; right: 0.5rem; width: auto !important;
                         z-index: 5; }
-[data-testid="stMain"] h1 { font-size: 1.55rem !important; padding: 0.1rem 0 0.2rem 0 !important; }
+[data-testid="stMain"] h1 { font-size: 1.4rem !important; padding: 0.1rem 0 0 0 !important; }
+/* The notice's line right under the title, kept clear of the switch; anything else there starts below it. */
+[data-testid="stElementContainer"]:has(h1) + [data-testid="stElementContainer"]:has([data-testid="stCaptionContainer"])
+  { margin-top: -0.5rem; padding-right: 27rem; }
+[data-testid="stElementContainer"]:has(h1) + :not(:has([data-testid="stCaptionContainer"])) { margin-top: 0.7rem; }
 [data-testid="stMain"] h2 { font-size: 1.3rem !important; padding-top: 0.6rem !important; }
 </style>
 """

@@ -7,6 +7,16 @@ const SPEEDS = [1, 2, 4, 8, 15, 30]; // steps per second
 const DEFAULT_SPEED = 2;
 const SMALLEST_NUMBER_PX = 8; // below this a grid shows colours only
 
+// The presenter view's numbers: narrow figures (a subset of Roboto Condensed Bold: digits, point, minus,
+// infinity, NaN) give the tallest digits for the width a projector's screen has. __init__.py defines
+// NUMBER_FONT_URL (the font inline, as a data URL); a font declared in the component's CSS would not be
+// seen inside its shadow root, so it is added to the document from here.
+const NUMBER_FONT_FAMILY = "ConvScope Digits";
+const numberFont = typeof NUMBER_FONT_URL === "string"
+  ? new FontFace(NUMBER_FONT_FAMILY, `url(${NUMBER_FONT_URL})`, { weight: "100 900" })
+  : null;
+if (numberFont) document.fonts.add(numberFont);
+
 const remembered = new Map(); // data.memory -> {step, speed}: survives reruns and rebuilt components
 const players = new WeakMap(); // the component's parent element -> its Player
 const onPage = new Set(); // every live player, so that only one plays at a time
@@ -58,10 +68,10 @@ function extremeTexts(values, decimals) {
   return texts;
 }
 
-// Width in em of the widest of ``texts`` in the player's bold number font (measured, not guessed).
-function widthInEm(texts, fontFamily) {
+// Width in em of the widest of ``texts`` in the player's number font (measured, not guessed).
+function widthInEm(texts, font) {
   const context = widthInEm.canvas.getContext("2d");
-  context.font = `600 100px ${fontFamily}`;
+  context.font = `${font.weight} 100px ${font.family}`;
   let widest = 1;
   for (const text of texts) widest = Math.max(widest, context.measureText(text).width / 100);
   return widest;
@@ -106,11 +116,10 @@ class Colours {
 
 // ---- drawing helpers ------------------------------------------------------------------------------
 
-function makeGrid(container, rows, cols, textEm) {
+function makeGrid(container, rows, cols) {
   container.replaceChildren();
   container.style.setProperty("--cols", cols);
   container.style.setProperty("--rows", rows);
-  container.style.setProperty("--text-em", textEm.toFixed(3));
   const cells = [];
   const fragment = document.createDocumentFragment();
   for (let i = 0; i < rows * cols; i += 1) {
@@ -275,14 +284,16 @@ class Player {
     this.measureSpace();
   }
 
-  // The height left for the player below its top edge (presenting: it fills the rest of the screen).
+  // The height the player may fill when presenting: the rest of the first screen for a player near the page's
+  // top, a whole screen for one further down (the lecturer scrolls it to the top).
   measureSpace() {
     if (!this.root.classList.contains("presenting")) return;
     let top = this.root.getBoundingClientRect().top;
     for (let node = this.root; node; node = node.parentNode ?? node.host) {
       if (node instanceof Element && node.scrollTop) top += node.scrollTop;
     }
-    const space = Math.max(240, window.innerHeight - top - 8);
+    const below = top < window.innerHeight / 2 ? top : 0;
+    const space = Math.max(240, window.innerHeight - below - 8);
     this.root.style.setProperty("--avail-height", `${space}px`);
   }
 
@@ -295,9 +306,7 @@ class Player {
     root.querySelector(".kernel-title").textContent = titles.kernel ?? "kernel";
     root.querySelector(".products-title").textContent = titles.products ?? "products";
 
-    const font = getComputedStyle(root).fontFamily;
-    const inputEm = widthInEm(extremeTexts(this.input, data.input.decimals), font);
-    this.inputCells = makeGrid(elements.inputGrid, this.inputRows, this.inputCols, inputEm);
+    this.inputCells = makeGrid(elements.inputGrid, this.inputRows, this.inputCols);
     const [top, bottom, left, right] = data.input.pad;
     this.inputCells.forEach((cell, index) => {
       const row = Math.floor(index / this.inputCols);
@@ -313,25 +322,18 @@ class Player {
     }
     this.windowBox = overlay(elements.inputGrid, "window");
 
-    const outputEm = widthInEm(extremeTexts(this.output, data.output.decimals), font);
-    this.outputCells = makeGrid(elements.outputGrid, this.outputRows, this.outputCols, outputEm);
+    this.outputCells = makeGrid(elements.outputGrid, this.outputRows, this.outputCols);
     this.outputCells.forEach((cell) => cell.classList.add("pending"));
 
-    const workTexts = extremeTexts(this.input, data.input.patch_decimals);
-    if (this.kernel) {
-      workTexts.push(...extremeTexts(this.kernel, data.kernel.decimals),
-        ...extremeTexts(this.products, data.products.decimals));
-    }
-    const workEm = widthInEm(workTexts, font);
     const height = this.windowHeight;
     const width = this.windowWidth;
-    this.patchCells = makeGrid(elements.patchGrid, height, width, workEm);
+    this.patchCells = makeGrid(elements.patchGrid, height, width);
     if (this.kernel) {
-      const kernelCells = makeGrid(elements.kernelGrid, height, width, workEm);
+      const kernelCells = makeGrid(elements.kernelGrid, height, width);
       kernelCells.forEach((cell, index) => {
         this.colours.paint(cell, this.kernel[index], data.kernel.colour, data.kernel.decimals);
       });
-      this.productCells = makeGrid(elements.productsGrid, height, width, workEm);
+      this.productCells = makeGrid(elements.productsGrid, height, width);
     }
 
     root.style.setProperty("--in-cols", this.inputCols);
@@ -342,12 +344,38 @@ class Player {
     root.style.setProperty("--work-rows", height);
     root.style.setProperty("--window-cols", width);
     root.style.setProperty("--work-stack", this.kernel ? 3 : 1);
-    root.style.setProperty("--work-em", workEm.toFixed(3));
+    this.measureNumbers();
+    // Measured again once the presenter view's number font has arrived (the first measure used another).
+    if (numberFont && numberFont.status !== "loaded" && root.classList.contains("presenting")) {
+      numberFont.load().then(() => this.measureNumbers(), () => {});
+    }
 
     this.buildEquation();
     elements.stepCount.textContent = String(this.count);
     elements.scrubber.max = String(this.count);
     this.marked = [];
+  }
+
+  // Each grid's widest number, in em of the number font, which sizes its cells (see the CSS).
+  measureNumbers() {
+    const { data, elements, root } = this;
+    const style = getComputedStyle(root);
+    const font = { family: style.getPropertyValue("--number-font").trim() || style.fontFamily,
+                   weight: style.getPropertyValue("--number-weight").trim() || "600" };
+    const inputEm = widthInEm(extremeTexts(this.input, data.input.decimals), font);
+    const outputEm = widthInEm(extremeTexts(this.output, data.output.decimals), font);
+    const workTexts = extremeTexts(this.input, data.input.patch_decimals);
+    if (this.kernel) {
+      workTexts.push(...extremeTexts(this.kernel, data.kernel.decimals),
+        ...extremeTexts(this.products, data.products.decimals));
+    }
+    const workEm = widthInEm(workTexts, font);
+    const grids = [[elements.inputGrid, inputEm], [elements.outputGrid, outputEm], [elements.patchGrid, workEm],
+      [elements.kernelGrid, workEm], [elements.productsGrid, workEm]];
+    for (const [grid, em] of grids) grid.style.setProperty("--text-em", em.toFixed(3));
+    root.style.setProperty("--work-em", workEm.toFixed(3));
+    root.style.setProperty("--in-em", inputEm.toFixed(3));
+    root.style.setProperty("--out-em", outputEm.toFixed(3));
     this.fitNumbers();
   }
 
