@@ -197,15 +197,21 @@ def _pool_titles(trace):
     """The pooling player's captions, like :func:`_conv_titles`."""
     window, kept, _ = (word.capitalize() for word in COLOUR_SCHEMES[colour_scheme()].names)
     out_rows, out_cols = trace.output.shape
+    if is_presenting():  # short: the grid is sized to fill the screen, the caption must fit above it
+        kept_ring = f", {kept.lower()} ring: kept" if trace.mode == "max" else ""
+        return {"input": f"Activated map. {window}: the window{kept_ring}",
+                "output": f"The pooled map ({out_rows} x {out_cols})", "patch": "window"}
     keeps = f"; {kept.lower()} ring: the value it keeps" if trace.mode == "max" else ""
     return {"input": f"The activated map. {window}: the pooling window{keeps}.",
-            "output": f"The pooled map ({out_rows} x {out_cols})" + ("" if is_presenting() else " filling in."),
+            "output": f"The pooled map ({out_rows} x {out_cols}) filling in.",
             "patch": "window"}
 
 
 def _player_view(name):
     """How the player is shown: presenter layout, colour scheme, the step a link asks for."""
-    return view_options(presenting=is_presenting(), scheme=colour_scheme(),
+    # The pooling player sits in its tab under the page's top too, but its map needs a whole screen's
+    # height to keep its digits large: the lecturer scrolls it to the top.
+    return view_options(presenting=is_presenting(), scheme=colour_scheme(), whole_screen=name == "pool",
                         initial_step=st.session_state.get(f"conv__initial_{name}_step", 0), link_button=True)
 
 

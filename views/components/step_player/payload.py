@@ -91,8 +91,13 @@ def _hex(rgb):
     return "#%02x%02x%02x" % tuple(int(channel) for channel in rgb)
 
 
-def view_options(*, presenting=False, scheme="standard", initial_step=0, link_button=False) -> dict:
-    """How the page wants the player shown (the payload's ``view``; see the module docstring)."""
+def view_options(*, presenting=False, scheme="standard", initial_step=0, link_button=False,
+                 whole_screen=False) -> dict:
+    """How the page wants the player shown (the payload's ``view``; see the module docstring).
+
+    ``whole_screen``: presenting, the player is sized to a whole screen (the lecturer scrolls it to the
+    top) instead of the rest of the first screen under the page's top.
+    """
     colours = COLOUR_SCHEMES[scheme]
     return {
         "presenting": bool(presenting),
@@ -102,6 +107,7 @@ def view_options(*, presenting=False, scheme="standard", initial_step=0, link_bu
                                for name in ("window", "kept", "padding", "line", "pending")}},
         "initial_step": max(0, int(initial_step)),
         "link_button": bool(link_button),
+        "whole_screen": bool(whole_screen),
     }
 
 

@@ -272,6 +272,7 @@ class Player {
   applyView(view) {
     const { root, elements } = this;
     root.classList.toggle("presenting", Boolean(view.presenting));
+    this.wholeScreen = Boolean(view.whole_screen);
     root.dataset.scheme = view.scheme?.name ?? "standard";
     for (const [name, colour] of Object.entries(view.scheme?.colours ?? {})) {
       root.style.setProperty(`--${name}`, colour);
@@ -292,7 +293,7 @@ class Player {
     for (let node = this.root; node; node = node.parentNode ?? node.host) {
       if (node instanceof Element && node.scrollTop) top += node.scrollTop;
     }
-    const below = top < window.innerHeight / 2 ? top : 0;
+    const below = top < window.innerHeight / 2 && !this.wholeScreen ? top : 0;
     const space = Math.max(240, window.innerHeight - below - 8);
     this.root.style.setProperty("--avail-height", `${space}px`);
   }
