@@ -7,12 +7,14 @@ Widgets and session state are in views/convolution_controls.py, drawing in viz/s
 players run in the browser (views/components/step_player/).
 """
 
+import inspect
+
 import numpy as np
 import streamlit as st
 from streamlit_image_coordinates import streamlit_image_coordinates
 
 from kernels import (KERNELS, MAX_KERNEL_SIZE, PADDING_MODES, conv2d, conv2d_trace, leaky_relu, make_kernel,
-                     max_pool2d, output_size, pool2d_trace, relu, resolve_padding, sigmoid, tanh)
+                     max_pool2d, output_size, pool2d_trace, reference, relu, resolve_padding, sigmoid, tanh)
 from lessons.exports import conv_steps, pool_steps
 from lessons.links import Field, boolean, choice, grid, integer, number, record, whole_numbers
 from views import convolution_controls as controls
@@ -227,11 +229,25 @@ def _conv_player(trace, key):
                          on_link_step=_nothing)
     _link_step("conv", result, trace.num_steps)
     explain_caption(PLAYER_KEYS)
+    _code_that_computed(trace)
     kernel_rows, kernel_cols = trace.kernel.shape
     title = (f"Convolution, {kernel_rows} x {kernel_cols} kernel, stride {trace.stride[0]}"
              + (f", dilation {trace.dilation[0]}" if trace.dilation[0] > 1 else ""))
     step_export("convolution", lambda: conv_steps(trace, title=title), trace.num_steps, key="conv_export",
                 setting=key, scheme=colour_scheme())
+
+
+_PIXEL_SOURCE = inspect.getsource(reference.conv2d_pixel)  # read once per process
+
+
+def _code_that_computed(trace):
+    """The readable definition the player's numbers come from (kernels.reference), and which call made step i."""
+    with st.expander("The code that computed this"):
+        stride, dilation = tuple(trace.stride), tuple(trace.dilation)
+        st.markdown(f"Step *i* of the player is `conv2d_pixel(padded, kernel, {trace.bias:.4g}, out_row, out_col, "
+                    f"{stride}, {dilation})` with `out_row, out_col = divmod(i - 1, {trace.output.shape[1]})`: "
+                    "its products, their sum and the value are this function's numbers.")
+        st.code(_PIXEL_SOURCE, language="python")
 
 
 def _pool_player(trace, key):
