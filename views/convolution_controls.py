@@ -14,7 +14,7 @@ import pandas as pd
 import streamlit as st
 
 from kernels import KERNELS, MAX_KERNEL_SIZE, PADDING_MODES, make_kernel, output_size
-from kernels.matching import Box, cut_box, zero_mean_kernel
+from lessons.matching import Box, cut_box, zero_mean_kernel
 
 KERNEL_GRID = "conv_kernel_grid"  # the kernel in use: list of rows of floats (tests may set it)
 KERNEL_LIMIT = 100.0  # the editor's bounds for one weight
@@ -177,7 +177,7 @@ def random_kernel(size, seed):
 def cut_kernel(image, centre, size):
     """The template-matching kernel of the (size, size) box of ``image`` centred on ``centre``.
 
-    kernels.matching does the work: the pixels minus their mean, scaled to unit length, so flat areas
+    lessons.matching does the work: the pixels minus their mean, scaled to unit length, so flat areas
     answer 0 and the strongest response is where the image looks like the cut piece. Near the border the
     box is moved inside the image. Returns (kernel, box); a flat box raises ValueError.
     """

@@ -13,8 +13,9 @@ import numpy as np
 import streamlit as st
 from streamlit_image_coordinates import streamlit_image_coordinates
 
-from kernels import (KERNELS, MAX_KERNEL_SIZE, PADDING_MODES, conv2d, conv2d_trace, leaky_relu, make_kernel,
-                     max_pool2d, output_size, pool2d_trace, reference, relu, resolve_padding, sigmoid, tanh)
+from kernels import (KERNELS, MAX_KERNEL_SIZE, PADDING_MODES, conv2d, conv2d_trace, make_kernel, max_pool2d,
+                     output_size, pool2d_trace, reference, relu, resolve_padding)
+from lessons import activations
 from lessons.exports import conv_steps, pool_steps
 from lessons.links import Field, boolean, choice, grid, integer, number, record, whole_numbers
 from views import convolution_controls as controls
@@ -28,7 +29,7 @@ from viz import steps
 from viz.images import COLOUR_SCHEMES, grey_rgb, jpeg_bytes
 
 FRAME_SIZE = 540  # long side of an activation frame: two fit side by side at full size on a 1920-pixel projector
-ACTIVATIONS = ("ReLU", "leaky ReLU", "sigmoid", "tanh")
+ACTIVATIONS = tuple(activations.ACTIVATIONS)
 SLOPE_DEFAULT = 0.1  # leaky ReLU's
 POOL_DEFAULTS = {"pool_mode": "max", "pool_size": 2, "pool_stride": 2, "pool_padding": 0}
 BANK_STAGES = ("feature maps", "after ReLU", "after ReLU and 2 x 2 max pooling")
@@ -59,16 +60,6 @@ def _colour_limit(feature_map):
     return float(np.percentile(np.abs(feature_map), MAP_COLOUR_PERCENTILE)) or 1.0
 
 
-def _activate(values, name, slope):
-    if name == "ReLU":
-        return relu(values)
-    if name == "leaky ReLU":
-        return leaky_relu(values, slope)
-    if name == "sigmoid":
-        return sigmoid(values)
-    return tanh(values)
-
-
 def _whole_activation(image, parameters):
     """The whole image's map before and after the activation, side by side, as JPEG bytes."""
     return jpeg_bytes(_whole_activation_picture(image, parameters), quality=92)
@@ -78,7 +69,7 @@ def _whole_activation_picture(image, parameters):
     """The picture of :func:`_whole_activation`, RGB uint8 (also its PNG download)."""
     kernel_rows, settings, name, slope = parameters
     before = conv2d(image, np.asarray(kernel_rows, dtype=np.float32), settings.bias, **settings.as_kwargs())
-    after = _activate(before, name, slope)
+    after = activations.activate(before, name, slope)
     signed = name in ("ReLU", "leaky ReLU")
     # ReLU-like: one scale, so the kept values look the same before and after; squashing ones: their own.
     limits = [_colour_limit(before)] * 2 if signed else [_colour_limit(before), _colour_limit(after)]
@@ -88,7 +79,7 @@ def _whole_activation_picture(image, parameters):
 
 def _activation_grids(before, name, slope):
     """The region's map after the activation, and both maps as HTML grids (numbers as text)."""
-    after = _activate(before, name, slope)
+    after = activations.activate(before, name, slope)
     marked = before < 0 if name in ("ReLU", "leaky ReLU") else None
     limit = float(np.max(np.abs(before))) or 1.0
     before_grid = steps.value_grid_html(before, limit=limit,
@@ -102,7 +93,7 @@ def _activation_grids(before, name, slope):
 
 def _activation_pictures(before, name, slope):
     """The region's map after the activation, and both maps drawn as RGB uint8 (also their PNG downloads)."""
-    after = _activate(before, name, slope)
+    after = activations.activate(before, name, slope)
     marked = before < 0 if name in ("ReLU", "leaky ReLU") else None
     limit = float(np.max(np.abs(before))) or 1.0
     cell = steps.fit_cell(*before.shape, FRAME_SIZE)
@@ -533,7 +524,7 @@ def _bank_section(chosen):
 
 
 _LINK_SOURCES = dict(zip(("bank", "random", "cut"), controls.SOURCES))
-_LINK_ACTIVATIONS = dict(zip(("relu", "leaky_relu", "sigmoid", "tanh"), ACTIVATIONS))
+_LINK_ACTIVATIONS = activations.link_words()
 _LINK_PADDINGS = {**{str(amount): amount for amount in range(5)}, "same": "same", "valid": "valid"}
 LINK_FIELDS = (
     Field("region", whole_numbers(3)),  # top, left, size; brought inside the image by the sliders

@@ -9,7 +9,7 @@ import pandas as pd
 import streamlit as st
 from streamlit_image_coordinates import streamlit_image_coordinates
 
-from kernels.matching import (
+from lessons.matching import (
     Box,
     binary_kernel,
     classify_tiles,

@@ -9,7 +9,7 @@ import streamlit as st
 from streamlit_image_coordinates import streamlit_image_coordinates
 
 from kernels import KERNELS, make_kernel
-from kernels.receptive_field import (
+from lessons.receptive_field import (
     ACTIVATIONS,
     Stage,
     channel_sum,
@@ -21,6 +21,7 @@ from kernels.receptive_field import (
     run_stack,
     stack_geometries,
 )
+from lessons.activations import link_words
 from lessons.links import Codec, Field, choice, integer, names, record, whole_number_list
 from model import load as load_classifier
 from scans.preprocess import resize
@@ -100,7 +101,7 @@ def _init_state():
         defaults.update({
             _key(stage, "size"): 3, _key(stage, "kernels"): list(DEFAULT_BANKS[stage]),
             _key(stage, "source"): "bank", _key(stage, "learned"): list(DEFAULT_LEARNED),
-            _key(stage, "activation"): "relu", _key(stage, "pool"): "max", _key(stage, "pool_size"): 2,
+            _key(stage, "activation"): "ReLU", _key(stage, "pool"): "max", _key(stage, "pool_size"): 2,
             _key(stage, "stride"): 1, _key(stage, "dilation"): 1, _key(stage, "pool_stride"): 0,
         })
     for key, value in defaults.items():
@@ -509,11 +510,15 @@ value depends on more of the scan, which is why deeper layers respond to larger 
 # --------------------------------------------------------------------------------- the lesson's link
 
 
+# Link words of a stage's activation; "leaky relu" is how links spelled it before the activations' one table.
+_LINK_ACTIVATIONS = {"none": "none", "leaky relu": "leaky ReLU", **link_words()}
+
+
 def _stage_codec():
     """One stage in a link: source:kernels:size:stride:dilation:activation:pool:pool size:pool stride."""
     base = record((("source", choice(tuple(KERNEL_SOURCES))), ("kernels", Codec(str, str)),
                    ("size", choice({str(size): size for size in KERNEL_SIZES})), ("stride", integer(1, 2)),
-                   ("dilation", integer(1, 3)), ("activation", choice(ACTIVATIONS)),
+                   ("dilation", integer(1, 3)), ("activation", choice(_LINK_ACTIVATIONS)),
                    ("pool", choice(tuple(POOL_LABELS))), ("pool_size", integer(2, 4)), ("pool_stride", integer(0, 4))))
     bank = names(tuple(KERNELS), at_most=MAX_KERNELS)
     learned = whole_number_list(0, 255, at_most=MAX_KERNELS)  # the page keeps only the classifier's own
