@@ -16,6 +16,7 @@ from model.data import CONTRAST_RANGE, RADIUS_RANGE, insert_lesion
 from model.live import fit_image
 from model.network import anatomy_window, probability_picture
 from views import links
+from views.caching import computed
 from views.exports import png_download
 from views.notices import show_teaching_notice
 from views.presenter import explain, explain_caption
@@ -143,10 +144,9 @@ def _image_with_lesion(image, lesion):
     return result, mask
 
 
-@st.cache_data(max_entries=16, show_spinner="Sliding the window over the whole image ...")
-def _sample_probability_map(cache_key, lesion_key, _image):
-    # Sample images only: cache_key names the windowed sample, lesion_key the inserted lesion.
-    return load().probability_map(_image, stride=MAP_STRIDE)
+def _probability_map(image, lesion_key):
+    # lesion_key names the inserted lesion (the image is the chosen one with it drawn in).
+    return load().probability_map(image, stride=MAP_STRIDE)
 
 
 # ------------------------------------------------------------------------------- sections
@@ -345,10 +345,8 @@ def _map_section(image, chosen, lesion_key):
     if not st.toggle("Compute the lesion-probability map", key="clf_map"):
         return
     classifier = load()
-    if chosen.cache_key is not None:
-        probabilities, tops, lefts = _sample_probability_map(chosen.cache_key, lesion_key, image)
-    else:
-        probabilities, tops, lefts = classifier.probability_map(image, stride=MAP_STRIDE)
+    probabilities, tops, lefts = computed(_probability_map, chosen, lesion_key, data=image,
+                                          spinner="Sliding the window over the whole image ...")
     picture = probability_picture(probabilities, tops, lefts, image.shape, classifier.input_size)
     scale = max(1, 520 // max(image.shape))
     windows = f"{probabilities.size} window" + ("s" if probabilities.size > 1 else "")

@@ -25,6 +25,7 @@ from lessons.links import Field, choice, whole_numbers
 from scans import apply_window
 from scans.preprocess import resize
 from views import links
+from views.caching import computed
 from views.exports import png_download
 from views.notices import show_teaching_notice
 from views.presenter import explain
@@ -166,16 +167,13 @@ def _make_kernel(patch, kind, threshold):
     return binary_kernel(patch, threshold) if kind == "binary" else zero_mean_kernel(patch)
 
 
-def _detect(image, target_image, box, kind, threshold, score, count):
+def _detect(images, parameters):
+    """The kernel cut from the image, its response over the target image, and the best matches."""
+    image, target_image = images
+    _, box, kind, threshold, score, count = parameters  # the first names the target image
     kernel = _make_kernel(cut_box(image, box), kind, threshold)
     response = response_map(target_image, kernel, normalise=score == "normalised")
     return kernel, response, find_matches(response, kernel.shape, count=count)
-
-
-@st.cache_data(max_entries=48, show_spinner=False)
-def _detect_sample(cache_key, target_spec, box, kind, threshold, score, count, _image, _target_image):
-    # Sample images only: ``cache_key`` plus ``target_spec`` name the two unhashed images exactly.
-    return _detect(_image, _target_image, box, kind, threshold, score, count)
 
 
 def _matches_table(matches):
@@ -269,11 +267,8 @@ def _detection_section(chosen, image):
         st.error("That slice does not have the chosen image's size, so the box cannot be looked for in it.")
         return
     target_spec = (target, shift_rows, shift_cols, round(noise, 4), other_slice)
-    if chosen.cache_key is not None:
-        kernel, response, matches = _detect_sample(chosen.cache_key, target_spec, tuple(box), kind, threshold, score,
-                                                   int(count), image, target_image)
-    else:
-        kernel, response, matches = _detect(image, target_image, box, kind, threshold, score, int(count))
+    kernel, response, matches = computed(_detect, chosen, (target_spec, Box(*box), kind, threshold, score, int(count)),
+                                         data=(image, target_image))
 
     normalised = score == "normalised"
     low, high = (0.0, 1.0) if normalised else (float(response.min()), float(response.max()))

@@ -26,6 +26,7 @@ from lessons.links import Codec, Field, choice, integer, names, record, whole_nu
 from model import load as load_classifier
 from scans.preprocess import resize
 from views import links
+from views.caching import computed
 from views.exports import png_download
 from views.notices import show_teaching_notice
 from views.presenter import explain
@@ -200,17 +201,12 @@ def _working_image(image, longer_side):
     return np.clip(resize(image, shape), 0.0, 1.0).astype(np.float32)
 
 
-def _compute(image, specs):
+def _compute(image, parameters):
+    """The image reduced to the working size, the stages of ``specs`` and their results."""
+    longer_side, specs = parameters
+    working = _working_image(image, longer_side)
     stages = [_stage_from_spec(spec) for spec in specs]
-    return stages, run_stack(image, stages)
-
-
-@st.cache_data(max_entries=24, show_spinner=False)
-def _compute_sample(cache_key, longer_side, specs, _image):
-    # Only sample images reach this cache: ``cache_key`` names the sample, slice and window exactly,
-    # so the unhashed ``_image`` is always the same array for the same key.
-    working = _working_image(_image, longer_side)
-    return (working,) + _compute(working, specs)
+    return working, stages, run_stack(working, stages)
 
 
 def _describe(stage):
@@ -462,11 +458,7 @@ value depends on more of the scan, which is why deeper layers respond to larger 
     except ValueError as error:
         st.error(f"This stack does not fit the image: {error}", icon=":material/error:")
         return
-    if chosen.cache_key is not None:
-        working, stages, results = _compute_sample(chosen.cache_key, longer_side, specs, chosen.image)
-    else:
-        working = _working_image(chosen.image, longer_side)
-        stages, results = _compute(working, specs)
+    working, stages, results = computed(_compute, chosen, (longer_side, specs))
 
     mm_per_pixel = None
     if chosen.scan.spacing is not None:
