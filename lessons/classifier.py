@@ -9,6 +9,8 @@ import numpy as np
 
 from model import live, load
 from model.data import insert_lesion
+from model.network import probability_picture
+from viz.network import probability_overlay
 
 MAX_SIDE = 640  # larger images are reduced first: the window then covers a useful part of the scan
 MAP_STRIDE = 16  # pixels between the windows of the lesion-probability map
@@ -65,3 +67,9 @@ def probability_map(image, lesion_key):
     """
     return load().probability_map(image, stride=MAP_STRIDE)
 
+
+def probability_on_image(image, probabilities, tops, lefts, side):
+    """The lesion-probability map (from :func:`probability_map`) as heat over the image, enlarged to about
+    ``side`` pixels on its longer side (never reduced): RGB uint8."""
+    picture = probability_picture(probabilities, tops, lefts, image.shape, load().input_size)
+    return probability_overlay(image, picture, scale=max(1, side // max(image.shape)))

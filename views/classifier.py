@@ -10,11 +10,12 @@ import streamlit as st
 from streamlit_image_coordinates import streamlit_image_coordinates
 
 from kernels import conv2d
-from lessons.classifier import MAP_STRIDE, fit_image, image_with_lesion, probability_map, window_for_click
+from lessons.classifier import (MAP_STRIDE, fit_image, image_with_lesion, probability_map, probability_on_image,
+                                window_for_click)
 from lessons.links import Field, whole_numbers
 from model import load
 from model.data import CONTRAST_RANGE, RADIUS_RANGE
-from model.network import anatomy_window, probability_picture
+from model.network import anatomy_window
 from views import links
 from views.caching import computed
 from views.exports import png_download
@@ -32,7 +33,6 @@ from viz.network import (
     lesion_outline,
     outline_window,
     probability_bars,
-    probability_overlay,
     signed_map,
     window_on_image,
 )
@@ -293,13 +293,10 @@ def _map_section(image, chosen, lesion_key):
     )
     if not st.toggle("Compute the lesion-probability map", key="clf_map"):
         return
-    classifier = load()
     probabilities, tops, lefts = computed(probability_map, chosen, lesion_key, data=image,
                                           spinner="Sliding the window over the whole image ...")
-    picture = probability_picture(probabilities, tops, lefts, image.shape, classifier.input_size)
-    scale = max(1, 520 // max(image.shape))
     windows = f"{probabilities.size} window" + ("s" if probabilities.size > 1 else "")
-    map_picture = probability_overlay(image, picture, scale=scale)
+    map_picture = probability_on_image(image, probabilities, tops, lefts, 520)
     png_download(map_picture, "lesion_probability_map.png", key="clf_probability_png")
     st.image(map_picture, width="stretch",
              caption=f"{windows}; highest lesion probability {100 * probabilities.max():.1f} %.")
