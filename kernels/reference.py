@@ -110,15 +110,19 @@ def _fold_border(d_padded, pads, shape, padding_mode):
 # Convolution
 
 
-def conv2d_pixel(padded, kernel, bias, out_row, out_col, stride=(1, 1), dilation=(1, 1)):
-    """One output pixel of a convolution: the kernel laid on the padded image, multiplied cell by cell, summed.
+def conv2d_pixel(padded, kernel, bias, out_row, out_col,
+                 stride=(1, 1), dilation=(1, 1)):
+    """One output pixel: the kernel laid on the padded image at
+    (out_row, out_col), multiplied cell by cell, summed, plus the bias.
 
-    ``out[out_row, out_col] = bias + sum over i, j of kernel[i, j] * padded[out_row * stride + i * dilation,
-    out_col * stride + j * dilation]``, with padded (Hp, Wp) and kernel (kh, kw).
+    out[out_row, out_col] = bias + sum over i, j of kernel[i, j] *
+        padded[out_row * stride + i * dilation,
+               out_col * stride + j * dilation]
+    with padded (Hp, Wp) and kernel (kh, kw).
 
-    The sum is float32, built from 0 one product at a time, row by row; the bias is added last.
-    ``out_row`` and ``out_col`` may also be arrays of positions: then every one of them is computed at
-    once, with the same arithmetic.
+    The sum is float32, built from 0 one product at a time, row by
+    row; the bias comes last. out_row and out_col may also be arrays
+    of positions: all of them are then computed at once, alike.
     """
     kernel_rows, kernel_cols = kernel.shape
     total = np.float32(0.0)
