@@ -53,6 +53,11 @@ def _pair(value):
     return (int(value), int(value)) if np.ndim(value) == 0 else (int(value[0]), int(value[1]))
 
 
+def _triple(value):
+    """(depth, rows, cols) from an int or three."""
+    return (int(value),) * 3 if np.ndim(value) == 0 else tuple(int(v) for v in value)
+
+
 # ---------------------------------------------------------------------------------------------------
 # Padding
 
@@ -150,13 +155,18 @@ def conv2d(x, w, b=None, *, stride=1, padding=0, dilation=1, padding_mode="zeros
     return _layer(x, w, b, pads, strides, dilations, padding_mode)
 
 
+def _output_shape(image_shape, kernel_shape, pads, strides, dilations):
+    """(H', W') of a convolution, by kernels.output_size."""
+    top, bottom, left, right = pads
+    return (output_size(image_shape[0], kernel_shape[0], stride=strides[0], padding=(top, bottom),
+                        dilation=dilations[0]),
+            output_size(image_shape[1], kernel_shape[1], stride=strides[1], padding=(left, right),
+                        dilation=dilations[1]))
+
+
 def _one_channel(image, kernel, bias, pads, strides, dilations, padding_mode):
     """(H, W) and (kh, kw) -> (H', W'): ``conv2d_pixel`` at every output position, row by row."""
-    top, bottom, left, right = pads
-    out_rows = output_size(image.shape[0], kernel.shape[0], stride=strides[0], padding=(top, bottom),
-                           dilation=dilations[0])
-    out_cols = output_size(image.shape[1], kernel.shape[1], stride=strides[1], padding=(left, right),
-                           dilation=dilations[1])
+    out_rows, out_cols = _output_shape(image.shape, kernel.shape, pads, strides, dilations)
     padded = pad2d(image, pads, padding_mode)
     out = np.zeros((out_rows, out_cols), dtype=np.float32)
     for out_row in range(out_rows):
@@ -167,14 +177,13 @@ def _one_channel(image, kernel, bias, pads, strides, dilations, padding_mode):
 
 def _layer(x, w, b, pads, strides, dilations, padding_mode):
     """(N, C, H, W) and (K, C, kh, kw) -> (N, K, H', W'): for each image and kernel, the channels' sum."""
-    out = None
+    out_shape = _output_shape(x.shape[2:], w.shape[2:], pads, strides, dilations)
+    out = np.zeros((x.shape[0], w.shape[0]) + out_shape, dtype=np.float32)
     for n in range(x.shape[0]):
         for k in range(w.shape[0]):
-            total = 0.0
+            total = np.zeros(out_shape, dtype=np.float32)
             for c in range(x.shape[1]):
                 total = total + _one_channel(x[n, c], w[k, c], 0.0, pads, strides, dilations, padding_mode)
-            if out is None:
-                out = np.zeros((x.shape[0], w.shape[0]) + total.shape, dtype=np.float32)
             out[n, k] = total + np.float32(0.0 if b is None else b[k])
     return out
 
@@ -232,14 +241,12 @@ def conv3d(x, w, b=None, *, stride=1, padding=0, dilation=1, padding_mode="zeros
     if x.ndim == 3:
         return conv3d(x[None, None], w[None, None], None if b is None else [b], stride=stride, padding=padding,
                       dilation=dilation, padding_mode=padding_mode)[0, 0]
-    strides = (stride,) * 3 if np.ndim(stride) == 0 else tuple(stride)
-    dilations = (dilation,) * 3 if np.ndim(dilation) == 0 else tuple(dilation)
-    # resolve_padding takes two axes at a time: (depth, rows), then (rows, columns).
-    per_axis = padding if isinstance(padding, str) else (padding,) * 3 if np.ndim(padding) == 0 else tuple(padding)
-    front, back, _, _ = resolve_padding(x.shape[2:4], w.shape[2:4],
-                                        padding if isinstance(padding, str) else per_axis[:2], dilations[:2])
-    pads = resolve_padding(x.shape[3:], w.shape[3:], padding if isinstance(padding, str) else per_axis[1:],
-                           dilations[1:])
+    strides, dilations = _triple(stride), _triple(dilation)
+    # The padding rule takes two axes at a time: (depth, rows), then (rows, columns).
+    depth_and_rows = padding if isinstance(padding, str) else _triple(padding)[:2]
+    rows_and_cols = padding if isinstance(padding, str) else _triple(padding)[1:]
+    front, back, _, _ = resolve_padding(x.shape[2:4], w.shape[2:4], depth_and_rows, dilations[:2])
+    pads = resolve_padding(x.shape[3:], w.shape[3:], rows_and_cols, dilations[1:])
     depth = x.shape[2]
     out_depth = output_size(depth, w.shape[2], stride=strides[0], padding=(front, back), dilation=dilations[0])
     slices = []
@@ -247,7 +254,7 @@ def conv3d(x, w, b=None, *, stride=1, padding=0, dilation=1, padding_mode="zeros
         total = 0.0
         for a in range(w.shape[2]):
             source = source_pixel(out_slice * strides[0] + a * dilations[0] - front, depth, padding_mode)
-            # A slice of zero padding still counts, as zeros: conv2d of zeros, so both shapes agree.
+            # A tap on zero padding reads a slice of zeros.
             image = x[:, :, source] if source is not None else np.zeros_like(x[:, :, 0])
             total = total + _layer(image, w[:, :, a], None, pads, strides[1:], dilations[1:], padding_mode)
         slices.append(total)
