@@ -446,7 +446,7 @@ def conv_cell_for_output(result, kernel_index, row, col):
 class ChannelSum(NamedTuple):
     """How one convolution output value adds up over input channels.
 
-    ``steps[c]`` is the engine's trace step for input channel c (its patch, kernel slice and
+    ``steps[c]`` is the trace step (kernels.conv2d_trace) for input channel c (its patch, kernel slice and
     products); ``totals[c]`` its sum; ``value`` the 4-D convolution's output at that cell, which
     equals ``totals.sum()`` up to float32 rounding.
     """
