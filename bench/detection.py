@@ -1,6 +1,6 @@
 """Benchmark: template-matching response maps on a 512 x 512 scan, kernels 8 x 8 to 64 x 64 (target < 0.5 s).
 
-Prints the median time of kernels.matching.response_map (normalised and plain) and, for reference,
+Prints the median time of lessons.matching.response_map (normalised and plain) and, for reference,
 OpenCV's cv2.matchTemplate (TM_CCOEFF_NORMED, the same score) and scikit-image's match_template,
 with the ratio to ours. Run: ``python -m bench.detection`` (add ``--repeats N`` for more runs).
 """
@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 
-from kernels.matching import cut_box, response_map, structured_boxes
+from lessons.matching import cut_box, response_map, structured_boxes
 from scans import apply_window, read_sample
 
 TARGET_SECONDS = 0.5

@@ -1,9 +1,10 @@
 """Step-by-step traces of a 2-D convolution and pooling: what each window read and how it was summed.
 
-The step-by-step views draw only these objects.  Each step's ``value`` is recomputed here in NumPy
-in the engine's own order and rounding (taps row by row, each added to the running float32 sum with
-one fused multiply-add, from 0, bias last; see kernels/_jit.py), so it equals the engine's output
-pixel exactly, not just to rounding.
+The step-by-step views draw only these objects. A trace replays the readable definitions in
+kernels/reference.py: the padded input is ``reference.pad2d``'s, and step i's sum and value are what
+``reference.conv2d_pixel`` (``max_pool2d_pixel``, ``avg_pool2d_pixel``) computes for that output
+pixel, so ``trace.output`` equals ``reference.conv2d`` (``max_pool2d``, ``avg_pool2d``) exactly. The
+engine's fast paths agree with it to float32 rounding (relative error under 1e-5, tested).
 """
 
 from __future__ import annotations
@@ -12,26 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from kernels import _simd, engine
+from kernels import engine, reference
 
 __all__ = ["ConvStep", "ConvSteps", "ConvTrace", "PoolStep", "PoolSteps", "PoolTrace", "conv2d_trace", "pool2d_trace"]
-
-
-def _fused_sum(patch: np.ndarray, kernel: np.ndarray) -> np.float32:
-    """Sum of ``patch * kernel`` as the engine forms it: tap by tap, each product added unrounded."""
-    total = np.float32(0.0)
-    for value, weight in zip(patch.reshape(-1), kernel.reshape(-1)):
-        total = _simd.fused_multiply_add(weight, value, total)
-    return total
-
-
-def _sequential_sum(values: np.ndarray) -> np.float32:
-    """Sum float32 values one after another, left to right, in float32 (the engine's order)."""
-    flat = values.reshape(-1)
-    if flat.size == 0:
-        return np.float32(0.0)
-    # np.cumsum adds strictly sequentially (unlike np.sum, which sums pairwise).
-    return np.cumsum(flat, dtype=np.float32)[-1]
 
 
 def _window_indices(out_rows, out_cols, size, stride, dilation):
@@ -66,12 +50,10 @@ class ConvStep:
     products : float32 (kh, kw)
         ``patch * kernel``, each rounded to float32 for display.
     total : float
-        Sum of the products, formed as the engine forms it: each exact product added to the running
-        float32 sum with a single rounding (fused multiply-add), so it can differ from adding the
-        rounded ``products`` in the last bit.
+        Sum of the products, added one after another in float32 (``reference.conv2d_pixel``).
     bias : float
     value : float
-        ``total + bias``, equal to ``output[out_row, out_col]`` as float32.
+        ``total + bias`` in float32, equal to ``output[out_row, out_col]``.
     """
 
     index: int
@@ -97,7 +79,7 @@ class ConvSteps:
     cols : int array (N, kw)
     patches, products : float32 (N, kh, kw)
     totals : float32 (N,)
-        The sums, formed tap by tap with one rounding each, as ``ConvStep.total``.
+        The sums, as ``ConvStep.total``.
     values : float32 (N,)
         ``totals + bias``, equal to ``output.ravel()``.
     """
@@ -126,8 +108,7 @@ class ConvTrace:
     bias : float
     stride, dilation : (int, int)
     output : float32 (H', W')
-        Equal to ``conv2d(..., method="direct")`` (and to ``conv2d`` with the default method for
-        any kernel under 20 x 20).
+        Equal to ``reference.conv2d``; to ``kernels.conv2d`` within float32 rounding.
     num_steps : int
         ``H' * W'``.
     """
@@ -149,27 +130,30 @@ class ConvTrace:
         rows = out_row * self.stride[0] + np.arange(kh) * self.dilation[0]
         cols = out_col * self.stride[1] + np.arange(kw) * self.dilation[1]
         patch = self.padded[np.ix_(rows, cols)]
-        products = patch * self.kernel
-        total = _fused_sum(patch, self.kernel)
-        value = np.float32(total + np.float32(self.bias))
-        return ConvStep(i, out_row, out_col, rows, cols, patch, products, float(total), self.bias, float(value))
+        total = reference.conv2d_pixel(self.padded, self.kernel, 0.0, out_row, out_col, self.stride, self.dilation)
+        value = reference.conv2d_pixel(self.padded, self.kernel, self.bias, out_row, out_col, self.stride,
+                                       self.dilation)
+        return ConvStep(i, out_row, out_col, rows, cols, patch, patch * self.kernel, float(total), self.bias,
+                        float(value))
 
     def all_steps(self) -> ConvSteps:
         """Every step at once, in arrays (N = num_steps): what a player in the browser replays.
 
-        Vectorised over the steps, the taps still added one after another in the engine's order, so
-        row ``i`` equals ``step(i)`` bit for bit.
+        ``reference.conv2d_pixel`` run on every output position at once: the same products added in
+        the same order, so row ``i`` equals ``step(i)`` bit for bit.
         """
         out_rows, out_cols = _every_output_pixel(self.output.shape)
         rows, cols = _window_indices(out_rows, out_cols, self.kernel.shape, self.stride, self.dilation)
         patches = self.padded[rows[:, :, None], cols[:, None, :]]
-        products = patches * self.kernel
-        totals = np.zeros(self.num_steps, dtype=np.float32)
-        for (tap_row, tap_col), weight in np.ndenumerate(self.kernel):
-            totals = _simd.fused_multiply_add(weight, patches[:, tap_row, tap_col], totals)
-        totals = np.asarray(totals, dtype=np.float32).reshape(self.num_steps)
-        values = totals + np.float32(self.bias)
-        return ConvSteps(out_rows, out_cols, rows, cols, patches, products, totals, values)
+        totals = _conv_values(self.padded, self.kernel, 0.0, out_rows, out_cols, self.stride, self.dilation)
+        values = _conv_values(self.padded, self.kernel, self.bias, out_rows, out_cols, self.stride, self.dilation)
+        return ConvSteps(out_rows, out_cols, rows, cols, patches, patches * self.kernel, totals, values)
+
+
+def _conv_values(padded, kernel, bias, out_rows, out_cols, stride, dilation):
+    """``reference.conv2d_pixel`` at each (out_rows[s], out_cols[s]): float32 (N,)."""
+    return np.asarray(reference.conv2d_pixel(padded, kernel, bias, out_rows, out_cols, stride, dilation),
+                      dtype=np.float32)
 
 
 @dataclass(frozen=True)
@@ -187,7 +171,7 @@ class PoolStep:
     argmax : (int, int) or None
         (row, col) of the maximum in the padded input ("max" mode), None for "avg".
     total : float or None
-        "avg" mode: the window's sum (float32, added left to right); ``value`` is ``total / patch.size``.
+        "avg" mode: the window's sum (float32, added in reading order); ``value`` is ``total / patch.size``.
         None for "max".
     """
 
@@ -259,29 +243,27 @@ class PoolTrace:
         cols = out_col * self.stride[1] + np.arange(self.size[1])
         patch = self.padded[np.ix_(rows, cols)]
         if self.mode == "max":
-            flat = int(np.argmax(patch))  # the first maximum in row-major order, as the engine
-            row_in_window, col_in_window = divmod(flat, patch.shape[1])
-            argmax = (int(rows[row_in_window]), int(cols[col_in_window]))
-            return PoolStep(i, out_row, out_col, rows, cols, patch, float(patch[row_in_window, col_in_window]), argmax)
-        total = _sequential_sum(patch)
-        return PoolStep(i, out_row, out_col, rows, cols, patch, float(total / np.float32(patch.size)), None,
-                        float(total))
+            value, row, col = reference.max_pool2d_pixel(self.padded, self.size, self.stride, out_row, out_col)
+            return PoolStep(i, out_row, out_col, rows, cols, patch, float(value), (int(row), int(col)))
+        value, total = reference.avg_pool2d_pixel(self.padded, self.size, self.stride, out_row, out_col)
+        return PoolStep(i, out_row, out_col, rows, cols, patch, float(value), None, float(total))
 
     def all_steps(self) -> PoolSteps:
         """Every step at once, in arrays (N = num_steps), equal to ``step(i)`` row by row."""
         out_rows, out_cols = _every_output_pixel(self.output.shape)
         rows, cols = _window_indices(out_rows, out_cols, self.size, self.stride, (1, 1))
         patches = self.padded[rows[:, :, None], cols[:, None, :]]
-        flat = patches.reshape(self.num_steps, -1)
-        if self.mode == "max":
-            first_maximum = np.argmax(flat, axis=1)  # the first in row-major order, as step(i)
-            row_in_window, col_in_window = np.divmod(first_maximum, self.size[1])
-            steps = np.arange(self.num_steps)
-            argmax = np.stack([rows[steps, row_in_window], cols[steps, col_in_window]], axis=1)
-            return PoolSteps(out_rows, out_cols, rows, cols, patches, flat[steps, first_maximum], argmax, None)
-        # cumsum along each row adds left to right, as _sequential_sum does for one window.
-        totals = np.cumsum(flat, axis=1, dtype=np.float32)[:, -1]
-        return PoolSteps(out_rows, out_cols, rows, cols, patches, totals / np.float32(flat.shape[1]), None, totals)
+        values, argmax, totals = _pool_values(self.padded, self.size, self.stride, self.mode, out_rows, out_cols)
+        return PoolSteps(out_rows, out_cols, rows, cols, patches, values, argmax, totals)
+
+
+def _pool_values(padded, size, stride, mode, out_rows, out_cols):
+    """The reference's pooled value of each step (float32 (N,)), with "max"'s argmax (N, 2) or "avg"'s sums (N,)."""
+    if mode == "max":
+        values, argmax_rows, argmax_cols = reference.max_pool2d_pixel(padded, size, stride, out_rows, out_cols)
+        return np.asarray(values, dtype=np.float32), np.stack([argmax_rows, argmax_cols], axis=1), None
+    values, totals = reference.avg_pool2d_pixel(padded, size, stride, out_rows, out_cols)
+    return np.asarray(values, dtype=np.float32), None, np.asarray(totals, dtype=np.float32)
 
 
 def _check_step(i, num_steps: int) -> int:
@@ -292,7 +274,7 @@ def _check_step(i, num_steps: int) -> int:
 
 
 def conv2d_trace(x, w, b=0.0, *, stride=1, padding=0, dilation=1, padding_mode="zeros", flip=False) -> ConvTrace:
-    """Compute a 2-D convolution and keep everything needed to show it one window at a time.
+    """Compute a 2-D convolution with the readable definition, keeping what shows it one window at a time.
 
     Parameters
     ----------
@@ -300,12 +282,13 @@ def conv2d_trace(x, w, b=0.0, *, stride=1, padding=0, dilation=1, padding_mode="
     w : array (kh, kw)
     b : float, default 0.0
     stride, padding, dilation, padding_mode, flip :
-        As in ``conv2d``.
+        As in ``kernels.conv2d`` (checked by its rules, with its messages).
 
     Returns
     -------
     ConvTrace
-        ``trace.step(i).value == trace.output.flat[i]`` for every step.
+        ``trace.step(i).value == trace.output.flat[i]`` for every step; ``trace.output`` is
+        ``reference.conv2d``'s (H', W') output.
     """
     x_array = np.asarray(x)
     if x_array.ndim != 2 or np.ndim(w) != 2:
@@ -313,24 +296,19 @@ def conv2d_trace(x, w, b=0.0, *, stride=1, padding=0, dilation=1, padding_mode="
             f"conv2d_trace works on one image (H, W) and one kernel (kh, kw); got x {x_array.shape} "
             f"and w {np.shape(w)}"
         )
-    if b is None:
-        b = 0.0
-    output = engine.conv2d(x, w, b, stride=stride, padding=padding, dilation=dilation,
-                           padding_mode=padding_mode, flip=flip, method="direct")
-    # The same validated, normalised arguments conv2d just accepted.
-    x32 = engine._as_float32(x, "x")
-    kernel = engine._as_float32(w, "w")
-    if flip:
-        kernel = kernel[::-1, ::-1]
-    strides = engine._per_axis(stride, "stride", 2, 1)
-    dilations = engine._per_axis(dilation, "dilation", 2, 1)
-    top, bottom, left, right = engine.resolve_padding(x32.shape, kernel.shape, padding, dilations)
-    padded = np.pad(x32, ((top, bottom), (left, right)), mode=engine._NUMPY_PAD_MODES[padding_mode])
+    plan = engine._plan_convolution(x, w, b, 2, stride, padding, dilation, padding_mode, flip)
+    image, kernel = plan.x[0, 0, 0], plan.w[0, 0, 0]  # float32, finite, the kernel flipped if asked
+    (top, bottom), (left, right) = plan.pads[1:]
+    strides, dilations = plan.strides[1:], plan.dilations[1:]
+    bias = float(plan.bias[0])
+    padded = reference.pad2d(image, (top, bottom, left, right), padding_mode)
+    out_rows, out_cols = _every_output_pixel(plan.out_spatial[1:])
+    output = _conv_values(padded, kernel, bias, out_rows, out_cols, strides, dilations).reshape(plan.out_spatial[1:])
     return ConvTrace(
-        padded=padded.astype(np.float32),
+        padded=padded,
         pad=(top, bottom, left, right),
         kernel=np.ascontiguousarray(kernel, dtype=np.float32),
-        bias=float(np.float32(b)),
+        bias=bias,
         stride=strides,
         dilation=dilations,
         output=output,
@@ -339,39 +317,29 @@ def conv2d_trace(x, w, b=0.0, *, stride=1, padding=0, dilation=1, padding_mode="
 
 
 def pool2d_trace(x, size=2, *, stride=None, padding=0, mode="max") -> PoolTrace:
-    """Compute a 2-D pooling and keep everything needed to show it one window at a time.
+    """Compute a 2-D pooling with the readable definition, keeping what shows it one window at a time.
 
     Parameters
     ----------
     x : array (H, W)
     size, stride, padding :
-        As in ``max_pool2d`` / ``avg_pool2d``.
+        As in ``max_pool2d`` / ``avg_pool2d`` (checked by their rules, with their messages).
     mode : {"max", "avg"}
 
     Returns
     -------
     PoolTrace
+        ``trace.output`` is ``reference.max_pool2d`` / ``reference.avg_pool2d``'s (H', W') output.
     """
     if mode not in ("max", "avg"):
         raise ValueError(f"mode must be 'max' or 'avg'; got {mode!r}")
     x_array = np.asarray(x)
     if x_array.ndim != 2:
         raise ValueError(f"pool2d_trace works on one image (H, W); got shape {x_array.shape}")
-    if mode == "max":
-        output = engine.max_pool2d(x, size, stride=stride, padding=padding)
-    else:
-        output = engine.avg_pool2d(x, size, stride=stride, padding=padding)
-    sizes = engine._per_axis(size, "size", 2, 1)
-    strides = sizes if stride is None else engine._per_axis(stride, "stride", 2, 1)
-    pads = engine._per_axis(padding, "padding", 2, 0)
+    plan = engine._plan_pooling(x, size, stride, padding, 2)
+    sizes, strides, pads, output_shape = plan.sizes[1:], plan.strides[1:], plan.pads[1:], plan.out_spatial[1:]
     fill = -np.inf if mode == "max" else 0.0
-    padded = np.pad(engine._as_float32(x, "x"), ((pads[0], pads[0]), (pads[1], pads[1])), constant_values=fill)
-    return PoolTrace(
-        padded=padded.astype(np.float32),
-        pad=(pads[0], pads[0], pads[1], pads[1]),
-        size=sizes,
-        stride=strides,
-        mode=mode,
-        output=output,
-        num_steps=int(output.size),
-    )
+    padded = reference.pad2d(plan.planes[0, 0], (pads[0], pads[0], pads[1], pads[1]), fill=fill)
+    values, _, _ = _pool_values(padded, sizes, strides, mode, *_every_output_pixel(output_shape))
+    return PoolTrace(padded=padded, pad=(pads[0], pads[0], pads[1], pads[1]), size=sizes, stride=strides, mode=mode,
+                     output=values.reshape(output_shape), num_steps=int(values.size))

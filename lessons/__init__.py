@@ -1,1 +1,1 @@
-"""Lesson logic without Streamlit: lesson state <-> URL query parameters (links), slide exports (GIF, MP4, PNG)."""
+"""Lesson logic without Streamlit: activations, template matching, receptive fields and stacks, links, exports."""

@@ -48,7 +48,7 @@ def test_page_shows_the_notices_the_answer_and_softmax(app):
 
 
 def test_a_synthetic_lesion_in_the_window_raises_the_lesion_probability(app):
-    # The click on the image sets these two inputs (views.classifier._on_click); set them directly.
+    # The click on the image sets these two inputs (views/classifier.py _on_click); set them directly.
     app.number_input(key="clf_top").set_value(288).run()
     app.number_input(key="clf_left").set_value(269).run()
     before = lesion_probability(app)
@@ -64,7 +64,7 @@ def test_a_synthetic_lesion_in_the_window_raises_the_lesion_probability(app):
 
 
 def test_a_click_centres_the_window_on_the_clicked_pixel():
-    from views.classifier import window_for_click
+    from lessons.classifier import window_for_click
 
     # A 603 x 640 image shown at half size: the click at (x=100, y=50) is pixel (row 100, col 200).
     event = {"x": 100, "y": 50, "width": 320, "height": 301.5}
@@ -112,7 +112,7 @@ EMPTY_LEVEL, MAX_EMPTY_SHARE = 0.05, 0.25  # pixels this dark are air or outside
 @pytest.mark.parametrize("sample", list_samples())
 def test_the_window_opens_on_anatomy(sample):
     from scans import apply_window, read_sample
-    from views.classifier import _fit_image
+    from lessons.classifier import fit_image as _fit_image
 
     page = AppTest.from_file(PAGE, default_timeout=TIMEOUT).run()
     page.selectbox(key="scan_source").set_value(sample).run()

@@ -1,9 +1,10 @@
 """The convolution lesson page in AppTest: it runs on every sample and on uploads, and what it shows is kernels/'s.
 
 The step-by-step parts are players in the browser: the page sends each one its whole trace as data. The
-checks here read that data as the component receives it and recompute it with kernels.conv2d and the
-pooling functions (the engine's public functions, not the trace the page sends) on the region the page
-says it uses, comparing exact float32 values; and with a trace computed here, array by array.
+checks here read that data as the component receives it and recompute it on the region the page says it
+uses: with kernels.reference (the definition the trace replays), comparing exact float32 values; with
+kernels.conv2d and the pooling functions (the engine's fast paths), within float32 rounding and to the 4
+decimals the player's equation shows; and with a trace computed here, array by array.
 """
 
 import json
@@ -14,10 +15,11 @@ import numpy as np
 import pytest
 
 from tests.apptest import open_tab, run_page_file, scan_uploader
-from kernels import avg_pool2d, conv2d, conv2d_trace, make_kernel, max_pool2d, pool2d_trace, relu
+from kernels import avg_pool2d, conv2d, conv2d_trace, make_kernel, max_pool2d, pool2d_trace, reference, relu
 from scans import apply_window, list_samples, read_sample
 from views.components.step_player import FORMAT, decode_array
 from views.convolution_controls import output_size_equation, random_kernel, stored_key
+from tests.naive import relative_error
 
 PAGE = "views/convolution.py"
 SAMPLES = Path(__file__).resolve().parents[1] / "sample_images"
@@ -68,18 +70,28 @@ def _region_and_settings(app):
 
 
 def _expected_region_output(app):
-    """kernels.conv2d over the page's region with the page's kernel and settings."""
+    """kernels.reference.conv2d over the page's region with the page's kernel and settings."""
     region, kernel, bias, settings = _region_and_settings(app)
-    return conv2d(region, kernel, bias, **settings)
+    flip = settings.pop("flip")
+    return reference.conv2d(region, kernel[::-1, ::-1] if flip else kernel, bias, **settings)
+
+
+def _assert_engine_agrees(shown, engine_values):
+    """The engine's fast path against what the player shows: within float32 rounding, equal to 4 decimals."""
+    assert relative_error(engine_values, shown) < 1e-5
+    np.testing.assert_array_almost_equal(engine_values, shown, decimal=4)
 
 
 def _assert_player_is_conv2d(app):
-    """The convolution player's output map and every step's value are conv2d's, bit for bit; returns the data."""
+    """The convolution player's output map and every step's value are the reference's, bit for bit, and
+    kernels.conv2d's within float32 rounding; returns the data."""
     data = _player(app)
     expected = _expected_region_output(app)
     np.testing.assert_array_equal(decode_array(data["output"]["values"]), expected)
     np.testing.assert_array_equal(decode_array(data["steps"]["values"]), expected.ravel())
     assert data["steps"]["count"] == expected.size
+    region, kernel, bias, settings = _region_and_settings(app)
+    _assert_engine_agrees(expected, conv2d(region, kernel, bias, **settings))
     return data
 
 
@@ -90,11 +102,11 @@ def _open_section(app, number):
 
 
 def _assert_pool_player_is(app, expected, mode):
-    """The pooling player's map and steps equal ``expected`` (from the engine's pooling), bit for bit."""
+    """The pooling player's map and steps are the engine's pooling of the same map (``expected``)."""
     data = _player(app, "pool_player")
     assert data["kind"] == "pool" and data["mode"] == mode
-    np.testing.assert_array_equal(decode_array(data["output"]["values"]), expected)
-    np.testing.assert_array_equal(decode_array(data["steps"]["values"]), expected.ravel())
+    _assert_engine_agrees(decode_array(data["output"]["values"]), expected)
+    _assert_engine_agrees(decode_array(data["steps"]["values"]), expected.ravel())
     return data
 
 
@@ -382,3 +394,22 @@ def test_only_the_open_tab_and_an_open_export_panel_are_drawn():
     assert "pool_mode" in {radio.key for radio in app.radio}
     _open_section(app, "6.")
     assert app.multiselect(key="bank_names").value and not app.get("bidi_component")
+
+
+def test_the_code_that_computed_the_steps_is_shown_under_the_player():
+    # A student who asks "how is this number computed?" reads the function the player's numbers come from.
+    import inspect
+
+    app = _open()
+    app.session_state["conv_code_open"] = True  # drawn only while open, like the export panels
+    app.run()
+    expanders = [expander for expander in app.expander if expander.label == "The code that computed this"]
+    assert len(expanders) == 1
+    codes = expanders[0].get("code")
+    assert len(codes) == 1
+    assert codes[0].proto.code_text.strip() == inspect.getsource(reference.conv2d_pixel).strip()
+    assert codes[0].proto.language == "python"
+    data = _player(app)
+    out_cols = decode_array(data["output"]["values"]).shape[1]
+    sentence = " ".join(markdown.value for markdown in expanders[0].markdown)
+    assert f"out_row, out_col = divmod(i - 1, {out_cols})" in sentence

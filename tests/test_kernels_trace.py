@@ -1,4 +1,9 @@
-"""Tests of the step traces (kernels/trace.py) and the filter bank (kernels/filters.py)."""
+"""Tests of the step traces (kernels/trace.py) and the filter bank (kernels/filters.py).
+
+A trace replays kernels.reference, so its numbers equal the reference's exactly; the engine's fast
+paths agree with them to float32 rounding: relative error under 1e-5, and on lesson-like images (grey
+values in [0, 1]) the same to the 4 decimals the lesson's equation shows.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,8 @@ import numpy as np
 import pytest
 
 import kernels
-from kernels import filters
+from kernels import filters, reference
+from tests.naive import relative_error
 
 RNG = np.random.default_rng(7)
 
@@ -17,29 +23,42 @@ def image(h=11, w=13):
     return RNG.standard_normal((h, w)).astype(np.float32)
 
 
+def assert_engine_agrees(values, engine_values, *, lesson_scale=True):
+    """The engine's numbers against the trace's: relative error under 1e-5; with lesson_scale, equal to 4 decimals."""
+    assert relative_error(engine_values, values) < 1e-5
+    if lesson_scale:
+        np.testing.assert_array_almost_equal(engine_values, values, decimal=4)
+
+
 TRACE_OPTIONS = list(
     itertools.product(["zeros", "reflect", "replicate"], [1, 2, (2, 1)], [1, 2], [0, 1, "same", (2, 0)], [False, True])
 )
 
 
 @pytest.mark.parametrize("padding_mode, stride, dilation, padding, flip", [o for o in TRACE_OPTIONS if not (o[3] == "same" and o[1] != 1)])
-def test_conv2d_trace_small_every_step_equals_conv2d_exactly(padding_mode, stride, dilation, padding, flip):
+def test_conv2d_trace_small_every_step_equals_the_reference_and_conv2d(padding_mode, stride, dilation, padding, flip):
     x, w = image(), RNG.standard_normal((3, 2)).astype(np.float32)
-    trace = kernels.conv2d_trace(x, w, 0.37, stride=stride, padding=padding, dilation=dilation, padding_mode=padding_mode, flip=flip)
-    out = kernels.conv2d(x, w, 0.37, stride=stride, padding=padding, dilation=dilation, padding_mode=padding_mode, flip=flip)
-    np.testing.assert_array_equal(trace.output, out)
-    assert trace.num_steps == out.size
+    options = dict(stride=stride, padding=padding, dilation=dilation, padding_mode=padding_mode)
+    trace = kernels.conv2d_trace(x, w, 0.37, flip=flip, **options)
+    defined = reference.conv2d(x, w[::-1, ::-1] if flip else w, 0.37, **options)
+    np.testing.assert_array_equal(trace.output, defined)  # exact: the trace replays the reference
+    assert_engine_agrees(trace.output, kernels.conv2d(x, w, 0.37, flip=flip, **options))
+    assert trace.num_steps == defined.size
     top, bottom, left, right = trace.pad
     assert trace.padded.shape == (x.shape[0] + top + bottom, x.shape[1] + left + right)
     np.testing.assert_array_equal(trace.padded[top:top + x.shape[0], left:left + x.shape[1]], x)
     np.testing.assert_array_equal(trace.kernel, w[::-1, ::-1] if flip else w)
     for i in range(trace.num_steps):
         step = trace.step(i)
-        assert (step.out_row, step.out_col) == divmod(i, out.shape[1])
+        assert (step.out_row, step.out_col) == divmod(i, defined.shape[1])
         np.testing.assert_array_equal(step.patch, trace.padded[np.ix_(step.rows, step.cols)])
         np.testing.assert_array_equal(step.products, step.patch * trace.kernel)
-        assert step.value == out[step.out_row, step.out_col]  # exact, not approximate
-        assert step.total == pytest.approx(float(np.sum(step.products, dtype=np.float64)), abs=1e-5)
+        assert step.value == defined[step.out_row, step.out_col]  # exact, not approximate
+        # The sum is the products added one after another in float32, as shown.
+        running = np.float32(0.0)
+        for product in step.products.reshape(-1):
+            running = np.float32(running + product)
+        assert step.total == running
         assert np.float32(step.total + step.bias) == np.float32(step.value)
 
 
@@ -62,24 +81,28 @@ def _assert_conv_steps_equal_each_step(trace):
 
 @pytest.mark.parametrize("padding_mode, stride, dilation, padding, flip",
                          [o for o in TRACE_OPTIONS if not (o[3] == "same" and o[1] != 1)][::3])
-def test_conv2d_all_steps_equal_every_step_and_conv2d(padding_mode, stride, dilation, padding, flip):
+def test_conv2d_all_steps_equal_every_step_the_reference_and_conv2d(padding_mode, stride, dilation, padding, flip):
     x, w = image(), RNG.standard_normal((3, 2)).astype(np.float32)
-    trace = kernels.conv2d_trace(x, w, -0.61, stride=stride, padding=padding, dilation=dilation,
-                                 padding_mode=padding_mode, flip=flip)
+    options = dict(stride=stride, padding=padding, dilation=dilation, padding_mode=padding_mode)
+    trace = kernels.conv2d_trace(x, w, -0.61, flip=flip, **options)
     every = _assert_conv_steps_equal_each_step(trace)
-    out = kernels.conv2d(x, w, -0.61, stride=stride, padding=padding, dilation=dilation, padding_mode=padding_mode,
-                         flip=flip)
-    np.testing.assert_array_equal(every.values, out.ravel())
+    np.testing.assert_array_equal(every.values, reference.conv2d(x, w[::-1, ::-1] if flip else w, -0.61,
+                                                                 **options).ravel())
+    assert_engine_agrees(every.values, kernels.conv2d(x, w, -0.61, flip=flip, **options).ravel())
 
 
 @pytest.mark.parametrize("size", [1, 4, 9])
 def test_conv2d_all_steps_on_a_lesson_sized_region(size):
-    # The lesson's largest region with HU-like magnitudes, where one rounding per tap matters most.
-    x = (RNG.random((32, 32)) * 3000 - 1000).astype(np.float32)
+    # The lesson's largest region and kernel: windowed grey values in [0, 1], and HU-like magnitudes,
+    # where float32 rounding matters most (there the engine agrees relatively, not to 4 decimals).
     w = RNG.standard_normal((size, size)).astype(np.float32)
-    trace = kernels.conv2d_trace(x, w, 0.25, padding="same", padding_mode="zeros")
-    every = _assert_conv_steps_equal_each_step(trace)
-    np.testing.assert_array_equal(every.values, kernels.conv2d(x, w, 0.25, padding="same").ravel())
+    for x, lesson_scale in ((RNG.random((32, 32)).astype(np.float32), True),
+                            ((RNG.random((32, 32)) * 3000 - 1000).astype(np.float32), False)):
+        trace = kernels.conv2d_trace(x, w, 0.25, padding="same", padding_mode="zeros")
+        every = _assert_conv_steps_equal_each_step(trace)
+        np.testing.assert_array_equal(every.values, reference.conv2d(x, w, 0.25, padding="same").ravel())
+        assert_engine_agrees(every.values, kernels.conv2d(x, w, 0.25, padding="same").ravel(),
+                             lesson_scale=lesson_scale)
 
 
 @pytest.mark.parametrize("mode", ["max", "avg"])
@@ -89,8 +112,11 @@ def test_pool2d_all_steps_equal_every_step_and_pooling(mode, size, stride, paddi
     x[2, 2] = x[2, 3] = 5.0  # a tie: the first maximum wins, in both
     trace = kernels.pool2d_trace(x, size, stride=stride, padding=padding, mode=mode)
     every = trace.all_steps()
+    defined = (reference.max_pool2d if mode == "max" else reference.avg_pool2d)(x, size, stride=stride,
+                                                                               padding=padding)
+    np.testing.assert_array_equal(every.values, defined.ravel())
     pooled = (kernels.max_pool2d if mode == "max" else kernels.avg_pool2d)(x, size, stride=stride, padding=padding)
-    np.testing.assert_array_equal(every.values, pooled.ravel())
+    assert_engine_agrees(every.values, pooled.ravel())
     assert (every.argmax is None) == (mode == "avg") and (every.totals is None) == (mode == "max")
     for i in range(trace.num_steps):
         step = trace.step(i)
@@ -107,13 +133,15 @@ def test_pool2d_all_steps_equal_every_step_and_pooling(mode, size, stride, paddi
 
 
 @pytest.mark.parametrize("name", sorted(kernels.KERNELS))
-def test_trace_matches_conv2d_exactly_for_every_bank_kernel_on_a_real_size_image(name):
+def test_trace_matches_the_reference_and_conv2d_for_every_bank_kernel_on_a_real_size_image(name):
     x = (RNG.random((40, 48)) * 3000 - 1000).astype(np.float32)  # HU-like magnitudes
     weights = kernels.KERNELS[name].weights
     trace = kernels.conv2d_trace(x, weights, padding="same", padding_mode="reflect")
-    out = kernels.conv2d(x, weights, padding="same", padding_mode="reflect")
     values = np.array([trace.step(i).value for i in range(trace.num_steps)], dtype=np.float32)
-    np.testing.assert_array_equal(values, out.ravel())
+    np.testing.assert_array_equal(values, reference.conv2d(x, weights, padding="same", padding_mode="reflect").ravel())
+    engine_values = kernels.conv2d(x, weights, padding="same", padding_mode="reflect").ravel()
+    assert_engine_agrees(values, engine_values, lesson_scale=False)
+    assert_engine_agrees(values / 3000, engine_values / 3000)  # on the lesson's scale, to 4 decimals
 
 
 def test_conv2d_trace_padding_rows_and_cols_and_negative_index():
@@ -138,13 +166,13 @@ def test_pool2d_trace_small_every_step_equals_pooling(mode, size, stride, paddin
     x[2, 2] = x[2, 3] = 5.0  # a tie
     trace = kernels.pool2d_trace(x, size, stride=stride, padding=padding, mode=mode)
     pooled = (kernels.max_pool2d if mode == "max" else kernels.avg_pool2d)(x, size, stride=stride, padding=padding)
-    np.testing.assert_array_equal(trace.output, pooled)
+    assert_engine_agrees(trace.output, pooled)
     if mode == "max":
         _, indices = kernels.max_pool2d(x, size, stride=stride, padding=padding, return_indices=True)
     top, _, left, _ = trace.pad
     for i in range(trace.num_steps):
         step = trace.step(i)
-        assert np.float32(step.value) == pooled[step.out_row, step.out_col]
+        assert np.float32(step.value) == trace.output[step.out_row, step.out_col]
         if mode == "max":
             row, col = step.argmax
             assert trace.padded[row, col] == step.value

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy.signal import correlate2d
 
-from kernels.matching import (
+from lessons.matching import (
     Box,
     binary_kernel,
     classify_tiles,

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from kernels import KERNELS, avg_pool2d, conv2d, max_pool2d, relu
-from kernels.receptive_field import (
+from lessons.receptive_field import (
     Stage,
     channel_sum,
     conv_cell_for_output,
@@ -80,7 +80,7 @@ def test_bad_arguments_are_refused_with_the_value():
         input_region([conv_geometry(3)], (5, 5), 3, 0)
     with pytest.raises(ValueError, match="does not fit"):
         layer_shapes([conv_geometry(7)], (5, 5))
-    with pytest.raises(ValueError, match='"same"'):
+    with pytest.raises(ValueError, match="'valid' or 'same'; got 'full'"):
         conv_geometry(3, padding="full")
 
 
@@ -204,7 +204,7 @@ def test_run_stack_shapes_multiply_adds_and_channel_sums():
     image = rng.random((40, 36), dtype=np.float32)
     bank1 = np.stack([KERNELS[name].weights for name in ("sobel x", "sobel y", "laplacian")])
     bank2 = np.stack([KERNELS[name].weights for name in ("gaussian blur", "sharpen")])
-    stages = [Stage(bank1, pool="max"), Stage(bank2, activation="leaky relu", pool="avg", pool_size=3)]
+    stages = [Stage(bank1, pool="max"), Stage(bank2, activation="leaky ReLU", pool="avg", pool_size=3)]
     first, second = run_stack(image, stages)
     assert first.outputs.shape == (3, 20, 18)
     assert second.inputs.shape == (3, 20, 18) and second.outputs.shape == (2, 6, 6)

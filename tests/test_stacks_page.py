@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from tests.apptest import BrowserSelectbox, run_page_file, scan_uploader
-from kernels.receptive_field import input_region, layer_shapes, pool_geometry, conv_geometry, receptive_field
+from lessons.receptive_field import input_region, layer_shapes, pool_geometry, conv_geometry, receptive_field
 from scans import list_samples
 
 PAGE = "views/stacks.py"

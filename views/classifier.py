@@ -10,12 +10,14 @@ import streamlit as st
 from streamlit_image_coordinates import streamlit_image_coordinates
 
 from kernels import conv2d
+from lessons.classifier import (MAP_STRIDE, fit_image, image_with_lesion, probability_map, probability_on_image,
+                                window_for_click)
 from lessons.links import Field, whole_numbers
 from model import load
-from model.data import CONTRAST_RANGE, RADIUS_RANGE, insert_lesion
-from model.live import fit_image
-from model.network import anatomy_window, probability_picture
+from model.data import CONTRAST_RANGE, RADIUS_RANGE
+from model.network import anatomy_window
 from views import links
+from views.caching import computed
 from views.exports import png_download
 from views.notices import show_teaching_notice
 from views.presenter import explain, explain_caption
@@ -31,14 +33,11 @@ from viz.network import (
     lesion_outline,
     outline_window,
     probability_bars,
-    probability_overlay,
     signed_map,
     window_on_image,
 )
 
-MAX_SIDE = 640  # larger images are reduced first: the window then covers a useful part of the scan
 PATCH_ZOOM = 4  # the 64 x 64 input is shown 4x enlarged
-MAP_STRIDE = 16
 CLICK_IMAGE_FORMAT = {"image_format": "JPEG", "jpeg_quality": 90}
 MODEL_NOTICE = (
     "**This classifier was trained on synthetic lesions inserted into real scans, for teaching.** "
@@ -53,11 +52,6 @@ POLARITIES = {"auto": "whichever fits", "brighter": "brighter", "darker": "darke
 
 
 # ------------------------------------------------------------------------------- image and state
-
-
-def _fit_image(image):
-    """The windowed image, reduced to MAX_SIDE (or enlarged to the input size if smaller): as "Watch it learn"."""
-    return fit_image(image, size=load().input_size, max_side=MAX_SIDE)
 
 
 def _image_identity(chosen, image):
@@ -75,19 +69,6 @@ def _clamp_window(image_shape):
     size = load().input_size
     st.session_state["clf_top"] = int(np.clip(st.session_state["clf_top"], 0, image_shape[0] - size))
     st.session_state["clf_left"] = int(np.clip(st.session_state["clf_left"], 0, image_shape[1] - size))
-
-
-def window_for_click(event, image_shape, size):
-    """(top, left) of the size x size window centred on a click, kept inside the image.
-
-    ``event`` is what streamlit_image_coordinates reports: the click's "x", "y" in displayed pixels
-    and the displayed "width", "height" (the picture is shown scaled to the column's width).
-    """
-    row = event["y"] * image_shape[0] / event["height"]
-    col = event["x"] * image_shape[1] / event["width"]
-    top = int(np.clip(round(row - size / 2), 0, image_shape[0] - size))
-    left = int(np.clip(round(col - size / 2), 0, image_shape[1] - size))
-    return top, left
 
 
 def _on_click(image_shape):
@@ -115,38 +96,6 @@ def _add_lesion():
 
 def _remove_lesion():
     st.session_state["clf_lesion"] = None
-
-
-def _image_with_lesion(image, lesion):
-    """A copy of the image with the remembered lesion drawn in, and the lesion's mask (H, W) (or None)."""
-    if lesion is None:
-        return image, None
-    size = load().input_size
-    # The lesion is made inside a window-sized region around its centre, with that region's noise.
-    top = int(np.clip(round(lesion["row"] - size / 2), 0, image.shape[0] - size))
-    left = int(np.clip(round(lesion["col"] - size / 2), 0, image.shape[1] - size))
-    region = image[top:top + size, left:left + size]
-    centre = (lesion["row"] - top, lesion["col"] - left)
-    local_mean = float(region[max(0, int(centre[0]) - 4):int(centre[0]) + 5,
-                              max(0, int(centre[1]) - 4):int(centre[1]) + 5].mean())
-    magnitude = lesion["contrast"]
-    if lesion["polarity"] == "brighter" or (lesion["polarity"] == "auto" and local_mean + magnitude <= 1.0):
-        contrast = magnitude
-    else:
-        contrast = -magnitude
-    rng = np.random.default_rng(lesion["seed"])
-    with_lesion, placed = insert_lesion(region, rng, center=centre, radius=lesion["radius"], contrast=contrast)
-    result = np.array(image, dtype=np.float32, copy=True)
-    result[top:top + size, left:left + size] = with_lesion
-    mask = np.zeros(image.shape, dtype=bool)
-    mask[top:top + size, left:left + size] = placed.mask > 0.5
-    return result, mask
-
-
-@st.cache_data(max_entries=16, show_spinner="Sliding the window over the whole image ...")
-def _sample_probability_map(cache_key, lesion_key, _image):
-    # Sample images only: cache_key names the windowed sample, lesion_key the inserted lesion.
-    return load().probability_map(_image, stride=MAP_STRIDE)
 
 
 # ------------------------------------------------------------------------------- sections
@@ -344,15 +293,10 @@ def _map_section(image, chosen, lesion_key):
     )
     if not st.toggle("Compute the lesion-probability map", key="clf_map"):
         return
-    classifier = load()
-    if chosen.cache_key is not None:
-        probabilities, tops, lefts = _sample_probability_map(chosen.cache_key, lesion_key, image)
-    else:
-        probabilities, tops, lefts = classifier.probability_map(image, stride=MAP_STRIDE)
-    picture = probability_picture(probabilities, tops, lefts, image.shape, classifier.input_size)
-    scale = max(1, 520 // max(image.shape))
+    probabilities, tops, lefts = computed(probability_map, chosen, lesion_key, data=image,
+                                          spinner="Sliding the window over the whole image ...")
     windows = f"{probabilities.size} window" + ("s" if probabilities.size > 1 else "")
-    map_picture = probability_overlay(image, picture, scale=scale)
+    map_picture = probability_on_image(image, probabilities, tops, lefts, 520)
     png_download(map_picture, "lesion_probability_map.png", key="clf_probability_png")
     st.image(map_picture, width="stretch",
              caption=f"{windows}; highest lesion probability {100 * probabilities.max():.1f} %.")
@@ -373,7 +317,7 @@ def _lesson(chosen, base_image):
         st.session_state["clf_top"], st.session_state["clf_left"] = link_values["window"]
     _clamp_window(base_image.shape)
     lesion = st.session_state["clf_lesion"]
-    image, mask = _image_with_lesion(base_image, lesion)
+    image, mask = image_with_lesion(base_image, lesion)
     _window_section(image, chosen)
     top, left = st.session_state["clf_top"], st.session_state["clf_left"]
     links.publish(LINK_FIELDS, {"window": (top, left)}, chosen, page="classifier", slot=link_slot)
@@ -401,7 +345,7 @@ def main():
         "layer's feature maps, the learned kernels, the weighted sum behind the answer, softmax, and where "
         "in the window the evidence lies."
     )
-    _lesson(chosen, _fit_image(chosen.image))
+    _lesson(chosen, fit_image(chosen.image))
 
 
 LINK_FIELDS = (Field("window", whole_numbers(2)),)  # the classifier's window: top row, left column

@@ -14,7 +14,8 @@ import pandas as pd
 import streamlit as st
 
 from kernels import KERNELS, MAX_KERNEL_SIZE, PADDING_MODES, make_kernel, output_size
-from kernels.matching import Box, cut_box, zero_mean_kernel
+from lessons.matching import Box, cut_box, zero_mean_kernel
+from views.caching import computed, image_key  # noqa: F401  the lesson's names for the one cache rule
 
 KERNEL_GRID = "conv_kernel_grid"  # the kernel in use: list of rows of floats (tests may set it)
 KERNEL_LIMIT = 100.0  # the editor's bounds for one weight
@@ -177,7 +178,7 @@ def random_kernel(size, seed):
 def cut_kernel(image, centre, size):
     """The template-matching kernel of the (size, size) box of ``image`` centred on ``centre``.
 
-    kernels.matching does the work: the pixels minus their mean, scaled to unit length, so flat areas
+    lessons.matching does the work: the pixels minus their mean, scaled to unit length, so flat areas
     answer 0 and the strongest response is where the image looks like the cut piece. Near the border the
     box is moved inside the image. Returns (kernel, box); a flat box raises ValueError.
     """
@@ -339,44 +340,3 @@ def output_size_equation(n, k, before, after, stride, dilation):
     padding = f"2*{before}" if before == after else f"{before} + {after}"
     extent = f"{k}" if dilation == 1 else f"{dilation}*({k} - 1) - 1"
     return f"floor(({n} + {padding} - {extent}) / {stride}) + 1 = {result}"
-
-
-# ---------------------------------------------------------------------------------------------------
-# Caching: sample images in the shared cache, uploads in this session only
-
-
-@st.cache_data(max_entries=96, show_spinner=False)
-def _shared(task_name, cache_key, parameters, _task, _image):
-    # _image and _task are not hashed: cache_key names the image, task_name the computation.
-    return _task(_image, parameters)
-
-
-def _upload_digest(chosen):
-    """A digest of the uploaded image's pixels, computed once per run (one ChosenImage per run)."""
-    last = st.session_state.get("conv__upload_digest")
-    # Keeping the ChosenImage itself alive means a new one can never reuse its id(), so "is" is exact.
-    if last is None or last[0] is not chosen:
-        last = (chosen, hashlib.blake2b(chosen.image.tobytes(), digest_size=16).hexdigest())
-        st.session_state["conv__upload_digest"] = last
-    return last[1]
-
-
-def image_key(chosen):
-    """A string naming exactly this image (sample, slice and window; or the upload's pixels)."""
-    return chosen.cache_key if chosen.cache_key is not None else f"upload:{_upload_digest(chosen)}"
-
-
-def computed(task, chosen, parameters):
-    """``task(image, parameters)``, remembered: shared cache for samples, session memory for uploads.
-
-    ``parameters`` must be hashable and, with the image, decide the result.
-    """
-    if chosen.cache_key is not None:
-        return _shared(task.__qualname__, chosen.cache_key, parameters, task, chosen.image)
-    memo = st.session_state.setdefault("conv__upload_memo", {})
-    key = (task.__qualname__, _upload_digest(chosen), chosen.image.shape, parameters)
-    if key not in memo:
-        while len(memo) >= 6:  # keep this session's memory bounded (a whole map is about 2 MB)
-            memo.pop(next(iter(memo)))
-        memo[key] = task(chosen.image, parameters)
-    return memo[key]

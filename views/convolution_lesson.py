@@ -7,12 +7,15 @@ Widgets and session state are in views/convolution_controls.py, drawing in viz/s
 players run in the browser (views/components/step_player/).
 """
 
+import inspect
+
 import numpy as np
 import streamlit as st
 from streamlit_image_coordinates import streamlit_image_coordinates
 
-from kernels import (KERNELS, MAX_KERNEL_SIZE, PADDING_MODES, conv2d, conv2d_trace, leaky_relu, make_kernel,
-                     max_pool2d, output_size, pool2d_trace, relu, resolve_padding, sigmoid, tanh)
+from kernels import (KERNELS, MAX_KERNEL_SIZE, PADDING_MODES, conv2d, conv2d_trace, make_kernel, max_pool2d,
+                     output_size, pool2d_trace, reference, relu, resolve_padding)
+from lessons import activations
 from lessons.exports import conv_steps, pool_steps
 from lessons.links import Field, boolean, choice, grid, integer, number, record, whole_numbers
 from views import convolution_controls as controls
@@ -26,7 +29,7 @@ from viz import steps
 from viz.images import COLOUR_SCHEMES, grey_rgb, jpeg_bytes
 
 FRAME_SIZE = 540  # long side of an activation frame: two fit side by side at full size on a 1920-pixel projector
-ACTIVATIONS = ("ReLU", "leaky ReLU", "sigmoid", "tanh")
+ACTIVATIONS = tuple(activations.ACTIVATIONS)
 SLOPE_DEFAULT = 0.1  # leaky ReLU's
 POOL_DEFAULTS = {"pool_mode": "max", "pool_size": 2, "pool_stride": 2, "pool_padding": 0}
 BANK_STAGES = ("feature maps", "after ReLU", "after ReLU and 2 x 2 max pooling")
@@ -60,16 +63,6 @@ def _colour_limit(feature_map):
     return float(np.percentile(np.abs(feature_map), MAP_COLOUR_PERCENTILE)) or 1.0
 
 
-def _activate(values, name, slope):
-    if name == "ReLU":
-        return relu(values)
-    if name == "leaky ReLU":
-        return leaky_relu(values, slope)
-    if name == "sigmoid":
-        return sigmoid(values)
-    return tanh(values)
-
-
 def _whole_activation(image, parameters):
     """The whole image's map before and after the activation, side by side, as JPEG bytes."""
     return jpeg_bytes(_whole_activation_picture(image, parameters), quality=92)
@@ -79,7 +72,7 @@ def _whole_activation_picture(image, parameters):
     """The picture of :func:`_whole_activation`, RGB uint8 (also its PNG download)."""
     kernel_rows, settings, name, slope = parameters
     before = conv2d(image, np.asarray(kernel_rows, dtype=np.float32), settings.bias, **settings.as_kwargs())
-    after = _activate(before, name, slope)
+    after = activations.activate(before, name, slope)
     signed = name in ("ReLU", "leaky ReLU")
     # ReLU-like: one scale, so the kept values look the same before and after; squashing ones: their own.
     limits = [_colour_limit(before)] * 2 if signed else [_colour_limit(before), _colour_limit(after)]
@@ -89,7 +82,7 @@ def _whole_activation_picture(image, parameters):
 
 def _activation_grids(before, name, slope):
     """The region's map after the activation, and both maps as HTML grids (numbers as text)."""
-    after = _activate(before, name, slope)
+    after = activations.activate(before, name, slope)
     marked = before < 0 if name in ("ReLU", "leaky ReLU") else None
     limit = float(np.max(np.abs(before))) or 1.0
     before_grid = steps.value_grid_html(before, limit=limit,
@@ -103,7 +96,7 @@ def _activation_grids(before, name, slope):
 
 def _activation_pictures(before, name, slope):
     """The region's map after the activation, and both maps drawn as RGB uint8 (also their PNG downloads)."""
-    after = _activate(before, name, slope)
+    after = activations.activate(before, name, slope)
     marked = before < 0 if name in ("ReLU", "leaky ReLU") else None
     limit = float(np.max(np.abs(before))) or 1.0
     cell = steps.fit_cell(*before.shape, FRAME_SIZE)
@@ -236,11 +229,29 @@ def _conv_player(trace, key):
                          on_link_step=_nothing)
     _link_step("conv", result, trace.num_steps)
     explain_caption(PLAYER_KEYS)
+    _code_that_computed(trace)
     kernel_rows, kernel_cols = trace.kernel.shape
     title = (f"Convolution, {kernel_rows} x {kernel_cols} kernel, stride {trace.stride[0]}"
              + (f", dilation {trace.dilation[0]}" if trace.dilation[0] > 1 else ""))
     step_export("convolution", lambda: conv_steps(trace, title=title), trace.num_steps, key="conv_export",
                 setting=key, scheme=colour_scheme())
+
+
+_PIXEL_SOURCE = inspect.getsource(reference.conv2d_pixel)  # read once per process
+
+
+def _code_that_computed(trace):
+    """The readable definition the player's numbers come from (kernels.reference), and which call made step i."""
+    # Drawn only while open, like the export panels: closed, it costs a student's click one element.
+    panel = st.expander("The code that computed this", key="conv_code_open", on_change="rerun")
+    with panel:
+        if not panel.open:
+            return
+        stride, dilation = tuple(trace.stride), tuple(trace.dilation)
+        st.markdown(f"Step *i* of the player is `conv2d_pixel(padded, kernel, {trace.bias:.4g}, out_row, out_col, "
+                    f"{stride}, {dilation})` with `out_row, out_col = divmod(i - 1, {trace.output.shape[1]})`: "
+                    "its products, their sum and the value are this function's numbers.")
+        st.code(_PIXEL_SOURCE, language="python")
 
 
 def _pool_player(trace, key):
@@ -558,7 +569,7 @@ def _bank_section(chosen):
 
 
 _LINK_SOURCES = dict(zip(("bank", "random", "cut"), controls.SOURCES))
-_LINK_ACTIVATIONS = dict(zip(("relu", "leaky_relu", "sigmoid", "tanh"), ACTIVATIONS))
+_LINK_ACTIVATIONS = activations.link_words()
 _LINK_SECTIONS = dict(zip(("steps", "activation", "pooling", "bank"), SECTIONS))
 _LINK_PADDINGS = {**{str(amount): amount for amount in range(5)}, "same": "same", "valid": "valid"}
 LINK_FIELDS = (

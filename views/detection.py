@@ -9,22 +9,11 @@ import pandas as pd
 import streamlit as st
 from streamlit_image_coordinates import streamlit_image_coordinates
 
-from kernels.matching import (
-    Box,
-    binary_kernel,
-    classify_tiles,
-    contrasting_boxes,
-    cut_box,
-    find_matches,
-    response_map,
-    shifted_copy,
-    structured_boxes,
-    zero_mean_kernel,
-)
+from lessons.detection import MAX_BOX, MIN_BOX, default_side, detect, fit_image, image_to_search, matching_kernel
+from lessons.matching import Box, classify_tiles, contrasting_boxes, cut_box, structured_boxes, zero_mean_kernel
 from lessons.links import Field, choice, whole_numbers
-from scans import apply_window
-from scans.preprocess import resize
 from views import links
+from views.caching import computed
 from views.exports import png_download
 from views.notices import show_teaching_notice
 from views.presenter import explain
@@ -43,8 +32,6 @@ from viz.detection import (
 )
 from viz.images import grey_rgb, heat_rgb
 
-MAX_SIDE = 640  # larger images are reduced first, so a response map stays well under half a second
-MIN_BOX, MAX_BOX = 4, 96
 KERNEL_KINDS = {"zero-mean": "Zero-mean, normalised (template matching)",
                 "binary": "0/1 from a threshold (the article's figure)"}
 SCORES = {"normalised": "Normalised: 1 = same pattern, whatever the brightness",
@@ -66,27 +53,12 @@ TILE_TABLE_COLUMNS = {
 CLICK_IMAGE_FORMAT = {"image_format": "JPEG", "jpeg_quality": 90}
 
 
-def _fit_image(image):
-    """The image reduced to MAX_SIDE on its longer side (unchanged if already small enough)."""
-    rows, cols = image.shape
-    if max(rows, cols) <= MAX_SIDE:
-        return np.asarray(image, dtype=np.float32)
-    factor = MAX_SIDE / max(rows, cols)
-    shape = (max(1, round(rows * factor)), max(1, round(cols * factor)))
-    return np.clip(resize(image, shape), 0.0, 1.0).astype(np.float32)
-
-
 def _display_scale(image):
     return max(1, 520 // max(image.shape))
 
 
 def _image_identity(chosen):
     return (chosen.name, chosen.slice_index, chosen.image.shape, chosen.is_upload)
-
-
-def _default_side(image):
-    """The first box's side: an eighth of the image (16 to 48 pixels), and never more than half a small image."""
-    return int(max(MIN_BOX, min(np.clip(min(image.shape) // 8, 16, 48), min(image.shape) // 2)))
 
 
 # ------------------------------------------------------------------------------- box state
@@ -149,35 +121,6 @@ def _box_inputs(prefix, image_shape, label):
 # ------------------------------------------------------------------------------- computation
 
 
-def _target_image(chosen, image, target, shift_rows, shift_cols, noise, other_slice):
-    if target == "shifted":
-        moved = shifted_copy(image, shift_rows, shift_cols)
-        if noise > 0:
-            # A fixed seed: the same settings give the same copy on every rerun and for every student.
-            moved = moved + np.random.default_rng(0).normal(0.0, noise, moved.shape).astype(np.float32)
-        return moved
-    if target == "slice":
-        pixels = chosen.scan.slice(other_slice)
-        return _fit_image(apply_window(pixels, chosen.level, chosen.width))
-    return image
-
-
-def _make_kernel(patch, kind, threshold):
-    return binary_kernel(patch, threshold) if kind == "binary" else zero_mean_kernel(patch)
-
-
-def _detect(image, target_image, box, kind, threshold, score, count):
-    kernel = _make_kernel(cut_box(image, box), kind, threshold)
-    response = response_map(target_image, kernel, normalise=score == "normalised")
-    return kernel, response, find_matches(response, kernel.shape, count=count)
-
-
-@st.cache_data(max_entries=48, show_spinner=False)
-def _detect_sample(cache_key, target_spec, box, kind, threshold, score, count, _image, _target_image):
-    # Sample images only: ``cache_key`` plus ``target_spec`` name the two unhashed images exactly.
-    return _detect(_image, _target_image, box, kind, threshold, score, count)
-
-
 def _matches_table(matches):
     """The matches, best first, scores to 3 decimals as the sentence below the table quotes them."""
     frame = pd.DataFrame({"rank": range(1, len(matches) + 1), "top row": [match.row for match in matches],
@@ -198,7 +141,7 @@ def _detection_section(chosen, image):
         "click to move the box there, or type its position. The pixels in the box become the kernel."
     )
     if st.session_state.get("det_identity") != _image_identity(chosen):
-        side = _default_side(image)
+        side = default_side(image)
         _set_box("det", structured_boxes(image, (side, side), count=1)[0])
         st.session_state["det_identity"] = _image_identity(chosen)
         st.session_state.pop("det_threshold", None)
@@ -232,7 +175,7 @@ def _detection_section(chosen, image):
         links.publish(LINK_FIELDS, {"box": tuple(_get_box("det")), "kind": kind, "score": score}, chosen,
                       page="detection", slot=link_slot)
         try:
-            kernel = _make_kernel(patch, kind, threshold)
+            kernel = matching_kernel(patch, kind, threshold)
         except ValueError as error:
             st.error(str(error), icon=":material/error:")
             return
@@ -264,16 +207,13 @@ def _detection_section(chosen, image):
         other_slice = controls[1].slider("Slice", 0, depth - 1, default, key="det_other_slice")
     count = controls[4].number_input("Matches to list", 1, 10, 5, key="det_count")
 
-    target_image = _target_image(chosen, image, target, shift_rows, shift_cols, noise, other_slice)
+    target_image = image_to_search(chosen, image, target, shift_rows, shift_cols, noise, other_slice)
     if target_image.shape != image.shape or min(target_image.shape) < max(box.height, box.width):
         st.error("That slice does not have the chosen image's size, so the box cannot be looked for in it.")
         return
     target_spec = (target, shift_rows, shift_cols, round(noise, 4), other_slice)
-    if chosen.cache_key is not None:
-        kernel, response, matches = _detect_sample(chosen.cache_key, target_spec, tuple(box), kind, threshold, score,
-                                                   int(count), image, target_image)
-    else:
-        kernel, response, matches = _detect(image, target_image, box, kind, threshold, score, int(count))
+    kernel, response, matches = computed(detect, chosen, (target_spec, Box(*box), kind, threshold, score, int(count)),
+                                         data=(image, target_image))
 
     normalised = score == "normalised"
     low, high = (0.0, 1.0) if normalised else (float(response.min()), float(response.max()))
@@ -336,7 +276,7 @@ def _two_classes_section(chosen, image):
         "the tile goes to the class whose kernel responds more. A network grading prostate biopsies could do "
         "the same with one kernel per Gleason pattern, and combine their responses into a grade."
     )
-    side = _default_side(image)
+    side = default_side(image)
     if st.session_state.get("cls_identity") != _image_identity(chosen):
         suggestions = contrasting_boxes(image, (side, side))
         if len(suggestions) < 2:
@@ -410,7 +350,7 @@ wherever it lies.
 A trained network learns its kernels from examples. Here you make one by hand: cut it out of the image.
 """
     )
-    image = _fit_image(chosen.image)
+    image = fit_image(chosen.image)
     if image.shape != chosen.image.shape:
         st.caption(f"The image is reduced to {image.shape[0]} x {image.shape[1]} pixels for this lesson.")
     if min(image.shape) < 2 * MIN_BOX:

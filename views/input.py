@@ -1,6 +1,5 @@
 """Lesson page "The input: from scan to network input": the scan, its window, safe metadata, preprocessing."""
 
-import altair as alt
 import numpy as np
 import pandas as pd
 import streamlit as st
@@ -11,12 +10,11 @@ from views import links
 from views.notices import show_teaching_notice
 from views.presenter import explain, explain_caption
 from views.scan_picker import choose_image
-from viz.images import fit_factor, grey_rgb, upscale_nearest
+from viz.charts import histogram_chart
+from viz.images import fit_factor, grey_rgb, outline, upscale_nearest, window_clipping_rgb
 
 DISPLAY_PIXELS = 520  # the longer side an image is enlarged to (nearest neighbour) for the projector
 INPUT_SIZES = (32, 64, 96, 128, 224, 256)
-_BELOW_COLOUR = np.array([40, 90, 220], dtype=np.uint8)   # values under the window: shown black
-_ABOVE_COLOUR = np.array([230, 60, 40], dtype=np.uint8)   # values over the window: shown white
 _NORMALISATION_HELP = {
     "window": "clip to the window and scale to [0, 1]: the same tissue gets the same number in every scan "
               "(CT in HU); what the window leaves out is lost to the network",
@@ -55,7 +53,9 @@ def scan_section(chosen):
     with image_column:
         show_clipping = st.toggle("Colour the values outside the window", key="input_show_clipping",
                                   help="Blue: below the window (drawn black). Red: above it (drawn white).")
-        frame = _windowed_frame(chosen, show_clipping)
+        bounds = (lower, upper) if show_clipping else None
+        frame = upscale_nearest(window_clipping_rgb(chosen.image, chosen.pixels, bounds),
+                                fit_factor(*chosen.image.shape, DISPLAY_PIXELS))
         where = f", slice {chosen.slice_index + 1} of {scan.num_slices}" if chosen.slice_index is not None else ""
         st.image(frame, caption=f"{chosen.name}{where}: window L {chosen.level:.6g} / W {chosen.width:.6g}",
                  width="stretch")
@@ -75,7 +75,8 @@ def scan_section(chosen):
         if scan.units == "HU":
             explain_caption("Hounsfield units: water is 0, air about -1000, fat about -100, soft tissue 20 to 80, "
                             "bone several hundred and more. A CT window preset picks the range one tissue lives in.")
-        st.altair_chart(_histogram_chart(chosen.pixels, lower, upper, units), width="stretch")
+        st.altair_chart(histogram_chart(*value_histogram(chosen.pixels, bins=80), lower, upper,
+                                        f"Value ({units})" if units else "Value"), width="stretch")
         st.caption("How many pixels of the slice have each value (square-root scale, so that small counts stay "
                    "visible); the shaded band is the window.")
         st.subheader("What the file says (safe fields only)")
@@ -89,33 +90,6 @@ def scan_section(chosen):
 def _shift_formula(lower):
     """'(x - 40)' or '(x + 1350)': the numerator of the window formula, without a double minus."""
     return f"(x - {lower:.6g})" if lower >= 0 else f"(x + {-lower:.6g})"
-
-
-def _windowed_frame(chosen, show_clipping):
-    """The windowed slice as RGB uint8, optionally with clipped values coloured, enlarged for display."""
-    rgb = grey_rgb(chosen.image)
-    if show_clipping:
-        lower, upper = window_bounds(chosen.level, chosen.width)
-        rgb[chosen.pixels <= lower] = _BELOW_COLOUR
-        rgb[chosen.pixels >= upper] = _ABOVE_COLOUR
-    return upscale_nearest(rgb, fit_factor(*rgb.shape[:2], DISPLAY_PIXELS))
-
-
-def _histogram_chart(values, lower=None, upper=None, units="", *, bins=80, title="Value"):
-    edges, counts = value_histogram(values, bins=bins)
-    bars = pd.DataFrame({"from": edges[:-1], "to": edges[1:], "pixels": counts})
-    x_title = f"{title} ({units})" if units else title
-    # Square-root counts: the huge peak of air or background must not flatten every other bar.
-    chart = alt.Chart(bars).mark_rect(color="#4c6a92").encode(
-        x=alt.X("from:Q", title=x_title), x2="to:Q",
-        y=alt.Y("pixels:Q", title="pixels", scale=alt.Scale(type="sqrt", zero=True)),
-        y2=alt.datum(0), tooltip=["from", "to", "pixels"])
-    if lower is not None:
-        band = pd.DataFrame({"lower": [max(lower, float(edges[0]))], "upper": [min(upper, float(edges[-1]))]})
-        shade = alt.Chart(band).mark_rect(opacity=0.18, color="#f2b134").encode(x="lower:Q", x2="upper:Q")
-        chart = shade + chart
-    # Room around the axes: without it the last tick label ("1.0") and the y title were cut at the edges.
-    return chart.properties(height=220, padding={"left": 5, "top": 5, "right": 14, "bottom": 5})
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -169,23 +143,12 @@ def preprocessing_section(chosen):
             else:
                 frame = grey_rgb(np.clip((values - (chosen.level - chosen.width / 2)) / chosen.width, 0, 1))
                 if step is steps[0] and roi is not None:
-                    _outline(frame, roi)
+                    outline(frame, roi)
             st.image(upscale_nearest(frame, fit_factor(*frame.shape[:2], DISPLAY_PIXELS // 2)), width="stretch",
                      caption=f"{step.label}: {values.shape[0]} x {values.shape[1]}")
             st.caption(step.detail)
 
     network_input_section(steps[-1].values, method)
-
-
-def _outline(rgb, roi, colour=(240, 180, 40)):
-    """Draw the region of interest's border on an RGB frame in place (2 pixels wide on big images)."""
-    top, left, height, width = roi
-    thickness = max(1, min(rgb.shape[:2]) // 200)
-    bottom, right = top + height, left + width
-    rgb[top:top + thickness, left:right] = colour
-    rgb[bottom - thickness:bottom, left:right] = colour
-    rgb[top:bottom, left:left + thickness] = colour
-    rgb[top:bottom, right - thickness:right] = colour
 
 
 def _number(value):
@@ -207,7 +170,8 @@ def network_input_section(values, method):
     # Six columns of numbers and their row numbers need 380 pixels: more than half the page at 1280.
     histogram_column, numbers_column = st.columns([2, 3], gap="large")
     with histogram_column:
-        st.altair_chart(_histogram_chart(values, title=f"Network input value ({method})", bins=50), width="stretch")
+        st.altair_chart(histogram_chart(*value_histogram(values, bins=50), title=f"Network input value ({method})"),
+                        width="stretch")
         st.caption("How many values of the array fall in each bin (square-root scale).")
     with numbers_column:
         centre_rows, centre_columns = values.shape[0] // 2, values.shape[1] // 2

@@ -9,9 +9,9 @@ nothing polls. views/learning.py runs ``main()``.
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import streamlit as st
 
+from lessons.classifier import probability_on_image
 from model import load
 from model.live import (
     LESSON_EVALUATION_COUNT,
@@ -27,12 +27,13 @@ from model.live import (
     lesson_run,
     scan_run,
 )
-from model.network import Classifier, probability_picture
+from model.network import Classifier
 from views.notices import show_teaching_notice
 from views.presenter import explain
 from views.scan_picker import choose_image
+from viz.charts import auc_chart, gradient_chart, loss_chart
 from viz.images import grey_rgb
-from viz.network import cam_overlay, kernel_bank, lesion_outline, probability_overlay
+from viz.network import cam_overlay, kernel_bank, lesion_outline
 
 POLL_S = 1.0  # how often an active run's panel asks for news
 PATCH_ZOOM = 4
@@ -290,55 +291,7 @@ def _settings_ui(locked):
 
 # Charts are Vega-Lite specifications written here: st.line_chart builds them with Altair, whose schema
 # validation cost 250 ms a chart on the classroom server, and a training page draws three every second.
-LOSS_COLOURS = ("#c8c8c8", "#b2182b")
-AUC_COLOUR = "#2166ac"
-GRADIENT_COLOUR = "#6a3d9a"
 CHART_HEIGHT = 220
-
-
-def _loss_chart(losses):
-    """The loss of every step and its running mean, as (long-form data, Vega-Lite spec)."""
-    steps = np.arange(1, len(losses) + 1)
-    smoothed = pd.Series(losses).rolling(SMOOTHING, min_periods=1).mean().to_numpy()
-    names = ("this batch", f"mean of the last {SMOOTHING}")
-    frame = pd.DataFrame({"step": np.concatenate([steps, steps]), "loss": np.concatenate([losses, smoothed]),
-                          "curve": np.repeat(names, len(steps))})
-    spec = {"mark": {"type": "line", "strokeWidth": 2},
-            "encoding": {"x": {"field": "step", "type": "quantitative", "title": "step"},
-                         "y": {"field": "loss", "type": "quantitative", "title": "loss"},
-                         "color": {"field": "curve", "type": "nominal", "title": None,
-                                   "scale": {"domain": list(names), "range": list(LOSS_COLOURS)},
-                                   "legend": {"orient": "bottom"}}}}
-    return frame, spec
-
-
-def _auc_chart(steps, values):
-    """The held-out ROC AUC at each measurement, with the 0.5 of guessing drawn as a dashed line."""
-    frame = pd.DataFrame({"step": steps, "ROC AUC": values})
-    spec = {"layer": [
-        {"mark": {"type": "line", "point": True, "color": AUC_COLOUR, "strokeWidth": 2},
-         "encoding": {"x": {"field": "step", "type": "quantitative", "title": "step"},
-                      "y": {"field": "ROC AUC", "type": "quantitative", "title": "ROC AUC",
-                            "scale": {"domain": [min(0.4, float(np.min(values)) - 0.02), 1.0]}}}},
-        {"mark": {"type": "rule", "strokeDash": [4, 4], "color": "#888888"}, "encoding": {"y": {"datum": 0.5}}},
-    ]}
-    return frame, spec
-
-
-def _gradient_chart(names, sizes):
-    """Each layer's gradient size as a bar on a logarithmic scale, its value written beside it."""
-    sizes = np.maximum(np.asarray(sizes, dtype=np.float64), 1e-12)
-    # A bar on a log scale needs a baseline other than zero: a third of the smallest value.
-    low, high = float(sizes.min()) / 3.0, float(sizes.max()) * 3.0
-    frame = pd.DataFrame({"layer": names, "size": sizes, "label": [f"{size:.2g}" for size in sizes]})
-    y = {"field": "layer", "type": "nominal", "sort": None, "title": None, "axis": {"labelOverlap": False}}
-    x = {"field": "size", "type": "quantitative", "scale": {"type": "log", "domain": [low, high]},
-         "title": "gradient size (log scale)"}
-    spec = {"layer": [{"mark": {"type": "bar", "color": GRADIENT_COLOUR},
-                       "encoding": {"x": x, "x2": {"datum": low}, "y": y}},
-                      {"mark": {"type": "text", "align": "left", "dx": 4},
-                       "encoding": {"x": x, "y": y, "text": {"field": "label"}}}]}
-    return frame, spec
 
 
 def _chart(frame_and_spec):
@@ -350,14 +303,14 @@ def _curves(snapshot, what_auc):
     loss_column, auc_column = st.columns(2, gap="large")
     with loss_column:
         if len(snapshot.losses):
-            _chart(_loss_chart(snapshot.losses))
+            _chart(loss_chart(snapshot.losses, SMOOTHING))
             count = min(SMOOTHING, len(snapshot.losses))
             st.caption(f"The loss of each step's batch: it falls as the network learns (each batch is different, "
                        f"so it jitters). Mean of the first {count} steps {snapshot.losses[:count].mean():.3f}, "
                        f"of the last {count} {snapshot.losses[-count:].mean():.3f}.")
     with auc_column:
         if snapshot.auc_values:
-            _chart(_auc_chart(snapshot.auc_steps, snapshot.auc_values))
+            _chart(auc_chart(snapshot.auc_steps, snapshot.auc_values))
             st.caption(f"ROC AUC on {what_auc}: 0.5 is guessing (dashed), 1 a perfect ranking "
                        f"(now {snapshot.auc_values[-1]:.3f}, at the start {snapshot.auc_values[0]:.3f}).")
 
@@ -374,7 +327,7 @@ def _kernels(snapshot):
 
 def _gradient_sizes(snapshot):
     recent = snapshot.gradient_rms[-SMOOTHING:].mean(axis=0)
-    _chart(_gradient_chart([LAYER_NAMES[key] for key in snapshot.weight_keys], recent))
+    _chart(gradient_chart([LAYER_NAMES[key] for key in snapshot.weight_keys], recent))
     st.caption(f"The typical size of one weight's gradient in each layer (root mean square, mean of the last "
                f"{min(SMOOTHING, len(snapshot.gradient_rms))} steps): how hard the loss pulls on that layer's weights.")
 
@@ -454,12 +407,6 @@ def _start_scan_run(image, identity):
     st.session_state["learn_scan_source"] = identity
 
 
-def _probability_picture(image, report):
-    picture = probability_picture(report.probabilities, report.tops, report.lefts, image.shape, load().input_size)
-    scale = max(1, 480 // max(image.shape))
-    return probability_overlay(image, picture, scale=scale)
-
-
 def _draw_scan(snapshot):
     _status(snapshot, "the rest of the page works as usual")
     image = snapshot.results.get("image")
@@ -470,14 +417,14 @@ def _draw_scan(snapshot):
         return
     before_column, after_column = st.columns(2, gap="large")
     with before_column:
-        st.image(_probability_picture(image, before), width="stretch",
+        st.image(probability_on_image(image, before.probabilities, before.tops, before.lefts, 480), width="stretch",
                  caption=f"Before: the shipped network. ROC AUC on this scan's test patches {before.auc:.3f}; "
                          f"highest window {100 * before.probabilities.max():.1f} %.")
     with after_column:
         if after is None:
             st.image(grey_rgb(image), width="stretch", caption="After: shown when the training has finished.")
         else:
-            st.image(_probability_picture(image, after), width="stretch",
+            st.image(probability_on_image(image, after.probabilities, after.tops, after.lefts, 480), width="stretch",
                      caption=f"After {snapshot.steps_done} steps on this scan: ROC AUC {after.auc:.3f}; "
                              f"highest window {100 * after.probabilities.max():.1f} %.")
     if after is not None:

@@ -4,27 +4,36 @@ from __future__ import annotations
 
 from functools import partial
 
-import numpy as np
 import streamlit as st
 from streamlit_image_coordinates import streamlit_image_coordinates
 
-from kernels import KERNELS, make_kernel
-from kernels.receptive_field import (
+from kernels import KERNELS
+from lessons.receptive_field import (
     ACTIVATIONS,
-    Stage,
     channel_sum,
     conv_cell_for_output,
-    input_dependencies,
-    input_region,
     layer_shapes,
     receptive_field,
-    run_stack,
     stack_geometries,
 )
+from lessons.stacks import (
+    allowed_kernels,
+    chain_regions,
+    is_learned,
+    learned_kernels,
+    learned_name,
+    millions,
+    overview_scale,
+    shape_text,
+    stage_from_spec,
+    summary_rows,
+    working_shape,
+    working_stack,
+)
+from lessons.activations import link_words
 from lessons.links import Codec, Field, choice, integer, names, record, whole_number_list
-from model import load as load_classifier
-from scans.preprocess import resize
 from views import links
+from views.caching import computed
 from views.exports import png_download
 from views.notices import show_teaching_notice
 from views.presenter import explain
@@ -45,49 +54,9 @@ DEFAULT_BANKS = (
     ("gaussian blur", "sharpen"),
 )
 KERNEL_SOURCES = {"bank": "the filter bank", "learned": "learned by the classifier"}
-LEARNED_PREFIX = "learned #"  # map labels of the classifier's kernels: "learned #3" is its first-layer kernel 3
 DEFAULT_LEARNED = (0, 1, 2)  # indices into the classifier's first layer
 STRIP_TARGET_WIDTH = 900  # pixels: the clickable maps of one stage
 FIELD_TARGET_SIDE = 560  # pixels: the input with the receptive fields drawn on it
-# Short headers for the summary table (its rows keep the long names as keys), the rest in a tooltip:
-# with the long ones the table needed a sideways scroll at 1280 pixels.
-def _allowed_kernels(size):
-    """Filter-bank names available at ``size``: fixed kernels exist only at their own (3 x 3) size."""
-    return [name for name, kernel in KERNELS.items() if kernel.resizable or kernel.weights.shape == (size, size)]
-
-
-def _bank(names, size):
-    return np.stack([make_kernel(name, size) if KERNELS[name].resizable else KERNELS[name].weights
-                     for name in names]).astype(np.float32)
-
-
-@st.cache_resource(show_spinner=False)
-def _learned_kernels():
-    """The classifier's first-layer kernels, float32 (K, k, k), read-only.
-
-    Loaded once for the whole server: the shipped weights are the same for every session.
-    """
-    kernels = load_classifier().first_layer_kernels()
-    kernels.flags.writeable = False
-    return kernels
-
-
-def _learned_bank(indices):
-    """The chosen learned kernels (by index into the classifier's first layer), float32 (len, k, k)."""
-    kernels = _learned_kernels()
-    bad = [index for index in indices if not 0 <= index < len(kernels)]
-    if bad:
-        raise ValueError(f"learned kernel indices {bad} do not exist; the classifier's first layer has "
-                         f"{len(kernels)} kernels (0 to {len(kernels) - 1})")
-    return np.ascontiguousarray(kernels[list(indices)], dtype=np.float32)
-
-
-def _learned_name(index):
-    return f"{LEARNED_PREFIX}{index + 1}"
-
-
-def _is_learned(stage):
-    return all(name.startswith(LEARNED_PREFIX) for name in stage.names)
 
 
 def _key(stage, name):
@@ -100,7 +69,7 @@ def _init_state():
         defaults.update({
             _key(stage, "size"): 3, _key(stage, "kernels"): list(DEFAULT_BANKS[stage]),
             _key(stage, "source"): "bank", _key(stage, "learned"): list(DEFAULT_LEARNED),
-            _key(stage, "activation"): "relu", _key(stage, "pool"): "max", _key(stage, "pool_size"): 2,
+            _key(stage, "activation"): "ReLU", _key(stage, "pool"): "max", _key(stage, "pool_size"): 2,
             _key(stage, "stride"): 1, _key(stage, "dilation"): 1, _key(stage, "pool_stride"): 0,
         })
     for key, value in defaults.items():
@@ -147,7 +116,7 @@ def _bank_kernel_ui(stage):
     size = st.selectbox("Kernel size", KERNEL_SIZES, key=_key(stage, "size"),
                         help="Fixed kernels (Sobel, Laplacian, ...) exist only as 3 x 3; blurs and the "
                              "Laplacian of Gaussian can be any size.")
-    allowed = _allowed_kernels(size)
+    allowed = allowed_kernels(size)
     chosen = [name for name in st.session_state[_key(stage, "kernels")] if name in allowed]
     st.session_state[_key(stage, "kernels")] = chosen or allowed[:2]
     names = st.multiselect("Kernels (one feature map each)", allowed, key=_key(stage, "kernels"),
@@ -160,12 +129,12 @@ def _bank_kernel_ui(stage):
 
 def _learned_kernel_ui(stage):
     """Indices (into the classifier's first layer) and size of one stage's learned kernels."""
-    kernels = _learned_kernels()
+    kernels = learned_kernels()
     available = list(range(len(kernels)))
     chosen = [index for index in st.session_state[_key(stage, "learned")] if index in available]
     st.session_state[_key(stage, "learned")] = chosen or available[:2]
     indices = st.multiselect("Learned kernels (one feature map each)", available, key=_key(stage, "learned"),
-                             format_func=_learned_name, max_selections=MAX_KERNELS)
+                             format_func=learned_name, max_selections=MAX_KERNELS)
     size = kernels.shape[1]
     st.caption(f"{size} x {size} kernels from the classifier's first layer "
                f"({len(kernels)} in all; numbered as on the classifier page).")
@@ -173,91 +142,6 @@ def _learned_kernel_ui(stage):
         st.caption("Choose at least one kernel; the first two are used meanwhile.")
         indices = available[:2]
     return sorted(indices), size
-
-
-def _stage_from_spec(spec):
-    source, kernels, size, stride, dilation, activation, pool, pool_size, pool_stride = spec
-    if source == "learned":
-        bank, names = _learned_bank(kernels), tuple(_learned_name(index) for index in kernels)
-    else:
-        bank, names = _bank(kernels, size), kernels
-    return Stage(bank, names=names, stride=stride, dilation=dilation, activation=activation,
-                 pool=pool, pool_size=pool_size, pool_stride=pool_stride)
-
-
-def _working_shape(image_shape, longer_side):
-    """(rows, cols) of the image reduced to ``longer_side`` on its longer side (never enlarged)."""
-    rows, cols = image_shape
-    scale = min(1.0, longer_side / max(rows, cols))
-    return (rows, cols) if scale == 1.0 else (max(1, round(rows * scale)), max(1, round(cols * scale)))
-
-
-def _working_image(image, longer_side):
-    shape = _working_shape(image.shape, longer_side)
-    if shape == image.shape:
-        return np.asarray(image, dtype=np.float32)
-    return np.clip(resize(image, shape), 0.0, 1.0).astype(np.float32)
-
-
-def _compute(image, specs):
-    stages = [_stage_from_spec(spec) for spec in specs]
-    return stages, run_stack(image, stages)
-
-
-@st.cache_data(max_entries=24, show_spinner=False)
-def _compute_sample(cache_key, longer_side, specs, _image):
-    # Only sample images reach this cache: ``cache_key`` names the sample, slice and window exactly,
-    # so the unhashed ``_image`` is always the same array for the same key.
-    working = _working_image(_image, longer_side)
-    return (working,) + _compute(working, specs)
-
-
-def _describe(stage):
-    kernel_rows, kernel_cols = stage.bank.shape[1:]
-    text = f"conv {kernel_rows}x{kernel_cols} x{stage.kernel_count}"
-    if _is_learned(stage):
-        text += " learned"
-    if stage.stride > 1:
-        text += f" stride {stage.stride}"
-    if stage.dilation > 1:
-        text += f" dilation {stage.dilation}"
-    text += f", {stage.activation}"
-    if stage.pool != "none":
-        step = stage.pool_stride or stage.pool_size
-        text += f", {stage.pool} pool {stage.pool_size}" + (f" stride {step}" if step != stage.pool_size else "")
-    return text
-
-
-def _shape_text(shape):
-    return " x ".join(str(n) for n in shape)
-
-
-def _millions(count):
-    return f"{count / 1e6:.2f} M" if count >= 1e5 else f"{count:,}"
-
-
-def _summary_rows(working, stages, results, mm_per_pixel):
-    layers, stage_ends = stack_geometries(stages)
-    rows = [{"stage": "input", "what it does": "the image", "output (channels x height x width)":
-             _shape_text((1,) + working.shape), "multiply-adds": "", "one cell sees (pixels)": "1 x 1",
-             "neighbouring cells (pixels apart)": "1"}]
-    for index, (stage, result, end) in enumerate(zip(stages, results, stage_ends)):
-        field = receptive_field(layers[:end])
-        sees = f"{field.size[0]} x {field.size[1]}"
-        if mm_per_pixel is not None:
-            sees += f" (about {field.size[0] * mm_per_pixel[0]:.0f} x {field.size[1] * mm_per_pixel[1]:.0f} mm)"
-        rows.append({"stage": f"stage {index + 1}", "what it does": _describe(stage),
-                     "output (channels x height x width)": _shape_text(result.outputs.shape),
-                     "multiply-adds": _millions(result.multiply_adds), "one cell sees (pixels)": sees,
-                     "neighbouring cells (pixels apart)": f"{field.jump[0]}"})
-    return rows
-
-
-def _overview_scale(working, results):
-    """Pixels per cell for the overview: as large as fits 900 pixels across and 520 for the input's height."""
-    widest = max([working.shape[1]] + [result.outputs.shape[0] * (result.outputs.shape[2] + 8)
-                                       for result in results])
-    return int(max(1, min(900 // widest, 520 // working.shape[0])))
 
 
 # --------------------------------------------------------------------------------- receptive field
@@ -289,19 +173,6 @@ def _on_strip_click(layout):
     cell = layout.cell_at(y, x)
     if cell is not None:
         st.session_state["stacks_rf_map"], st.session_state["stacks_rf_row"], st.session_state["stacks_rf_col"] = cell
-
-
-def _chain_regions(layers, stage_ends, input_shape, stage_index, row, col):
-    """The chosen cell's field, and for each earlier stage the field of one cell on the way down to it."""
-    shapes = layer_shapes(layers, input_shape)
-    regions = []
-    for earlier in range(stage_index):
-        start, stop = stage_ends[earlier], stage_ends[stage_index]
-        rows, cols = input_dependencies(layers[start:stop], shapes[start], row, col)
-        middle_row, middle_col = int(rows[len(rows) // 2]), int(cols[len(cols) // 2])
-        regions.append(input_region(layers[:start], input_shape, middle_row, middle_col))
-    regions.append(input_region(layers[:stage_ends[stage_index]], input_shape, row, col))
-    return regions
 
 
 @st.fragment
@@ -346,7 +217,7 @@ def _receptive_field_section(working, stages, results):
                    "its row and column.")
 
     layers, stage_ends = stack_geometries(stages)
-    regions = _chain_regions(layers, stage_ends, working.shape, stage_index, row, col)
+    regions = chain_regions(layers, stage_ends, working.shape, stage_index, row, col)
     field = receptive_field(layers[:stage_ends[stage_index]])
     chosen = regions[-1]
     with field_column:
@@ -456,16 +327,12 @@ value depends on more of the scan, which is why deeper layers respond to larger 
 
     try:
         # Check the geometry first, so only "the stack does not fit" is reported as such.
-        layers, _ = stack_geometries([_stage_from_spec(spec) for spec in specs])
-        layer_shapes(layers, _working_shape(chosen.image.shape, longer_side))
+        layers, _ = stack_geometries([stage_from_spec(spec) for spec in specs])
+        layer_shapes(layers, working_shape(chosen.image.shape, longer_side))
     except ValueError as error:
         st.error(f"This stack does not fit the image: {error}", icon=":material/error:")
         return
-    if chosen.cache_key is not None:
-        working, stages, results = _compute_sample(chosen.cache_key, longer_side, specs, chosen.image)
-    else:
-        working = _working_image(chosen.image, longer_side)
-        stages, results = _compute(working, specs)
+    working, stages, results = computed(working_stack, chosen, (longer_side, specs))
 
     mm_per_pixel = None
     if chosen.scan.spacing is not None:
@@ -473,10 +340,10 @@ value depends on more of the scan, which is why deeper layers respond to larger 
         mm_per_pixel = (chosen.scan.spacing[0] * factor, chosen.scan.spacing[1] * factor)
 
     st.subheader("The stack at true relative size")
-    st.table(_summary_rows(working, stages, results, mm_per_pixel), hide_index=True)
-    scale = _overview_scale(working, results)
+    st.table(summary_rows(working, stages, results, mm_per_pixel), hide_index=True)
+    scale = overview_scale(working, results)
     labels = [f"input: 1 x {working.shape[0]} x {working.shape[1]}"]
-    labels += [f"stage {index + 1}: {_shape_text(result.outputs.shape)},  {_millions(result.multiply_adds)} "
+    labels += [f"stage {index + 1}: {shape_text(result.outputs.shape)},  {millions(result.multiply_adds)} "
                "multiply-adds" for index, result in enumerate(results)]
     overview = stack_overview(working, [result.outputs for result in results], labels, scale=scale)
     # An explicit pixel width: the frame must not be stretched, or the sizes stop being true.
@@ -491,7 +358,7 @@ value depends on more of the scan, which is why deeper layers respond to larger 
         "(k + c) mod K, divided by the number of input maps: an arrangement made up for this lesson (a "
         "trained network learns a separate slice for every pair)."
     )
-    learned_stages = [index + 1 for index, stage in enumerate(stages) if _is_learned(stage)]
+    learned_stages = [index + 1 for index, stage in enumerate(stages) if is_learned(stage)]
     if learned_stages:
         st.markdown(
             f"Stage{'s' if len(learned_stages) > 1 else ''} {', '.join(map(str, learned_stages))} "
@@ -509,11 +376,15 @@ value depends on more of the scan, which is why deeper layers respond to larger 
 # --------------------------------------------------------------------------------- the lesson's link
 
 
+# Link words of a stage's activation; "leaky relu" is how links spelled it before the activations' one table.
+_LINK_ACTIVATIONS = {"none": "none", "leaky relu": "leaky ReLU", **link_words()}
+
+
 def _stage_codec():
     """One stage in a link: source:kernels:size:stride:dilation:activation:pool:pool size:pool stride."""
     base = record((("source", choice(tuple(KERNEL_SOURCES))), ("kernels", Codec(str, str)),
                    ("size", choice({str(size): size for size in KERNEL_SIZES})), ("stride", integer(1, 2)),
-                   ("dilation", integer(1, 3)), ("activation", choice(ACTIVATIONS)),
+                   ("dilation", integer(1, 3)), ("activation", choice(_LINK_ACTIVATIONS)),
                    ("pool", choice(tuple(POOL_LABELS))), ("pool_size", integer(2, 4)), ("pool_stride", integer(0, 4))))
     bank = names(tuple(KERNELS), at_most=MAX_KERNELS)
     learned = whole_number_list(0, 255, at_most=MAX_KERNELS)  # the page keeps only the classifier's own

@@ -1,11 +1,16 @@
-"""A written sum drawn as signed horizontal bars: how several terms add up to one total."""
+"""Charts: a written sum drawn as signed horizontal bars, a value histogram, the learning page's curves."""
 
+import altair as alt
 import numpy as np
+import pandas as pd
 
 from viz.steps import BACKGROUND, GRID_COLOUR, stamp_text_left, text_size
 
 POSITIVE_COLOUR = (178, 24, 43)   # red, as positive values in the diverging maps
 NEGATIVE_COLOUR = (33, 102, 172)  # blue, as negative values
+LOSS_COLOURS = ("#c8c8c8", "#b2182b")
+AUC_COLOUR = "#2166ac"
+GRADIENT_COLOUR = "#6a3d9a"
 
 
 def signed_sum_bars(entries, *, width=560, bar_height=30, text_px=16, decimals=4):
@@ -47,3 +52,64 @@ def signed_sum_bars(entries, *, width=560, bar_height=30, text_px=16, decimals=4
         stamp_text_left(canvas, f"{value:+.{decimals}f}", text_top, width - number_width + 8, text_px)
     canvas[:, centre] = GRID_COLOUR
     return canvas
+
+
+def loss_chart(losses, smoothing):
+    """The loss of every step and its running mean over ``smoothing`` steps, as (long-form data, Vega-Lite spec)."""
+    steps = np.arange(1, len(losses) + 1)
+    smoothed = pd.Series(losses).rolling(smoothing, min_periods=1).mean().to_numpy()
+    names = ("this batch", f"mean of the last {smoothing}")
+    frame = pd.DataFrame({"step": np.concatenate([steps, steps]), "loss": np.concatenate([losses, smoothed]),
+                          "curve": np.repeat(names, len(steps))})
+    spec = {"mark": {"type": "line", "strokeWidth": 2},
+            "encoding": {"x": {"field": "step", "type": "quantitative", "title": "step"},
+                         "y": {"field": "loss", "type": "quantitative", "title": "loss"},
+                         "color": {"field": "curve", "type": "nominal", "title": None,
+                                   "scale": {"domain": list(names), "range": list(LOSS_COLOURS)},
+                                   "legend": {"orient": "bottom"}}}}
+    return frame, spec
+
+
+def auc_chart(steps, values):
+    """The held-out ROC AUC at each measurement, with the 0.5 of guessing drawn as a dashed line."""
+    frame = pd.DataFrame({"step": steps, "ROC AUC": values})
+    spec = {"layer": [
+        {"mark": {"type": "line", "point": True, "color": AUC_COLOUR, "strokeWidth": 2},
+         "encoding": {"x": {"field": "step", "type": "quantitative", "title": "step"},
+                      "y": {"field": "ROC AUC", "type": "quantitative", "title": "ROC AUC",
+                            "scale": {"domain": [min(0.4, float(np.min(values)) - 0.02), 1.0]}}}},
+        {"mark": {"type": "rule", "strokeDash": [4, 4], "color": "#888888"}, "encoding": {"y": {"datum": 0.5}}},
+    ]}
+    return frame, spec
+
+
+def gradient_chart(names, sizes):
+    """Each layer's gradient size as a bar on a logarithmic scale, its value written beside it."""
+    sizes = np.maximum(np.asarray(sizes, dtype=np.float64), 1e-12)
+    # A bar on a log scale needs a baseline other than zero: a third of the smallest value.
+    low, high = float(sizes.min()) / 3.0, float(sizes.max()) * 3.0
+    frame = pd.DataFrame({"layer": names, "size": sizes, "label": [f"{size:.2g}" for size in sizes]})
+    y = {"field": "layer", "type": "nominal", "sort": None, "title": None, "axis": {"labelOverlap": False}}
+    x = {"field": "size", "type": "quantitative", "scale": {"type": "log", "domain": [low, high]},
+         "title": "gradient size (log scale)"}
+    spec = {"layer": [{"mark": {"type": "bar", "color": GRADIENT_COLOUR},
+                       "encoding": {"x": x, "x2": {"datum": low}, "y": y}},
+                      {"mark": {"type": "text", "align": "left", "dx": 4},
+                       "encoding": {"x": x, "y": y, "text": {"field": "label"}}}]}
+    return frame, spec
+
+
+def histogram_chart(edges, counts, lower=None, upper=None, title="Value"):
+    """Bars of a histogram (``edges`` (B + 1,), ``counts`` (B,)), the window [lower, upper] shaded; an Altair chart."""
+    bars = pd.DataFrame({"from": edges[:-1], "to": edges[1:], "pixels": counts})
+    # Square-root counts: the huge peak of air or background must not flatten every other bar.
+    chart = alt.Chart(bars).mark_rect(color="#4c6a92").encode(
+        x=alt.X("from:Q", title=title), x2="to:Q",
+        y=alt.Y("pixels:Q", title="pixels", scale=alt.Scale(type="sqrt", zero=True)),
+        y2=alt.datum(0), tooltip=["from", "to", "pixels"])
+    if lower is not None:
+        band = pd.DataFrame({"lower": [max(lower, float(edges[0]))], "upper": [min(upper, float(edges[-1]))]})
+        shade = alt.Chart(band).mark_rect(opacity=0.18, color="#f2b134").encode(x="lower:Q", x2="upper:Q")
+        chart = shade + chart
+    # Room around the axes: without it the last tick label ("1.0") and the y title were cut at the edges.
+    return chart.properties(height=220, padding={"left": 5, "top": 5, "right": 14, "bottom": 5})

@@ -1,6 +1,6 @@
 """Frames for the "Where is it?" lesson: the kernel cut from a box, its response as heat, the boxes it finds.
 
-Pure drawing: arrays in, RGB uint8 arrays out. Positions follow kernels.matching: a response value
+Pure drawing: arrays in, RGB uint8 arrays out. Positions follow lessons.matching: a response value
 at (r, c) scores the window whose top-left pixel is (r, c).
 """
 

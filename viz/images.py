@@ -166,3 +166,29 @@ def qr_picture(modules, *, module_pixels=8, quiet_modules=4):
     framed = np.pad(modules, quiet_modules, constant_values=False)
     grey = np.where(framed, 0, 255).astype(np.uint8)
     return upscale_nearest(np.repeat(grey[..., None], 3, axis=-1), module_pixels)
+
+
+BELOW_WINDOW_COLOUR = np.array([40, 90, 220], dtype=np.uint8)  # values under the window: shown black
+ABOVE_WINDOW_COLOUR = np.array([230, 60, 40], dtype=np.uint8)  # values over the window: shown white
+
+
+def window_clipping_rgb(image, pixels, bounds=None):
+    """The windowed image (H, W) in [0, 1] as grey RGB uint8; with ``bounds`` = (lower, upper), the pixels
+    (physical values (H, W)) at or below the window blue and at or above it red."""
+    rgb = grey_rgb(image)
+    if bounds is not None:
+        lower, upper = bounds
+        rgb[pixels <= lower] = BELOW_WINDOW_COLOUR
+        rgb[pixels >= upper] = ABOVE_WINDOW_COLOUR
+    return rgb
+
+
+def outline(rgb, box, colour=(240, 180, 40)):
+    """Draw a box's (top, left, height, width) border on an RGB frame in place (2 pixels wide on big images)."""
+    top, left, height, width = box
+    thickness = max(1, min(rgb.shape[:2]) // 200)
+    bottom, right = top + height, left + width
+    rgb[top:top + thickness, left:right] = colour
+    rgb[bottom - thickness:bottom, left:right] = colour
+    rgb[top:bottom, left:left + thickness] = colour
+    rgb[top:bottom, right - thickness:right] = colour

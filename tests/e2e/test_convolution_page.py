@@ -248,3 +248,18 @@ def test_convolution_lesson_in_browser(page):
     expect(conv.locator(".status")).to_have_text(re.compile(r"^Step \d+ of 1024$"))
     page.get_by_role("heading", name="A kernel scans the image").scroll_into_view_if_needed()
     save_screenshot(page, "convolution_upload", full_page=False)
+
+
+def test_the_code_that_computed_the_steps_opens_under_the_player(page):
+    page.set_viewport_size({"width": 1280, "height": 720})
+    page.goto("/convolution")
+    wait_for_app(page)
+    assert_no_exception(page)
+    expander = page.get_by_test_id("stExpander").filter(has_text="The code that computed this")
+    expander.get_by_text("The code that computed this").click()
+    code = expander.locator("code.language-python")
+    expect(code).to_contain_text("def conv2d_pixel(padded, kernel, bias, out_row, out_col")
+    expect(code).to_contain_text("total = total + padded[row, col] * kernel[i, j]")
+    expect(expander).to_contain_text("out_row, out_col = divmod(i - 1, 8)")  # the default 8 x 8 output
+    code.scroll_into_view_if_needed()
+    save_screenshot(page, "convolution_code_that_computed_1280x720", full_page=False)

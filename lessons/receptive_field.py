@@ -3,7 +3,8 @@
 A cell deep in a CNN depends on a window of the layer below, each cell of which depends on a window
 of the layer below that, and so on down to the image. This module does that arithmetic exactly
 (per axis, because every window is a rectangle) and runs the stacks the "Deeper layers see larger
-things" lesson builds, with the engine in :mod:`kernels`.
+things" lesson builds, with the engine in :mod:`kernels`. The padding and output-size rules are the
+engine's own (``kernels.resolve_padding``, ``kernels.output_size``).
 
 Two views of the same thing:
 
@@ -29,10 +30,10 @@ from typing import NamedTuple
 
 import numpy as np
 
-from kernels import (avg_pool2d, conv2d, conv2d_trace, leaky_relu, max_pool2d, relu, sigmoid,
-                     tanh)
+from kernels import avg_pool2d, conv2d, conv2d_trace, max_pool2d, output_size, resolve_padding
+from lessons import activations
 
-ACTIVATIONS = ("none", "relu", "leaky relu", "tanh", "sigmoid")
+ACTIVATIONS = ("none",) + tuple(activations.ACTIVATIONS)  # a stage may also leave its maps as they are
 POOL_MODES = ("max", "avg", "none")
 
 
@@ -63,42 +64,26 @@ class LayerGeometry(NamedTuple):
         return tuple(d * (k - 1) + 1 for k, d in zip(self.kernel, self.dilation))
 
     def output_shape(self, input_shape):
-        """(H, W) of the layer's output for an input of ``input_shape`` (H, W):
-        floor((n + pad_before + pad_after - k_eff) / stride) + 1 per axis."""
+        """(H, W) of the layer's output for an input of ``input_shape`` (H, W): ``kernels.output_size`` per axis."""
         top, bottom, left, right = self.padding
-        sizes = []
-        for n, k_eff, step, pads in zip(input_shape, self.effective_kernel, self.stride,
-                                        ((top, bottom), (left, right))):
-            span = int(n) + pads[0] + pads[1] - k_eff
-            if span < 0:
-                raise ValueError(
-                    f"a {self.kind} layer with kernel {self.kernel}, dilation {self.dilation} and padding "
-                    f"{self.padding} does not fit an input of {tuple(input_shape)}: use a larger image or "
-                    "fewer stages")
-            sizes.append(span // step + 1)
-        return tuple(sizes)
+        try:
+            return tuple(output_size(int(n), k, stride=step, padding=pads, dilation=spread)
+                         for n, k, step, spread, pads in zip(input_shape, self.kernel, self.stride, self.dilation,
+                                                             ((top, bottom), (left, right))))
+        except ValueError as error:
+            raise ValueError(
+                f"a {self.kind} layer with kernel {self.kernel}, dilation {self.dilation} and padding "
+                f"{self.padding} does not fit an input of {tuple(input_shape)} ({error}): use a larger image "
+                "or fewer stages") from None
 
 
-def _resolve_padding(padding, kernel, dilation):
-    """Padding as (top, bottom, left, right) from an int, a (rows, cols) pair, "valid" or "same".
+def _padding(padding, kernel, dilation):
+    """(top, bottom, left, right) by kernels.resolve_padding (an int, a (rows, cols) pair, "valid" or "same").
 
-    "same" splits ``k_eff - 1`` with the extra row/column at the bottom/right, as PyTorch and
-    kernels.resolve_padding do.
+    The padding depends on the kernel alone: resolve_padding is given the kernel's own size as the input's,
+    which it only checks to be positive.
     """
-    if isinstance(padding, str):
-        if padding == "valid":
-            return 0, 0, 0, 0
-        if padding == "same":
-            pads = []
-            for k, d in zip(kernel, dilation):
-                total = d * (k - 1)
-                pads += [total // 2, total - total // 2]
-            return tuple(pads)
-        raise ValueError(f'padding must be an int, a pair, "valid" or "same", got {padding!r}')
-    rows, cols = _pair(padding, "padding")
-    if rows < 0 or cols < 0:
-        raise ValueError(f"padding must be >= 0, got {padding!r}")
-    return rows, rows, cols, cols
+    return resolve_padding(kernel, kernel, padding, dilation)
 
 
 def conv_geometry(kernel_size, *, stride=1, padding=0, dilation=1):
@@ -121,7 +106,7 @@ def conv_geometry(kernel_size, *, stride=1, padding=0, dilation=1):
     for name, value in (("kernel_size", kernel), ("stride", step), ("dilation", spread)):
         if min(value) < 1:
             raise ValueError(f"{name} must be >= 1, got {value}")
-    return LayerGeometry("conv", kernel, step, spread, _resolve_padding(padding, kernel, spread))
+    return LayerGeometry("conv", kernel, step, spread, _padding(padding, kernel, spread))
 
 
 def pool_geometry(size, *, stride=None, padding=0):
@@ -143,7 +128,7 @@ def pool_geometry(size, *, stride=None, padding=0):
     step = window if stride is None else _pair(stride, "pool stride")
     if min(window) < 1 or min(step) < 1:
         raise ValueError(f"pool size and stride must be >= 1, got size {window} and stride {step}")
-    return LayerGeometry("pool", window, step, (1, 1), _resolve_padding(padding, window, (1, 1)))
+    return LayerGeometry("pool", window, step, (1, 1), _padding(padding, window, (1, 1)))
 
 
 class ReceptiveField(NamedTuple):
@@ -287,7 +272,7 @@ class Stage:
     names: tuple = ()
     stride: int = 1
     dilation: int = 1
-    activation: str = "relu"
+    activation: str = "ReLU"
     pool: str = "max"
     pool_size: int = 2
     pool_stride: int | None = None
@@ -353,12 +338,6 @@ def stage_weights(bank, in_channels):
     kernel_count = bank.shape[0]
     order = (np.arange(kernel_count)[:, None] + np.arange(in_channels)[None, :]) % kernel_count
     return np.ascontiguousarray(bank[order] / np.float32(in_channels), dtype=np.float32)
-
-
-def _activate(values, activation):
-    if activation == "none":
-        return values
-    return {"relu": relu, "leaky relu": leaky_relu, "tanh": tanh, "sigmoid": sigmoid}[activation](values)
 
 
 @dataclass
@@ -430,7 +409,7 @@ def run_stack(image, stages):
         top, _, left, _ = conv_layer.padding
         conv = conv2d(maps[None], weights, stride=stage.stride, padding=(top, left),
                       dilation=stage.dilation)[0]
-        activated = np.asarray(_activate(conv, stage.activation), dtype=np.float32)
+        activated = conv if stage.activation == "none" else activations.activate(conv, stage.activation)
         pool_indices = None
         if stage.pool == "max":
             pooled, pool_indices = max_pool2d(activated[None], stage.pool_size, stride=stage.pool_stride,
@@ -467,7 +446,7 @@ def conv_cell_for_output(result, kernel_index, row, col):
 class ChannelSum(NamedTuple):
     """How one convolution output value adds up over input channels.
 
-    ``steps[c]`` is the engine's trace step for input channel c (its patch, kernel slice and
+    ``steps[c]`` is the trace step (kernels.conv2d_trace) for input channel c (its patch, kernel slice and
     products); ``totals[c]`` its sum; ``value`` the 4-D convolution's output at that cell, which
     equals ``totals.sum()`` up to float32 rounding.
     """

@@ -18,7 +18,7 @@ Scores (``response_map``):
   template matching normalises.
 
 Positions are the windows' top-left corners: ``response[r, c]`` scores ``image[r:r+kh, c:c+kw]``, so
-the map is (H - kh + 1, W - kw + 1) ("valid" convolution).
+the map is a "valid" convolution's, ``kernels.output_size`` along each axis: (H - kh + 1, W - kw + 1).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from kernels import conv2d
+from kernels import conv2d, output_size
 
 # A window whose pixels vary less than this (standard deviation, as a fraction of the image's value
 # range) is "flat": its normalised score is undefined (0 / 0), so it is set to 0, not to noise.
@@ -174,13 +174,16 @@ def window_sums(image, shape):
     window_rows, window_cols = (int(n) for n in shape)
     if not (1 <= window_rows <= image.shape[0] and 1 <= window_cols <= image.shape[1]):
         raise ValueError(f"window {shape} does not fit the {image.shape[0]} x {image.shape[1]} image")
+    rows, cols = output_size(image.shape[0], window_rows), output_size(image.shape[1], window_cols)
     centred = image - image.mean()
 
     def box_sums(values):
+        # integral[r, c] is the sum of values[:r, :c]; a window's sum is four of its corners.
         integral = np.zeros((values.shape[0] + 1, values.shape[1] + 1))
         integral[1:, 1:] = values.cumsum(axis=0).cumsum(axis=1)
-        return (integral[window_rows:, window_cols:] - integral[:-window_rows, window_cols:]
-                - integral[window_rows:, :-window_cols] + integral[:-window_rows, :-window_cols])
+        return (integral[window_rows:window_rows + rows, window_cols:window_cols + cols]
+                - integral[:rows, window_cols:window_cols + cols]
+                - integral[window_rows:window_rows + rows, :cols] + integral[:rows, :cols])
 
     return box_sums(centred), box_sums(centred * centred)
 
@@ -334,11 +337,11 @@ def classify_tiles(image, kernels, tile):
                              "tiles: use larger tiles or a smaller box")
         response = response_map(image, kernel)
         image_scores[index] = response.max()
-        # Positions whose box fits inside tile (i, j): rows i*tile .. i*tile + tile - kernel_rows.
+        # Positions whose box fits inside tile (i, j): a "valid" convolution's over the tile.
+        rows_inside, cols_inside = output_size(tile, kernel_rows), output_size(tile, kernel_cols)
         for i in range(tile_rows):
             for j in range(tile_cols):
-                scores[index, i, j] = response[i * tile:i * tile + tile - kernel_rows + 1,
-                                               j * tile:j * tile + tile - kernel_cols + 1].max()
+                scores[index, i, j] = response[i * tile:i * tile + rows_inside, j * tile:j * tile + cols_inside].max()
     return TileScores(scores, np.argmax(scores, axis=0), tile, image_scores)
 
 
