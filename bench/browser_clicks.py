@@ -254,7 +254,8 @@ PLAYER = ".step-player[data-kind='conv']"  # the convolution's step player (view
 
 # A real click on the player's Next: from the browser receiving it to the step number changing and the
 # next animation frame after that (the player answers in the browser; the server is not involved).
-WATCH_PLAYER_NEXT = """(root) => new Promise((resolve) => {
+# Kept on window, not returned: Playwright waits for a returned promise, and this one waits for the click.
+WATCH_PLAYER_NEXT = """(root) => { window.__convscopeNext = new Promise((resolve) => {
   const times = {};
   root.querySelector('[data-action=next]').addEventListener('click', (event) => {
     times.receivedAt = event.timeStamp;
@@ -265,7 +266,7 @@ WATCH_PLAYER_NEXT = """(root) => new Promise((resolve) => {
     requestAnimationFrame(() => { times.frameAt = performance.now(); resolve(times); });
   });
   observer.observe(root.querySelector('.step-number'), {childList: true, characterData: true, subtree: true});
-})"""
+}); }"""
 
 
 def measure_player_next(page, clicks):
@@ -276,9 +277,9 @@ def measure_player_next(page, clicks):
     player.scroll_into_view_if_needed()
     waits = []
     for _ in range(clicks):
-        watching = player.evaluate_handle(WATCH_PLAYER_NEXT)
+        player.evaluate(WATCH_PLAYER_NEXT)
         player.locator("[data-action=next]").click()
-        times = watching.json_value()
+        times = page.evaluate("() => window.__convscopeNext")
         waits.append((times["frameAt"] - times["receivedAt"]) / 1000.0)
     return waits
 
