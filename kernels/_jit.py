@@ -316,44 +316,109 @@ def correlate_forward(x, tap_channel, tap_depth, tap_row, tap_col, weights, bias
         nonfinite_rows[task] = 1 if smallest == 0 else 0
 
 
-# Output columns of one register block of the wide-row loops: six vectors per kernel (four
-# kernels x six vectors = 24 running sums, of AVX-512's 32 vector registers).  Measured on the
-# classifier's 64 x 64 layer: 4 % faster than four vectors (fewer loads per multiply-add).
-WIDE_BLOCK_VECTORS = 6
+# Output columns of one register block of the wide-row loops: four kernels times
+# ``WIDE_BLOCK_VECTORS`` vectors of running sums, as many as the CPU's vector registers hold.
+# AVX-512 (32 zmm): six vectors per kernel, 24 sums (4 % faster than four on the classifier's 64 x 64
+# layer, fewer loads per multiply-add).  AVX2 (16 ymm): three, 12 sums plus the four weights; with
+# six the loop spilled its sums to memory (1 thread, 64 x 64 layer forward: 12.9 ms with six vectors
+# of 8 lanes, 20.7 ms with six of 16).
+WIDE_BLOCK_VECTORS = 6 if VECTOR_LANES == 16 else 3
 WIDE_BLOCK_COLUMNS = WIDE_BLOCK_VECTORS * VECTOR_LANES
 
+if WIDE_BLOCK_VECTORS == 6:
+    @njit(inline="always", **JIT_HELPER_OPTIONS)
+    def _wide_block_sums(x_flat, base, tap_offset, weights, k0):
+        """The running sums of one register block: four kernels from ``k0`` times six vectors of positions.
 
-@njit(inline="always", **JIT_HELPER_OPTIONS)
-def _wide_block_sums(x_flat, base, tap_offset, weights, k0):
-    """The running sums of one register block: four kernels from ``k0`` times six vectors of positions.
+        Position p of the block (0 <= p < ``WIDE_BLOCK_COLUMNS``) sums ``weights[t, k] * x_flat[base +
+        tap_offset[t] + p]`` over the taps t in table order from 0, one fused multiply-add each.
 
-    Position p of the block (0 <= p < ``WIDE_BLOCK_COLUMNS``) sums ``weights[t, k] * x_flat[base +
-    tap_offset[t] + p]`` over the taps t in table order from 0, one fused multiply-add each.
+        Returns 24 vectors, kernel-major.
+        """
+        s00, s01, s02, s03, s04, s05 = vector_zeros(), vector_zeros(), vector_zeros(), vector_zeros(), vector_zeros(), vector_zeros()
+        s10, s11, s12, s13, s14, s15 = vector_zeros(), vector_zeros(), vector_zeros(), vector_zeros(), vector_zeros(), vector_zeros()
+        s20, s21, s22, s23, s24, s25 = vector_zeros(), vector_zeros(), vector_zeros(), vector_zeros(), vector_zeros(), vector_zeros()
+        s30, s31, s32, s33, s34, s35 = vector_zeros(), vector_zeros(), vector_zeros(), vector_zeros(), vector_zeros(), vector_zeros()
+        for t in range(tap_offset.shape[0]):
+            start = base + tap_offset[t]
+            x0 = vector_load(x_flat, start)
+            x1 = vector_load(x_flat, start + 1 * VECTOR_LANES)
+            x2 = vector_load(x_flat, start + 2 * VECTOR_LANES)
+            x3 = vector_load(x_flat, start + 3 * VECTOR_LANES)
+            x4 = vector_load(x_flat, start + 4 * VECTOR_LANES)
+            x5 = vector_load(x_flat, start + 5 * VECTOR_LANES)
+            w0, w1, w2, w3 = weights[t, k0], weights[t, k0 + 1], weights[t, k0 + 2], weights[t, k0 + 3]
+            s00 = vector_scalar_fma(w0, x0, s00); s01 = vector_scalar_fma(w0, x1, s01); s02 = vector_scalar_fma(w0, x2, s02)
+            s03 = vector_scalar_fma(w0, x3, s03); s04 = vector_scalar_fma(w0, x4, s04); s05 = vector_scalar_fma(w0, x5, s05)
+            s10 = vector_scalar_fma(w1, x0, s10); s11 = vector_scalar_fma(w1, x1, s11); s12 = vector_scalar_fma(w1, x2, s12)
+            s13 = vector_scalar_fma(w1, x3, s13); s14 = vector_scalar_fma(w1, x4, s14); s15 = vector_scalar_fma(w1, x5, s15)
+            s20 = vector_scalar_fma(w2, x0, s20); s21 = vector_scalar_fma(w2, x1, s21); s22 = vector_scalar_fma(w2, x2, s22)
+            s23 = vector_scalar_fma(w2, x3, s23); s24 = vector_scalar_fma(w2, x4, s24); s25 = vector_scalar_fma(w2, x5, s25)
+            s30 = vector_scalar_fma(w3, x0, s30); s31 = vector_scalar_fma(w3, x1, s31); s32 = vector_scalar_fma(w3, x2, s32)
+            s33 = vector_scalar_fma(w3, x3, s33); s34 = vector_scalar_fma(w3, x4, s34); s35 = vector_scalar_fma(w3, x5, s35)
+        return (s00, s01, s02, s03, s04, s05, s10, s11, s12, s13, s14, s15, s20, s21, s22, s23, s24, s25, s30, s31, s32, s33, s34, s35)
 
-    Returns 24 vectors, kernel-major.
-    """
-    s00, s01, s02, s03, s04, s05 = vector_zeros(), vector_zeros(), vector_zeros(), vector_zeros(), vector_zeros(), vector_zeros()
-    s10, s11, s12, s13, s14, s15 = vector_zeros(), vector_zeros(), vector_zeros(), vector_zeros(), vector_zeros(), vector_zeros()
-    s20, s21, s22, s23, s24, s25 = vector_zeros(), vector_zeros(), vector_zeros(), vector_zeros(), vector_zeros(), vector_zeros()
-    s30, s31, s32, s33, s34, s35 = vector_zeros(), vector_zeros(), vector_zeros(), vector_zeros(), vector_zeros(), vector_zeros()
-    for t in range(tap_offset.shape[0]):
-        start = base + tap_offset[t]
-        x0 = vector_load(x_flat, start)
-        x1 = vector_load(x_flat, start + 1 * VECTOR_LANES)
-        x2 = vector_load(x_flat, start + 2 * VECTOR_LANES)
-        x3 = vector_load(x_flat, start + 3 * VECTOR_LANES)
-        x4 = vector_load(x_flat, start + 4 * VECTOR_LANES)
-        x5 = vector_load(x_flat, start + 5 * VECTOR_LANES)
-        w0, w1, w2, w3 = weights[t, k0], weights[t, k0 + 1], weights[t, k0 + 2], weights[t, k0 + 3]
-        s00 = vector_scalar_fma(w0, x0, s00); s01 = vector_scalar_fma(w0, x1, s01); s02 = vector_scalar_fma(w0, x2, s02)
-        s03 = vector_scalar_fma(w0, x3, s03); s04 = vector_scalar_fma(w0, x4, s04); s05 = vector_scalar_fma(w0, x5, s05)
-        s10 = vector_scalar_fma(w1, x0, s10); s11 = vector_scalar_fma(w1, x1, s11); s12 = vector_scalar_fma(w1, x2, s12)
-        s13 = vector_scalar_fma(w1, x3, s13); s14 = vector_scalar_fma(w1, x4, s14); s15 = vector_scalar_fma(w1, x5, s15)
-        s20 = vector_scalar_fma(w2, x0, s20); s21 = vector_scalar_fma(w2, x1, s21); s22 = vector_scalar_fma(w2, x2, s22)
-        s23 = vector_scalar_fma(w2, x3, s23); s24 = vector_scalar_fma(w2, x4, s24); s25 = vector_scalar_fma(w2, x5, s25)
-        s30 = vector_scalar_fma(w3, x0, s30); s31 = vector_scalar_fma(w3, x1, s31); s32 = vector_scalar_fma(w3, x2, s32)
-        s33 = vector_scalar_fma(w3, x3, s33); s34 = vector_scalar_fma(w3, x4, s34); s35 = vector_scalar_fma(w3, x5, s35)
-    return (s00, s01, s02, s03, s04, s05, s10, s11, s12, s13, s14, s15, s20, s21, s22, s23, s24, s25, s30, s31, s32, s33, s34, s35)
+    @njit(inline="always", **JIT_HELPER_OPTIONS)
+    def _stage_block_sums(staging, start, sums, bias, k0):
+        """Write a block's 24 sums plus each kernel's bias to ``staging[start:]``, kernel after kernel."""
+        # Written out: a loop indexing the tuple measured 6 % slower.
+        for k in range(4):
+            at = start + k * WIDE_BLOCK_COLUMNS
+            b = bias[k0 + k]
+            if k == 0:
+                v0, v1, v2, v3, v4, v5 = sums[0], sums[1], sums[2], sums[3], sums[4], sums[5]
+            elif k == 1:
+                v0, v1, v2, v3, v4, v5 = sums[6], sums[7], sums[8], sums[9], sums[10], sums[11]
+            elif k == 2:
+                v0, v1, v2, v3, v4, v5 = sums[12], sums[13], sums[14], sums[15], sums[16], sums[17]
+            else:
+                v0, v1, v2, v3, v4, v5 = sums[18], sums[19], sums[20], sums[21], sums[22], sums[23]
+            vector_store_lanes(staging, at, vector_add_scalar(v0, b), 0, VECTOR_LANES)
+            vector_store_lanes(staging, at + VECTOR_LANES, vector_add_scalar(v1, b), 0, VECTOR_LANES)
+            vector_store_lanes(staging, at + 2 * VECTOR_LANES, vector_add_scalar(v2, b), 0, VECTOR_LANES)
+            vector_store_lanes(staging, at + 3 * VECTOR_LANES, vector_add_scalar(v3, b), 0, VECTOR_LANES)
+            vector_store_lanes(staging, at + 4 * VECTOR_LANES, vector_add_scalar(v4, b), 0, VECTOR_LANES)
+            vector_store_lanes(staging, at + 5 * VECTOR_LANES, vector_add_scalar(v5, b), 0, VECTOR_LANES)
+else:
+    @njit(inline="always", **JIT_HELPER_OPTIONS)
+    def _wide_block_sums(x_flat, base, tap_offset, weights, k0):
+        """The running sums of one register block: four kernels from ``k0`` times three vectors of positions.
+
+        As the six-vector version above, for CPUs with 16 vector registers.  Returns 12 vectors, kernel-major.
+        """
+        s00, s01, s02 = vector_zeros(), vector_zeros(), vector_zeros()
+        s10, s11, s12 = vector_zeros(), vector_zeros(), vector_zeros()
+        s20, s21, s22 = vector_zeros(), vector_zeros(), vector_zeros()
+        s30, s31, s32 = vector_zeros(), vector_zeros(), vector_zeros()
+        for t in range(tap_offset.shape[0]):
+            start = base + tap_offset[t]
+            x0 = vector_load(x_flat, start)
+            x1 = vector_load(x_flat, start + 1 * VECTOR_LANES)
+            x2 = vector_load(x_flat, start + 2 * VECTOR_LANES)
+            w0, w1, w2, w3 = weights[t, k0], weights[t, k0 + 1], weights[t, k0 + 2], weights[t, k0 + 3]
+            s00 = vector_scalar_fma(w0, x0, s00); s01 = vector_scalar_fma(w0, x1, s01); s02 = vector_scalar_fma(w0, x2, s02)
+            s10 = vector_scalar_fma(w1, x0, s10); s11 = vector_scalar_fma(w1, x1, s11); s12 = vector_scalar_fma(w1, x2, s12)
+            s20 = vector_scalar_fma(w2, x0, s20); s21 = vector_scalar_fma(w2, x1, s21); s22 = vector_scalar_fma(w2, x2, s22)
+            s30 = vector_scalar_fma(w3, x0, s30); s31 = vector_scalar_fma(w3, x1, s31); s32 = vector_scalar_fma(w3, x2, s32)
+        return (s00, s01, s02, s10, s11, s12, s20, s21, s22, s30, s31, s32)
+
+    @njit(inline="always", **JIT_HELPER_OPTIONS)
+    def _stage_block_sums(staging, start, sums, bias, k0):
+        """Write a block's 12 sums plus each kernel's bias to ``staging[start:]``, kernel after kernel."""
+        for k in range(4):
+            at = start + k * WIDE_BLOCK_COLUMNS
+            b = bias[k0 + k]
+            if k == 0:
+                v0, v1, v2 = sums[0], sums[1], sums[2]
+            elif k == 1:
+                v0, v1, v2 = sums[3], sums[4], sums[5]
+            elif k == 2:
+                v0, v1, v2 = sums[6], sums[7], sums[8]
+            else:
+                v0, v1, v2 = sums[9], sums[10], sums[11]
+            vector_store_lanes(staging, at, vector_add_scalar(v0, b), 0, VECTOR_LANES)
+            vector_store_lanes(staging, at + VECTOR_LANES, vector_add_scalar(v1, b), 0, VECTOR_LANES)
+            vector_store_lanes(staging, at + 2 * VECTOR_LANES, vector_add_scalar(v2, b), 0, VECTOR_LANES)
 
 
 @njit(inline="always", **JIT_HELPER_OPTIONS)
@@ -399,33 +464,15 @@ def _store_wide_vector(flat, map_size, out_cols, origin, kernels_left, position,
 
 
 @njit(inline="always", **JIT_HELPER_OPTIONS)
-def _stage_kernel_sums(staging, start, sum0, sum1, sum2, sum3, sum4, sum5, bias_value):
-    """Write one kernel's six vectors of sums plus its bias to ``staging[start:start + WIDE_BLOCK_COLUMNS]``."""
-    vector_store_lanes(staging, start, vector_add_scalar(sum0, bias_value), 0, VECTOR_LANES)
-    vector_store_lanes(staging, start + VECTOR_LANES, vector_add_scalar(sum1, bias_value), 0, VECTOR_LANES)
-    vector_store_lanes(staging, start + 2 * VECTOR_LANES, vector_add_scalar(sum2, bias_value), 0, VECTOR_LANES)
-    vector_store_lanes(staging, start + 3 * VECTOR_LANES, vector_add_scalar(sum3, bias_value), 0, VECTOR_LANES)
-    vector_store_lanes(staging, start + 4 * VECTOR_LANES, vector_add_scalar(sum4, bias_value), 0, VECTOR_LANES)
-    vector_store_lanes(staging, start + 5 * VECTOR_LANES, vector_add_scalar(sum5, bias_value), 0, VECTOR_LANES)
-
-
-@njit(inline="always", **JIT_HELPER_OPTIONS)
 def _store_wide_block(flat, map_size, out_cols, origin, kernels_left, column, sums, bias, k0, span, row_step,
                       staging, staging_start):
-    """Store a block's 24 sums (``_wide_block_sums``), bias added last, from wide position ``column``; True if all finite.
+    """Store a block's sums (``_wide_block_sums``), bias added last, from wide position ``column``; True if all finite.
 
     The sums go through ``staging[staging_start:]`` (4 x ``WIDE_BLOCK_COLUMNS`` values, in the
-    core's cache) so that one loop walks the six column vectors: with the walk written out six
+    core's cache) so that one loop walks the column vectors: with the walk written out six
     times the loop took 7.3 s to compile instead of 4.2 s, at the same speed.
     """
-    # Kernel-major, as the sums (written out: a loop indexing the tuple measured 6 % slower).
-    _stage_kernel_sums(staging, staging_start, sums[0], sums[1], sums[2], sums[3], sums[4], sums[5], bias[k0])
-    _stage_kernel_sums(staging, staging_start + WIDE_BLOCK_COLUMNS, sums[6], sums[7], sums[8], sums[9], sums[10],
-                       sums[11], bias[k0 + 1])
-    _stage_kernel_sums(staging, staging_start + 2 * WIDE_BLOCK_COLUMNS, sums[12], sums[13], sums[14], sums[15],
-                       sums[16], sums[17], bias[k0 + 2])
-    _stage_kernel_sums(staging, staging_start + 3 * WIDE_BLOCK_COLUMNS, sums[18], sums[19], sums[20], sums[21],
-                       sums[22], sums[23], bias[k0 + 3])
+    _stage_block_sums(staging, staging_start, sums, bias, k0)
     row = column // row_step
     col = column - row * row_step
     walk = column
