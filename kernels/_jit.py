@@ -129,8 +129,7 @@ def _exponent_gap(bits):
 
 @njit(**JIT_OPTIONS)
 def correlate_forward(x, tap_channel, tap_depth, tap_row, tap_col, weights, bias,
-                      depth_map, row_map, col_map, pad_left, stride_d, stride_h, stride_w,
-                      kernels_per_task, out, nonfinite_rows):
+                      depth_map, row_map, col_map, pad_left, stride_d, stride_h, stride_w, out, nonfinite_rows):
     """Strided, dilated cross-correlation of a padded batch with a bank of kernels.
 
     The kernels come as a *tap table*: tap t reads channel ``tap_channel[t]`` at offsets
@@ -157,10 +156,6 @@ def correlate_forward(x, tap_channel, tap_depth, tap_row, tap_col, weights, bias
     pad_left : int
         Number of padded columns before column 0 (for the interior range).
     stride_d, stride_h, stride_w : int
-    kernels_per_task : int
-        1, or 4 to compute four output channels per sweep (K must then be a multiple of 4 and
-        stride_w 1): each input value loaded serves four kernels.  The arithmetic of every output
-        element is the same either way.
     out : float32 (N, K, OD, OH, OW)
         Written in place: ``out[n, k, z, r, q] = bias[k] + sum_t weights[k, t] *
         x_padded[n, tap_channel[t], z*sd + tap_depth[t], r*sh + tap_row[t], q*sw + tap_col[t]]``,
@@ -170,11 +165,6 @@ def correlate_forward(x, tap_channel, tap_depth, tap_row, tap_col, weights, bias
         window reads makes that output non-finite (0 * inf is NaN), so this replaces a separate
         pass over the whole input to check it.
     """
-    if kernels_per_task == 4:
-        _correlate_forward_four_kernels(x, tap_channel, tap_depth, tap_row, tap_col, weights, bias,
-                                        depth_map, row_map, col_map, pad_left, stride_d, stride_h, out,
-                                        nonfinite_rows)
-        return
     n_batch, _, _, _, width = x.shape
     n_out, n_taps = weights.shape
     out_depth, out_rows, out_width = out.shape[2], out.shape[3], out.shape[4]
@@ -771,106 +761,6 @@ def correlate_image_rows(x, w, bias, row_map, col_map, pad_left, stride_h, strid
     return smallest == 0
 
 
-@njit(**JIT_OPTIONS)
-def _correlate_forward_four_kernels(x, tap_channel, tap_depth, tap_row, tap_col, weights, bias,
-                                    depth_map, row_map, col_map, pad_left, stride_d, stride_h, out,
-                                    nonfinite_rows):
-    """``correlate_forward`` for K a multiple of 4 and column stride 1, four kernels per sweep.
-
-    Per vector of output columns: four input loads feed sixteen multiply-adds (four taps times
-    four kernels) instead of four, halving the memory traffic per multiply-add of a layer such as
-    8 -> 16 channels.  Taps past the end of the table get weight 0 (adding 0 * x changes no sum).
-    """
-    n_batch, _, _, _, width = x.shape
-    n_out, n_taps = weights.shape
-    out_depth, out_rows, out_width = out.shape[2], out.shape[3], out.shape[4]
-    n_groups = n_out // 4
-    for task in prange(n_batch * n_groups * out_depth * out_rows):
-        r = task % out_rows
-        rest = task // out_rows
-        z = rest % out_depth
-        rest //= out_depth
-        k0 = (rest % n_groups) * 4
-        n = rest // n_groups
-        local_weights = np.zeros((4, _TAP_GROUP), dtype=np.float32)
-        for kk in range(4):
-            for q in range(out_width):
-                out[n, k0 + kk, z, r, q] = 0.0
-        for first in range(0, n_taps, _TAP_GROUP):
-            count = min(_TAP_GROUP, n_taps - first)
-            d0, r0, c0, valid0 = _tap_source(first, 0, count, z, r, tap_depth, tap_row, tap_col,
-                                             depth_map, row_map, stride_d, stride_h)
-            d1, r1, c1, valid1 = _tap_source(first, 1, count, z, r, tap_depth, tap_row, tap_col,
-                                             depth_map, row_map, stride_d, stride_h)
-            d2, r2, c2, valid2 = _tap_source(first, 2, count, z, r, tap_depth, tap_row, tap_col,
-                                             depth_map, row_map, stride_d, stride_h)
-            d3, r3, c3, valid3 = _tap_source(first, 3, count, z, r, tap_depth, tap_row, tap_col,
-                                             depth_map, row_map, stride_d, stride_h)
-            ch0 = tap_channel[first]
-            ch1 = tap_channel[first + 1] if count > 1 else ch0
-            ch2 = tap_channel[first + 2] if count > 2 else ch0
-            ch3 = tap_channel[first + 3] if count > 3 else ch0
-            for kk in range(4):
-                local_weights[kk, 0] = weights[k0 + kk, first] if valid0 else 0.0
-                local_weights[kk, 1] = weights[k0 + kk, first + 1] if valid1 else 0.0
-                local_weights[kk, 2] = weights[k0 + kk, first + 2] if valid2 else 0.0
-                local_weights[kk, 3] = weights[k0 + kk, first + 3] if valid3 else 0.0
-            lo, hi = _interior_range(c0 - pad_left, 1, width, out_width)
-            lo1, hi1 = _interior_range(c1 - pad_left, 1, width, out_width)
-            lo2, hi2 = _interior_range(c2 - pad_left, 1, width, out_width)
-            lo3, hi3 = _interior_range(c3 - pad_left, 1, width, out_width)
-            lo = max(max(lo, lo1), max(lo2, lo3))
-            hi = min(min(hi, hi1), min(hi2, hi3))
-            if lo >= hi:
-                lo = out_width
-                hi = out_width
-            for q in range(out_width - (hi - lo)):
-                if q >= lo:
-                    q += hi - lo  # skip the interior
-                col0, col1, col2, col3 = col_map[q + c0], col_map[q + c1], col_map[q + c2], col_map[q + c3]
-                x0 = x[n, ch0, d0, r0, col0] if col0 >= 0 else np.float32(0.0)
-                x1 = x[n, ch1, d1, r1, col1] if col1 >= 0 else np.float32(0.0)
-                x2 = x[n, ch2, d2, r2, col2] if col2 >= 0 else np.float32(0.0)
-                x3 = x[n, ch3, d3, r3, col3] if col3 >= 0 else np.float32(0.0)
-                for kk in range(4):
-                    total = fused_multiply_add(local_weights[kk, 0], x0, out[n, k0 + kk, z, r, q])
-                    total = fused_multiply_add(local_weights[kk, 1], x1, total)
-                    total = fused_multiply_add(local_weights[kk, 2], x2, total)
-                    out[n, k0 + kk, z, r, q] = fused_multiply_add(local_weights[kk, 3], x3, total)
-            if lo >= hi:
-                continue
-            span = np.uint64(hi - lo)
-            base = np.uint64(lo)
-            a0 = np.uint64(lo + c0 - pad_left)
-            a1 = np.uint64(lo + c1 - pad_left)
-            a2 = np.uint64(lo + c2 - pad_left)
-            a3 = np.uint64(lo + c3 - pad_left)
-            w00, w01, w02, w03 = local_weights[0, 0], local_weights[0, 1], local_weights[0, 2], local_weights[0, 3]
-            w10, w11, w12, w13 = local_weights[1, 0], local_weights[1, 1], local_weights[1, 2], local_weights[1, 3]
-            w20, w21, w22, w23 = local_weights[2, 0], local_weights[2, 1], local_weights[2, 2], local_weights[2, 3]
-            w30, w31, w32, w33 = local_weights[3, 0], local_weights[3, 1], local_weights[3, 2], local_weights[3, 3]
-            k1, k2, k3 = k0 + 1, k0 + 2, k0 + 3
-            for u in range(span):
-                x0 = x[n, ch0, d0, r0, a0 + u]
-                x1 = x[n, ch1, d1, r1, a1 + u]
-                x2 = x[n, ch2, d2, r2, a2 + u]
-                x3 = x[n, ch3, d3, r3, a3 + u]
-                q = base + u
-                out[n, k0, z, r, q] = _four_taps(out[n, k0, z, r, q], w00, w01, w02, w03, x0, x1, x2, x3)
-                out[n, k1, z, r, q] = _four_taps(out[n, k1, z, r, q], w10, w11, w12, w13, x0, x1, x2, x3)
-                out[n, k2, z, r, q] = _four_taps(out[n, k2, z, r, q], w20, w21, w22, w23, x0, x1, x2, x3)
-                out[n, k3, z, r, q] = _four_taps(out[n, k3, z, r, q], w30, w31, w32, w33, x0, x1, x2, x3)
-        for kk in range(4):
-            bias_k = bias[k0 + kk]
-            for q in range(out_width):
-                out[n, k0 + kk, z, r, q] += bias_k
-            bits = out[n, k0 + kk, z, r].view(np.int32)
-            smallest = np.int32(_FLOAT32_EXPONENT_MASK)
-            for q in range(out_width):
-                smallest = min(smallest, _exponent_gap(bits[q]))
-            nonfinite_rows[((n * n_out + k0 + kk) * out_depth + z) * out_rows + r] = 1 if smallest == 0 else 0
-
-
 @njit(inline="always", **JIT_HELPER_OPTIONS)
 def _four_taps(total, w0, w1, w2, w3, x0, x1, x2, x3):
     """``total`` plus four products, added in order, each with one fused multiply-add."""
@@ -1007,6 +897,13 @@ def correlate_weight_grad(x, d_out, tap_channel, tap_depth, tap_row, tap_col,
             d_weights[k, first_tap + m] = sums[m]
 
 
+# Taps per sweep of ``correlate_weight_grad_wide``: four kernels times this many taps of running sums,
+# plus the taps' input vectors and one gradient vector, must fit the CPU's vector registers.  AVX-512
+# (32 zmm): 4 x 4 sums + 5.  With 8 lanes (AVX2's 16 ymm; NEON's 32 registers of 4 lanes, two each) 4 x 4
+# sums + 5 = 21 spilled; 4 x 2 + 3 = 11 fit.
+WEIGHT_GRAD_TAPS = 4 if VECTOR_LANES == 16 else 2
+
+
 @njit(**JIT_OPTIONS)
 def correlate_weight_grad_wide(x, d_out, tap_col, d_weights):
     """``correlate_weight_grad`` for 2-D batches in the wide-row layouts: dot products along the row.
@@ -1014,10 +911,10 @@ def correlate_weight_grad_wide(x, d_out, tap_col, d_weights):
     In a wide row (see engine.py) every output position a tap pairs with a real output lies
     inside the row, and ``d_out`` is 0 at the thrown-away positions, so each weight's gradient is
     a plain dot product along the row: no index maps and no border columns.  Four kernels and
-    four taps share each sweep, their sixteen running sums held in vector variables (registers):
-    eight vector loads feed sixteen vector fused multiply-adds.  A channel's taps beyond a
-    multiple of four (the ninth of a 3x3 kernel) get sweeps of one tap for four kernels, so no
-    work is wasted on padding taps.  Each image's sums go to its own slice of a float64 buffer,
+    ``WEIGHT_GRAD_TAPS`` taps share each sweep, their running sums held in vector variables
+    (registers): with four taps, eight vector loads feed sixteen vector fused multiply-adds.  A
+    channel's taps beyond a multiple of the block (the ninth of a 3x3 kernel) get sweeps of one tap
+    for four kernels, so no work is wasted on padding taps.  Each image's sums go to its own slice of a float64 buffer,
     added up at the end: no two tasks write the same place.
 
     Parameters
@@ -1050,7 +947,7 @@ def correlate_weight_grad_wide(x, d_out, tap_col, d_weights):
         sums = partial[n]
         first = c * taps_per_channel
         last = first + taps_per_channel
-        while first + 4 <= last:
+        while WEIGHT_GRAD_TAPS == 4 and first + 4 <= last:
             a0, a1, a2, a3 = x_row + tap_col[first], x_row + tap_col[first + 1], x_row + tap_col[first + 2], x_row + tap_col[first + 3]
             s00, s01, s02, s03 = vector_zeros(), vector_zeros(), vector_zeros(), vector_zeros()
             s10, s11, s12, s13 = vector_zeros(), vector_zeros(), vector_zeros(), vector_zeros()
@@ -1080,6 +977,25 @@ def correlate_weight_grad_wide(x, d_out, tap_col, d_weights):
             sums[k0 + 3, first], sums[k0 + 3, first + 1] = vector_sum(s30), vector_sum(s31)
             sums[k0 + 3, first + 2], sums[k0 + 3, first + 3] = vector_sum(s32), vector_sum(s33)
             first += 4
+        while WEIGHT_GRAD_TAPS == 2 and first + 2 <= last:
+            a0, a1 = x_row + tap_col[first], x_row + tap_col[first + 1]
+            s00, s01, s10, s11 = vector_zeros(), vector_zeros(), vector_zeros(), vector_zeros()
+            s20, s21, s30, s31 = vector_zeros(), vector_zeros(), vector_zeros(), vector_zeros()
+            for u in range(0, width, VECTOR_LANES):
+                x0, x1 = vector_load(x_flat, a0 + u), vector_load(x_flat, a1 + u)
+                g = vector_load(d_flat, d_row + u)
+                s00, s01 = vector_fma(g, x0, s00), vector_fma(g, x1, s01)
+                g = vector_load(d_flat, d_row + width + u)
+                s10, s11 = vector_fma(g, x0, s10), vector_fma(g, x1, s11)
+                g = vector_load(d_flat, d_row + 2 * width + u)
+                s20, s21 = vector_fma(g, x0, s20), vector_fma(g, x1, s21)
+                g = vector_load(d_flat, d_row + 3 * width + u)
+                s30, s31 = vector_fma(g, x0, s30), vector_fma(g, x1, s31)
+            sums[k0, first], sums[k0, first + 1] = vector_sum(s00), vector_sum(s01)
+            sums[k0 + 1, first], sums[k0 + 1, first + 1] = vector_sum(s10), vector_sum(s11)
+            sums[k0 + 2, first], sums[k0 + 2, first + 1] = vector_sum(s20), vector_sum(s21)
+            sums[k0 + 3, first], sums[k0 + 3, first + 1] = vector_sum(s30), vector_sum(s31)
+            first += 2
         while first < last:  # the remaining taps, one per sweep
             a0 = x_row + tap_col[first]
             s00, s10, s20, s30 = vector_zeros(), vector_zeros(), vector_zeros(), vector_zeros()
