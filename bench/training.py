@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 import collections
-import platform
+import os
 import time
 
 import numpy as np
@@ -177,8 +177,10 @@ def main(argv=None):
     batch = rng.random((args.batch, 1, ARCHITECTURE.input_size, ARCHITECTURE.input_size), dtype=np.float32)
     labels = rng.integers(0, 2, args.batch)
     parameter_count = sum(value.size for value in network.parameters().values())
+    from kernels._warm import cpu_model
+
     print(f"Training step, forward + backward, batch {args.batch}, {parameter_count} parameters, "
-          f"{THREADS} threads, {platform.processor() or platform.machine()}")
+          f"{THREADS} threads, {cpu_model()}, load average {os.getloadavg()[0]:.1f}")
 
     # Engine before and after PyTorch: on a shared machine the load changes while we measure.
     # Both cores for every call worth it, as model.train runs its steps.

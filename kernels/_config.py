@@ -164,7 +164,7 @@ def kernel_call_guard(work: int):
     """
     lock = _WORKQUEUE_LOCK if PARALLEL and not THREADING_LAYER_IS_THREADSAFE else contextlib.nullcontext()
     with lock:
-        if PARALLEL and work < PARALLEL_MIN_WORK:
+        if PARALLEL and work < PARALLEL_MIN_WORK and numba.get_num_threads() > 1:
             previous = numba.get_num_threads()
             numba.set_num_threads(1)
             try:

@@ -14,10 +14,11 @@ classifier's, register-blocked with the explicit vectors of kernels/_simd.py):
 =========================== ==================================================================
 correlate_image_rows        conv2d of one (H, W) image with one (kh, kw) kernel (same sums as
                             correlate_forward, bit for bit; faster loop order for one big image)
-correlate_forward           conv2d / conv3d forward, the stride-1 input gradient (a correlation
-                            of d_out with the flipped kernels), avg pooling (a ones kernel)
-correlate_image_blocks      the same sums for 2-D batches in the wide-row layout, four kernels
-                            and 96 columns at a time in registers, each task copying the rows
+correlate_forward           the general forward loop: volumes, strided windows, one to three
+                            kernels, avg pooling (a ones kernel); kernels/dispatch.py chooses
+correlate_image_blocks      the same sums for 2-D batches with at least four kernels and stride 1,
+                            in wide rows: four kernels times ``WIDE_BLOCK_COLUMNS`` positions at
+                            a time in registers (sized to the CPU's), each task copying the rows
                             it reads into wide rows of its own (the classifier's layers)
 correlate_weight_grad       d_loss/d_w of a convolution
 correlate_weight_grad_wide  d_loss/d_w of a 2-D batch in the wide-row layout (dot products

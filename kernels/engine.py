@@ -567,6 +567,7 @@ def _aligned_empty(shape) -> np.ndarray:
     return raw[start:start + count].reshape(shape)
 
 
+@functools.lru_cache(maxsize=256)
 def _plane_starts(n_batch: int, planes_per_image: int, plane: int, row_length: int, packed_batch: int,
                   rows_per_image: int | None = None):
     """Where each (image, channel) plane starts in the flat wide rows, and how much from there to zero.
@@ -583,10 +584,14 @@ def _plane_starts(n_batch: int, planes_per_image: int, plane: int, row_length: i
     image, channel = np.meshgrid(np.arange(n_batch), np.arange(planes_per_image), indexing="ij")
     if not packed_batch:
         starts = (image * (rows_per_image or planes_per_image) + channel) * row_length
-        return starts.ravel(), np.full(starts.size, row_length, dtype=np.int64)
-    starts = channel * row_length + image * plane
-    lengths = np.where(image == n_batch - 1, row_length - (n_batch - 1) * plane, plane)
-    return starts.ravel().astype(np.int64), lengths.ravel().astype(np.int64)
+        lengths = np.full(starts.shape, row_length)
+    else:
+        starts = channel * row_length + image * plane
+        lengths = np.where(image == n_batch - 1, row_length - (n_batch - 1) * plane, plane)
+    table = tuple(np.ascontiguousarray(a.ravel(), dtype=np.int64) for a in (starts, lengths))
+    for array in table:
+        array.flags.writeable = False  # cached (a training step asks for the same few): shared, read only
+    return table
 
 
 def _unpack(out: np.ndarray, layout: _Layout) -> np.ndarray:
@@ -952,7 +957,7 @@ def _weight_gradient(plan: _ConvPlan, d_out5: np.ndarray) -> np.ndarray:
 
 
 def _input_gradient(plan: _ConvPlan, d_out5: np.ndarray) -> np.ndarray:
-    """d_loss/d_x, (N, C, D, H, W).
+    """d_loss/d_x, (N, C, D, H, W), and whether a value of it is inf or NaN.
 
     With stride 1 the gradient w.r.t. the padded input is itself a correlation: of d_out,
     zero-padded by the dilated kernel extent - 1, with the kernels flipped and their in/out
@@ -967,26 +972,28 @@ def _input_gradient(plan: _ConvPlan, d_out5: np.ndarray) -> np.ndarray:
             # d_out padded by the extent minus the forward padding (the same sums as the interior
             # of the padded gradient below, without computing or copying the rest).
             pads = tuple((e - b, e - a) for e, (b, a) in zip(extents, plan.pads))
-            d_x, _ = _run_forward(d_out5, flipped, np.zeros(flipped.shape[0], dtype=np.float32), pads, (1, 1, 1),
-                                  plan.dilations, "zeros", plan.x.shape[2:])
-            return d_x
+            return _run_forward(d_out5, flipped, np.zeros(flipped.shape[0], dtype=np.float32), pads, (1, 1, 1),
+                                plan.dilations, "zeros", plan.x.shape[2:])
         padded_spatial = tuple(n + b + a for n, (b, a) in zip(plan.x.shape[2:], plan.pads))
-        grad_padded, _ = _run_forward(d_out5, flipped, np.zeros(flipped.shape[0], dtype=np.float32),
-                                      tuple((e, e) for e in extents), (1, 1, 1), plan.dilations, "zeros",
-                                      padded_spatial)
-        return _fold_padding(grad_padded, plan.x.shape[2:], plan.pads, plan.padding_mode)
+        grad_padded, nonfinite = _run_forward(d_out5, flipped, np.zeros(flipped.shape[0], dtype=np.float32),
+                                              tuple((e, e) for e in extents), (1, 1, 1), plan.dilations, "zeros",
+                                              padded_spatial)
+        return _fold_padding(grad_padded, plan.x.shape[2:], plan.pads, plan.padding_mode), nonfinite
     depth_map, row_map, col_map = _plan_index_maps(plan)
     d_x = np.empty_like(plan.x)
     dispatch.wait_for_compiled_loops()
     with kernel_call_guard(d_out5.size * plan.w[0].size):
         _jit.correlate_input_grad(d_out5, plan.w, depth_map, row_map, col_map, plan.pads[2][0],
                                   *plan.strides, *plan.dilations, d_x)
-    return d_x
+    return d_x, not np.isfinite(d_x).all()
 
 
 def _convolution_backward(x, w, d_out, spatial_ndim, stride, padding, dilation, padding_mode, input_gradient=True):
-    plan = _plan_convolution(x, w, None, spatial_ndim, stride, padding, dilation, padding_mode, False)
-    d_out = _checked_float32(d_out, "d_out")
+    # x and d_out are checked for inf / NaN through the results (which any such value reaches, as in the
+    # forward pass): a training step saved a pass over every activation and gradient map.
+    plan = _plan_convolution(x, w, None, spatial_ndim, stride, padding, dilation, padding_mode, False,
+                             check_x_finite=False)
+    d_out = _as_float32(d_out, "d_out")
     expected = (plan.x.shape[0], plan.w.shape[0]) + plan.out_spatial[3 - spatial_ndim:]
     if plan.unbatched:
         expected = expected[2:]
@@ -995,13 +1002,20 @@ def _convolution_backward(x, w, d_out, spatial_ndim, stride, padding, dilation, 
             f"d_out must have the forward output's shape {expected}; got {d_out.shape} "
             f"(check that stride, padding and dilation match the forward call)"
         )
+    if any(s > 1 for s in plan.strides):  # strided windows may skip a pixel
+        _check_finite(_strip(plan.x, plan), "x")
     d_out5 = _ready(d_out.reshape((plan.x.shape[0], plan.w.shape[0]) + plan.out_spatial))
-    d_x = _input_gradient(plan, d_out5) if input_gradient else None
+    d_x, nonfinite = _input_gradient(plan, d_out5) if input_gradient else (None, False)
     d_w = _weight_gradient(plan, d_out5)
     # Per image in float32 (NumPy's pairwise sum: twice as fast as converting every value to
     # float64, relative error ~1e-7), then over the batch in float64.
     per_image = d_out5.reshape(d_out5.shape[0], d_out5.shape[1], -1).sum(axis=2)
     d_b = per_image.sum(axis=0, dtype=np.float64).astype(np.float32)
+    if nonfinite or not (np.isfinite(d_w).all() and np.isfinite(d_b).all()):
+        _check_finite(_strip(plan.x, plan), "x")  # names the first bad value, in the caller's shape
+        _check_finite(d_out, "d_out")
+        raise ValueError("the gradient overflowed float32 (|value| > 3.4e38) although x, w and d_out are finite; "
+                         "scale them down")
     d_x = None if d_x is None else _strip(d_x, plan)
     d_w = _strip(d_w, plan)
     if plan.unbatched:
