@@ -2,7 +2,10 @@
 
 Every function here is a thin wrapper: it checks its arguments (raising an error that names the bad
 value and says what to do), converts them to C-contiguous float32, resolves padding, stride and
-dilation into plain ints, and hands the arithmetic to a private jitted loop.
+dilation into plain ints, and hands the arithmetic to a private jitted loop.  Which loop computes a
+forward convolution is chosen in one place, ``kernels.dispatch.forward_path``; while a fresh install's
+loops compile in the background (``kernels.warm_up(wait=False)``), forward passes, pooling and
+activations are computed by kernels/_uncompiled.py's NumPy steps and gradients wait for the loops.
 
 Conventions (the same as PyTorch, so that numbers can be checked against it):
 
