@@ -1104,6 +1104,11 @@ def max_pool_forward(x, size_d, size_h, size_w, stride_d, stride_h, stride_w,
     out_depth, out_rows, out_width = out.shape[1], out.shape[2], out.shape[3]
     unsigned_stride = np.uint64(stride_w)
     minus_inf = np.float32(-np.inf)
+    planar = size_d == 1 and stride_d == 1 and pad_front == 0
+    two_by_two = (planar and size_h == 2 and size_w == 2 and stride_h == 2 and stride_w == 2 and pad_top == 0
+                  and pad_left == 0)
+    whole_plane = (planar and size_h == height and size_w == width and pad_top == 0 and pad_left == 0
+                   and out_rows == 1 and out_width == 1)
     for task in prange(n_planes * out_depth * out_rows):
         r = task % out_rows
         rest = task // out_rows
@@ -1113,6 +1118,38 @@ def max_pool_forward(x, size_d, size_h, size_w, stride_d, stride_h, stride_w,
         # stride of 2: with a stride known only at run time LLVM did not vectorise the loop (2x2
         # pooling of (32, 8, 64, 64) on one thread: 4.3 ms before, 0.5 ms in the loop now).
         up, uz, ur = np.uint64(p), np.uint64(z), np.uint64(r)
+        if two_by_two:
+            # The classifier's 2 x 2 windows, stride 2, no padding: the four values of each window in one
+            # pass along the row (the general loop below makes four passes, each with its own set-up:
+            # (32, 8, 64, 64) on one thread 1.4 -> 0.6 ms).  Strictly greater keeps the first maximum.
+            top_row, bottom_row = ur * np.uint64(2), ur * np.uint64(2) + np.uint64(1)
+            top_start = (z * height + r * 2) * width
+            for q in range(np.uint64(out_width)):
+                c = q * np.uint64(2)
+                best, where = x[up, uz, top_row, c], top_start + np.int64(q) * 2
+                value = x[up, uz, top_row, c + np.uint64(1)]
+                better = value > best
+                best, where = (value, where + 1) if better else (best, where)
+                value = x[up, uz, bottom_row, c]
+                better = value > best
+                best, where = (value, top_start + width + np.int64(q) * 2) if better else (best, where)
+                value = x[up, uz, bottom_row, c + np.uint64(1)]
+                better = value > best
+                best, where = (value, top_start + width + np.int64(q) * 2 + 1) if better else (best, where)
+                out[up, uz, ur, q] = best
+                indices[up, uz, ur, q] = where
+            continue
+        if whole_plane:
+            # Global pooling (one window covering every pixel of a plane): one scan, no per-row set-up.
+            best, where = minus_inf, np.int64(-1)
+            for i in range(height):
+                for j in range(width):
+                    value = x[up, uz, np.uint64(i), np.uint64(j)]
+                    if value > best:
+                        best, where = value, np.int64((z * height + i) * width + j)
+            out[up, uz, ur, 0] = best
+            indices[up, uz, ur, 0] = where
+            continue
         for q in range(np.uint64(out_width)):
             out[up, uz, ur, q] = minus_inf
             indices[up, uz, ur, q] = -1
