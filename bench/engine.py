@@ -3,7 +3,9 @@
 Run by hand: ``python -m bench.engine`` (add ``--quick`` for fewer repeats).  Prints median times
 over several repeats and the ratios the engine's speed bars are stated in; it never fails, it
 reports.  Every library gets the same 2 threads (NumPy's OpenBLAS included).  The numbers depend on the machine and on
-whatever else runs on it: quote them with the machine they were measured on.
+whatever else runs on it: quote them with the machine they were measured on (the CPU model and the load average are
+printed).  Last, the start of a fresh install (empty Numba cache: the first visitor is served by NumPy while the
+loops compile in the background) and a warm start, each in a fresh process (``--skip-first-start`` skips them).
 """
 
 from __future__ import annotations
