@@ -3,7 +3,7 @@
 ``kernels.warm_up()`` loads or compiles every loop in this process and returns when they are ready;
 ``python -m kernels.warm_up`` runs :func:`main` from the command line.  With the on-disk cache that takes
 about a second; without it (a fresh install) about a minute on a 2-core laptop (64.5 s on a 2-core AMD
-EPYC without AVX-512 before the loops were cut down, 29 s on a 2-core AVX-512 machine).
+EPYC without AVX-512, 29 s on a 2-core AVX-512 machine).
 
 The app calls ``warm_up(wait=False)`` instead: when the cache holds this machine's loops it loads them
 at once, and otherwise it compiles them in a background process while the engine serves every forward
