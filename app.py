@@ -20,7 +20,7 @@ def _engine_ready():
     gc.collect()
     gc.freeze()
     # Load every jitted kernel from Numba's on-disk cache once per process, so no click pays for it.
-    return warm_up()
+    return warm_up(wait=False)
 
 
 _engine_ready()

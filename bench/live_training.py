@@ -2,7 +2,7 @@
 
 Default: 200 steps of batch 32 on 64 x 64 patches, from random kernels, in a TrainingRun's worker
 thread with the app's settings (model/live.py: one engine thread per training, the held-out AUC
-measured every 10 steps, a snapshot published after each step). Prints the one-time cost of cutting
+measured every 25 steps, a snapshot published after each step). Prints the one-time cost of cutting
 the lesson's patches (once per server process), then the wall time of each run from Start to
 Finished and their median, against the bar of 10 s. Run: ``python -m bench.live_training``
 (``--repeats N``, ``--steps N``, ``--batch N``, ``--threads N``).

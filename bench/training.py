@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 import collections
-import platform
+import os
 import time
 
 import numpy as np
@@ -141,7 +141,8 @@ def _compare_with_torch(network, batch, labels, repeats):
         np.savez(path, inputs=batch, labels=labels, **network.parameters(),
                  **{f"architecture.{key}": np.asarray(value) for key, value in asdict(network.architecture).items()})
         environment = dict(os.environ, OMP_WAIT_POLICY=os.environ.get("OMP_WAIT_POLICY", "PASSIVE"))
-        subprocess.run([sys.executable, "-c", f"from bench.training import _torch_child; _torch_child({path!r}, {repeats})"],
+        subprocess.run([sys.executable, "-c", f"from bench.training import _set_threads, _torch_child; "
+                        f"_set_threads({THREADS}); _torch_child({path!r}, {repeats})"],
                        check=True, env=environment, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         result = np.load(path)
         torch_loss, torch_ms = float(result["loss"]), float(result["milliseconds"])
@@ -157,11 +158,19 @@ def _compare_with_torch(network, batch, labels, repeats):
     return torch_ms
 
 
+def _set_threads(count):
+    """Both libraries on ``count`` threads (the torch child reads THREADS from its command line)."""
+    global THREADS
+    THREADS = count
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m bench.training", description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--quick", action="store_true", help="5 repeats instead of 30")
+    parser.add_argument("--threads", type=int, default=THREADS, help=f"threads for both libraries (default {THREADS})")
     args = parser.parse_args(argv)
+    _set_threads(args.threads)
     repeats = 5 if args.quick else 30
 
     import numba
@@ -177,8 +186,10 @@ def main(argv=None):
     batch = rng.random((args.batch, 1, ARCHITECTURE.input_size, ARCHITECTURE.input_size), dtype=np.float32)
     labels = rng.integers(0, 2, args.batch)
     parameter_count = sum(value.size for value in network.parameters().values())
+    from kernels._warm import cpu_model
+
     print(f"Training step, forward + backward, batch {args.batch}, {parameter_count} parameters, "
-          f"{THREADS} threads, {platform.processor() or platform.machine()}")
+          f"{THREADS} threads, {cpu_model()}, load average {os.getloadavg()[0]:.1f}")
 
     # Engine before and after PyTorch: on a shared machine the load changes while we measure.
     # Both cores for every call worth it, as model.train runs its steps.

@@ -47,6 +47,23 @@ def _prefer_wide_vectors() -> None:
 
 _prefer_wide_vectors()
 
+
+def _host_vector_lanes() -> int:
+    """float32 lanes of the explicit vectors (kernels/_simd.py): one register of the CPU at hand.
+
+    16 with AVX-512 (zmm); 8 otherwise (one ymm with AVX2; two NEON registers on ARM).  With 16
+    lanes on an AVX2 CPU each vector took two registers and the register-blocked loops spilled.
+    """
+    features = numba.config.CPU_FEATURES
+    if features is None:
+        from numba.core.codegen import get_host_cpu_features
+
+        features = get_host_cpu_features()
+    return 16 if "+avx512f" in str(features).split(",") else 8
+
+
+VECTOR_LANES = _host_vector_lanes()
+
 FASTMATH = frozenset({"nnan", "ninf", "nsz", "arcp"})
 
 JIT_OPTIONS = {
@@ -147,7 +164,7 @@ def kernel_call_guard(work: int):
     """
     lock = _WORKQUEUE_LOCK if PARALLEL and not THREADING_LAYER_IS_THREADSAFE else contextlib.nullcontext()
     with lock:
-        if PARALLEL and work < PARALLEL_MIN_WORK:
+        if PARALLEL and work < PARALLEL_MIN_WORK and numba.get_num_threads() > 1:
             previous = numba.get_num_threads()
             numba.set_num_threads(1)
             try:

@@ -17,7 +17,7 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic, models, overload, register_model
 
-from kernels._config import JIT_HELPER_OPTIONS
+from kernels._config import JIT_HELPER_OPTIONS, VECTOR_LANES
 
 
 def fused_multiply_add(a, b, c):
@@ -89,7 +89,6 @@ def _float32_bits_compiled(value):
 
 # --- float32 vectors ---------------------------------------------------------------------------
 
-VECTOR_LANES = 16
 _VECTOR = ir.VectorType(ir.FloatType(), VECTOR_LANES)
 
 

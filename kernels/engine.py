@@ -2,7 +2,10 @@
 
 Every function here is a thin wrapper: it checks its arguments (raising an error that names the bad
 value and says what to do), converts them to C-contiguous float32, resolves padding, stride and
-dilation into plain ints, and hands the arithmetic to a private jitted loop.
+dilation into plain ints, and hands the arithmetic to a private jitted loop.  Which loop computes a
+forward convolution is chosen in one place, ``kernels.dispatch.forward_path``; while a fresh install's
+loops compile in the background (``kernels.warm_up(wait=False)``), forward passes, pooling and
+activations are computed by kernels/_uncompiled.py's NumPy steps and gradients wait for the loops.
 
 Conventions (the same as PyTorch, so that numbers can be checked against it):
 
@@ -42,7 +45,8 @@ from typing import NamedTuple
 import numba
 import numpy as np
 
-from kernels import _config, _jit
+from kernels import _config, _jit, _uncompiled, dispatch
+from kernels.dispatch import FFT_MIN_KERNEL_AREA
 from kernels._config import PARALLEL, kernel_call_guard
 
 __all__ = [
@@ -74,12 +78,6 @@ __all__ = [
 
 PADDING_MODES = ("zeros", "reflect", "replicate")
 
-# The switch between the direct loop and the FFT path of conv2d (method="auto"): single-channel
-# convolutions whose kernel has at least this many taps go through the FFT.  The direct loop's cost
-# grows with the kernel area, the FFT's does not: on 512 x 512, a 15 x 15 kernel takes ~8 ms either
-# way, a 64 x 64 kernel 60 ms direct and 7 ms by FFT (one core).  The direct loop is kept below the
-# switch because only it matches the step trace bit for bit.
-FFT_MIN_KERNEL_AREA = 20 * 20
 
 # Largest integer magnitude that float32 represents exactly (24-bit significand).
 _FLOAT32_EXACT_INTEGER_LIMIT = 2**24
@@ -125,7 +123,7 @@ def _check_finite(array: np.ndarray, name: str) -> None:
     if array.size <= _SMALL_ARRAY_SIZE:  # kernels, biases: np.errstate alone costs more
         if np.isfinite(array).all():
             return
-    elif array.dtype == np.float32 and array.flags.c_contiguous:
+    elif array.dtype == np.float32 and array.flags.c_contiguous and dispatch.compiled_loops_ready():
         # An integer min-reduction over the bits (parallel for big arrays): 3-4x faster than
         # isfinite().all(), which also allocates a boolean array.
         with kernel_call_guard(array.size):
@@ -572,6 +570,7 @@ def _aligned_empty(shape) -> np.ndarray:
     return raw[start:start + count].reshape(shape)
 
 
+@functools.lru_cache(maxsize=256)
 def _plane_starts(n_batch: int, planes_per_image: int, plane: int, row_length: int, packed_batch: int,
                   rows_per_image: int | None = None):
     """Where each (image, channel) plane starts in the flat wide rows, and how much from there to zero.
@@ -588,10 +587,14 @@ def _plane_starts(n_batch: int, planes_per_image: int, plane: int, row_length: i
     image, channel = np.meshgrid(np.arange(n_batch), np.arange(planes_per_image), indexing="ij")
     if not packed_batch:
         starts = (image * (rows_per_image or planes_per_image) + channel) * row_length
-        return starts.ravel(), np.full(starts.size, row_length, dtype=np.int64)
-    starts = channel * row_length + image * plane
-    lengths = np.where(image == n_batch - 1, row_length - (n_batch - 1) * plane, plane)
-    return starts.ravel().astype(np.int64), lengths.ravel().astype(np.int64)
+        lengths = np.full(starts.shape, row_length)
+    else:
+        starts = channel * row_length + image * plane
+        lengths = np.where(image == n_batch - 1, row_length - (n_batch - 1) * plane, plane)
+    table = tuple(np.ascontiguousarray(a.ravel(), dtype=np.int64) for a in (starts, lengths))
+    for array in table:
+        array.flags.writeable = False  # cached (a training step asks for the same few): shared, read only
+    return table
 
 
 def _unpack(out: np.ndarray, layout: _Layout) -> np.ndarray:
@@ -609,6 +612,9 @@ def _unpack(out: np.ndarray, layout: _Layout) -> np.ndarray:
 # Output rows per task of ``_jit.correlate_image_blocks``: enough tasks to share out a batch over
 # the cores, few enough that the rows copied twice (a window's extra rows) cost little.
 IMAGE_BLOCK_ROWS = 16
+# Padded values per channel a task of ``_jit.correlate_image_blocks`` copies at most (fewer rows per task
+# for wide images, so a task's rows stay in the core's cache).
+IMAGE_BLOCK_BUFFER = 1 << 14
 
 
 @functools.lru_cache(maxsize=256)
@@ -617,7 +623,7 @@ def _image_block_plan(n_channels, kernel_hw, dilations, padded_w, out_rows):
 
     Cached like ``_tap_table`` (a training step asks for the same few); the offsets are read-only.
     """
-    rows_per_task = min(IMAGE_BLOCK_ROWS, out_rows)
+    rows_per_task = max(1, min(IMAGE_BLOCK_ROWS, out_rows, IMAGE_BLOCK_BUFFER // padded_w))
     extent_rows = (kernel_hw[0] - 1) * dilations[1]
     _, _, _, col = _tap_table(n_channels, (1,) + tuple(kernel_hw), dilations, column_step_per_row=padded_w)
     blocks_width = -(-rows_per_task * padded_w // _jit.WIDE_BLOCK_COLUMNS) * _jit.WIDE_BLOCK_COLUMNS
@@ -629,52 +635,83 @@ def _image_block_plan(n_channels, kernel_hw, dilations, padded_w, out_rows):
     return rows_per_task, extent_rows, buffer_row_length, tap_offset
 
 
-def _correlate_image_blocks(x5, weights, bias, n_kernels, pads, kernel_hw, dilations, padding_mode, out_spatial):
-    """A 2-D batch through ``_jit.correlate_image_blocks`` (weights padded to a multiple of 4 kernels).
+def _correlate_image_blocks(plan: _ConvPlan):
+    """A 2-D batch through ``_jit.correlate_image_blocks`` (the kernels padded with zero ones to a multiple of 4).
 
-    Returns the first ``n_kernels`` output channels as (N, K, 1, OH, OW) and a non-finite flag.
+    Returns (N, K, 1, OH, OW) and whether an output is inf or NaN.
     """
-    n_batch, n_channels, _, rows, cols = x5.shape
-    (top, bottom), (left, right) = pads[1], pads[2]
+    n_batch, n_channels, _, rows, cols = plan.x.shape
+    n_kernels = plan.w.shape[0]
+    (top, bottom), (left, right) = plan.pads[1], plan.pads[2]
     padded_w = cols + left + right
-    out_rows, out_cols = out_spatial[1:]
+    out_rows, out_cols = plan.out_spatial[1:]
+    weights = plan.w.reshape(n_kernels, -1)
+    bias = plan.bias
+    if n_kernels % 4:
+        extra = 4 - n_kernels % 4
+        weights = np.concatenate([weights, np.zeros((extra, weights.shape[1]), dtype=np.float32)])
+        bias = np.concatenate([bias, np.zeros(extra, dtype=np.float32)])
     rows_per_task, extent_rows, buffer_row_length, tap_offset = _image_block_plan(
-        n_channels, tuple(kernel_hw), tuple(dilations), padded_w, out_rows)
+        n_channels, tuple(plan.w.shape[3:]), tuple(plan.dilations), padded_w, out_rows)
     result = np.empty((n_batch, n_kernels, 1, out_rows, out_cols), dtype=np.float32)
     with kernel_call_guard(n_batch * weights.shape[0] * out_rows * padded_w * weights.shape[1]):
         nonfinite_tasks = _jit.correlate_image_blocks(
-            x5.reshape(n_batch, n_channels, rows, cols), tap_offset, np.ascontiguousarray(weights.T), bias,
-            _index_map(rows, top, bottom, padding_mode), _index_map(cols, left, right, padding_mode), left,
+            plan.x.reshape(n_batch, n_channels, rows, cols), tap_offset, np.ascontiguousarray(weights.T), bias,
+            _index_map(rows, top, bottom, plan.padding_mode), _index_map(cols, left, right, plan.padding_mode), left,
             rows_per_task, extent_rows, buffer_row_length, result.reshape(n_batch, n_kernels, out_rows, out_cols))
     return result, nonfinite_tasks > 0
 
 
-def _run_forward(x5, w5, bias, pads, strides, dilations, padding_mode, out_spatial):
-    """Direct correlation through the jitted forward loops: (N, K, OD, OH, OW) and a non-finite flag."""
-    work = x5.shape[0] * w5.size * int(np.prod(out_spatial))  # multiply-adds
-    weights = np.ascontiguousarray(w5.reshape(w5.shape[0], -1), dtype=np.float32)
-    n_kernels = w5.shape[0]
-    # Four kernels per sweep when there are at least four (padded with zero kernels to a multiple
-    # of 4, whose outputs are dropped); single-kernel calls (all the lessons' images) keep one.
-    kernels_per_task = 4 if n_kernels >= 4 and strides[2] == 1 else 1
-    if kernels_per_task == 4 and n_kernels % 4:
-        extra = 4 - n_kernels % 4
-        weights = np.concatenate([weights, np.zeros((extra, weights.shape[1]), dtype=np.float32)])
-        bias = np.concatenate([bias, np.zeros(extra, dtype=np.float32)])
-    if kernels_per_task == 4 and x5.shape[2] == 1 and _takes_wide_rows(strides, out_spatial):
-        return _correlate_image_blocks(x5, weights, bias, n_kernels, pads, w5.shape[3:], dilations, padding_mode,
-                                       out_spatial)
-    layout = _layout(x5, w5.shape[2:], pads, strides, dilations, padding_mode, out_spatial, work)
+def _correlate_tap_table(plan: _ConvPlan):
+    """Any convolution through the general loop ``_jit.correlate_forward``: (N, K, OD, OH, OW) and a non-finite flag."""
+    work = plan.x.shape[0] * plan.w.size * int(np.prod(plan.out_spatial))  # multiply-adds
+    weights = plan.w.reshape(plan.w.shape[0], -1)
+    layout = _layout(plan.x, plan.w.shape[2:], plan.pads, plan.strides, plan.dilations, plan.padding_mode,
+                     plan.out_spatial, work)
     out = np.empty((layout.x.shape[0], weights.shape[0]) + layout.out_spatial, dtype=np.float32)
     nonfinite_rows = np.empty(out.size // out.shape[-1], dtype=np.uint8)
     with kernel_call_guard(out.size * weights.shape[1]):
-        _jit.correlate_forward(layout.x, *layout.taps, weights, bias, *layout.maps, layout.pad_left,
-                               strides[0], 1 if layout.wide_width else strides[1], strides[2],
-                               kernels_per_task, out, nonfinite_rows)
-    if weights.shape[0] != n_kernels:
-        out = out[:, :n_kernels]
-        nonfinite_rows = nonfinite_rows.reshape(out.shape[0], -1)[:, :out[0].size // out.shape[-1]]
+        _jit.correlate_forward(layout.x, *layout.taps, weights, plan.bias, *layout.maps, layout.pad_left,
+                               plan.strides[0], 1 if layout.wide_width else plan.strides[1], plan.strides[2],
+                               out, nonfinite_rows)
     return _ready(_unpack(out, layout)), bool(nonfinite_rows.any())
+
+
+def _correlate_uncompiled(plan: _ConvPlan):
+    """Any convolution in whole-array NumPy steps (kernels/_uncompiled.py), while the loops compile."""
+    out = _uncompiled.correlate(plan.x, plan.w, plan.bias, plan.pads, plan.strides, plan.dilations, plan.padding_mode,
+                                plan.out_spatial)
+    return out, _uncompiled.any_nonfinite(out)
+
+
+def _correlate_fft_checked(plan: _ConvPlan):
+    """``_correlate_fft`` after checking x for inf / NaN (the FFT would spread one over the whole output)."""
+    _check_finite(_strip(plan.x, plan), "x")
+    return _correlate_fft(plan), False
+
+
+_FORWARD_LOOPS = {
+    "fft": _correlate_fft_checked,
+    "uncompiled": _correlate_uncompiled,
+    "image_rows": lambda plan: _correlate_image(plan),
+    "image_blocks": _correlate_image_blocks,
+    "tap_table": _correlate_tap_table,
+}
+
+
+def _correlate(plan: _ConvPlan, method: str = "direct"):
+    """(N, K, OD, OH, OW) float32 by the loop ``dispatch.forward_path`` chooses, and whether an output is inf / NaN."""
+    path = dispatch.forward_path(
+        planar=plan.x.shape[2] == 1 and plan.w.shape[2] == 1, unbatched=plan.unbatched and plan.spatial_ndim == 2,
+        n_channels=plan.w.shape[1], n_kernels=plan.w.shape[0], kernel_taps=plan.w.shape[3] * plan.w.shape[4],
+        strides=plan.strides, method=method)
+    return _FORWARD_LOOPS[path](plan)
+
+
+def _run_forward(x5, w5, bias, pads, strides, dilations, padding_mode, out_spatial):
+    """An internal correlation of 5-D arrays (average pooling, input gradients): (N, K, OD, OH, OW) and a non-finite flag."""
+    return _correlate(_ConvPlan(x5, _ready(w5), bias, pads, strides, dilations, padding_mode, tuple(out_spatial),
+                                False, 3))
 
 
 @functools.lru_cache(maxsize=1)
@@ -714,16 +751,12 @@ def _correlate_image(plan: _ConvPlan):
     return out.reshape((1, 1, 1) + out.shape), nonfinite
 
 
-def _correlate_direct(plan: _ConvPlan) -> np.ndarray:
-    """Run the jitted forward loop; returns (N, K, OD, OH, OW) float32."""
+def _forward(plan: _ConvPlan, method: str = "direct") -> np.ndarray:
+    """A public call's forward convolution, (N, K, OD, OH, OW) float32; refuses non-finite input and overflow."""
     if any(stride > 1 for stride in plan.strides):
         # Strided windows can skip pixels: the loops would never see an inf / NaN there.
         _check_finite(_strip(plan.x, plan), "x")
-    if plan.unbatched and plan.spatial_ndim == 2:
-        out, nonfinite = _correlate_image(plan)
-    else:
-        out, nonfinite = _run_forward(plan.x, plan.w, plan.bias, plan.pads, plan.strides, plan.dilations,
-                                      plan.padding_mode, plan.out_spatial)
+    out, nonfinite = _correlate(plan, method)
     if nonfinite:
         _check_finite(_strip(plan.x, plan), "x")  # names the first bad pixel, in the caller's shape
         raise ValueError(
@@ -779,7 +812,7 @@ def _next_fast_length(n: int) -> int:
 
 
 def _correlate_fft(plan: _ConvPlan) -> np.ndarray:
-    """Same result as ``_correlate_direct`` for a 2-D plan, through the FFT (float64 inside).
+    """Same result as the direct loops for a 2-D plan, through the FFT (float64 inside).
 
     The padded input is transformed once at a fast size >= its own; circular cross-correlation
     equals the linear one on the "valid" region (no window wraps around), which is cropped and
@@ -863,17 +896,7 @@ def conv2d(x, w, b=None, *, stride=1, padding=0, dilation=1, padding_mode="zeros
     if method not in ("auto", "direct", "fft"):
         raise ValueError(f"method must be 'auto', 'direct' or 'fft'; got {method!r}")
     plan = _plan_convolution(x, w, b, 2, stride, padding, dilation, padding_mode, flip, check_x_finite=False)
-    use_fft = method == "fft" or (
-        method == "auto"
-        and plan.x.shape[1] == 1
-        and plan.w.shape[0] == 1
-        and plan.w.shape[3] * plan.w.shape[4] >= FFT_MIN_KERNEL_AREA
-    )
-    if use_fft:
-        _check_finite(plan.x, "x")
-        out = _correlate_fft(plan)
-    else:
-        out = _correlate_direct(plan)
+    out = _forward(plan, method)
     return _strip(out, plan)
 
 
@@ -896,11 +919,12 @@ def conv3d(x, w, b=None, *, stride=1, padding=0, dilation=1, padding_mode="zeros
     float32 array (D', H', W') or (N, K, D', H', W')
     """
     plan = _plan_convolution(x, w, b, 3, stride, padding, dilation, padding_mode, flip, check_x_finite=False)
-    return _strip(_correlate_direct(plan), plan)
+    return _strip(_forward(plan), plan)
 
 
 def _weight_gradient(plan: _ConvPlan, d_out5: np.ndarray) -> np.ndarray:
     """d_loss/d_w, (K, C, kd, kh, kw), through ``_jit.correlate_weight_grad``."""
+    dispatch.wait_for_compiled_loops()  # no NumPy path: a training started in the first minute waits
     work = d_out5.size * plan.w[0].size  # multiply-adds
     layout = _layout(plan.x, plan.w.shape[2:], plan.pads, plan.strides, plan.dilations, plan.padding_mode,
                      plan.out_spatial, work)
@@ -936,7 +960,7 @@ def _weight_gradient(plan: _ConvPlan, d_out5: np.ndarray) -> np.ndarray:
 
 
 def _input_gradient(plan: _ConvPlan, d_out5: np.ndarray) -> np.ndarray:
-    """d_loss/d_x, (N, C, D, H, W).
+    """d_loss/d_x, (N, C, D, H, W), and whether a value of it is inf or NaN.
 
     With stride 1 the gradient w.r.t. the padded input is itself a correlation: of d_out,
     zero-padded by the dilated kernel extent - 1, with the kernels flipped and their in/out
@@ -951,25 +975,28 @@ def _input_gradient(plan: _ConvPlan, d_out5: np.ndarray) -> np.ndarray:
             # d_out padded by the extent minus the forward padding (the same sums as the interior
             # of the padded gradient below, without computing or copying the rest).
             pads = tuple((e - b, e - a) for e, (b, a) in zip(extents, plan.pads))
-            d_x, _ = _run_forward(d_out5, flipped, np.zeros(flipped.shape[0], dtype=np.float32), pads, (1, 1, 1),
-                                  plan.dilations, "zeros", plan.x.shape[2:])
-            return d_x
+            return _run_forward(d_out5, flipped, np.zeros(flipped.shape[0], dtype=np.float32), pads, (1, 1, 1),
+                                plan.dilations, "zeros", plan.x.shape[2:])
         padded_spatial = tuple(n + b + a for n, (b, a) in zip(plan.x.shape[2:], plan.pads))
-        grad_padded, _ = _run_forward(d_out5, flipped, np.zeros(flipped.shape[0], dtype=np.float32),
-                                      tuple((e, e) for e in extents), (1, 1, 1), plan.dilations, "zeros",
-                                      padded_spatial)
-        return _fold_padding(grad_padded, plan.x.shape[2:], plan.pads, plan.padding_mode)
+        grad_padded, nonfinite = _run_forward(d_out5, flipped, np.zeros(flipped.shape[0], dtype=np.float32),
+                                              tuple((e, e) for e in extents), (1, 1, 1), plan.dilations, "zeros",
+                                              padded_spatial)
+        return _fold_padding(grad_padded, plan.x.shape[2:], plan.pads, plan.padding_mode), nonfinite
     depth_map, row_map, col_map = _plan_index_maps(plan)
     d_x = np.empty_like(plan.x)
+    dispatch.wait_for_compiled_loops()
     with kernel_call_guard(d_out5.size * plan.w[0].size):
         _jit.correlate_input_grad(d_out5, plan.w, depth_map, row_map, col_map, plan.pads[2][0],
                                   *plan.strides, *plan.dilations, d_x)
-    return d_x
+    return d_x, not np.isfinite(d_x).all()
 
 
 def _convolution_backward(x, w, d_out, spatial_ndim, stride, padding, dilation, padding_mode, input_gradient=True):
-    plan = _plan_convolution(x, w, None, spatial_ndim, stride, padding, dilation, padding_mode, False)
-    d_out = _checked_float32(d_out, "d_out")
+    # x and d_out are checked for inf / NaN through the results (which any such value reaches, as in the
+    # forward pass): a training step saved a pass over every activation and gradient map.
+    plan = _plan_convolution(x, w, None, spatial_ndim, stride, padding, dilation, padding_mode, False,
+                             check_x_finite=False)
+    d_out = _as_float32(d_out, "d_out")
     expected = (plan.x.shape[0], plan.w.shape[0]) + plan.out_spatial[3 - spatial_ndim:]
     if plan.unbatched:
         expected = expected[2:]
@@ -978,13 +1005,20 @@ def _convolution_backward(x, w, d_out, spatial_ndim, stride, padding, dilation, 
             f"d_out must have the forward output's shape {expected}; got {d_out.shape} "
             f"(check that stride, padding and dilation match the forward call)"
         )
+    if any(s > 1 for s in plan.strides):  # strided windows may skip a pixel
+        _check_finite(_strip(plan.x, plan), "x")
     d_out5 = _ready(d_out.reshape((plan.x.shape[0], plan.w.shape[0]) + plan.out_spatial))
-    d_x = _input_gradient(plan, d_out5) if input_gradient else None
+    d_x, nonfinite = _input_gradient(plan, d_out5) if input_gradient else (None, False)
     d_w = _weight_gradient(plan, d_out5)
     # Per image in float32 (NumPy's pairwise sum: twice as fast as converting every value to
     # float64, relative error ~1e-7), then over the batch in float64.
     per_image = d_out5.reshape(d_out5.shape[0], d_out5.shape[1], -1).sum(axis=2)
     d_b = per_image.sum(axis=0, dtype=np.float64).astype(np.float32)
+    if nonfinite or not (np.isfinite(d_w).all() and np.isfinite(d_b).all()):
+        _check_finite(_strip(plan.x, plan), "x")  # names the first bad value, in the caller's shape
+        _check_finite(d_out, "d_out")
+        raise ValueError("the gradient overflowed float32 (|value| > 3.4e38) although x, w and d_out are finite; "
+                         "scale them down")
     d_x = None if d_x is None else _strip(d_x, plan)
     d_w = _strip(d_w, plan)
     if plan.unbatched:
@@ -1106,8 +1140,11 @@ def _max_pool(x, size, stride, padding, return_indices, spatial_ndim):
     plan = _plan_pooling(x, size, stride, padding, spatial_ndim)
     out = np.empty((plan.planes.shape[0],) + plan.out_spatial, dtype=np.float32)
     indices = np.empty(out.shape, dtype=np.int64)
-    with kernel_call_guard(out.size * int(np.prod(plan.sizes))):
-        _jit.max_pool_forward(plan.planes, *plan.sizes, *plan.strides, *plan.pads, out, indices)
+    if not dispatch.compiled_loops_ready():
+        out[...], indices[...] = _uncompiled.max_pool(plan.planes, plan.sizes, plan.strides, plan.pads, plan.out_spatial)
+    else:
+        with kernel_call_guard(out.size * int(np.prod(plan.sizes))):
+            _jit.max_pool_forward(plan.planes, *plan.sizes, *plan.strides, *plan.pads, out, indices)
     out = _unplane(out, plan)
     if return_indices:
         return out, _unplane(indices, plan)
@@ -1134,6 +1171,9 @@ def _max_pool_backward(d_out, indices, input_shape, spatial_ndim):
             f"from {indices.min()} to {indices.max()}"
         )
     n_planes = int(np.prod(leading_shape)) if leading_shape else 1
+    if not dispatch.compiled_loops_ready():
+        d_x = _uncompiled.scatter_add(d_out.reshape(n_planes, -1), indices.reshape(n_planes, -1), volume)
+        return d_x.reshape(tuple(leading_shape) + tuple(spatial_shape))
     d_x = np.empty((n_planes, volume), dtype=np.float32)
     with kernel_call_guard(d_x.size + d_out.size):
         _jit.scatter_add(_ready(d_out.reshape(n_planes, -1)),
@@ -1170,6 +1210,7 @@ def _avg_pool_backward(d_out, input_shape, size, stride, padding, spatial_ndim):
     ones = np.ones((1, 1) + sizes, dtype=np.float32)
     maps = tuple(_index_map(n, p, p, "zeros") for n, p in zip(spatial_shape, pads))
     d_x = np.empty((n_planes, 1) + tuple(spatial_shape), dtype=np.float32)
+    dispatch.wait_for_compiled_loops()
     with kernel_call_guard(scaled.size * int(np.prod(sizes))):
         _jit.correlate_input_grad(scaled, ones, *maps, pads[2], *strides, 1, 1, 1, d_x)
     return d_x.reshape(tuple(leading_shape) + tuple(spatial_shape[-spatial_ndim:]))
@@ -1290,6 +1331,11 @@ def _elementwise(x, d_out, operation, slope=0.0):
     slope = float(slope)
     if not np.isfinite(slope):
         raise ValueError(f"slope must be a finite number, got {slope}")
+    if not dispatch.compiled_loops_ready():
+        _check_finite(x, "x")
+        if d_out is not None:
+            _check_finite(d_out, "d_out")
+        return _uncompiled.elementwise(x, d_out, operation, slope)
     out = np.empty_like(x)
     cost = 1 if operation in (_jit.RELU, _jit.RELU_BACKWARD, _jit.LEAKY_RELU, _jit.LEAKY_RELU_BACKWARD) else 8
     if x.size * cost < _config.PARALLEL_MIN_WORK:  # the serial loop itself: no parallel launch to pay for

@@ -465,7 +465,9 @@ class Trainer:
     settings : LiveSettings
         Optimiser, learning rate, batch size, steps, seed, localisation weight.
     evaluate_every : int, optional
-        Default: about 20 measurements over the run, at most one every 5 steps.
+        Default: 8 measurements over the run after the first (one every 25 steps of 200), at most one
+        every 10 steps: each costs a forward pass over all the held-out patches (about as much as three
+        training steps); 20 of them were a fifth of a 200-step run.
     """
 
     def __init__(self, network, training, evaluation, settings, *, evaluate_every=None):
@@ -477,7 +479,7 @@ class Trainer:
         self.training = training
         self.evaluation = evaluation
         self.settings = settings
-        self.evaluate_every = evaluate_every or max(5, settings.steps // 20)
+        self.evaluate_every = evaluate_every or max(10, settings.steps // 8)
         self.optimiser = make_optimiser(settings.optimiser, network.parameters(), settings.learning_rate)
         self.tracked = tracked_weights(network)
         self.weight_keys = tuple(self.tracked)

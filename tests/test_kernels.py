@@ -190,6 +190,28 @@ def test_batched_register_blocks_small_flag_nonfinite_pixels_and_overflow(shape)
         kernels.conv2d(np.full((n, c, h, w_), 2e38, dtype=np.float32), np.full((k, c, 3, 3), 2.0), padding=1)
 
 
+@pytest.mark.parametrize("shape, padding_mode, stride", [((3, 2, 4, 9, 9), "zeros", 1), ((2, 2, 5, 20, 21), "reflect", 1),
+                                                     ((2, 3, 2, 12, 11), "zeros", 2)])
+def test_conv2d_backward_small_refuses_nonfinite_x_and_d_out(shape, padding_mode, stride):
+    # The backward pass finds inf / NaN in x and d_out through its results (packed and wide rows, the
+    # input gradient's loop, the strided scatter) and names the first one, as the forward pass does.
+    n, c, k, h, w_ = shape
+    weights = random(k, c, 3, 3, seed=41)
+    out_shape = kernels.conv2d(random(n, c, h, w_), weights, padding=1, stride=stride,
+                               padding_mode=padding_mode).shape
+    for index in ((0, 0, 0, 0), (n - 1, c - 1, h - 1, w_ - 1)):
+        for input_gradient in (True, False):
+            x = random(n, c, h, w_, seed=42)
+            x[index] = np.nan
+            with pytest.raises(ValueError, match=rf"x contains 1 NaN .*\({', '.join(map(str, index))}\)"):
+                kernels.conv2d_backward(x, weights, random(*out_shape, seed=43), padding=1, stride=stride,
+                                        padding_mode=padding_mode, input_gradient=input_gradient)
+    d_out = random(*out_shape, seed=43)
+    d_out[n - 1, k - 1, 0, 0] = np.inf
+    with pytest.raises(ValueError, match=r"d_out contains 0 NaN and 1 infinite"):
+        kernels.conv2d_backward(random(n, c, h, w_), weights, d_out, padding=1, stride=stride, padding_mode=padding_mode)
+
+
 def test_parallel_launchers_give_the_serial_loops_results(monkeypatch):
     # Small calls run the serial loops directly, big ones through the parallel launchers; with
     # the threshold at 0 every call takes the parallel route, which must change no bit.
@@ -810,3 +832,90 @@ def test_cached_kernels_are_dropped_when_the_modules_compiled_along_change(tmp_p
         from pathlib import Path
 
         assert (Path(cache_dir) / _jit._CACHE_STAMP).read_text() == _jit._source_digest()
+
+
+# --- While a fresh install compiles: the NumPy paths (kernels/_uncompiled.py) ----------------------
+
+@pytest.fixture
+def loops_still_compiling():
+    """The engine as kernels.warm_up(wait=False) leaves it on a fresh install, until the loops are loaded."""
+    from kernels import dispatch
+
+    dispatch.serve_uncompiled_meanwhile()
+    try:
+        yield
+    finally:
+        dispatch.serve_compiled()
+
+
+def test_small_numpy_paths_while_compiling_agree_with_the_compiled_loops(loops_still_compiling):
+    from kernels import dispatch
+
+    cases = [(random(3, 5, 20, 23, seed=1), random(6, 5, 3, 3, seed=2) - 0.5, random(6, seed=3), dict(padding=1)),
+             (random(2, 2, 17, 19, seed=4), random(3, 2, 2, 4, seed=5) - 0.5, None,
+              dict(padding=2, dilation=(2, 1), padding_mode="reflect")),
+             (random(2, 3, 15, 16, seed=6), random(4, 3, 3, 3, seed=7) - 0.5, None, dict(stride=2, padding=1)),
+             (random(50, 61, seed=8), random(5, 4, seed=9) - 0.5, 0.5, dict(padding="same", padding_mode="reflect")),
+             (random(40, 33, seed=10), random(3, 3, seed=11) - 0.5, None,
+              dict(stride=(2, 3), padding=2, padding_mode="replicate"))]
+    x = random(2, 3, 12, 14, seed=12) - np.float32(0.5)
+    d_out = random(2, 3, 12, 14, seed=13)
+
+    def everything():
+        return ([kernels.conv2d(a, w, b, **options) for a, w, b, options in cases]
+                + list(kernels.max_pool2d(x, 3, stride=2, padding=1, return_indices=True))
+                + [kernels.avg_pool2d(x, 2), kernels.relu(x), kernels.leaky_relu_backward(x, d_out, 0.1),
+                   kernels.sigmoid(x), kernels.tanh_backward(x, d_out)])
+
+    assert not dispatch.compiled_loops_ready()
+    uncompiled = everything()
+    dispatch.serve_compiled()
+    compiled = everything()
+    for index, (got, want) in enumerate(zip(uncompiled, compiled)):
+        assert got.shape == want.shape and got.dtype == want.dtype
+        if index in (3, 4, 5, 6):  # single images (the lessons' numbers, the trace's) and argmax positions: same bits
+            np.testing.assert_array_equal(got, want)
+        else:
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    indices = kernels.max_pool2d(x, 3, stride=2, padding=1, return_indices=True)[1]
+    dispatch.serve_uncompiled_meanwhile()
+    np.testing.assert_array_equal(kernels.max_pool2d_backward(d_out[:, :, :6, :7], indices, x.shape),
+                                  kernels.max_pool2d_backward(d_out[:, :, :6, :7], indices, x.shape))
+
+
+def test_small_numpy_paths_while_compiling_refuse_nonfinite_input(loops_still_compiling):
+    x = random(30, 30)
+    x[4, 5] = np.nan
+    with pytest.raises(ValueError, match=r"x contains 1 NaN and 0 infinite values \(first at index \(4, 5\)"):
+        kernels.conv2d(x, np.ones((3, 3)), padding=1)
+    with pytest.raises(ValueError, match=r"x contains 1 NaN"):
+        kernels.relu(x)
+
+
+@pytest.mark.slow
+def test_a_fresh_install_serves_at_once_compiles_in_the_background_then_loads_from_the_cache(tmp_path):
+    # The app's start (warm_up(wait=False)) with an empty Numba cache: the first convolution is computed
+    # before any loop is compiled; a background process compiles them; the engine then switches over,
+    # and the next start loads them before returning.
+    code = (
+        "import time, numpy as np, kernels\n"
+        "from kernels import dispatch\n"
+        "start = time.perf_counter()\n"
+        "kernels.warm_up(wait=False)\n"
+        "ready = dispatch.compiled_loops_ready()\n"
+        "out = kernels.conv2d(np.ones((64, 64), np.float32), np.ones((3, 3), np.float32), padding=1)\n"
+        "first = time.perf_counter() - start\n"
+        "assert dispatch.wait_for_compiled_loops(900)\n"
+        "assert (kernels.conv2d(np.ones((64, 64), np.float32), np.ones((3, 3), np.float32), padding=1) == out).all()\n"
+        "print(ready, round(first, 2), float(out[5, 5]))\n"
+    )
+    environment = dict(__import__("os").environ, NUMBA_CACHE_DIR=str(tmp_path))
+    cold = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=environment, capture_output=True, text=True,
+                          timeout=1200)
+    assert cold.returncode == 0, cold.stderr[-3000:]
+    compiled_at_start, first_seconds, value = cold.stdout.split()
+    assert compiled_at_start == "False" and float(first_seconds) < 5 and value == "9.0"
+    warm = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=environment, capture_output=True, text=True,
+                          timeout=600)
+    assert warm.returncode == 0, warm.stderr[-3000:]
+    assert warm.stdout.split()[0] == "True"
