@@ -19,7 +19,8 @@ def _engine_ready():
     # (what is frozen is never collected).
     gc.collect()
     gc.freeze()
-    # Load every jitted kernel from Numba's on-disk cache once per process, so no click pays for it.
+    # Compiled loops from Numba's on-disk cache when they are there; on a fresh install they compile in a
+    # background process while NumPy paths answer the first clicks (kernels/_warm.py).
     return warm_up(wait=False)
 
 
