@@ -1,8 +1,8 @@
-"""The signed sum-of-terms bar chart: bar sides, shared scale, the total's rule."""
+"""The charts: the signed sum-of-terms bars (sides, shared scale, the total's rule) and the value histogram."""
 
 import numpy as np
 
-from viz.charts import NEGATIVE_COLOUR, POSITIVE_COLOUR, signed_sum_bars
+from viz.charts import NEGATIVE_COLOUR, POSITIVE_COLOUR, histogram_chart, signed_sum_bars
 from viz.steps import GRID_COLOUR
 
 
@@ -24,3 +24,16 @@ def test_bars_sit_on_the_side_of_their_sign_on_one_scale():
     assert abs(len(total) - len(negative)) <= 1
     rule_row = 2 * 28
     assert np.all(canvas[rule_row] == GRID_COLOUR)  # the line above the total
+
+
+def test_histogram_shades_the_window_inside_the_bars_and_counts_on_a_square_root_scale():
+    edges = np.linspace(-1000.0, 1000.0, 5)
+    counts = np.array([10, 0, 400, 3])
+    data, spec = histogram_chart(edges, counts, lower=-2000.0, upper=250.0, title="Value (HU)")
+    assert data.to_dict("list") == {"from": [-1000.0, -500.0, 0.0, 500.0], "to": [-500.0, 0.0, 500.0, 1000.0],
+                                    "pixels": [10, 0, 400, 3]}
+    band, bars = spec["layer"]
+    assert band["data"]["values"] == [{"lower": -1000.0, "upper": 250.0}]  # the window, cut to the bars' range
+    assert bars["encoding"]["y"]["scale"]["type"] == "sqrt" and bars["encoding"]["x"]["title"] == "Value (HU)"
+    data, spec = histogram_chart(edges, counts)
+    assert len(spec["layer"]) == 1, "no window, no band"

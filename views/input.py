@@ -75,8 +75,8 @@ def scan_section(chosen):
         if scan.units == "HU":
             explain_caption("Hounsfield units: water is 0, air about -1000, fat about -100, soft tissue 20 to 80, "
                             "bone several hundred and more. A CT window preset picks the range one tissue lives in.")
-        st.altair_chart(histogram_chart(*value_histogram(chosen.pixels, bins=80), lower, upper,
-                                        f"Value ({units})" if units else "Value"), width="stretch")
+        st.vega_lite_chart(*histogram_chart(*value_histogram(chosen.pixels, bins=80), lower, upper,
+                                            f"Value ({units})" if units else "Value"), width="stretch")
         st.caption("How many pixels of the slice have each value (square-root scale, so that small counts stay "
                    "visible); the shaded band is the window.")
         st.subheader("What the file says (safe fields only)")
@@ -170,8 +170,8 @@ def network_input_section(values, method):
     # Six columns of numbers and their row numbers need 380 pixels: more than half the page at 1280.
     histogram_column, numbers_column = st.columns([2, 3], gap="large")
     with histogram_column:
-        st.altair_chart(histogram_chart(*value_histogram(values, bins=50), title=f"Network input value ({method})"),
-                        width="stretch")
+        st.vega_lite_chart(*histogram_chart(*value_histogram(values, bins=50),
+                                            title=f"Network input value ({method})"), width="stretch")
         st.caption("How many values of the array fall in each bin (square-root scale).")
     with numbers_column:
         centre_rows, centre_columns = values.shape[0] // 2, values.shape[1] // 2

@@ -1,6 +1,5 @@
 """Charts: a written sum drawn as signed horizontal bars, a value histogram, the learning page's curves."""
 
-import altair as alt
 import numpy as np
 import pandas as pd
 
@@ -100,16 +99,23 @@ def gradient_chart(names, sizes):
 
 
 def histogram_chart(edges, counts, lower=None, upper=None, title="Value"):
-    """Bars of a histogram (``edges`` (B + 1,), ``counts`` (B,)), the window [lower, upper] shaded; an Altair chart."""
+    """Bars of a histogram (``edges`` (B + 1,), ``counts`` (B,)), the window [lower, upper] shaded.
+
+    Returns (data, Vega-Lite spec), as the learning page's charts: a spec written out directly, because
+    building it through Altair (its schema validation) took about half of a click on the input page.
+    """
     bars = pd.DataFrame({"from": edges[:-1], "to": edges[1:], "pixels": counts})
     # Square-root counts: the huge peak of air or background must not flatten every other bar.
-    chart = alt.Chart(bars).mark_rect(color="#4c6a92").encode(
-        x=alt.X("from:Q", title=title), x2="to:Q",
-        y=alt.Y("pixels:Q", title="pixels", scale=alt.Scale(type="sqrt", zero=True)),
-        y2=alt.datum(0), tooltip=["from", "to", "pixels"])
+    layers = [{"mark": {"type": "rect", "color": "#4c6a92"},
+               "encoding": {"x": {"field": "from", "type": "quantitative", "title": title},
+                            "x2": {"field": "to"},
+                            "y": {"field": "pixels", "type": "quantitative", "title": "pixels",
+                                  "scale": {"type": "sqrt", "zero": True}},
+                            "y2": {"datum": 0},
+                            "tooltip": [{"field": name, "type": "quantitative"} for name in ("from", "to", "pixels")]}}]
     if lower is not None:
-        band = pd.DataFrame({"lower": [max(lower, float(edges[0]))], "upper": [min(upper, float(edges[-1]))]})
-        shade = alt.Chart(band).mark_rect(opacity=0.18, color="#f2b134").encode(x="lower:Q", x2="upper:Q")
-        chart = shade + chart
+        band = {"lower": max(float(lower), float(edges[0])), "upper": min(float(upper), float(edges[-1]))}
+        layers.insert(0, {"data": {"values": [band]}, "mark": {"type": "rect", "opacity": 0.18, "color": "#f2b134"},
+                          "encoding": {"x": {"field": "lower", "type": "quantitative"}, "x2": {"field": "upper"}}})
     # Room around the axes: without it the last tick label ("1.0") and the y title were cut at the edges.
-    return chart.properties(height=220, padding={"left": 5, "top": 5, "right": 14, "bottom": 5})
+    return bars, {"layer": layers, "height": 220, "padding": {"left": 5, "top": 5, "right": 14, "bottom": 5}}
