@@ -81,14 +81,22 @@ def value(key):
     return st.session_state[stored_key(key)]
 
 
-def _prepare(key, clamp=None):
-    # Copy the persistent value into the widget's key before the widget exists (allowed), clamped to
-    # the widget's current range so a smaller image never makes a slider refuse its value.
+def _prepare(key, bounds=None):
+    """Copy the persistent value into the widget's key before the widget exists (allowed).
+
+    ``bounds`` (lowest, highest) clamp it to a slider's current range, so a smaller image never makes the
+    slider refuse its value. The copy is made only when needed (the widget's state was dropped by a
+    visit to another page, a click or a link moved the value, or the slider's range changed, which
+    makes it a new widget): a value written on every run makes Streamlit treat every widget as newly set.
+    """
     current = st.session_state[stored_key(key)]
-    if clamp is not None:
-        current = clamp(current)
+    if bounds is not None:
+        current = int(np.clip(current, *bounds))
         st.session_state[stored_key(key)] = current
-    st.session_state[key] = current
+    bounds_key = f"conv__bounds_{key}"
+    if st.session_state.get(key, None) != current or st.session_state.get(bounds_key) != bounds:
+        st.session_state[key] = current
+        st.session_state[bounds_key] = bounds
 
 
 def _copy(key, then=None):
@@ -97,9 +105,9 @@ def _copy(key, then=None):
         then()
 
 
-def persistent(widget, label, key, *args, clamp=None, then=None, **kwargs):
+def persistent(widget, label, key, *args, bounds=None, then=None, **kwargs):
     """Draw ``widget`` bound to a persistent value; ``then`` runs after a change (in the callback)."""
-    _prepare(key, clamp)
+    _prepare(key, bounds)
     return widget(label, *args, key=key, on_change=_copy, args=(key, then), **kwargs)
 
 
@@ -137,8 +145,7 @@ def _bounded_slider(label, key, lowest, highest, *, help_text, fixed):
         st.session_state[stored_key(key)] = int(lowest)
         st.caption(fixed)
         return int(lowest)
-    return persistent(st.slider, label, key, lowest, highest, clamp=lambda v: int(np.clip(v, lowest, highest)),
-                      help=help_text)
+    return persistent(st.slider, label, key, lowest, highest, bounds=(lowest, highest), help=help_text)
 
 
 def centre_region_on(row, col, image_shape):
