@@ -1,12 +1,15 @@
 """Opening the app (or one of its pages) under Streamlit's AppTest, the same way in every test."""
 
+import json
 import uuid
 from pathlib import Path
 
+from streamlit.runtime.state.session_state import STREAMLIT_INTERNAL_KEY_PREFIX
 from streamlit.testing.v1 import AppTest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 APP_PATH = REPO_ROOT / "app.py"
+STEP_PLAYER = "convscope_step_player"  # views/components/step_player's component name
 APP_TIMEOUT_S = 120  # a first run may load the Numba engine from its on-disk cache
 
 
@@ -89,3 +92,36 @@ def open_tab(app, key, label):
     assert len(chosen) == 1, f"no single tab starting with {label!r} among {labels}"
     app.session_state[key] = chosen[0]
     return app.run()
+
+
+def step_players(app):
+    """The step players on the page: key -> the data each received on the last run (JSON, as the browser gets it)."""
+    return {element.key: json.loads(element.proto.json) for element in app.get("bidi_component")
+            if element.proto.component_name == STEP_PLAYER}
+
+
+def component_data(app, key):
+    """The data our components v2 element ``key`` received on the last run, as the browser gets it (JSON)."""
+    return json.loads(_component(app, key).proto.json)
+
+
+def send_component_event(app, key, event, value):
+    """Rerun as the browser does after component ``key``'s JavaScript called setTriggerValue(event, value).
+
+    AppTest cannot run a component's JavaScript, so this builds the widget state that call sends: the
+    other widgets' states as they are, plus the component's trigger list (Streamlit's own format for it,
+    streamlit.components.v2.bidi_component.main._make_trigger_id).
+    """
+    from streamlit.proto.WidgetStates_pb2 import WidgetState
+
+    states = app._tree.get_widget_states()
+    trigger = WidgetState(id=f"{STREAMLIT_INTERNAL_KEY_PREFIX}_{_component(app, key).proto.id}__events",
+                          json_trigger_value=json.dumps([{"event": event, "value": value}]))
+    states.widgets.append(trigger)
+    return app._run(widget_state=states)
+
+
+def _component(app, key):
+    found = [element for element in app.get("bidi_component") if element.key == key]
+    assert found, f"no component with key {key!r} on the page"
+    return found[0]

@@ -56,8 +56,8 @@ def test_start_up_heap_is_frozen_out_of_the_collector():
 def test_every_number_column_of_a_grid_has_a_format_and_a_width(entry):
     # st.dataframe and st.data_editor draw on a canvas whose columns, unless told, keep the widths of the
     # first numbers they showed: larger numbers later lost their leading digits (2671.63 showed as
-    # "671.6301"). So every number column says how it is written and how wide it is. The kernel editor is
-    # the exception for width: its key follows its weights, so each new kernel is a new grid, measured anew.
+    # "671.6301"). So every number column says how it is written and how wide it is; an editable grid
+    # says how it is written.
     # Small tables of numbers are st.table (HTML), which grows to fit; tests/e2e/test_tables.py checks both
     # kinds as the browser draws them.
     app = open_page(entry.path)

@@ -7,18 +7,19 @@ kernels.conv2d and the pooling functions (the engine's fast paths), within float
 decimals the player's equation shows; and with a trace computed here, array by array.
 """
 
-import json
 import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tests.apptest import open_tab, run_page_file, scan_uploader
+from tests.apptest import (component_data, open_tab, run_page_file, scan_uploader, send_component_event,
+                           step_players)
 from kernels import avg_pool2d, conv2d, conv2d_trace, make_kernel, max_pool2d, pool2d_trace, reference, relu
 from scans import apply_window, list_samples, read_sample
 from views.components.step_player import FORMAT, decode_array
-from views.convolution_controls import output_size_equation, random_kernel, stored_key
+from views.convolution_controls import (KERNEL_EDITOR, KERNEL_GRID, KERNEL_LIMIT, output_size_equation, random_kernel,
+                                        stored_key)
 from tests.naive import relative_error
 
 PAGE = "views/convolution.py"
@@ -31,17 +32,12 @@ def _open():
     return app
 
 
-def _player_json(app, key):
-    """The step player's data as sent to the browser (JSON text), found by the player's key."""
-    players = {element.key: element for element in app.get("bidi_component")}
-    assert key in players, f"no step player {key!r} on the page; players: {sorted(map(str, players))}"
-    return players[key].proto.json
-
-
 def _player(app, key="conv_player"):
-    data = json.loads(_player_json(app, key))
-    assert data["format"] == FORMAT
-    return data
+    """The step player's data as sent to the browser, found by the player's key."""
+    players = step_players(app)
+    assert key in players, f"no step player {key!r} on the page; players: {sorted(players)}"
+    assert players[key]["format"] == FORMAT
+    return players[key]
 
 
 def _state(app, key):
@@ -179,10 +175,10 @@ def test_a_rerun_sends_the_same_data_so_the_browser_keeps_its_step():
     app = _open()
     for section, player in (("3.", "conv_player"), ("5.", "pool_player")):
         _open_section(app, section)
-        before = _player_json(app, player)
+        before = _player(app, player)
         app.run()
         assert not app.exception, app.exception
-        assert _player_json(app, player) == before
+        assert _player(app, player) == before
     for old_stepper_state in ("conv__step", "conv__playing", "pool__step", "pool__playing"):
         assert old_stepper_state not in app.session_state
 
@@ -301,17 +297,29 @@ def test_uploaded_png_and_dicom_are_used():
         _assert_player_is_conv2d(app)
 
 
-def test_the_kernel_editor_rounds_its_weights_instead_of_truncating_them():
-    # Streamlit's grid cuts a number column's values to its step's decimals (it truncates, not rounds):
-    # with step 0.001 a random kernel's float32 0.63 (0.6299999952) showed as "0.629" at 1280 x 720.
+def test_typing_a_weight_in_the_kernel_grid_changes_the_kernel_and_the_steps():
     app = _open()
-    columns = json.loads(app.dataframe[0].proto.columns)
-    number_columns = [column["type_config"] for column in columns.values()
-                      if column.get("type_config", {}).get("type") == "number"]
-    assert len(number_columns) == len(app.session_state["conv_kernel_grid"][0])
-    for config in number_columns:
-        assert config["format"] == "%.3f", "three decimals, rounded by the format"
-        assert "step" not in config, "a step makes the grid truncate to its decimals"
+    assert component_data(app, KERNEL_EDITOR)["rows"] == app.session_state[KERNEL_GRID]
+    send_component_event(app, KERNEL_EDITOR, "edit", {"row": 0, "col": 2, "value": 2.5})
+    assert not app.exception, app.exception
+    assert app.session_state[KERNEL_GRID][0][2] == 2.5
+    assert component_data(app, KERNEL_EDITOR)["rows"][0][2] == 2.5, "the grid shows the weight in use"
+    data = _assert_player_is_conv2d(app)
+    assert decode_array(data["kernel"]["values"])[0, 2] == np.float32(2.5)
+
+
+def test_the_kernel_grid_cuts_large_weights_and_ignores_edits_that_make_no_sense():
+    app = _open()
+    before = [list(row) for row in app.session_state[KERNEL_GRID]]
+    send_component_event(app, KERNEL_EDITOR, "edit", {"row": 1, "col": 1, "value": -1e9})
+    assert app.session_state[KERNEL_GRID][1][1] == -KERNEL_LIMIT
+    for nonsense in ({"row": 7, "col": 0, "value": 1.0}, {"row": 0, "col": 0, "value": "abc"}, {"row": 0},
+                     "not an edit", {"row": 0, "col": 0, "value": float("nan")}):
+        send_component_event(app, KERNEL_EDITOR, "edit", nonsense)
+        assert not app.exception, app.exception
+    after = app.session_state[KERNEL_GRID]
+    assert after[0] == before[0] and after[2] == before[2] and after[1][1] == -KERNEL_LIMIT
+    _assert_player_is_conv2d(app)
 
 
 def test_a_10_by_10_dose_grid_works_with_a_region_as_large_as_the_image():
@@ -384,16 +392,16 @@ def test_only_the_open_tab_and_an_open_export_panel_are_drawn():
     app = _open()
     keys = {widget.key for widget in app.radio} | {widget.key for widget in app.select_slider}
     assert "conv_activation" not in keys and "pool_mode" not in keys and "conv_export_kind" not in keys
-    assert not app.multiselect and [player.key for player in app.get("bidi_component")] == ["conv_player"]
+    assert not app.multiselect and list(step_players(app)) == ["conv_player"]
     app.session_state["conv_export_open"] = True
     app.run()
     assert [radio.key for radio in app.radio if radio.key.startswith("conv_export")] == [
         "conv_export_kind", "conv_export_size"]
     _open_section(app, "5.")
-    assert [player.key for player in app.get("bidi_component")] == ["pool_player"]
+    assert list(step_players(app)) == ["pool_player"]
     assert "pool_mode" in {radio.key for radio in app.radio}
     _open_section(app, "6.")
-    assert app.multiselect(key="bank_names").value and not app.get("bidi_component")
+    assert app.multiselect(key="bank_names").value and not list(step_players(app))
 
 
 def test_the_code_that_computed_the_steps_is_shown_under_the_player():

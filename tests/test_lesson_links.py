@@ -7,7 +7,6 @@ never an exception. lessons.links' codecs are also checked directly, with random
 """
 
 import doctest
-import json
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +17,7 @@ from streamlit.testing.v1 import AppTest
 import lessons.links
 from lessons.links import (Field, boolean, choice, decode, encode, grid, image_fields, integer, number, qr_matrix,
                            record, whole_number_list, whole_numbers)
-from tests.apptest import APP_TIMEOUT_S, REPO_ROOT, open_tab, scan_uploader
+from tests.apptest import APP_TIMEOUT_S, REPO_ROOT, open_tab, scan_uploader, step_players
 from views.components.step_player import decode_array
 from views.convolution_controls import KERNEL_GRID, stored_key
 from views.convolution_lesson import ACTIVATIONS, LINK_FIELDS as CONV_FIELDS
@@ -39,10 +38,6 @@ def _link(app):
     assert any(caption.value == "Link for students" for caption in app.caption)
     (code,) = [block.value for block in app.code if block.value.startswith("http")]
     return code
-
-
-def _players(app):
-    return {element.key: json.loads(element.proto.json) for element in app.get("bidi_component")}
 
 
 def _notes(app):
@@ -171,7 +166,7 @@ def test_convolution_lesson_link_opens_the_same_lesson_in_a_new_session():
     for section, key in (("5.", "pool_player"), ("3.", "conv_player")):
         for session in (app, fresh):
             open_tab(session, "conv_section", section)
-        before, after = _players(app), _players(fresh)
+        before, after = step_players(app), step_players(fresh)
         np.testing.assert_array_equal(decode_array(after[key]["output"]["values"]),
                                       decode_array(before[key]["output"]["values"]))
     assert after["conv_player"]["view"]["initial_step"] == 6  # 0-based in the player

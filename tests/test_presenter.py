@@ -6,13 +6,12 @@ and tritanopia, compared in CIELAB. The standard scheme's orange window and gree
 for protanopia, which is why the scheme exists.
 """
 
-import json
 
 import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.apptest import APP_PATH, APP_TIMEOUT_S, open_tab
+from tests.apptest import APP_PATH, APP_TIMEOUT_S, open_tab, step_players
 from viz.images import COLOUR_SCHEMES, diverging_rgb
 
 CONVOLUTION = "views/convolution.py"
@@ -41,10 +40,6 @@ def _open(page, query=None):
     return app
 
 
-def _players(app):
-    return {element.key: json.loads(element.proto.json) for element in app.get("bidi_component")}
-
-
 def _texts(app):
     return "\n".join(element.value for element in list(app.markdown) + list(app.caption))
 
@@ -55,18 +50,18 @@ def test_present_in_the_address_opens_the_presenter_view_and_the_switch_leaves_i
     assert EXPLANATION not in _texts(app)
     assert not [alert for alert in app.warning if "For teaching only" in alert.value], "the notice shrinks to a line"
     assert "For teaching only" in _texts(app)
-    assert _players(app)["conv_player"]["view"]["presenting"] is True
+    assert step_players(app)["conv_player"]["view"]["presenting"] is True
     open_tab(app, "conv_section", "5.")
-    assert _players(app)["pool_player"]["view"]["presenting"] is True  # both players fill a screen
+    assert step_players(app)["pool_player"]["view"]["presenting"] is True  # both players fill a screen
     open_tab(app, "conv_section", "3.")
-    players = _players(app)
+    players = step_players(app)
     assert "hatching" not in players["conv_player"]["titles"]["input"]  # short captions
 
     app.toggle(key="presenter_on").set_value(False).run()
     assert not app.exception
     assert "present" not in app.query_params
     assert EXPLANATION in _texts(app)
-    assert _players(app)["conv_player"]["view"]["presenting"] is False
+    assert step_players(app)["conv_player"]["view"]["presenting"] is False
 
     app.toggle(key="presenter_on").set_value(True).run()
     assert app.query_params["present"] == "1"
@@ -79,16 +74,16 @@ def test_every_lesson_runs_in_presenter_view_with_less_text(page):
     assert len(_texts(presenting)) < len(_texts(normal)), "presenter view hides the explanations"
 
 
-def test_colour_scheme_from_the_address_reaches_the_players():
+def test_colour_scheme_from_the_address_reaches_thestep_players():
     app = _open(CONVOLUTION, {"colours": "colourblind"})
     assert app.session_state["presenter_scheme"] == "colourblind"
-    for data in _players(app).values():
+    for data in step_players(app).values():
         view = data["view"]["scheme"]
         assert view["name"] == "colourblind"
         assert view["palettes"] == {"diverging": "diverging_colourblind"}
         assert view["colours"]["window"] == "#000000"
         assert len(data["palettes"]["diverging_colourblind"]) == 256
-    assert "Black: the kernel's window" in _players(app)["conv_player"]["titles"]["input"]
+    assert "Black: the kernel's window" in step_players(app)["conv_player"]["titles"]["input"]
 
     app.selectbox(key="presenter_scheme").set_value("contrast").run()
     assert app.query_params["colours"] == "contrast"

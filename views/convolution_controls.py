@@ -2,22 +2,22 @@
 
 Every choice is kept under a session-state key no widget owns ("conv__..."), copied into its widget's
 key before the widget is drawn, so it survives reruns and a visit to another page. The kernel itself
-lives in ``st.session_state[KERNEL_GRID]`` (a list of rows): the data editor, the filter bank, the random
+lives in ``st.session_state[KERNEL_GRID]`` (a list of rows): the kernel grid, the filter bank, the random
 and the cut-from-the-image buttons all write there, and so can a test.
 """
 
-import hashlib
 from typing import NamedTuple
 
 import numpy as np
-import pandas as pd
 import streamlit as st
 
 from kernels import KERNELS, MAX_KERNEL_SIZE, PADDING_MODES, make_kernel, output_size
 from lessons.matching import Box, cut_box, zero_mean_kernel
 from views.caching import computed, image_key  # noqa: F401  the lesson's names for the one cache rule
+from views.components.kernel_grid import edit_of, kernel_grid
 
 KERNEL_GRID = "conv_kernel_grid"  # the kernel in use: list of rows of floats (tests may set it)
+KERNEL_EDITOR = "conv_kernel_editor"  # the grid of number fields that edits it
 KERNEL_LIMIT = 100.0  # the editor's bounds for one weight
 SOURCES = ("Filter bank", "Random", "Cut from the image")
 PADDING_KINDS = ("number", "same", "valid")
@@ -223,15 +223,16 @@ def _new_random():
     _kernel_from_source()
 
 
-def _apply_edits(editor_key):
-    """Callback of the data editor: write the edited cells into the kernel grid."""
-    edits = st.session_state.get(editor_key) or {}
+def _apply_edit():
+    """Callback of the kernel grid: write the typed weight into the kernel (cut to the grid's bounds)."""
+    edit = edit_of(st.session_state.get(KERNEL_EDITOR))
     grid = [list(row) for row in st.session_state[KERNEL_GRID]]
-    for row, changes in edits.get("edited_rows", {}).items():
-        for column, new_value in changes.items():
-            number = 0.0 if new_value is None else float(new_value)
-            grid[int(row)][int(column)] = float(np.clip(number, -KERNEL_LIMIT, KERNEL_LIMIT))
-    st.session_state[KERNEL_GRID] = grid
+    if edit is None:
+        return
+    row, col, weight = edit
+    if 0 <= row < len(grid) and 0 <= col < len(grid[row]) and np.isfinite(weight):
+        grid[row][col] = float(np.clip(weight, -KERNEL_LIMIT, KERNEL_LIMIT))
+        st.session_state[KERNEL_GRID] = grid
 
 
 def current_kernel():
@@ -296,18 +297,10 @@ def kernel_controls():
                    "wherever it is.")
 
 
-def kernel_editor(kernel):
-    """The editable grid of weights; returns nothing (edits go to the kernel grid through a callback)."""
-    # A new key whenever the grid changes from outside, so the editor restarts from the new weights.
-    digest = hashlib.blake2b(np.ascontiguousarray(kernel).tobytes() + bytes(kernel.shape), digest_size=8).hexdigest()
-    editor_key = f"conv_kernel_editor_{digest}"
-    frame = pd.DataFrame(kernel.astype(np.float64), columns=[str(col) for col in range(kernel.shape[1])])
-    # No step: the grid cuts values to a step's decimals (truncating), and float32 0.63 (0.6299999952)
-    # showed as "0.629". Without one the "%.3f" format rounds, and any value can be typed.
-    number_column = st.column_config.NumberColumn(min_value=-KERNEL_LIMIT, max_value=KERNEL_LIMIT, format="%.3f",
-                                                  required=True)
-    st.data_editor(frame, key=editor_key, hide_index=True, num_rows="fixed", on_change=_apply_edits,
-                   args=(editor_key,), column_config={str(col): number_column for col in range(kernel.shape[1])})
+def kernel_editor(kernel, *, large=False):
+    """The editable grid of weights; returns nothing (an edit goes to the kernel grid through a callback)."""
+    kernel_grid(kernel.astype(np.float64).tolist(), key=KERNEL_EDITOR, limit=KERNEL_LIMIT, on_edit=_apply_edit,
+                large=large)
 
 
 def settings_controls():

@@ -360,8 +360,8 @@ def _kernel_section():
     # Up to 5 x 5 the grid fits under its controls; wider ones need the page's width (a 9 x 9 grid at 1280
     # pixels would scroll sideways in half of it).
     with kernel_column if kernel.shape[1] <= 5 else st.container():
-        st.markdown(f"**The {kernel.shape[0]} x {kernel.shape[1]} kernel** (double-click a cell to edit it):")
-        controls.kernel_editor(kernel)
+        st.markdown(f"**The {kernel.shape[0]} x {kernel.shape[1]} kernel**: type a weight, then Enter or Tab.")
+        controls.kernel_editor(kernel, large=is_presenting())
     return kernel, settings
 
 

@@ -81,15 +81,17 @@ def _slider_value(page, label):
     return int(float(slider.get_by_test_id("stSliderThumbValue").inner_text()))
 
 
-def _lesson_trace(page):
-    """The convolution the page steps through, computed here: default sample, window and kernel, shown region."""
+def _lesson_trace(page, kernel=None):
+    """The convolution the page steps through, computed here: default sample, window and kernel (or
+    ``kernel``), shown region."""
     caption = page.get_by_text(re.compile(r", \d+ x \d+ pixels\. Click to move")).inner_text()
     scan = read_sample(caption.split(", ")[0])
     image = apply_window(scan.pixels, *scan.default_window)
     top, left = _slider_value(page, "Top row"), _slider_value(page, "Left column")
     size = _slider_value(page, "Region size")
     region = image[top:top + size, left:left + size]
-    return conv2d_trace(region, make_kernel(DEFAULTS["conv_kernel_name"]), DEFAULTS["conv_bias"],
+    kernel = make_kernel(DEFAULTS["conv_kernel_name"]) if kernel is None else kernel
+    return conv2d_trace(region, kernel, DEFAULTS["conv_bias"],
                         padding=DEFAULTS["conv_padding"], padding_mode=DEFAULTS["conv_padding_mode"])
 
 
@@ -263,3 +265,35 @@ def test_the_code_that_computed_the_steps_opens_under_the_player(page):
     expect(expander).to_contain_text("out_row, out_col = divmod(i - 1, 8)")  # the default 8 x 8 output
     code.scroll_into_view_if_needed()
     save_screenshot(page, "convolution_code_that_computed_1280x720", full_page=False)
+
+
+def test_a_weight_typed_into_the_kernel_grid_is_the_one_the_steps_use(page):
+    frames_sent = []
+    page.on("websocket", lambda socket: socket.on("framesent", lambda payload: frames_sent.append(payload)))
+    page.set_viewport_size({"width": 1280, "height": 720})
+    page.goto("/convolution")
+    wait_for_app(page)
+    weight = page.get_by_role("textbox", name="Weight at row 2, column 3")
+    expect(weight).to_have_value("2")  # Sobel x, shown without needless decimals
+    weight.scroll_into_view_if_needed()
+
+    # Text that is not a number is refused in the browser: a note, a red field, nothing sent.
+    sent_before = len(frames_sent)
+    weight.fill("two")
+    weight.press("Enter")
+    expect(page.get_by_text('"two" is not a number')).to_be_visible()
+    page.wait_for_timeout(500)
+    assert len(frames_sent) == sent_before, "a refused weight was sent to the server"
+
+    weight.fill("2,5")  # a decimal comma is read as a point
+    weight.press("Enter")
+    wait_for_app(page)
+    assert_no_exception(page)
+    expect(weight).to_have_value("2.5")
+    kernel = make_kernel(DEFAULTS["conv_kernel_name"])
+    kernel[1, 2] = 2.5
+    trace = _lesson_trace(page, kernel)
+    conv = page.locator(CONV)
+    expect(conv.locator(".kernel-grid .cell").nth(5)).to_have_text(re.compile(r"^2\.50*$"))
+    _assert_shows_conv_step(conv.evaluate(READ_STEP), trace)
+    save_screenshot(page, "convolution_kernel_grid_typed_1280x720", full_page=False)

@@ -6,6 +6,7 @@ screenshot (tests/e2e/screenshots/layout_<size>_<page>.png) and searched for tex
 that holds it; tables must show all their columns without a horizontal scroll.
 """
 
+import re
 from pathlib import Path
 
 import pytest
@@ -57,7 +58,12 @@ def test_a_9_by_9_kernel_editor_shows_all_its_columns(page, size):
     assert_no_exception(page)
     render_tables(page)
     save_screenshot(page, f"layout_{size}_convolution_9x9")
-    page.locator("[data-testid='stDataFrame']").first.scroll_into_view_if_needed()
+    last = page.get_by_role("textbox", name="Weight at row 9, column 9")
+    last.scroll_into_view_if_needed()
     page.wait_for_timeout(500)
     save_screenshot(page, f"layout_{size}_convolution_9x9_editor", full_page=False)
+    fields = page.get_by_role("textbox", name=re.compile(r"^Weight at row"))
+    expect(fields).to_have_count(81)
+    box = last.bounding_box()
+    assert box["x"] + box["width"] <= VIEWPORTS[size]["width"], "the 9 x 9 grid's last column is off the page"
     _assert_nothing_cut(page)

@@ -1,0 +1,44 @@
+"""The kernel's weights as a grid of number fields, edited in the browser; one edit at a time goes to the server.
+
+Streamlit's data editor did this before, at about a tenth of the server's work on every click of the
+lesson (a table built with pandas and sent as Arrow on each rerun) and with its numbers drawn on a
+canvas that no style can enlarge. Here the weights travel as a small JSON list; a typed weight is sent
+as one event {row, col, value} when the field is left (Enter, Tab or a click elsewhere), and the
+browser refuses text that is not a number before anything is sent.
+"""
+
+from pathlib import Path
+
+from streamlit.components.v2 import component
+
+_HERE = Path(__file__).resolve().parent
+_mount = component(
+    "convscope_kernel_grid",
+    html=(_HERE / "kernel_grid.html").read_text(encoding="utf-8"),
+    css=(_HERE / "kernel_grid.css").read_text(encoding="utf-8"),
+    js=(_HERE / "kernel_grid.js").read_text(encoding="utf-8"),
+)
+
+
+def kernel_grid(rows, *, key, limit, on_edit, large=False):
+    """Show the weights ``rows`` (a list of lists of floats) as editable fields.
+
+    ``limit``: the largest magnitude a weight may take (larger ones are cut to it, with a note).
+    ``on_edit`` is called after a weight was typed; ``edit_of(key)`` then gives the edit. ``large``:
+    the presenter view's size.
+    """
+    return _mount(data={"rows": rows, "limit": limit, "large": large}, key=key, width="stretch",
+                  height="content", on_edit_change=on_edit)
+
+
+def edit_of(value):
+    """The edit an on_edit callback was called for, from the component's session-state value: (row, col,
+    weight) or None when it is not a well-formed edit."""
+    edit = (value or {}).get("edit")
+    if not isinstance(edit, dict):
+        return None
+    try:
+        row, col, weight = int(edit["row"]), int(edit["col"]), float(edit["value"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    return row, col, weight
