@@ -21,6 +21,7 @@ from tests.apptest import APP_TIMEOUT_S, REPO_ROOT, open_tab, scan_uploader, ste
 from views.components.step_player import decode_array
 from views.convolution_controls import KERNEL_GRID, stored_key
 from views.convolution_lesson import ACTIVATIONS, LINK_FIELDS as CONV_FIELDS
+from views.links import LINK_OPEN
 
 SAMPLES = Path(__file__).resolve().parents[1] / "sample_images"
 
@@ -34,8 +35,11 @@ def _run(page, query=None):
 
 
 def _link(app):
-    """The students' link as the page shows it: the code block captioned "Link for students"."""
-    assert any(caption.value == "Link for students" for caption in app.caption)
+    """The students' link as the page shows it in the "Link for students" popover (opened if it is not)."""
+    if not app.session_state[LINK_OPEN]:
+        app.session_state[LINK_OPEN] = True
+        app.run()
+        assert not app.exception, app.exception
     (code,) = [block.value for block in app.code if block.value.startswith("http")]
     return code
 
@@ -203,6 +207,7 @@ def test_link_made_on_an_upload_falls_back_to_a_sample_and_says_so():
         ("ct_head.dcm", (SAMPLES / "ct_head.dcm").read_bytes(), "application/dicom")).run()
     assert not app.exception, app.exception
     assert app.query_params["sample"] == "upload" and "level" not in app.query_params
+    assert "sample=upload" in _link(app)
     assert any("upload is not in the link" in caption.value for caption in app.caption)
     fresh = _run("convolution", dict(app.query_params))
     assert fresh.session_state["scan__choice"] == "Chest radiograph"
@@ -266,10 +271,12 @@ def test_volume_slice_and_window_travel_in_the_link():
         app.session_state["scan__level"], app.session_state["scan__width"])
 
 
-def test_the_qr_code_is_made_only_when_asked_for():
-    # Made on every rerun it cost 30 ms of each click that changes the link.
+def test_the_link_and_its_qr_code_are_made_only_while_their_popover_is_open():
+    # Made on every rerun, the QR code cost 30 ms of each click that changes the link; the link block
+    # itself five elements of every student's click.
     app = _run("convolution")
+    assert not app.session_state[LINK_OPEN]
+    assert not any(block.value.startswith("http") for block in app.code)
     assert not any("Link for students" in image.captions for image in app.get("image"))
-    app.toggle(key="link_show_qr").set_value(True).run()
-    assert not app.exception, app.exception
+    assert _link(app).startswith("http")
     assert any("Link for students" in image.captions for image in app.get("image"))

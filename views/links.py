@@ -4,7 +4,7 @@ A page calls :func:`opened` before drawing any widget: when the address holds le
 session did not write itself (a shared link was opened, or the page was reloaded), the image choice is
 applied at once and the page's own values are returned for the page to apply. At the end of its run the
 page calls :func:`publish` with its current values: the address is updated (so a reload keeps the view)
-and the "Link for students" block shows the link and its QR code. The presenter switch and the colour
+and the "Link for students" popover shows the link and its QR code. The presenter switch and the colour
 scheme stay in the address but not in the students' link (views/presenter.py owns them).
 """
 
@@ -23,6 +23,7 @@ NOTES = "links__notes"  # (notes about the link that was opened, the parameters 
 PRESENTER_PARAMS = (PRESENT_PARAM, SCHEME_PARAM)
 FALLBACK_ADDRESS = "http://localhost:8501"  # when the browser has not said where it is (tests)
 QR_MODULE_PIXELS = 10
+LINK_OPEN = "link_open"  # the "Link for students" popover is open
 UPLOAD_NOTE = ("This link was made on an uploaded scan, and an upload cannot travel in a link: the first "
                "sample is shown instead, with the link's other settings.")
 
@@ -105,18 +106,18 @@ def _show_notes(params):
 
 
 def _link_block(address, is_upload):
-    # The toggle needs about 130 pixels for "QR code": a seventh of the page cut it at 1280.
-    code_column, code_button = st.columns([4, 1], vertical_alignment="bottom")
-    with code_column:
-        st.caption("Link for students")
+    # A lazy popover: a student's click costs the server one button here; the link and its QR code are
+    # made only while the lecturer has it open.
+    panel = st.popover("Link for students", key=LINK_OPEN, on_change="rerun", icon=":material/qr_code_2:",
+                       help="The link to this lesson as it is set up now, and its QR code for the projector")
+    with panel:
+        if not panel.open:
+            return
         st.code(address, language=None, wrap_lines=True)
-    # A toggle, not a popover: a popover's content is made on every rerun, and a new setting's QR code
-    # cost 30 ms of every student's click (a third of a kernel change's server time with 15 students).
-    if code_button.toggle("QR code", key="link_show_qr", help="A QR code of the link, for the projector"):
         st.image(_qr_png(address), caption="Link for students", width="content")
-    if is_upload:
-        st.caption("Your upload is not in the link (it never leaves this session): whoever opens the link sees "
-                   "the first sample with these settings.")
+        if is_upload:
+            st.caption("Your upload is not in the link (it never leaves this session): whoever opens the link "
+                       "sees the first sample with these settings.")
 
 
 @lru_cache(maxsize=64)

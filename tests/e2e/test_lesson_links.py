@@ -29,8 +29,14 @@ def _trace():
 
 
 def _students_link(page):
+    """The link in the "Link for students" popover, opened for the reading and closed again."""
+    page.get_by_role("button", name="Link for students").click()
     block = page.get_by_test_id("stCode").filter(has_text="/convolution?")
-    return block.inner_text().strip()
+    text = block.inner_text().strip()
+    page.keyboard.press("Escape")
+    expect(block).to_have_count(0)
+    wait_for_app(page)
+    return text
 
 
 def test_a_lesson_link_opens_its_step_and_kernel_and_links_a_new_step(page):
@@ -47,7 +53,7 @@ def test_a_lesson_link_opens_its_step_and_kernel_and_links_a_new_step(page):
     decimals = conv_payload(trace, titles={}, memory="test")["kernel"]["decimals"]
     kernel_texts = conv.evaluate("(root) => [...root.querySelectorAll('.kernel-grid .cell')].map((c) => c.textContent)")
     assert kernel_texts == [_shown_text(value, decimals) for value in KERNEL.ravel()]
-    expect(page.get_by_text("Link for students")).to_be_visible()
+    expect(page.get_by_role("button", name="Link for students")).to_be_visible()
     assert "step=12" in _students_link(page)
     expect(page.get_by_text("could not be used")).to_have_count(0)  # nothing in the link was refused
 
@@ -59,20 +65,22 @@ def test_a_lesson_link_opens_its_step_and_kernel_and_links_a_new_step(page):
     page.wait_for_timeout(500)
     assert len(frames_sent) == sent_before, "stepping sent nothing"
     conv.get_by_role("button", name="Link this step").click()
-    expect(page.get_by_test_id("stCode").filter(has_text="step=14")).to_be_visible(timeout=30_000)
+    page.wait_for_function("() => new URLSearchParams(location.search).get('step') === '14'", timeout=30_000)
     wait_for_app(page)
     assert parse_qs(urlparse(page.url).query)["step"] == ["14"], page.url
-    expect(conv.locator(".step-number")).to_have_text("14")  # the rerun left the player where it was
 
-    qr_toggle = page.get_by_test_id("stCheckbox").filter(has_text="QR code")
-    qr_toggle.click()
+    # The "Link for students" popover at the top holds the link and its QR code for the projector.
+    page.get_by_role("button", name="Link for students").scroll_into_view_if_needed()
+    page.get_by_role("button", name="Link for students").click()
+    expect(page.get_by_test_id("stCode").filter(has_text="step=14")).to_be_visible(timeout=30_000)
     qr_code = page.get_by_test_id("stImage").filter(has_text="Link for students")
     expect(qr_code).to_be_visible()
-    qr_code.scroll_into_view_if_needed()
+    wait_for_app(page)
     save_screenshot(page, "lesson_link_qr", full_page=False)
-    qr_toggle.click()
+    page.keyboard.press("Escape")
     expect(qr_code).to_have_count(0)
     wait_for_app(page)
+    expect(conv.locator(".step-number")).to_have_text("14")  # the reruns left the player where it was
 
     # A reload (a new session) opens the same lesson at the linked step.
     page.reload()
