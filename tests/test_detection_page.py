@@ -25,7 +25,10 @@ def markdown_text(page):
 
 
 def matches_table(page):
-    return page.table[0].value
+    """The matches as the page's table holds them, scores as numbers (the page writes them as text)."""
+    table = page.table[0].value.copy()
+    table["score"] = table["score"].astype(float)
+    return table
 
 
 def box(page, prefix="det"):

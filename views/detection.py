@@ -30,7 +30,8 @@ from viz.detection import (
     response_on_image,
     tile_class_overlay,
 )
-from viz.images import grey_rgb, heat_rgb
+from viz.images import grey_rgb, heat_rgb, jpeg_bytes
+from viz.tables import fixed_decimals
 
 KERNEL_KINDS = {"zero-mean": "Zero-mean, normalised (template matching)",
                 "binary": "0/1 from a threshold (the article's figure)"}
@@ -126,7 +127,7 @@ def _matches_table(matches):
     frame = pd.DataFrame({"rank": range(1, len(matches) + 1), "top row": [match.row for match in matches],
                           "left column": [match.col for match in matches],
                           "score": [float(match.score) for match in matches]})
-    return frame.style.format({"score": "{:.3f}"})
+    return fixed_decimals(frame, 3, ["score"])
 
 
 # ------------------------------------------------------------------------------- sections
@@ -224,7 +225,7 @@ def _detection_section(chosen, image):
     heat_column, table_column = st.columns([3, 2], gap="large")
     with heat_column:
         heat_picture = boxes_overlay(overlay, marks, scale=scale)
-        st.image(heat_picture, width="stretch",
+        st.image(jpeg_bytes(heat_picture), output_format="JPEG", width="stretch",
                  caption="The response as heat over the image searched (bright = strong). Box 1 (green) is the "
                          "highest response; the others are the next best places that do not overlap it much.")
         png_download(heat_picture, "response_on_the_image.png", key="det_heat_png")
@@ -258,8 +259,9 @@ def _detection_section(chosen, image):
         st.markdown(message)
         response_picture = enlarge(heat_rgb(np.clip(response, low, high), low, high),
                                    max(1, 260 // max(response.shape)))
-        st.image(response_picture, caption=f"The response map alone: {response.shape[0]} x {response.shape[1]} "
-                 "positions, one per place the kernel fits entirely inside the image.", width="stretch")
+        st.image(jpeg_bytes(response_picture), output_format="JPEG", width="stretch",
+                 caption=f"The response map alone: {response.shape[0]} x {response.shape[1]} positions, one per "
+                         "place the kernel fits entirely inside the image.")
         png_download(response_picture, "response_map.png", key="det_response_png")
     if not normalised:
         st.info("With the plain sum of products, bright regions score high whatever their shape; the "

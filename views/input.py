@@ -11,7 +11,8 @@ from views.notices import show_teaching_notice
 from views.presenter import explain, explain_caption
 from views.scan_picker import choose_image
 from viz.charts import histogram_chart
-from viz.images import fit_factor, grey_rgb, outline, upscale_nearest, window_clipping_rgb
+from viz.images import fit_factor, grey_rgb, jpeg_bytes, outline, upscale_nearest, window_clipping_rgb
+from viz.tables import fixed_decimals
 
 DISPLAY_PIXELS = 520  # the longer side an image is enlarged to (nearest neighbour) for the projector
 INPUT_SIZES = (32, 64, 96, 128, 224, 256)
@@ -57,12 +58,13 @@ def scan_section(chosen):
         frame = upscale_nearest(window_clipping_rgb(chosen.image, chosen.pixels, bounds),
                                 fit_factor(*chosen.image.shape, DISPLAY_PIXELS))
         where = f", slice {chosen.slice_index + 1} of {scan.num_slices}" if chosen.slice_index is not None else ""
-        st.image(frame, caption=f"{chosen.name}{where}: window L {chosen.level:.6g} / W {chosen.width:.6g}",
-                 width="stretch")
+        st.image(jpeg_bytes(frame), output_format="JPEG", width="stretch",
+                 caption=f"{chosen.name}{where}: window L {chosen.level:.6g} / W {chosen.width:.6g}")
         if chosen.rgb is not None:
-            st.image(upscale_nearest(chosen.rgb, fit_factor(*chosen.rgb.shape[:2], DISPLAY_PIXELS)),
+            st.image(jpeg_bytes(upscale_nearest(chosen.rgb, fit_factor(*chosen.rgb.shape[:2], DISPLAY_PIXELS))),
+                     output_format="JPEG", width="stretch",
                      caption="The original colours. The lessons use its brightness (0.299 R + 0.587 G + 0.114 B), "
-                             "the grey image above.", width="stretch")
+                             "the grey image above.")
     with facts_column:
         units = scan.units
         unit_text = f" {units}" if units else ""
@@ -144,7 +146,8 @@ def preprocessing_section(chosen):
                 frame = grey_rgb(np.clip((values - (chosen.level - chosen.width / 2)) / chosen.width, 0, 1))
                 if step is steps[0] and roi is not None:
                     outline(frame, roi)
-            st.image(upscale_nearest(frame, fit_factor(*frame.shape[:2], DISPLAY_PIXELS // 2)), width="stretch",
+            st.image(jpeg_bytes(upscale_nearest(frame, fit_factor(*frame.shape[:2], DISPLAY_PIXELS // 2))),
+                     output_format="JPEG", width="stretch",
                      caption=f"{step.label}: {values.shape[0]} x {values.shape[1]}")
             st.caption(step.detail)
 
@@ -181,9 +184,9 @@ def network_input_section(values, method):
                     f"columns {left}..{left + block.shape[1] - 1}):")
         # An HTML table: it grows to hold every number, where the canvas grid kept the column widths of the
         # numbers it first showed and, beside the histogram, hid the last columns.
-        st.table(pd.DataFrame(block, index=range(top, top + block.shape[0]),
-                              columns=[str(column) for column in range(left, left + block.shape[1])])
-                 .style.format("{:.3f}"), hide_index=False)
+        st.table(fixed_decimals(pd.DataFrame(block, index=range(top, top + block.shape[0]),
+                                             columns=[str(column) for column in range(left, left + block.shape[1])]),
+                                3), hide_index=False)
 
 
 main()

@@ -296,4 +296,12 @@ def test_a_weight_typed_into_the_kernel_grid_is_the_one_the_steps_use(page):
     conv = page.locator(CONV)
     expect(conv.locator(".kernel-grid .cell").nth(5)).to_have_text(re.compile(r"^2\.50*$"))
     _assert_shows_conv_step(conv.evaluate(READ_STEP), trace)
+
+    # The widest weight there is, -100 with three decimals cut to "-100", and a long fraction fit their field.
+    for typed, shown in (("-100.0004", "-100"), ("-12.3456", "-12.346")):
+        weight.fill(typed)
+        weight.press("Enter")
+        wait_for_app(page)
+        expect(weight).to_have_value(shown)
+        assert weight.evaluate("(field) => field.scrollWidth <= field.clientWidth"), f"{shown} is cut in its field"
     save_screenshot(page, "convolution_kernel_grid_typed_1280x720", full_page=False)

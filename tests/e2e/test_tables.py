@@ -1,8 +1,8 @@
 """Every table on every page, in a browser at 1280 x 720: each number is shown whole, as the browser draws it.
 
 The tables are checked with their defaults and after a change that makes their numbers longer or their
-columns more numerous: plain sums on the detection page, z-scores on the input page, a 9 x 9 kernel, four
-stages. tests/e2e/browser.py (table_cells) says how the canvas grids are read.
+columns more numerous: plain sums on the detection page, z-scores on the input page, four stages (the
+kernel's weights are number fields of our own: tests/e2e/test_convolution_page.py checks them). tests/e2e/browser.py (table_cells) says how the canvas grids are read.
 """
 
 import pytest
@@ -29,7 +29,6 @@ def _slider_to_end(label):
 # Page path -> the changes made one after the other, each followed by a check of every table.
 LONGER_NUMBERS = {
     "input": [_click_text("z-score")],
-    "convolution": [_click_text("Random"), _slider_to_end("Kernel size")],
     "stacks": [_slider_to_end("Number of stages")],
     "detection": [_click_text("0/1 from a threshold (the article's figure)"),
                   _click_text("Plain sum of products (what a convolution layer computes)")],
