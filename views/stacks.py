@@ -38,6 +38,7 @@ from views.exports import png_download
 from views.notices import show_teaching_notice
 from views.presenter import explain
 from views.scan_picker import choose_image
+from viz.images import jpeg_bytes
 from viz.stacks import STAGE_COLOURS, field_overlay, maps_strip, stack_overview, sum_bars
 from viz.steps import arithmetic_frame
 
@@ -225,7 +226,7 @@ def _receptive_field_section(working, stages, results):
         boxes = [(region, STAGE_COLOURS[index], 2) for index, region in enumerate(regions[:-1])]
         boxes.append((chosen, STAGE_COLOURS[stage_index], 4))
         field_picture = field_overlay(working, boxes, scale=display_scale)
-        st.image(field_picture, width="stretch",
+        st.image(jpeg_bytes(field_picture), output_format="JPEG", width="stretch",
                  caption="Box colours: stage 1 green, stage 2 sky blue, stage 3 pink, stage 4 amber.")
         png_download(field_picture, f"receptive_field_stage_{stage_number}.png", key="stacks_field_png")
     height, width = chosen[1] - chosen[0], chosen[3] - chosen[2]
@@ -268,7 +269,8 @@ def _channel_sum_section(result, stage_number, kernel_index, row, col):
     labels = [f"map {channel + 1} x '{slice_names[channel]}'" for channel in range(in_channels)]
     bars_column, text_column = st.columns([3, 2], gap="large")
     with bars_column:
-        st.image(sum_bars(breakdown.totals, breakdown.value, labels=labels), width="content")
+        st.image(jpeg_bytes(sum_bars(breakdown.totals, breakdown.value, labels=labels), sharp_text=True),
+                 output_format="JPEG", width="content")
     with text_column:
         terms = " + ".join(f"({total:.4f})" for total in breakdown.totals)
         activated = float(result.activated[kernel_index, conv_row, conv_col])
@@ -279,8 +281,9 @@ def _channel_sum_section(result, stage_number, kernel_index, row, col):
     for channel, tab in enumerate(tabs):
         step = breakdown.steps[channel]
         with tab:
-            st.image(arithmetic_frame(step.patch, result.weights[kernel_index, channel], step.products,
-                                      max_width=900, low=low, high=high), width="content")
+            frame = arithmetic_frame(step.patch, result.weights[kernel_index, channel], step.products,
+                                     max_width=900, low=low, high=high)
+            st.image(jpeg_bytes(frame, sharp_text=True), output_format="JPEG", width="content")
             st.caption(f"Sum of these products: {step.total:.4f}")
 
 
@@ -347,7 +350,7 @@ value depends on more of the scan, which is why deeper layers respond to larger 
                "multiply-adds" for index, result in enumerate(results)]
     overview = stack_overview(working, [result.outputs for result in results], labels, scale=scale)
     # An explicit pixel width: the frame must not be stretched, or the sizes stop being true.
-    st.image(overview, width=int(overview.shape[1]),
+    st.image(jpeg_bytes(overview), output_format="JPEG", width=int(overview.shape[1]),
              caption="Every map drawn with the same size per cell as the input's pixels: pooling halves each "
                      "side. Red is positive, blue negative, white zero (each map on its own scale).")
     png_download(overview, "stack_overview.png", key="stacks_overview_png")
