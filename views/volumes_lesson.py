@@ -1,0 +1,451 @@
+"""Lesson "Volumes and video": slices and planes, a 3-D kernel voxel by voxel, why 3-D, 3-D pooling, clips.
+
+Every number comes from kernels/ (conv3d, conv3d_trace, max_pool3d, the 3-D bank) through
+lessons/volumes.py; drawing is viz/volumes.py; the voxel-by-voxel player runs in the browser
+(views/components/step_player/, its volume player). views/volumes.py runs ``main()``: kept here, the
+code is compiled once per process. The sections are tabs that run only while open.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from functools import partial
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+from streamlit_image_coordinates import streamlit_image_coordinates
+
+from kernels import KERNEL_3D_DEPTHS, KERNEL_3D_SIZES, KERNELS_3D, conv3d, conv3d_trace, reference
+from lessons import volumes
+from scans import apply_window, read_sample
+from views.caching import computed
+from views.components.step_player import conv_payload, step_player, view_options
+from views.exports import png_download
+from views.notices import show_teaching_notice
+from views.presenter import colour_scheme, explain, explain_caption
+from views.scan_picker import choose_image
+from viz.volumes import map_panels, orthogonal_views, voxel_from_click
+
+PICKER = "volume"  # the sidebar picker's keys: this page opens on a volume, the others on a picture
+DEFAULT_SAMPLE = "Chest CT volume"
+CLIP_SAMPLE = "Echocardiogram clip"
+SECTIONS = ("1. Slices and planes", "2. A 3-D kernel, voxel by voxel", "3. Why 3-D: ball or tube?",
+            "4. 3-D pooling", "5. Video: 2-D + time")
+SECTION_KEY = "vol3d_section"
+SOURCES = ("From the 3-D bank", "Random", "Typed")
+REGION_DEPTHS = (3, 4, 5, 6, 7)
+REGION_SIDES = (4, 5, 6, 7, 8, 9, 10)
+PADDINGS = {"valid": "none", "same": "same (zeros)"}
+DEFAULTS = {"vol3d_source": SOURCES[0], "vol3d_kernel_name": "laplacian of gaussian", "vol3d_kernel_depth": 3,
+            "vol3d_kernel_size": 3, "vol3d_seed": 1, "vol3d_region_depth": 4, "vol3d_region_side": 6,
+            "vol3d_padding": "same", "vol3d_stages": 2, "vol3d_field_stages": 2}
+PLANE_HEIGHT = 300  # pixels: the axial plane's height
+_VOXEL_SOURCE = inspect.getsource(reference.conv3d_voxel)  # read once per process
+
+
+# ---------------------------------------------------------------------------------------------------
+# The working volume and what is computed on it (the cache rule of views/caching.py)
+
+
+def _working(pixels, window):
+    """The scan's voxels through the window, in [0, 1], each slice averaged down to the working size."""
+    return volumes.working_volume(apply_window(pixels, *window))
+
+
+def _volume_computed(task, chosen, parameters=()):
+    """``task(scan pixels, (window, parameters))``: a sample's in the shared cache, an upload's in this session.
+
+    Keyed by the scan and its window, not by the slice the picker shows: moving through the slices
+    computes nothing again.
+    """
+    window = (float(chosen.level), float(chosen.width))
+    if not chosen.is_upload:
+        whole = dataclasses.replace(chosen, cache_key=f"{chosen.name}|level={window[0]:.6g}|width={window[1]:.6g}")
+        return computed(task, whole, (window, parameters), data=chosen.scan.pixels)
+    memo = st.session_state.setdefault("vol3d__memo", {})
+    key = (_volume_identity(chosen), parameters)
+    name = task.__qualname__
+    if name not in memo or memo[name][0] != key:
+        memo[name] = (key, task(chosen.scan.pixels, (window, parameters)))
+    return memo[name][1]
+
+
+def _volume_identity(chosen):
+    """Names the working volume exactly: the sample or this session's upload, and the window."""
+    source = st.session_state.get(f"{PICKER}__upload_id") if chosen.is_upload else chosen.name
+    return chosen.is_upload, source, float(chosen.level), float(chosen.width)
+
+
+def _working_task(pixels, parameters):
+    window, _ = parameters
+    return _working(pixels, window)
+
+
+def _response_task(pixels, parameters):
+    window, kernel_rows = parameters
+    volume, _ = _working(pixels, window)
+    return conv3d(volume, np.asarray(kernel_rows, dtype=np.float32), padding="same", padding_mode="replicate")
+
+
+def _flat_deep_task(pixels, parameters):
+    window, size = parameters
+    volume, _ = _working(pixels, window)
+    return volumes.flat_and_deep(volume, size)
+
+
+def _stages_task(pixels, parameters):
+    window, (kernel_rows, stages) = parameters
+    volume, _ = _working(pixels, window)
+    return volumes.run_stages(volume, np.asarray(kernel_rows, dtype=np.float32), stages)
+
+
+@st.cache_data(show_spinner=False)
+def _sphere_and_tube():
+    return volumes.sphere_and_tube()
+
+
+@st.cache_data(show_spinner=False)
+def _sample_clip(level, width):
+    clip = read_sample(CLIP_SAMPLE)
+    return apply_window(clip.pixels, level, width)
+
+
+def _key_of(kernel):
+    return tuple(tuple(map(tuple, plane)) for plane in np.asarray(kernel).tolist())
+
+
+def _session_memo(name, key, compute):
+    """``compute()`` remembered for one ``key`` per ``name`` in this session (the player's small traces)."""
+    memo = st.session_state.setdefault("vol3d__traces", {})
+    if name not in memo or memo[name][0] != key:
+        memo[name] = (key, compute())
+    return memo[name][1]
+
+
+# ---------------------------------------------------------------------------------------------------
+# The chosen voxel: the picker's slice, and a row and column; clicks on the planes move it
+
+
+def _voxel(shape):
+    """The chosen voxel; a newly chosen volume starts at its centre (the picker starts on its middle slice)."""
+    volume = (st.session_state.get(f"{PICKER}__identity"), tuple(shape))
+    if st.session_state.get("vol3d__voxel_of") != volume:
+        st.session_state["vol3d__voxel_of"] = volume
+        st.session_state["vol3d__row"], st.session_state["vol3d__col"] = shape[1] // 2, shape[2] // 2
+    slice_index = int(st.session_state.get(f"{PICKER}__slice", shape[0] // 2))
+    row, col = st.session_state["vol3d__row"], st.session_state["vol3d__col"]
+    return volumes.clamp_voxel((slice_index, row, col), shape)
+
+
+def _on_plane_click(layout, shape):
+    click = st.session_state.get("vol3d_planes_click")
+    if not click or not click.get("width"):
+        return
+    y = click["y"] * layout.size[0] / click["height"]
+    x = click["x"] * layout.size[1] / click["width"]
+    slice_index, row, col = voxel_from_click(layout, y, x, _voxel(shape), shape)
+    st.session_state[f"{PICKER}__slice"] = slice_index  # the picker's own slice: its slider follows
+    st.session_state["vol3d__row"], st.session_state["vol3d__col"] = row, col
+
+
+def _planes(volume, voxel, aspect, *, box=None, key, caption, clickable=False, signed=False):
+    picture, layout = orthogonal_views(volume, voxel, aspect=aspect, height=PLANE_HEIGHT, box=box, signed=signed)
+    if clickable:
+        streamlit_image_coordinates(picture, key=key, on_click=partial(_on_plane_click, layout, volume.shape),
+                                    cursor="crosshair", png_compression_level=1)
+    else:
+        st.image(picture)
+    st.caption(caption)
+    return picture
+
+
+# ---------------------------------------------------------------------------------------------------
+# Kernel and region controls
+
+
+def _init_state():
+    for key, value in DEFAULTS.items():
+        st.session_state.setdefault(key, value)
+    st.session_state.setdefault("vol3d_typed", volumes.kernel_text(KERNELS_3D["sobel z"].weights))
+    st.session_state.setdefault(SECTION_KEY, SECTIONS[0])
+    for key in DEFAULTS:  # keep choices while their widgets are on a closed tab (Streamlit drops those)
+        st.session_state[key] = st.session_state[key]
+
+
+def _kernel_ui():
+    """The kernel's source and shape; returns the kernel (kd, kh, kw) float32, or None with a message shown."""
+    source = st.radio("Kernel", SOURCES, key="vol3d_source", horizontal=True)
+    if source == SOURCES[2]:
+        text = st.text_area("Weights: numbers in rows, a blank line between slices", key="vol3d_typed", height=200)
+        try:
+            return volumes.parse_kernel(text)
+        except ValueError as error:
+            st.error(f"{error} The player keeps waiting for a kernel it can read.", icon=":material/error:")
+            return None
+    name_column, depth_column, size_column = st.columns([2, 1, 1])
+    if source == SOURCES[0]:
+        name = name_column.selectbox("3-D bank kernel", tuple(KERNELS_3D), key="vol3d_kernel_name")
+        resizable = KERNELS_3D[name].resizable
+    else:
+        name_column.number_input("Seed", 0, 10**6, key="vol3d_seed", help="Another seed, other random weights.")
+        resizable = True
+    depth = depth_column.selectbox("Slices", KERNEL_3D_DEPTHS, key="vol3d_kernel_depth", disabled=not resizable)
+    size = size_column.selectbox("Rows and columns", KERNEL_3D_SIZES[1:], key="vol3d_kernel_size",
+                                 disabled=not resizable)
+    if source == SOURCES[0]:
+        st.caption(KERNELS_3D[name].description + ("" if resizable else " (a fixed shape)"))
+        return volumes.bank_kernel(name, depth, size)
+    return volumes.random_kernel(depth, size, int(st.session_state["vol3d_seed"]))
+
+
+def _region_ui():
+    depth_column, side_column, padding_column = st.columns(3)
+    depth = depth_column.selectbox("Region: slices", REGION_DEPTHS, key="vol3d_region_depth")
+    side = side_column.selectbox("Region: rows and columns", REGION_SIDES, key="vol3d_region_side")
+    padding = padding_column.selectbox("Padding", tuple(PADDINGS), key="vol3d_padding", format_func=PADDINGS.get,
+                                       help="None: the kernel stays inside the region, so the output is smaller. "
+                                            "Same: a layer of zeros around the region (slices too), so the output "
+                                            "keeps its size.")
+    return depth, side, padding
+
+
+# ---------------------------------------------------------------------------------------------------
+# Sections
+
+
+def _planes_section(volume, voxel, aspect, chosen):
+    explain("A CT or MR series is a stack of slices: a **volume** of voxels, each a small box of tissue. Three "
+            "planes cut it through one voxel: **axial** (the slice as scanned), **coronal** (front view) and "
+            "**sagittal** (side view). Click any plane to move the voxel; the sidebar's slider moves through "
+            "the slices.")
+    picture = _planes(volume, voxel, aspect, key="vol3d_planes_click", clickable=True,
+                      caption=f"{chosen.name}: {volume.shape[0]} slices of {volume.shape[1]} x {volume.shape[2]} "
+                              "voxels. Cyan lines cross at the chosen voxel; the side views are drawn to scale "
+                              "with the last slice at the top.")
+    png_download(picture, "three_planes.png", key="vol3d_planes_png")
+
+
+def _kernel_section(volume, voxel, aspect, chosen, kernel):
+    explain("A 3-D kernel is a small block of weights, several slices deep. At each position it covers a block "
+            "of voxels: each voxel is multiplied by the weight over it, slice by slice; each kernel slice gives "
+            "a sum, and the slices' sums plus the bias are one voxel of the output. Then the kernel moves on: "
+            "along the row, down the rows, and then to the next slice.")
+    depth, side, padding = _region_ui()
+    if kernel is None:
+        return
+    bounds = volumes.region_bounds(volume.shape, voxel, depth, side)
+    region = volume[tuple(slice(start, stop) for start, stop in bounds)]
+    try:
+        key = (_volume_identity(chosen), bounds, _key_of(kernel), padding)
+        trace = _session_memo("trace", key, lambda: conv3d_trace(region, kernel, 0.0, padding=padding))
+    except ValueError as error:
+        st.error(f"This kernel does not fit the region: {error} Choose a larger region or padding 'same'.",
+                 icon=":material/error:")
+        return
+    payload = _session_memo("payload", key, lambda: conv_payload(trace, titles={}, memory="volume"))
+    front = trace.pad[0]
+    first = bounds[0][0]
+    slice_titles = [f"slice {first + index - front + 1}" if front <= index < front + region.shape[0] else "padding"
+                    for index in range(trace.padded.shape[0])]
+    titles = {"input": f"The region: slices {first + 1}-{bounds[0][1]}, rows {bounds[1][0] + 1}-{bounds[1][1]}, "
+                       f"columns {bounds[2][0] + 1}-{bounds[2][1]}"
+                       + (", with zero padding (hatched)" if padding == "same" else "")
+                       + ". Orange: the kernel's window on the slices it covers.",
+              "output": f"The output volume ({' x '.join(map(str, trace.output.shape))}) filling in, voxel by "
+                        "voxel, slice by slice.",
+              "slices": slice_titles}
+    st.markdown(f"A **{' x '.join(map(str, kernel.shape))}** kernel: **{kernel.size} multiplications** for each "
+                f"output voxel, {trace.num_steps} voxels here.")
+    step_player({**payload, "titles": titles}, key="vol3d_player",
+                view=view_options(scheme=colour_scheme(), initial_step=0))
+    explain_caption("Once you have clicked the player, the keyboard works too: right and left arrows step, the "
+                    "space bar plays and pauses.")
+    panel = st.expander("The code that computed this", key="vol3d_code_open", on_change="rerun")
+    with panel:
+        if panel.open:
+            st.markdown("Each step of the player is `conv3d_voxel(padded, kernel, 0.0, out_slice, out_row, "
+                        "out_col)` from kernels/reference.py: its products, the slices' sums and the value are "
+                        "this function's numbers (tests check them against the fast `kernels.conv3d`).")
+            st.code(_VOXEL_SOURCE, language="python")
+    st.subheader("The same kernel over the whole volume")
+    response = _volume_computed(_response_task, chosen, _key_of(kernel))
+    box = tuple(bounds)
+    _planes(response, voxel, aspect, box=box, key="vol3d_response", signed=True,
+            caption="kernels.conv3d over every voxel (same size, edges replicated): red positive, blue negative. "
+                    "Orange: the region the player steps through.")
+
+
+def _why_3d_section(volume, voxel, aspect, chosen):
+    explain("A 2-D kernel sees one slice at a time. Cut through its middle, a ball and a tube look the same: a "
+            "disc. The 2-D kernel answers both alike. A 3-D kernel also looks at the slices above and below: the "
+            "ball ends there and the tube goes on, so it answers the ball more strongly. A nodule is ball-like, "
+            "a vessel tube-like: one reason CT networks use 3-D kernels.")
+    demo = _sphere_and_tube()
+    middle = demo.sphere[0]
+    row = demo.sphere[1]
+    size = demo.deep_kernel.shape[1]
+    for title, cut, marks in (("Through the middle slice", lambda array: array[middle], True),
+                              ("Side view through both centres", lambda array: array[:, row, :][::-1], False)):
+        st.markdown(f"**{title}**")
+        maps = [cut(demo.volume), cut(demo.flat), cut(demo.deep)]
+        ring = [(index, demo.sphere[1], demo.sphere[2]) for index in (1, 2)] if marks else []
+        ring += [(index, demo.tube[1], demo.tube[2]) for index in (1, 2)] if marks else []
+        picture = map_panels(maps, ["the volume: a ball (left) and a tube", f"2-D {size} x {size} Laplacian of "
+                                    "Gaussian, slice by slice", f"3-D {size} x {size} x {size} Laplacian of Gaussian"],
+                             height=170, signed=[False, True, True], marks=ring)
+        st.image(picture)
+    answers = pd.DataFrame({
+        "kernel": [f"2-D, 1 x {size} x {size}", f"3-D, {size} x {size} x {size}"],
+        "at the ball's centre": [float(demo.flat[demo.sphere]), float(demo.deep[demo.sphere])],
+        "at the tube's centre": [float(demo.flat[demo.tube]), float(demo.deep[demo.tube])],
+    })
+    answers["ball / tube"] = answers["at the ball's centre"] / answers["at the tube's centre"]
+    st.table(answers.style.format({"at the ball's centre": "{:.4f}", "at the tube's centre": "{:.4f}",
+                                   "ball / tube": "{:.2f}"}).hide(axis="index"))
+    st.caption(f"Both shapes have radius {2} voxels; green rings: the two centres. Colours: each map on its own "
+               "scale; the numbers are kernels.conv3d's.")
+
+    st.subheader("On this volume")
+    if st.toggle("Show the 2-D and the 3-D kernel on the chosen volume", key="vol3d_flat_deep"):
+        flat, deep = _volume_computed(_flat_deep_task, chosen, 5)
+        slice_index, row_index, _ = voxel
+        picture = map_panels([flat[slice_index], deep[slice_index], flat[:, row_index][::-1], deep[:, row_index][::-1]],
+                             ["2-D, axial", "3-D, axial", "2-D, coronal", "3-D, coronal"], height=230,
+                             aspect=[1.0, 1.0, aspect, aspect])
+        st.image(picture, caption="The 5 x 5 Laplacian of Gaussian one slice deep and five slices deep, through "
+                                  "the chosen voxel. The 3-D one keeps round bright spots and fades long ones.")
+
+    st.subheader("The field of a 3-D stage is a box across slices")
+    stages = st.select_slider("Stages (3 x 3 x 3 convolution, then 2 x 2 x 2 max pooling)", options=[1, 2, 3],
+                              key="vol3d_field_stages")
+    if min(volume.shape) < 2 ** stages:
+        st.info(f"This volume has {volume.shape[0]} slices: too few for {stages} poolings by 2.")
+        return
+    size_field, box = volumes.stage_field((3, 3, 3), stages, volume.shape, voxel)
+    _planes(volume, voxel, aspect, box=box, key="vol3d_field",
+            caption=f"Orange: the voxels one stage-{stages} voxel depends on, {size_field[0]} slices x "
+                    f"{size_field[1]} x {size_field[2]} voxels (clipped at the volume's edge): slices "
+                    f"{box[0][0] + 1}-{box[0][1]}.")
+
+
+def _pooling_section(volume, chosen, kernel):
+    explain("**3-D max pooling** keeps the largest of each 2 x 2 x 2 block of eight voxels: every side halves, "
+            "so the volume keeps one voxel in eight, and the next convolution has an eighth of the work. A 3-D "
+            "network is expensive: each output voxel of a 3 x 3 x 3 kernel costs 27 multiply-adds (a 3 x 3 "
+            "kernel, 9), for every voxel of every slice.")
+    if kernel is None:
+        st.info("Choose a kernel in section 2 (the typed one has a mistake).")
+        return
+    stages = st.select_slider("Stages", options=[1, 2, 3], key="vol3d_stages")
+    if min(volume.shape) < 2 ** stages:
+        st.info(f"This volume has {volume.shape[0]} slices: too few for {stages} poolings by 2.")
+        return
+    rows = volumes.stage_table(volume.shape, kernel.shape, stages)
+    table = pd.DataFrame({"layer": [row.layer for row in rows],
+                          "slices x rows x columns": [" x ".join(map(str, row.shape)) for row in rows],
+                          "voxels": [row.voxels for row in rows],
+                          "multiply-adds": [row.multiply_adds for row in rows]})
+    st.table(table.style.format({"voxels": "{:,}", "multiply-adds": "{:,}"}).hide(axis="index"))
+    outputs = _volume_computed(_stages_task, chosen, (_key_of(kernel), stages))
+    maps = [volume[volume.shape[0] // 2]] + [output[output.shape[0] // 2] for output in outputs]
+    titles = [f"input {' x '.join(map(str, volume.shape))}"]
+    titles += [f"after stage {index + 1}: {' x '.join(map(str, output.shape))}" for index, output in enumerate(outputs)]
+    st.image(map_panels(maps, titles, height=220, signed=[False] + [True] * len(outputs)),
+             caption="The middle slice of each stage's output, drawn at one height: fewer, larger voxels after "
+                     "each pooling. Red: what the kernel found (after ReLU, nothing is negative).")
+
+
+def _video_section(chosen):
+    explain("A clip is a stack of frames taken one after another: two axes of space and one of **time**. A 3-D "
+            "kernel over a clip mixes neighbouring frames, so it can answer to motion. The simplest such kernel is "
+            "two frames deep, -1 then +1: the next frame minus this one. Where nothing moved it gives 0; a wall "
+            "or valve that moved leaves a red (brighter now) and blue (darker now) edge.")
+    if volumes.is_clip(chosen.scan):
+        clip = apply_window(chosen.scan.pixels, chosen.level, chosen.width)
+        name = chosen.name
+    else:
+        sample = read_sample(CLIP_SAMPLE)
+        clip = _sample_clip(*sample.default_window)
+        name = CLIP_SAMPLE
+        st.caption(f"{chosen.name}'s slices are in space, not time: this section shows the sample “{CLIP_SAMPLE}”. "
+                   "Choose it (or upload a cine or ultrasound clip) to use it in the other sections too.")
+    frames = clip.shape[0]
+    difference = volumes.frame_differences(clip)
+    limit = float(np.percentile(np.abs(difference), 99.5)) or 1.0
+    shown = np.linspace(0, frames - 2, min(5, frames - 1)).round().astype(int)
+    st.image(map_panels([clip[index] for index in shown], [f"frame {index + 1}" for index in shown], height=150,
+                        signed=False),
+             caption=f"{name}: {frames} frames.")
+    st.image(map_panels([difference[index] for index in shown],
+                        [f"frame {index + 2} minus frame {index + 1}" for index in shown], height=150, limit=limit),
+             caption="The frame-difference kernel (2 x 1 x 1) over the clip, kernels.conv3d: what changed.")
+    motion = np.abs(difference).mean(axis=(1, 2))
+    st.bar_chart(pd.DataFrame({"frame": np.arange(2, frames + 1), "mean change": motion}), x="frame",
+                 y="mean change", height=200)
+    st.caption("How much changed from each frame to the next: the heartbeat's rhythm. In section 2 the "
+               "“frame difference” kernel of the 3-D bank steps through the same arithmetic.")
+
+
+# ---------------------------------------------------------------------------------------------------
+# The page
+
+
+def main():
+    st.title("Volumes and video: kernels with depth")
+    show_teaching_notice()
+    st.session_state.setdefault(f"{PICKER}__choice", DEFAULT_SAMPLE)
+    chosen = choose_image(PICKER)
+    _init_state()
+    scan = chosen.scan
+    if not scan.is_volume:
+        st.info(f"“{chosen.name}” is a single image. This lesson needs a volume or a clip: choose “Chest CT "
+                "volume”, “Head MR volume” or “Echocardiogram clip” in the sidebar, or upload a multi-frame DICOM "
+                "file, or several slices of one series together.", icon=":material/view_in_ar:")
+        _video_section_only(chosen)
+        return
+    volume, factor = _volume_computed(_working_task, chosen)
+    voxel = _voxel(volume.shape)
+    aspect = volumes.slice_aspect(scan, factor)
+    note = f", each slice averaged down {factor} x {factor}" if factor > 1 else ""
+    st.caption(f"Working volume: {' x '.join(map(str, volume.shape))} voxels (slices x rows x columns){note}. "
+               f"Chosen voxel: slice {voxel[0] + 1}, row {voxel[1] + 1}, column {voxel[2] + 1}.")
+    tabs = dict(zip(SECTIONS, st.tabs(SECTIONS, key=SECTION_KEY, on_change="rerun")))
+    kernel = None
+    with tabs[SECTIONS[1]]:
+        if tabs[SECTIONS[1]].open:
+            kernel = _kernel_ui()
+            _kernel_section(volume, voxel, aspect, chosen, kernel)
+    with tabs[SECTIONS[0]]:
+        if tabs[SECTIONS[0]].open:
+            _planes_section(volume, voxel, aspect, chosen)
+    with tabs[SECTIONS[2]]:
+        if tabs[SECTIONS[2]].open:
+            _why_3d_section(volume, voxel, aspect, chosen)
+    with tabs[SECTIONS[3]]:
+        if tabs[SECTIONS[3]].open:
+            _pooling_section(volume, chosen, _chosen_kernel())
+    with tabs[SECTIONS[4]]:
+        if tabs[SECTIONS[4]].open:
+            _video_section(chosen)
+
+
+def _chosen_kernel():
+    """The kernel section 2 has chosen, from its remembered choices (its widgets are on a closed tab)."""
+    source = st.session_state["vol3d_source"]
+    if source == SOURCES[2]:
+        try:
+            return volumes.parse_kernel(st.session_state["vol3d_typed"])
+        except ValueError:
+            return None
+    depth, size = st.session_state["vol3d_kernel_depth"], st.session_state["vol3d_kernel_size"]
+    if source == SOURCES[0]:
+        return volumes.bank_kernel(st.session_state["vol3d_kernel_name"], depth, size)
+    return volumes.random_kernel(depth, size, int(st.session_state["vol3d_seed"]))
+
+
+def _video_section_only(chosen):
+    """A single image chosen: the clip section still works, on the sample clip."""
+    with st.expander(SECTIONS[4]):
+        _video_section(chosen)
