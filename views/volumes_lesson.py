@@ -154,7 +154,7 @@ def _planes(volume, voxel, aspect, *, box=None, key, caption, clickable=False, s
     picture, layout = orthogonal_views(volume, voxel, aspect=aspect, height=PLANE_HEIGHT, box=box, signed=signed)
     if clickable:
         streamlit_image_coordinates(picture, key=key, on_click=partial(_on_plane_click, layout, volume.shape),
-                                    cursor="crosshair", png_compression_level=1)
+                                    width="stretch", cursor="crosshair", png_compression_level=1)
     else:
         st.image(picture)
     st.caption(caption)
@@ -381,11 +381,9 @@ def _video_section(chosen):
     st.image(map_panels([difference[index] for index in shown],
                         [f"frame {index + 2} minus frame {index + 1}" for index in shown], height=150, limit=limit),
              caption="The frame-difference kernel (2 x 1 x 1) over the clip, kernels.conv3d: what changed.")
-    motion = np.abs(difference).mean(axis=(1, 2))
-    st.bar_chart(pd.DataFrame({"frame": np.arange(2, frames + 1), "mean change": motion}), x="frame",
-                 y="mean change", height=200)
-    st.caption("How much changed from each frame to the next: the heartbeat's rhythm. In section 2 the "
-               "“frame difference” kernel of the 3-D bank steps through the same arithmetic.")
+    st.caption("Ultrasound speckle changes from frame to frame too, so the differences are grainy; the heart's "
+               "walls and valves leave the larger coloured bands. In section 2 the “frame difference” kernel of "
+               "the 3-D bank steps through the same arithmetic, voxel by voxel.")
 
 
 # ---------------------------------------------------------------------------------------------------

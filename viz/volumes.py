@@ -172,7 +172,7 @@ def map_panels(maps, titles, *, height=220, aspect=1.0, limit=None, signed=True,
     for index, row, col in marks:
         picture, plane = pictures[index], maps[index]
         cell_height, cell_width = picture.shape[0] / plane.shape[0], picture.shape[1] / plane.shape[1]
-        radius = max(cell_height, cell_width, 6)
+        radius = max(2.5 * max(cell_height, cell_width), 8)
         centre_y, centre_x = (row + 0.5) * cell_height, (col + 0.5) * cell_width
         outline_box(picture, centre_y - radius, centre_x - radius, centre_y + radius, centre_x + radius,
                     CHOSEN_COLOUR, 2)

@@ -122,3 +122,28 @@ def test_upload_a_multi_frame_dicom_and_step_a_3d_kernel(page):
     save_screenshot(page, "volumes_player", full_page=False)
     save_screenshot(page, "volumes_kernel_section")
     assert_no_exception(page)
+
+
+def test_every_section_on_the_shipped_chest_ct(page):
+    page.set_viewport_size({"width": 1280, "height": 720})
+    page.goto("/volumes")
+    wait_for_app(page)
+    chosen = page.get_by_text(re.compile(r"^Working volume: 48 x 128 x 128 voxels"))
+    expect(chosen).to_contain_text("Chosen voxel: slice 25, row 65, column 65")
+    # A click on the coronal plane (the middle picture) moves the voxel's slice and column.
+    planes = page.frame_locator("iframe[title*='streamlit_image_coordinates']").locator("img")
+    box = planes.bounding_box()
+    planes.click(position={"x": box["width"] * 0.45, "y": box["height"] * 0.3})
+    expect(chosen).not_to_contain_text("slice 25, row 65, column 65", timeout=30_000)
+    wait_for_app(page)
+    expect(chosen).to_contain_text("row 65,")  # the coronal plane keeps the row
+    assert_no_exception(page)
+    save_screenshot(page, "volumes_1_planes")
+    for number, name in (("3.", "why_3d"), ("4.", "pooling"), ("5.", "video")):
+        page.get_by_role("tab", name=re.compile(rf"^{re.escape(number)}")).click()
+        wait_for_app(page)
+        assert_no_exception(page)
+        page.wait_for_timeout(500)
+        save_screenshot(page, f"volumes_{number[0]}_{name}")
+        if name == "pooling":
+            expect(page.get_by_text("multiply-adds").first).to_be_visible()

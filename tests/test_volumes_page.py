@@ -1,0 +1,94 @@
+"""The "Volumes and video" page under AppTest: it opens on the chest CT volume, every section runs, bad input is told."""
+
+from pathlib import Path
+
+from tests.apptest import open_tab, run_page_file, scan_uploader
+from views.volumes_lesson import SECTION_KEY, SECTIONS
+
+PAGE = "views/volumes.py"
+SAMPLES = Path(__file__).resolve().parents[1] / "sample_images"
+
+
+def working_caption(app):
+    return next(caption.value for caption in app.caption if caption.value.startswith("Working volume:"))
+
+
+def test_the_page_opens_on_the_chest_ct_volume_and_every_section_runs():
+    app = run_page_file(PAGE)
+    assert not app.exception, app.exception
+    assert app.sidebar.selectbox[0].value == "Chest CT volume"
+    assert working_caption(app).startswith("Working volume: 48 x 128 x 128 voxels")
+    assert [tab.label for tab in app.tabs] == list(SECTIONS)
+    for section in SECTIONS[1:]:
+        open_tab(app, SECTION_KEY, section[:2])
+        assert not app.exception, (section, app.exception)
+    open_tab(app, SECTION_KEY, "4.")
+    table = app.table[0].value
+    assert list(table["voxels"]) == [786432, 786432, 98304, 98304, 12288]
+    assert table["multiply-adds"].iloc[1] == 786432 * 27
+
+
+def test_the_sphere_and_tube_table_shows_the_2d_kernel_cannot_tell_them_apart():
+    app = run_page_file(PAGE)
+    open_tab(app, SECTION_KEY, "3.")
+    assert not app.exception, app.exception
+    table = app.table[0].value
+    flat, deep = table["ball / tube"]
+    assert flat == 1.0 and deep > 1.5
+
+
+def test_a_typed_kernel_with_a_mistake_is_explained_and_the_page_goes_on():
+    app = run_page_file(PAGE)
+    open_tab(app, SECTION_KEY, "2.")
+    app.radio(key="vol3d_source").set_value("Typed").run()
+    assert not app.exception, app.exception
+    app.text_area(key="vol3d_typed").set_value("1 2 3\n4 5\n").run()
+    assert not app.exception, app.exception
+    assert any("rows of different lengths" in error.value for error in app.error)
+    app.text_area(key="vol3d_typed").set_value("0 0 0\n0 1 0\n0 0 0\n\n0 0 0\n0 -1 0\n0 0 0").run()
+    assert not app.exception and not app.error
+    assert any("2 x 3 x 3" in markdown.value and "18 multiplications" in markdown.value for markdown in app.markdown)
+    open_tab(app, SECTION_KEY, "4.")  # the pooling section uses the typed kernel too
+    assert not app.exception, app.exception
+    assert "2 x 3 x 3 convolution" in app.table[0].value["layer"].iloc[1]
+
+
+def test_a_single_image_asks_for_a_volume_and_the_clip_still_plays():
+    app = run_page_file(PAGE)
+    app.sidebar.selectbox[0].set_value("Chest radiograph").run()
+    assert not app.exception, app.exception
+    assert any("needs a volume or a clip" in info.value for info in app.info)
+    assert not app.tabs
+
+
+def test_an_uploaded_multi_frame_dicom_becomes_the_working_volume():
+    app = run_page_file(PAGE)
+    upload = (SAMPLES / "mr_head_volume.dcm").read_bytes()
+    scan_uploader(app).set_value(("head.dcm", upload, "application/dicom")).run()
+    assert not app.exception, app.exception
+    assert working_caption(app).startswith("Working volume: 10 x 64 x 64 voxels")
+    assert "slice 6, row 33, column 33" in working_caption(app)  # a new volume starts at its centre
+    open_tab(app, SECTION_KEY, "2.")
+    assert not app.exception, app.exception
+    assert any("144 voxels here" in markdown.value for markdown in app.markdown)
+
+
+def test_the_volume_player_receives_the_whole_3d_trace():
+    import numpy as np
+
+    from kernels import conv3d_trace, make_kernel3d
+    from views.components.step_player import conv_payload, decode_array
+
+    volume = np.random.default_rng(5).random((4, 5, 6)).astype(np.float32)
+    trace = conv3d_trace(volume, make_kernel3d("sobel z"), 0.5, padding="same")
+    payload = conv_payload(trace, titles={}, memory="test")
+    steps = trace.all_steps()
+    assert payload["kind"] == "conv3d" and payload["steps"]["count"] == trace.num_steps == 4 * 5 * 6
+    assert payload["input"]["pad"] == [1, 1, 1, 1, 1, 1]
+    for name, expected in (("slices", steps.slices), ("rows", steps.rows), ("cols", steps.cols),
+                           ("products", steps.products), ("slice_sums", steps.slice_sums), ("sums", steps.totals),
+                           ("values", steps.values)):
+        np.testing.assert_array_equal(decode_array(payload["steps"][name]), expected)
+    np.testing.assert_array_equal(decode_array(payload["input"]["values"]), trace.padded)
+    np.testing.assert_array_equal(decode_array(payload["output"]["values"]), trace.output)
+    np.testing.assert_array_equal(decode_array(payload["kernel"]["values"]), trace.kernel)
