@@ -22,10 +22,12 @@ from lessons import volumes
 from scans import apply_window, read_sample
 from views.caching import computed
 from views.components.step_player import conv_payload, step_player, view_options
+from views.convolution_lesson import _Encoded  # pre-encoded picture bytes for streamlit_image_coordinates
 from views.exports import png_download
 from views.notices import show_teaching_notice
 from views.presenter import colour_scheme, explain, explain_caption
 from views.scan_picker import choose_image
+from viz.images import png_bytes
 from viz.volumes import map_panels, orthogonal_views, voxel_from_click
 
 PICKER = "volume"  # the sidebar picker's keys: this page opens on a volume, the others on a picture
@@ -101,15 +103,38 @@ def _stages_task(pixels, parameters):
     return volumes.run_stages(volume, np.asarray(kernel_rows, dtype=np.float32), stages)
 
 
-@st.cache_data(show_spinner=False)
+@st.cache_resource(show_spinner=False)
 def _sphere_and_tube():
-    return volumes.sphere_and_tube()
+    """The synthetic ball and tube and their two pictures (PNG): the same for everyone, made once per process."""
+    demo = volumes.sphere_and_tube()
+    size = demo.deep_kernel.shape[1]
+    titles = ["the volume: a ball (left) and a tube", f"2-D {size} x {size} Laplacian of Gaussian, slice by slice",
+              f"3-D {size} x {size} x {size} Laplacian of Gaussian"]
+    rings = [(index, *centre[1:]) for index in (1, 2) for centre in (demo.sphere, demo.tube)]
+    middle = [array[demo.sphere[0]] for array in (demo.volume, demo.flat, demo.deep)]
+    side = [array[:, demo.sphere[1], :][::-1] for array in (demo.volume, demo.flat, demo.deep)]
+    pictures = (_png(map_panels(middle, titles, height=170, signed=[False, True, True], marks=rings)),
+                _png(map_panels(side, titles, height=170, signed=[False, True, True])))
+    return demo, pictures
+
+
+def _clip_pictures(clip):
+    """Five frames of a windowed clip and the frame differences that follow them, as two PNGs."""
+    frames = clip.shape[0]
+    difference = volumes.frame_differences(clip)
+    limit = float(np.percentile(np.abs(difference), 99.5)) or 1.0
+    shown = np.linspace(0, frames - 2, min(5, frames - 1)).round().astype(int)
+    return (_png(map_panels([clip[index] for index in shown], [f"frame {index + 1}" for index in shown], height=150,
+                            signed=False)),
+            _png(map_panels([difference[index] for index in shown],
+                            [f"frame {index + 2} minus frame {index + 1}" for index in shown], height=150,
+                            limit=limit)))
 
 
 @st.cache_data(show_spinner=False)
 def _sample_clip(level, width):
-    clip = read_sample(CLIP_SAMPLE)
-    return apply_window(clip.pixels, level, width)
+    """The sample clip's pictures (shared: a shipped sample)."""
+    return _clip_pictures(apply_window(read_sample(CLIP_SAMPLE).pixels, level, width))
 
 
 def _key_of(kernel):
@@ -117,11 +142,16 @@ def _key_of(kernel):
 
 
 def _session_memo(name, key, compute):
-    """``compute()`` remembered for one ``key`` per ``name`` in this session (the player's small traces)."""
+    """``compute()`` remembered for one ``key`` per ``name`` in this session (traces, drawn pictures)."""
     memo = st.session_state.setdefault("vol3d__traces", {})
     if name not in memo or memo[name][0] != key:
         memo[name] = (key, compute())
     return memo[name][1]
+
+
+def _png(picture):
+    # Drawn and encoded once per setting: a rerun that changes nothing here sends the same bytes again.
+    return png_bytes(picture, compress_level=1)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -150,15 +180,20 @@ def _on_plane_click(layout, shape):
     st.session_state["vol3d__row"], st.session_state["vol3d__col"] = row, col
 
 
-def _planes(volume, voxel, aspect, *, box=None, key, caption, clickable=False, signed=False):
-    picture, layout = orthogonal_views(volume, voxel, aspect=aspect, height=PLANE_HEIGHT, box=box, signed=signed)
+def _planes(volume, voxel, aspect, *, memo, box=None, key, caption, clickable=False, signed=False):
+    """The three planes through ``voxel``, drawn once per ``memo`` (what names ``volume``) and setting."""
+    def draw():
+        return orthogonal_views(volume, voxel, aspect=aspect, height=PLANE_HEIGHT, box=box, signed=signed)
+
+    encoded, layout = _session_memo(key, (memo, voxel, aspect, box, signed),
+                                    lambda: (lambda picture, layout: (_png(picture), layout))(*draw()))
     if clickable:
-        streamlit_image_coordinates(picture, key=key, on_click=partial(_on_plane_click, layout, volume.shape),
-                                    width="stretch", cursor="crosshair", png_compression_level=1)
+        streamlit_image_coordinates(_Encoded(encoded), key=key, width="stretch", cursor="crosshair",
+                                    on_click=partial(_on_plane_click, layout, volume.shape))
     else:
-        st.image(picture)
+        st.image(encoded)
     st.caption(caption)
-    return picture
+    png_download(lambda: draw()[0], f"{key.removeprefix('vol3d_')}.png", key=f"{key}_png")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -220,11 +255,10 @@ def _planes_section(volume, voxel, aspect, chosen):
             "planes cut it through one voxel: **axial** (the slice as scanned), **coronal** (front view) and "
             "**sagittal** (side view). Click any plane to move the voxel; the sidebar's slider moves through "
             "the slices.")
-    picture = _planes(volume, voxel, aspect, key="vol3d_planes_click", clickable=True,
-                      caption=f"{chosen.name}: {volume.shape[0]} slices of {volume.shape[1]} x {volume.shape[2]} "
-                              "voxels. Cyan lines cross at the chosen voxel; the side views are drawn to scale "
-                              "with the last slice at the top.")
-    png_download(picture, "three_planes.png", key="vol3d_planes_png")
+    _planes(volume, voxel, aspect, memo=_volume_identity(chosen), key="vol3d_planes_click", clickable=True,
+            caption=f"{chosen.name}: {volume.shape[0]} slices of {volume.shape[1]} x {volume.shape[2]} voxels. Cyan "
+                    "lines cross at the chosen voxel; the side views are drawn to scale with the last slice at the "
+                    "top.")
 
 
 def _kernel_section(volume, voxel, aspect, chosen, kernel):
@@ -272,7 +306,8 @@ def _kernel_section(volume, voxel, aspect, chosen, kernel):
     st.subheader("The same kernel over the whole volume")
     response = _volume_computed(_response_task, chosen, _key_of(kernel))
     box = tuple(bounds)
-    _planes(response, voxel, aspect, box=box, key="vol3d_response", signed=True,
+    _planes(response, voxel, aspect, memo=(_volume_identity(chosen), _key_of(kernel)), box=box,
+            key="vol3d_response", signed=True,
             caption="kernels.conv3d over every voxel (same size, edges replicated): red positive, blue negative. "
                     "Orange: the region the player steps through.")
 
@@ -282,38 +317,34 @@ def _why_3d_section(volume, voxel, aspect, chosen):
             "disc. The 2-D kernel answers both alike. A 3-D kernel also looks at the slices above and below: the "
             "ball ends there and the tube goes on, so it answers the ball more strongly. A nodule is ball-like, "
             "a vessel tube-like: one reason CT networks use 3-D kernels.")
-    demo = _sphere_and_tube()
-    middle = demo.sphere[0]
-    row = demo.sphere[1]
+    demo, pictures = _sphere_and_tube()
     size = demo.deep_kernel.shape[1]
-    for title, cut, marks in (("Through the middle slice", lambda array: array[middle], True),
-                              ("Side view through both centres", lambda array: array[:, row, :][::-1], False)):
+    for title, picture in zip(("Through the middle slice", "Side view through both centres"), pictures):
         st.markdown(f"**{title}**")
-        maps = [cut(demo.volume), cut(demo.flat), cut(demo.deep)]
-        ring = [(index, demo.sphere[1], demo.sphere[2]) for index in (1, 2)] if marks else []
-        ring += [(index, demo.tube[1], demo.tube[2]) for index in (1, 2)] if marks else []
-        picture = map_panels(maps, ["the volume: a ball (left) and a tube", f"2-D {size} x {size} Laplacian of "
-                                    "Gaussian, slice by slice", f"3-D {size} x {size} x {size} Laplacian of Gaussian"],
-                             height=170, signed=[False, True, True], marks=ring)
         st.image(picture)
-    answers = pd.DataFrame({
-        "kernel": [f"2-D, 1 x {size} x {size}", f"3-D, {size} x {size} x {size}"],
-        "at the ball's centre": [float(demo.flat[demo.sphere]), float(demo.deep[demo.sphere])],
-        "at the tube's centre": [float(demo.flat[demo.tube]), float(demo.deep[demo.tube])],
-    })
-    answers["ball / tube"] = answers["at the ball's centre"] / answers["at the tube's centre"]
-    st.table(answers.style.format({"at the ball's centre": "{:.4f}", "at the tube's centre": "{:.4f}",
-                                   "ball / tube": "{:.2f}"}).hide(axis="index"))
+    # Numbers written out here: a pandas Styler cost some 40 ms of every rerun of this tab.
+    answers = [("2-D, 1 x {0} x {0}", demo.flat), ("3-D, {0} x {0} x {0}", demo.deep)]
+    st.table(pd.DataFrame({
+        "kernel": [name.format(size) for name, _ in answers],
+        "at the ball's centre": [f"{float(response[demo.sphere]):.4f}" for _, response in answers],
+        "at the tube's centre": [f"{float(response[demo.tube]):.4f}" for _, response in answers],
+        "ball / tube": [f"{float(response[demo.sphere]) / float(response[demo.tube]):.2f}" for _, response in answers],
+    }), hide_index=True)
     st.caption(f"Both shapes have radius {2} voxels; green rings: the two centres. Colours: each map on its own "
                "scale; the numbers are kernels.conv3d's.")
 
     st.subheader("On this volume")
     if st.toggle("Show the 2-D and the 3-D kernel on the chosen volume", key="vol3d_flat_deep"):
-        flat, deep = _volume_computed(_flat_deep_task, chosen, 5)
         slice_index, row_index, _ = voxel
-        picture = map_panels([flat[slice_index], deep[slice_index], flat[:, row_index][::-1], deep[:, row_index][::-1]],
-                             ["2-D, axial", "3-D, axial", "2-D, coronal", "3-D, coronal"], height=230,
-                             aspect=[1.0, 1.0, aspect, aspect])
+
+        def draw():
+            flat, deep = _volume_computed(_flat_deep_task, chosen, 5)
+            return _png(map_panels([flat[slice_index], deep[slice_index], flat[:, row_index][::-1],
+                                    deep[:, row_index][::-1]], ["2-D, axial", "3-D, axial", "2-D, coronal",
+                                                                "3-D, coronal"], height=230,
+                                   aspect=[1.0, 1.0, aspect, aspect]))
+
+        picture = _session_memo("flat and deep", (_volume_identity(chosen), slice_index, row_index), draw)
         st.image(picture, caption="The 5 x 5 Laplacian of Gaussian one slice deep and five slices deep, through "
                                   "the chosen voxel. The 3-D one keeps round bright spots and fades long ones.")
 
@@ -324,7 +355,7 @@ def _why_3d_section(volume, voxel, aspect, chosen):
         st.info(f"This volume has {volume.shape[0]} slices: too few for {stages} poolings by 2.")
         return
     size_field, box = volumes.stage_field((3, 3, 3), stages, volume.shape, voxel)
-    _planes(volume, voxel, aspect, box=box, key="vol3d_field",
+    _planes(volume, voxel, aspect, memo=_volume_identity(chosen), box=box, key="vol3d_field",
             caption=f"Orange: the voxels one stage-{stages} voxel depends on, {size_field[0]} slices x "
                     f"{size_field[1]} x {size_field[2]} voxels (clipped at the volume's edge): slices "
                     f"{box[0][0] + 1}-{box[0][1]}.")
@@ -343,16 +374,19 @@ def _pooling_section(volume, chosen, kernel):
         st.info(f"This volume has {volume.shape[0]} slices: too few for {stages} poolings by 2.")
         return
     rows = volumes.stage_table(volume.shape, kernel.shape, stages)
-    table = pd.DataFrame({"layer": [row.layer for row in rows],
-                          "slices x rows x columns": [" x ".join(map(str, row.shape)) for row in rows],
-                          "voxels": [row.voxels for row in rows],
-                          "multiply-adds": [row.multiply_adds for row in rows]})
-    st.table(table.style.format({"voxels": "{:,}", "multiply-adds": "{:,}"}).hide(axis="index"))
-    outputs = _volume_computed(_stages_task, chosen, (_key_of(kernel), stages))
-    maps = [volume[volume.shape[0] // 2]] + [output[output.shape[0] // 2] for output in outputs]
-    titles = [f"input {' x '.join(map(str, volume.shape))}"]
-    titles += [f"after stage {index + 1}: {' x '.join(map(str, output.shape))}" for index, output in enumerate(outputs)]
-    st.image(map_panels(maps, titles, height=220, signed=[False] + [True] * len(outputs)),
+    st.table(pd.DataFrame({"layer": [row.layer for row in rows],
+                           "slices x rows x columns": [" x ".join(map(str, row.shape)) for row in rows],
+                           "voxels": [f"{row.voxels:,}" for row in rows],
+                           "multiply-adds": [f"{row.multiply_adds:,}" for row in rows]}), hide_index=True)
+    def draw():
+        outputs = _volume_computed(_stages_task, chosen, (_key_of(kernel), stages))
+        maps = [volume[volume.shape[0] // 2]] + [output[output.shape[0] // 2] for output in outputs]
+        titles = [f"input {' x '.join(map(str, volume.shape))}"]
+        titles += [f"after stage {index + 1}: {' x '.join(map(str, output.shape))}"
+                   for index, output in enumerate(outputs)]
+        return _png(map_panels(maps, titles, height=220, signed=[False] + [True] * len(outputs)))
+
+    st.image(_session_memo("stages", (_volume_identity(chosen), _key_of(kernel), stages), draw),
              caption="The middle slice of each stage's output, drawn at one height: fewer, larger voxels after "
                      "each pooling. Red: what the kernel found (after ReLU, nothing is negative).")
 
@@ -363,24 +397,17 @@ def _video_section(chosen):
             "two frames deep, -1 then +1: the next frame minus this one. Where nothing moved it gives 0; a wall "
             "or valve that moved leaves a red (brighter now) and blue (darker now) edge.")
     if volumes.is_clip(chosen.scan):
-        clip = apply_window(chosen.scan.pixels, chosen.level, chosen.width)
-        name = chosen.name
+        name, frames = chosen.name, chosen.scan.num_slices
+        pictures = _session_memo("clip", _volume_identity(chosen), lambda: _clip_pictures(
+            apply_window(chosen.scan.pixels, chosen.level, chosen.width)))
     else:
         sample = read_sample(CLIP_SAMPLE)
-        clip = _sample_clip(*sample.default_window)
-        name = CLIP_SAMPLE
+        name, frames = CLIP_SAMPLE, sample.num_slices
+        pictures = _sample_clip(*sample.default_window)
         st.caption(f"{chosen.name}'s slices are in space, not time: this section shows the sample “{CLIP_SAMPLE}”. "
                    "Choose it (or upload a cine or ultrasound clip) to use it in the other sections too.")
-    frames = clip.shape[0]
-    difference = volumes.frame_differences(clip)
-    limit = float(np.percentile(np.abs(difference), 99.5)) or 1.0
-    shown = np.linspace(0, frames - 2, min(5, frames - 1)).round().astype(int)
-    st.image(map_panels([clip[index] for index in shown], [f"frame {index + 1}" for index in shown], height=150,
-                        signed=False),
-             caption=f"{name}: {frames} frames.")
-    st.image(map_panels([difference[index] for index in shown],
-                        [f"frame {index + 2} minus frame {index + 1}" for index in shown], height=150, limit=limit),
-             caption="The frame-difference kernel (2 x 1 x 1) over the clip, kernels.conv3d: what changed.")
+    st.image(pictures[0], caption=f"{name}: {frames} frames.")
+    st.image(pictures[1], caption="The frame-difference kernel (2 x 1 x 1) over the clip, kernels.conv3d: what changed.")
     st.caption("Ultrasound speckle changes from frame to frame too, so the differences are grainy; the heart's "
                "walls and valves leave the larger coloured bands. In section 2 the “frame difference” kernel of "
                "the 3-D bank steps through the same arithmetic, voxel by voxel.")
