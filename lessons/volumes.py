@@ -52,6 +52,24 @@ def clamp_voxel(voxel, shape):
     return tuple(int(np.clip(index, 0, size - 1)) for index, size in zip(voxel, shape))
 
 
+def blob_in_slice(volume, slice_index, margin=0.15):
+    """(row, column) in one slice where the 3-D Laplacian of Gaussian answers most, away from the edges.
+
+    A bright spot there (a vessel crossing the slice, a nodule) gives the kernel large numbers to show,
+    where the volume's centre may be flat tissue. ``margin``: the share of each side left out (labels,
+    the table, air).
+    """
+    # Only the slice and its two neighbours are needed for a kernel three slices deep.
+    first = max(0, slice_index - 1)
+    response = conv3d(volume[first:slice_index + 2], make_kernel3d("laplacian of gaussian", 3, 3),
+                      padding="same", padding_mode="replicate")[slice_index - first]
+    rows, cols = response.shape
+    top, left = int(rows * margin), int(cols * margin)
+    inner = response[top:rows - top, left:cols - left]
+    row, col = np.unravel_index(int(np.argmax(inner)), inner.shape)
+    return int(row + top), int(col + left)
+
+
 def region_bounds(shape, centre, depth, side):
     """Half-open (slice, row, column) ranges of a ``depth`` x ``side`` x ``side`` block around ``centre``.
 

@@ -67,7 +67,8 @@ def test_an_uploaded_multi_frame_dicom_becomes_the_working_volume():
     scan_uploader(app).set_value(("head.dcm", upload, "application/dicom")).run()
     assert not app.exception, app.exception
     assert working_caption(app).startswith("Working volume: 10 x 64 x 64 voxels")
-    assert "slice 6, row 33, column 33" in working_caption(app)  # a new volume starts at its centre
+    # A new volume starts on its middle slice, at that slice's brightest blob (not where the last one was).
+    assert "slice 6, row 53, column 13" in working_caption(app)
     open_tab(app, SECTION_KEY, "2.")
     assert not app.exception, app.exception
     assert any("144 voxels here" in markdown.value for markdown in app.markdown)

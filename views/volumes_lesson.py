@@ -158,15 +158,24 @@ def _png(picture):
 # The chosen voxel: the picker's slice, and a row and column; clicks on the planes move it
 
 
-def _voxel(shape):
-    """The chosen voxel; a newly chosen volume starts at its centre (the picker starts on its middle slice)."""
-    volume = (st.session_state.get(f"{PICKER}__identity"), tuple(shape))
-    if st.session_state.get("vol3d__voxel_of") != volume:
-        st.session_state["vol3d__voxel_of"] = volume
-        st.session_state["vol3d__row"], st.session_state["vol3d__col"] = shape[1] // 2, shape[2] // 2
+def _voxel(volume):
+    """The chosen voxel. A newly chosen volume starts on the picker's slice (its middle one) at the brightest
+    blob of that slice, so the kernel's first numbers show a structure rather than flat tissue."""
+    shape = volume.shape
     slice_index = int(st.session_state.get(f"{PICKER}__slice", shape[0] // 2))
+    identity = (st.session_state.get(f"{PICKER}__identity"), tuple(shape))
+    if st.session_state.get("vol3d__voxel_of") != identity:
+        st.session_state["vol3d__voxel_of"] = identity
+        row, col = volumes.blob_in_slice(volume, min(slice_index, shape[0] - 1))
+        st.session_state["vol3d__row"], st.session_state["vol3d__col"] = row, col
     row, col = st.session_state["vol3d__row"], st.session_state["vol3d__col"]
     return volumes.clamp_voxel((slice_index, row, col), shape)
+
+
+def _current_voxel(shape):
+    """The voxel as the last run left it (a click's callback runs before the page)."""
+    return volumes.clamp_voxel((st.session_state.get(f"{PICKER}__slice", shape[0] // 2),
+                                st.session_state.get("vol3d__row", 0), st.session_state.get("vol3d__col", 0)), shape)
 
 
 def _on_plane_click(layout, shape):
@@ -175,7 +184,7 @@ def _on_plane_click(layout, shape):
         return
     y = click["y"] * layout.size[0] / click["height"]
     x = click["x"] * layout.size[1] / click["width"]
-    slice_index, row, col = voxel_from_click(layout, y, x, _voxel(shape), shape)
+    slice_index, row, col = voxel_from_click(layout, y, x, _current_voxel(shape), shape)
     st.session_state[f"{PICKER}__slice"] = slice_index  # the picker's own slice: its slider follows
     st.session_state["vol3d__row"], st.session_state["vol3d__col"] = row, col
 
@@ -431,7 +440,7 @@ def main():
         _video_section_only(chosen)
         return
     volume, factor = _volume_computed(_working_task, chosen)
-    voxel = _voxel(volume.shape)
+    voxel = _voxel(volume)
     aspect = volumes.slice_aspect(scan, factor)
     note = f", each slice averaged down {factor} x {factor}" if factor > 1 else ""
     st.caption(f"Working volume: {' x '.join(map(str, volume.shape))} voxels (slices x rows x columns){note}. "

@@ -14,7 +14,7 @@ from playwright.sync_api import expect
 from kernels import conv3d_trace
 from lessons import volumes
 from scans import apply_window, read
-from tests.e2e.browser import assert_no_exception, save_screenshot, wait_for_app
+from tests.e2e.browser import assert_no_exception, cut_texts, save_screenshot, wait_for_app
 from views.components.step_player import conv_payload
 from views.scan_picker import _window_options
 from views.volumes_lesson import DEFAULTS
@@ -49,7 +49,7 @@ def _expected_trace(upload_bytes):
     scan = read(upload_bytes, name="head.dcm")
     level, width = _window_options(scan)[0][1]
     volume, _ = volumes.working_volume(apply_window(scan.pixels, level, width))
-    voxel = (volume.shape[0] // 2, volume.shape[1] // 2, volume.shape[2] // 2)
+    voxel = (volume.shape[0] // 2, *volumes.blob_in_slice(volume, volume.shape[0] // 2))
     bounds = volumes.region_bounds(volume.shape, voxel, DEFAULTS["vol3d_region_depth"], DEFAULTS["vol3d_region_side"])
     region = volume[tuple(slice(start, stop) for start, stop in bounds)]
     kernel = volumes.bank_kernel(DEFAULTS["vol3d_kernel_name"], DEFAULTS["vol3d_kernel_depth"],
@@ -129,16 +129,33 @@ def test_every_section_on_the_shipped_chest_ct(page):
     page.goto("/volumes")
     wait_for_app(page)
     chosen = page.get_by_text(re.compile(r"^Working volume: 48 x 128 x 128 voxels"))
-    expect(chosen).to_contain_text("Chosen voxel: slice 25, row 65, column 65")
+    expect(chosen).to_contain_text("Chosen voxel: slice 25, row 95, column 43")
     # A click on the coronal plane (the middle picture) moves the voxel's slice and column.
     planes = page.frame_locator("iframe[title*='streamlit_image_coordinates']").locator("img")
     box = planes.bounding_box()
     planes.click(position={"x": box["width"] * 0.45, "y": box["height"] * 0.3})
-    expect(chosen).not_to_contain_text("slice 25, row 65, column 65", timeout=30_000)
+    expect(chosen).not_to_contain_text("slice 25, row 95, column 43", timeout=30_000)
     wait_for_app(page)
-    expect(chosen).to_contain_text("row 65,")  # the coronal plane keeps the row
+    expect(chosen).to_contain_text("row 95,")  # the coronal plane keeps the row
     assert_no_exception(page)
     save_screenshot(page, "volumes_1_planes")
+
+    # The player at a laptop's width: every slice, grid and sum inside the player's box, no text cut.
+    page.get_by_role("tab", name=re.compile(r"^2\. A 3-D kernel")).click()
+    wait_for_app(page)
+    player = page.locator(PLAYER)
+    expect(player.locator(".status")).to_have_text("Step 1 of 144")  # 4 x 6 x 6 region, padding "same"
+    overflow = player.evaluate("""(root) => {
+      const right = root.getBoundingClientRect().right + 1;
+      return [...root.querySelectorAll('.slice, .slice-work-row > *, .equation')]
+        .filter((element) => element.getBoundingClientRect().right > right)
+        .map((element) => element.className + ': ' + element.textContent.slice(0, 30));
+    }""")
+    assert not overflow, overflow
+    assert not cut_texts(page), cut_texts(page)
+    player.evaluate("(root) => root.scrollIntoView({block: 'start'})")
+    page.wait_for_timeout(300)
+    save_screenshot(page, "volumes_2_player_1280x720", full_page=False)
     for number, name in (("3.", "why_3d"), ("4.", "pooling"), ("5.", "video")):
         page.get_by_role("tab", name=re.compile(rf"^{re.escape(number)}")).click()
         wait_for_app(page)
