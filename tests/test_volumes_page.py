@@ -2,7 +2,9 @@
 
 from pathlib import Path
 
-from tests.apptest import open_tab, run_page_file, scan_uploader
+from streamlit.testing.v1 import AppTest
+
+from tests.apptest import APP_TIMEOUT_S, REPO_ROOT, open_tab, run_page_file, scan_uploader
 from views.volumes_lesson import SECTION_KEY, SECTIONS
 
 PAGE = "views/volumes.py"
@@ -93,3 +95,42 @@ def test_the_volume_player_receives_the_whole_3d_trace():
     np.testing.assert_array_equal(decode_array(payload["input"]["values"]), trace.padded)
     np.testing.assert_array_equal(decode_array(payload["output"]["values"]), trace.output)
     np.testing.assert_array_equal(decode_array(payload["kernel"]["values"]), trace.kernel)
+
+
+def _link(app):
+    (code,) = [block.value for block in app.code if block.value.startswith("http")]
+    return code
+
+
+def test_the_lesson_link_brings_back_the_voxel_section_kernel_and_region():
+    from urllib.parse import parse_qsl, urlsplit
+
+    app = run_page_file(PAGE)
+    app.sidebar.slider[0].set_value(30).run()  # the picker's slice slider (1-based)
+    open_tab(app, SECTION_KEY, "2.")
+    app.radio(key="vol3d_source").set_value("Typed").run()
+    app.text_area(key="vol3d_typed").set_value("1 0\n0 1\n\n0 -1\n-1 0").run()
+    app.selectbox(key="vol3d_region_side").set_value(8).run()
+    assert not app.exception, app.exception
+    caption = working_caption(app)
+    query = dict(parse_qsl(urlsplit(_link(app)).query))
+    assert query["sample"] == "ct_chest_volume" and query["slice"] == "30" and query["section"] == "kernel"
+    assert query["ksrc"] == "typed" and query["region"] == "4,8"
+
+    fresh = AppTest.from_file(str(REPO_ROOT / PAGE), default_timeout=APP_TIMEOUT_S)
+    fresh.query_params.update(query)
+    fresh.run()
+    assert not fresh.exception, fresh.exception
+    assert working_caption(fresh) == caption
+    assert fresh.session_state["vol3d_typed"] == "1 0\n0 1\n\n0 -1\n-1 0"
+    assert any("2 x 2 x 2" in markdown.value for markdown in fresh.markdown)
+    assert fresh.session_state["vol3d_region_side"] == 8
+
+
+def test_a_tampered_link_opens_the_defaults_with_a_note():
+    app = AppTest.from_file(str(REPO_ROOT / PAGE), default_timeout=APP_TIMEOUT_S)
+    app.query_params.update({"sample": "ct_chest_volume", "typed": "1 2\n3", "kdepth": "4", "voxel": "0,x"})
+    app.run()
+    assert not app.exception, app.exception
+    notes = "\n".join(warning.value for warning in app.warning if "this link" in warning.value)
+    assert "rows of different lengths" in notes and "kdepth" in notes and "voxel" in notes

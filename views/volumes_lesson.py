@@ -19,7 +19,9 @@ from streamlit_image_coordinates import streamlit_image_coordinates
 
 from kernels import KERNEL_3D_DEPTHS, KERNEL_3D_SIZES, KERNELS_3D, conv3d, conv3d_trace, reference
 from lessons import volumes
+from lessons.links import Codec, Field, choice, integer, whole_numbers
 from scans import apply_window, read_sample
+from views import links
 from views.caching import computed
 from views.components.step_player import conv_payload, step_player, view_options
 from views.convolution_lesson import _Encoded  # pre-encoded picture bytes for streamlit_image_coordinates
@@ -160,10 +162,13 @@ def _png(picture):
 
 def _voxel(volume):
     """The chosen voxel. A newly chosen volume starts on the picker's slice (its middle one) at the brightest
-    blob of that slice, so the kernel's first numbers show a structure rather than flat tissue."""
+    blob of that slice, so the kernel's first numbers show a structure rather than flat tissue; a lesson
+    link's voxel is kept."""
     shape = volume.shape
     slice_index = int(st.session_state.get(f"{PICKER}__slice", shape[0] // 2))
     identity = (st.session_state.get(f"{PICKER}__identity"), tuple(shape))
+    if st.session_state.pop("vol3d__voxel_from_link", False):
+        st.session_state["vol3d__voxel_of"] = identity
     if st.session_state.get("vol3d__voxel_of") != identity:
         st.session_state["vol3d__voxel_of"] = identity
         row, col = volumes.blob_in_slice(volume, min(slice_index, shape[0] - 1))
@@ -430,8 +435,11 @@ def main():
     st.title("Volumes and video: kernels with depth")
     show_teaching_notice()
     st.session_state.setdefault(f"{PICKER}__choice", DEFAULT_SAMPLE)
+    link_values = links.opened(LINK_FIELDS, picker_key=PICKER)
+    link_slot = st.container()
     chosen = choose_image(PICKER)
     _init_state()
+    _apply_link(link_values)
     scan = chosen.scan
     if not scan.is_volume:
         st.info(f"“{chosen.name}” is a single image. This lesson needs a volume or a clip: choose “Chest CT "
@@ -441,6 +449,7 @@ def main():
         return
     volume, factor = _volume_computed(_working_task, chosen)
     voxel = _voxel(volume)
+    links.publish(LINK_FIELDS, _link_values(voxel), chosen, page="volumes", slot=link_slot, defaults=_LINK_DEFAULTS)
     aspect = volumes.slice_aspect(scan, factor)
     note = f", each slice averaged down {factor} x {factor}" if factor > 1 else ""
     st.caption(f"Working volume: {' x '.join(map(str, volume.shape))} voxels (slices x rows x columns){note}. "
@@ -483,3 +492,69 @@ def _video_section_only(chosen):
     """A single image chosen: the clip section still works, on the sample clip."""
     with st.expander(SECTIONS[4]):
         _video_section(chosen)
+
+
+# ---------------------------------------------------------------------------------------------------
+# The lesson's link (views/links.py): the voxel (its slice travels with the picker), the open section, the
+# kernel, the region and the stages
+
+
+def _typed_codec():
+    def parse(text):
+        volumes.parse_kernel(text)  # refuse what the page could not use, with its message
+        return text
+    return Codec(parse, str)
+
+
+_LINK_SECTIONS = dict(zip(("planes", "kernel", "why3d", "pooling", "video"), SECTIONS))
+_LINK_SOURCES = dict(zip(("bank", "random", "typed"), SOURCES))
+LINK_FIELDS = (
+    Field("section", choice(_LINK_SECTIONS)),
+    Field("voxel", whole_numbers(2, 1)),  # row, column, 1-based as the page writes them
+    Field("ksrc", choice(_LINK_SOURCES)),
+    Field("kname", choice(tuple(KERNELS_3D))),
+    Field("kdepth", choice({str(depth): depth for depth in KERNEL_3D_DEPTHS})),
+    Field("ksize", choice({str(size): size for size in KERNEL_3D_SIZES[1:]})),
+    Field("seed", integer(0, 10**6)),
+    Field("typed", _typed_codec()),
+    Field("region", whole_numbers(2, 1, 100)),  # slices, rows and columns
+    Field("padding", choice(tuple(PADDINGS))),
+    Field("stages", integer(1, 3)),
+    Field("fstages", integer(1, 3)),
+)
+_LINK_KEYS = {"section": SECTION_KEY, "ksrc": "vol3d_source", "kname": "vol3d_kernel_name",
+              "kdepth": "vol3d_kernel_depth", "ksize": "vol3d_kernel_size", "seed": "vol3d_seed",
+              "typed": "vol3d_typed", "padding": "vol3d_padding", "stages": "vol3d_stages",
+              "fstages": "vol3d_field_stages"}
+_LINK_DEFAULTS = {**{name: DEFAULTS[key] for name, key in _LINK_KEYS.items() if key in DEFAULTS},
+                  "section": SECTIONS[0],
+                  "region": (DEFAULTS["vol3d_region_depth"], DEFAULTS["vol3d_region_side"])}
+
+
+def _link_values(voxel):
+    """The lesson's state as LINK_FIELDS values; the typed kernel only while it is the one in use."""
+    values = {name: st.session_state[key] for name, key in _LINK_KEYS.items()}
+    if values["ksrc"] != SOURCES[2]:
+        values["typed"] = None
+    values["voxel"] = (voxel[1] + 1, voxel[2] + 1)
+    values["region"] = (st.session_state["vol3d_region_depth"], st.session_state["vol3d_region_side"])
+    return values
+
+
+def _nearest(options, value):
+    return min(options, key=lambda option: abs(option - value))
+
+
+def _apply_link(values):
+    """Set the lesson from a link's values (after _init_state, before any widget)."""
+    for name, key in _LINK_KEYS.items():
+        if name in values:
+            st.session_state[key] = values[name]
+    if "region" in values:
+        depth, side = values["region"]
+        st.session_state["vol3d_region_depth"] = _nearest(REGION_DEPTHS, depth)
+        st.session_state["vol3d_region_side"] = _nearest(REGION_SIDES, side)
+    if "voxel" in values:
+        row, col = values["voxel"]
+        st.session_state["vol3d__row"], st.session_state["vol3d__col"] = row - 1, col - 1
+        st.session_state["vol3d__voxel_from_link"] = True
