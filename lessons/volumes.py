@@ -17,6 +17,9 @@ from kernels import (KERNEL_3D_DEPTHS, KERNEL_3D_SIZES, KERNELS_3D, avg_pool3d, 
 from lessons.receptive_field import conv_geometry, input_region, pool_geometry, receptive_field
 
 WORKING_SIDE = 256  # a larger slice is averaged down to about this (whole blocks of pixels)
+# A deep series is averaged further in-plane (never across slices, so the picker's slices stay the
+# volume's): 8 million float32 voxels are 32 MB, held per session for an upload.
+WORKING_VOXELS = 8_000_000
 MAX_KERNEL_SIDE = max(KERNEL_3D_SIZES)
 TYPED_LIMIT = 100.0  # a typed weight's largest magnitude
 CLIP_MODALITIES = ("US", "XA", "RF")  # frames of these are taken one after another in time
@@ -25,8 +28,9 @@ CLIP_MODALITIES = ("US", "XA", "RF")  # frames of these are taken one after anot
 # ------------------------------------------------------------------------------------ the volume
 
 
-def working_volume(volume, max_side=WORKING_SIDE):
-    """The volume with every slice averaged down by a whole factor so its longer side is at most ``max_side``.
+def working_volume(volume, max_side=WORKING_SIDE, max_voxels=WORKING_VOXELS):
+    """The volume with every slice averaged down by a whole factor so its longer side is at most ``max_side``
+    and the whole volume holds at most about ``max_voxels`` voxels.
 
     Returns
     -------
@@ -35,7 +39,8 @@ def working_volume(volume, max_side=WORKING_SIDE):
         Pixels of a slice averaged into one (per side); 1 keeps the volume as it is.
     """
     volume = np.asarray(volume, dtype=np.float32)
-    factor = max(1, -(-max(volume.shape[1:]) // max_side))
+    depth, rows, cols = volume.shape
+    factor = max(1, -(-max(rows, cols) // max_side), int(np.ceil(np.sqrt(depth * rows * cols / max_voxels))))
     if factor == 1:
         return volume, 1
     return avg_pool3d(volume, (1, factor, factor)), factor

@@ -109,3 +109,10 @@ def test_slice_aspect_uses_the_slice_spacing():
     ct = read_sample("Chest CT volume")
     assert volumes.slice_aspect(ct) == pytest.approx(5.0 / 2.28125)
     assert volumes.slice_aspect(ct, 2) == pytest.approx(5.0 / 4.5625)
+
+
+def test_a_deep_series_is_averaged_in_plane_to_keep_the_working_volume_small():
+    volume = np.zeros((300, 512, 512), dtype=np.float32)
+    smaller, factor = volumes.working_volume(volume)
+    assert smaller.shape == (300, 128, 128) and factor == 4  # the slices stay the series' own
+    assert smaller.size <= volumes.WORKING_VOXELS

@@ -295,9 +295,10 @@ def _kernel_section(volume, voxel, aspect, chosen, kernel):
     payload = _session_memo("payload", key, lambda: conv_payload(trace, titles={}, memory="volume"))
     front = trace.pad[0]
     first = bounds[0][0]
-    slice_titles = [f"slice {first + index - front + 1}" if front <= index < front + region.shape[0] else "padding"
+    unit = "frame" if volumes.is_clip(chosen.scan) else "slice"  # a clip's third axis is time
+    slice_titles = [f"{unit} {first + index - front + 1}" if front <= index < front + region.shape[0] else "padding"
                     for index in range(trace.padded.shape[0])]
-    titles = {"input": f"The region: slices {first + 1}-{bounds[0][1]}, rows {bounds[1][0] + 1}-{bounds[1][1]}, "
+    titles = {"input": f"The region: {unit}s {first + 1}-{bounds[0][1]}, rows {bounds[1][0] + 1}-{bounds[1][1]}, "
                        f"columns {bounds[2][0] + 1}-{bounds[2][1]}"
                        + (", with zero padding (hatched)" if padding == "same" else "")
                        + ". Orange: the kernel's window on the slices it covers.",
@@ -398,11 +399,13 @@ def _pooling_section(volume, chosen, kernel):
         titles = [f"input {' x '.join(map(str, volume.shape))}"]
         titles += [f"after stage {index + 1}: {' x '.join(map(str, output.shape))}"
                    for index, output in enumerate(outputs)]
-        return _png(map_panels(maps, titles, height=220, signed=[False] + [True] * len(outputs)))
+        # True relative sizes: each pooling halves the picture's side, as it halves the volume's.
+        heights = [max(24, round(260 * output.shape[1] / volume.shape[1])) for output in [volume, *outputs]]
+        return _png(map_panels(maps, titles, height=heights, signed=[False] + [True] * len(outputs)))
 
     st.image(_session_memo("stages", (_volume_identity(chosen), _key_of(kernel), stages), draw),
-             caption="The middle slice of each stage's output, drawn at one height: fewer, larger voxels after "
-                     "each pooling. Red: what the kernel found (after ReLU, nothing is negative).")
+             caption="The middle slice of each stage's output, at true relative size: each pooling halves every "
+                     "side. Red: what the kernel found (after ReLU, nothing is negative).")
 
 
 def _video_section(chosen):

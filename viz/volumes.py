@@ -154,7 +154,8 @@ def voxel_from_click(layout, y, x, voxel, shape):
 def map_panels(maps, titles, *, height=220, aspect=1.0, limit=None, signed=True, marks=()):
     """Planes of maps side by side at one height (side views stretched by ``aspect``), each under its title.
 
-    ``maps``: 2-D arrays; pass ``aspect`` per map as a sequence to stretch some (side views) and not others.
+    ``maps``: 2-D arrays; pass ``aspect`` per map as a sequence to stretch some (side views) and not others,
+    and ``height`` per map to draw them at their true relative sizes.
     ``limit``: the magnitude at full colour (one for all, or None: each map its own). ``signed``: one for
     all or one per map; grey maps (False) run from 0 to 1. ``marks``: (map index, row, col) cells ringed
     in green.
@@ -162,8 +163,9 @@ def map_panels(maps, titles, *, height=220, aspect=1.0, limit=None, signed=True,
     """
     aspects = list(aspect) if isinstance(aspect, (list, tuple)) else [aspect] * len(maps)
     signs = list(signed) if isinstance(signed, (list, tuple)) else [signed] * len(maps)
+    heights = list(height) if isinstance(height, (list, tuple)) else [height] * len(maps)
     pictures = []
-    for plane, plane_aspect, plane_signed in zip(maps, aspects, signs):
+    for plane, plane_aspect, plane_signed, height in zip(maps, aspects, signs, heights):
         plane = np.asarray(plane, dtype=np.float32)
         rgb = (diverging_rgb(plane, limit or float(np.max(np.abs(plane))) or 1.0) if plane_signed
                else grey_rgb(plane, 0.0, 1.0))
