@@ -46,12 +46,6 @@ def working_volume(volume, max_side=WORKING_SIDE, max_voxels=WORKING_VOXELS):
     return avg_pool3d(volume, (1, factor, factor)), factor
 
 
-def planes(volume, voxel):
-    """The three planes through ``voxel`` (slice, row, column): axial (H, W), coronal (D, W), sagittal (D, H)."""
-    depth, row, col = voxel
-    return volume[depth], volume[:, row, :], volume[:, :, col]
-
-
 def clamp_voxel(voxel, shape):
     """``voxel`` moved inside a volume of ``shape`` (a voxel from a larger volume lands on its edge)."""
     return tuple(int(np.clip(index, 0, size - 1)) for index, size in zip(voxel, shape))

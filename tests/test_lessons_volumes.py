@@ -42,14 +42,6 @@ def test_region_bounds_shift_inside_the_volume_and_shrink_only_when_it_is_smalle
     assert volumes.region_bounds((3, 5, 128), (1, 2, 3), 4, 6) == ((0, 3), (0, 5), (0, 6))
 
 
-def test_planes_cut_the_volume_through_the_voxel():
-    volume = np.random.default_rng(0).random((5, 6, 7)).astype(np.float32)
-    axial, coronal, sagittal = volumes.planes(volume, (2, 3, 4))
-    np.testing.assert_array_equal(axial, volume[2])
-    np.testing.assert_array_equal(coronal, volume[:, 3, :])
-    np.testing.assert_array_equal(sagittal, volume[:, :, 4])
-
-
 @pytest.mark.parametrize("aspect", [1.0, 2.2])
 def test_a_click_on_each_plane_chooses_the_voxel_drawn_there(aspect):
     volume = np.random.default_rng(1).random((12, 40, 50)).astype(np.float32)

@@ -17,7 +17,6 @@ from viz.steps import BACKGROUND, CHOSEN_COLOUR, GRID_COLOUR, WINDOW_COLOUR, out
 PANEL_GAP = 14
 TITLE_SIZE = 16
 CROSS_COLOUR = (0, 200, 255)  # the lines through the chosen voxel: cyan, apart from the orange boxes
-PLANE_NAMES = ("axial", "coronal", "sagittal")
 
 
 class PanelLayout(NamedTuple):
