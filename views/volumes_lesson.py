@@ -396,8 +396,9 @@ def _pooling_section(volume, chosen, kernel):
     def draw():
         outputs = _volume_computed(_stages_task, chosen, (_key_of(kernel), stages))
         maps = [volume[volume.shape[0] // 2]] + [output[output.shape[0] // 2] for output in outputs]
-        titles = [f"input {' x '.join(map(str, volume.shape))}"]
-        titles += [f"after stage {index + 1}: {' x '.join(map(str, output.shape))}"
+        # No-break spaces keep a shape on one line when a title wraps.
+        titles = [f"input {chr(160).join(' x '.join(map(str, volume.shape)).split(' '))}"]
+        titles += [f"after stage {index + 1}: {chr(160).join(' x '.join(map(str, output.shape)).split(' '))}"
                    for index, output in enumerate(outputs)]
         # True relative sizes: each pooling halves the picture's side, as it halves the volume's.
         heights = [max(24, round(260 * output.shape[1] / volume.shape[1])) for output in [volume, *outputs]]

@@ -16,6 +16,7 @@ from viz.steps import BACKGROUND, CHOSEN_COLOUR, GRID_COLOUR, WINDOW_COLOUR, out
 
 PANEL_GAP = 14
 TITLE_SIZE = 16
+TITLE_WIDTH = 190  # pixels: the narrowest panel, so a two-line title fits above a small picture
 CROSS_COLOUR = (0, 200, 255)  # the lines through the chosen voxel: cyan, apart from the orange boxes
 
 
@@ -41,24 +42,30 @@ def stretch(rgb, height, width):
 
 
 def panel_row(pictures, titles):
-    """Pictures side by side, top-aligned, each under its title (wrapped to its width); returns (canvas, layout)."""
+    """Pictures side by side, top-aligned, each under its title; returns (canvas, layout).
+
+    Each panel is at least ``TITLE_WIDTH`` pixels wide, so the title of a small picture wraps in its own
+    space instead of running into its neighbour's; the picture is centred in it.
+    """
     line_step = TITLE_SIZE + 8
-    title_lines = [wrap_text(title, TITLE_SIZE, max(picture.shape[1], 120)) for picture, title in zip(pictures, titles)]
+    slots = [max(picture.shape[1], TITLE_WIDTH) for picture in pictures]
+    title_lines = [wrap_text(title, TITLE_SIZE, slot) for slot, title in zip(slots, titles)]
     band = max(len(lines) for lines in title_lines) * line_step + 6
     height = band + max(picture.shape[0] for picture in pictures) + 2
-    width = sum(picture.shape[1] for picture in pictures) + PANEL_GAP * (len(pictures) - 1) + 2
+    width = sum(slots) + PANEL_GAP * (len(pictures) - 1) + 2
     canvas = np.empty((height, width, 3), dtype=np.uint8)
     canvas[:] = BACKGROUND
     boxes = []
-    left = 1
-    for picture, lines in zip(pictures, title_lines):
+    slot_left = 1
+    for picture, lines, slot in zip(pictures, title_lines, slots):
         for number, line in enumerate(lines):
-            stamp_text(canvas, line, band - 4 - (len(lines) - number - 0.5) * line_step, left + picture.shape[1] / 2,
+            stamp_text(canvas, line, band - 4 - (len(lines) - number - 0.5) * line_step, slot_left + slot / 2,
                        TITLE_SIZE)
+        left = slot_left + (slot - picture.shape[1]) // 2
         canvas[band:band + picture.shape[0], left:left + picture.shape[1]] = picture
         outline_box(canvas, band - 1, left - 1, band + picture.shape[0] + 1, left + picture.shape[1] + 1, GRID_COLOUR, 1)
         boxes.append((band, left, picture.shape[0], picture.shape[1]))
-        left += picture.shape[1] + PANEL_GAP
+        slot_left += slot + PANEL_GAP
     return canvas, PanelLayout(tuple(boxes), canvas.shape[:2])
 
 
