@@ -139,6 +139,11 @@ def _sample_clip(level, width):
     return _clip_pictures(apply_window(read_sample(CLIP_SAMPLE).pixels, level, width))
 
 
+def _unbroken_shape(shape):
+    """"48 x 128 x 128" with no-break spaces: a shape stays on one line when a picture's title wraps."""
+    return "\u00a0x\u00a0".join(map(str, shape))
+
+
 def _key_of(kernel):
     return tuple(tuple(map(tuple, plane)) for plane in np.asarray(kernel).tolist())
 
@@ -396,10 +401,8 @@ def _pooling_section(volume, chosen, kernel):
     def draw():
         outputs = _volume_computed(_stages_task, chosen, (_key_of(kernel), stages))
         maps = [volume[volume.shape[0] // 2]] + [output[output.shape[0] // 2] for output in outputs]
-        # No-break spaces keep a shape on one line when a title wraps.
-        titles = [f"input {chr(160).join(' x '.join(map(str, volume.shape)).split(' '))}"]
-        titles += [f"after stage {index + 1}: {chr(160).join(' x '.join(map(str, output.shape)).split(' '))}"
-                   for index, output in enumerate(outputs)]
+        titles = [f"input {_unbroken_shape(volume.shape)}"]
+        titles += [f"after stage {index + 1}: {_unbroken_shape(output.shape)}" for index, output in enumerate(outputs)]
         # True relative sizes: each pooling halves the picture's side, as it halves the volume's.
         heights = [max(24, round(260 * output.shape[1] / volume.shape[1])) for output in [volume, *outputs]]
         return _png(map_panels(maps, titles, height=heights, signed=[False] + [True] * len(outputs)))
