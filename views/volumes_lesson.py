@@ -27,7 +27,7 @@ from views.components.step_player import conv_payload, step_player, view_options
 from views.convolution_lesson import _Encoded  # pre-encoded picture bytes for streamlit_image_coordinates
 from views.exports import png_download
 from views.notices import show_teaching_notice
-from views.presenter import colour_scheme, explain, explain_caption
+from views.presenter import colour_scheme, explain, explain_caption, is_presenting
 from views.scan_picker import choose_image
 from viz.images import png_bytes
 from viz.volumes import map_panels, orthogonal_views, voxel_from_click
@@ -313,7 +313,7 @@ def _kernel_section(volume, voxel, aspect, chosen, kernel):
     st.markdown(f"A **{' x '.join(map(str, kernel.shape))}** kernel: **{kernel.size} multiplications** for each "
                 f"output voxel, {trace.num_steps} voxels here.")
     step_player({**payload, "titles": titles}, key="vol3d_player",
-                view=view_options(scheme=colour_scheme(), initial_step=0))
+                view=view_options(presenting=is_presenting(), scheme=colour_scheme(), initial_step=0))
     explain_caption("Once you have clicked the player, the keyboard works too: right and left arrows step, the "
                     "space bar plays and pauses.")
     panel = st.expander("The code that computed this", key="vol3d_code_open", on_change="rerun")

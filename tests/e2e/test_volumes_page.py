@@ -164,3 +164,26 @@ def test_every_section_on_the_shipped_chest_ct(page):
         save_screenshot(page, f"volumes_{number[0]}_{name}")
         if name == "pooling":
             expect(page.get_by_text("multiply-adds").first).to_be_visible()
+
+
+def test_the_volume_player_in_presenter_view(page):
+    page.set_viewport_size({"width": 1920, "height": 1080})
+    page.goto("/volumes?present=1&section=kernel")
+    wait_for_app(page)
+    assert_no_exception(page)
+    player = page.locator(PLAYER)
+    expect(player.locator(".status")).to_have_text("Step 1 of 144")
+    player.get_by_role("button", name="Next").click()
+    expect(player.locator(".step-number")).to_have_text("2")
+    sizes = player.evaluate("""(root) => {
+      const right = root.getBoundingClientRect().right + 1;
+      const font = (selector) => parseFloat(getComputedStyle(root.querySelector(selector)).fontSize);
+      return {input: font('.slice-grid .cell'), work: font('.work-grid .cell'),
+              outside: [...root.querySelectorAll('.slice, .slice-work-row > *')]
+                .filter((element) => element.getBoundingClientRect().right > right).length};
+    }""")
+    assert sizes["outside"] == 0, sizes
+    assert sizes["input"] >= 14 and sizes["work"] >= 20, sizes  # from the back of a room
+    player.evaluate("(root) => root.scrollIntoView({block: 'start'})")
+    page.wait_for_timeout(300)
+    save_screenshot(page, "volumes_player_presenting_1920x1080", full_page=False)

@@ -30,10 +30,13 @@ class VolumePlayer extends Player {
     const stage = element("div", "volume-stage");
     this.volumeStage = stage;
 
-    const slicesPerLine = Math.min(this.inputDepth, 4);
+    // Four slices a line on a page; six on the presenter's wide screen, so the region takes one line.
+    const slicesPerLine = Math.min(this.inputDepth, root.classList.contains("presenting") ? 6 : 4);
+    const lines = (count) => Math.ceil(count / slicesPerLine);
     root.style.setProperty("--slices-per-line", slicesPerLine);
     root.style.setProperty("--slice-cols", this.sliceCols);
-    root.style.setProperty("--slice-rows", this.sliceRows + this.outputSliceRows);
+    root.style.setProperty("--slice-rows",
+      lines(this.inputDepth) * this.sliceRows + lines(this.outputDepth) * this.outputSliceRows);
 
     // The padded region, slice by slice.
     const [front, back, top, bottom, left, right] = data.input.pad;
@@ -118,7 +121,7 @@ class VolumePlayer extends Player {
 
     stage.append(inputPanel, outputPanel, work, elements.equation);
     root.appendChild(stage);
-    root.style.setProperty("--work-cols", 3 * width + 2); // and room for the slice's sum at the row's end
+    root.style.setProperty("--work-cols", 3 * width + 2); // window, kernel and products, and room for the sum
     root.style.setProperty("--work-rows", height);
     this.measureNumbers();
     this.buildEquation();
