@@ -182,6 +182,7 @@ def test_the_volume_player_in_presenter_view(page):
               outside: [...root.querySelectorAll('.slice, .slice-work-row > *')]
                 .filter((element) => element.getBoundingClientRect().right > right).length};
     }""")
+    print(f"\npresenting at 1920 x 1080: font sizes (px) {sizes}")
     assert sizes["outside"] == 0, sizes
     assert sizes["input"] >= 14 and sizes["work"] >= 20, sizes  # from the back of a room
     player.evaluate("(root) => root.scrollIntoView({block: 'start'})")
