@@ -134,3 +134,33 @@ def test_a_tampered_link_opens_the_defaults_with_a_note():
     assert not app.exception, app.exception
     notes = "\n".join(warning.value for warning in app.warning if "this link" in warning.value)
     assert "rows of different lengths" in notes and "kdepth" in notes and "voxel" in notes
+
+
+def test_a_series_of_two_slices_works_in_every_section():
+    import io
+
+    import pydicom
+    import pydicom.data
+
+    source = pydicom.data.get_testdata_file("CT_small.dcm", download=False)
+    files = []
+    for position in (0.0, 2.5):
+        dataset = pydicom.dcmread(source)
+        dataset.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+        dataset.ImagePositionPatient = [0, 0, position]
+        buffer = io.BytesIO()
+        dataset.save_as(buffer)
+        files.append((f"slice_{position}.dcm", buffer.getvalue(), "application/dicom"))
+    app = run_page_file(PAGE)
+    scan_uploader(app).set_value(files).run()
+    assert not app.exception, app.exception
+    assert working_caption(app).startswith("Working volume: 2 x 128 x 128 voxels")
+    for section in SECTIONS:
+        open_tab(app, SECTION_KEY, section[:2])
+        assert not app.exception, (section, app.exception)
+    open_tab(app, SECTION_KEY, "4.")
+    assert any("too few for" in info.value for info in app.info)  # two slices cannot be pooled twice
+    open_tab(app, SECTION_KEY, "2.")
+    app.selectbox(key="vol3d_padding").set_value("valid").run()
+    assert not app.exception, app.exception
+    assert any("does not fit the region" in error.value for error in app.error)

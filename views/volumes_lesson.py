@@ -294,8 +294,8 @@ def _kernel_section(volume, voxel, aspect, chosen, kernel):
         key = (_volume_identity(chosen), bounds, _key_of(kernel), padding)
         trace = _session_memo("trace", key, lambda: conv3d_trace(region, kernel, 0.0, padding=padding))
     except ValueError as error:
-        st.error(f"This kernel does not fit the region: {error} Choose a larger region or padding 'same'.",
-                 icon=":material/error:")
+        st.error(f"This kernel does not fit the region: {str(error).rstrip('.')}. Choose a larger region, a "
+                 "smaller kernel or padding “same”.", icon=":material/error:")
         return
     payload = _session_memo("payload", key, lambda: conv_payload(trace, titles={}, memory="volume"))
     front = trace.pad[0]
