@@ -269,6 +269,17 @@ def _region_ui():
 # Sections
 
 
+def _stack_picture(volume, slice_index):
+    """Up to eight slices evenly through the volume, the chosen one among them: the stack a series is."""
+    shown = sorted(set(np.linspace(0, volume.shape[0] - 1, min(8, volume.shape[0])).round().astype(int))
+                   | {slice_index})
+    if len(shown) > 8:  # the chosen slice replaces the nearest of the evenly spaced ones
+        nearest = min((index for index in shown if index != slice_index), key=lambda index: abs(index - slice_index))
+        shown.remove(nearest)
+    titles = [f"▶ slice {index + 1}" if index == slice_index else f"slice {index + 1}" for index in shown]
+    return _png(map_panels([volume[index] for index in shown], titles, height=110, signed=False))
+
+
 def _planes_section(volume, voxel, aspect, chosen):
     explain("A CT or MR series is a stack of slices: a **volume** of voxels, each a small box of tissue. Three "
             "planes cut it through one voxel: **axial** (the slice as scanned), **coronal** (front view) and "
@@ -278,6 +289,9 @@ def _planes_section(volume, voxel, aspect, chosen):
             caption=f"{chosen.name}: {volume.shape[0]} slices of {volume.shape[1]} x {volume.shape[2]} voxels. Cyan "
                     "lines cross at the chosen voxel; the side views are drawn to scale with the last slice at the "
                     "top.")
+    st.image(_session_memo("stack", (_volume_identity(chosen), voxel[0]), lambda: _stack_picture(volume, voxel[0])),
+             caption="The stack: slices evenly through the volume, ▶ the chosen one. A network for volumes reads "
+                     "them together, not one at a time.")
 
 
 def _kernel_section(volume, voxel, aspect, chosen, kernel):

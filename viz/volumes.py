@@ -15,6 +15,7 @@ from viz.images import diverging_rgb, grey_rgb
 from viz.steps import BACKGROUND, CHOSEN_COLOUR, GRID_COLOUR, WINDOW_COLOUR, outline_box, stamp_text, wrap_text
 
 PANEL_GAP = 14
+SIGNED_PERCENTILE = 99.5
 TITLE_SIZE = 16
 TITLE_WIDTH = 190  # pixels: the narrowest panel, so a two-line title fits above a small picture
 CROSS_COLOUR = (0, 200, 255)  # the lines through the chosen voxel: cyan, apart from the orange boxes
@@ -88,11 +89,14 @@ def orthogonal_views(volume, voxel, *, aspect=1.0, height=300, low=0.0, high=1.0
         Pixels of the axial panel's height.
     box : ((s0, s1), (r0, r1), (c0, c1)), optional
         A half-open block of voxels to outline in orange on every plane it crosses.
+    signed : bool
+        Full colour at the 99.5th percentile of the magnitudes.
     """
     depth, rows, cols = volume.shape
     slice_index, row, col = voxel
     scale = height / rows
-    limit = float(np.max(np.abs(volume))) or 1.0
+    # Signed maps reach full colour at a high percentile, so a few extreme voxels do not wash out the rest.
+    limit = (float(np.percentile(np.abs(volume), SIGNED_PERCENTILE)) or 1.0) if signed else 1.0
 
     def colour(plane):
         return diverging_rgb(plane, limit) if signed else grey_rgb(plane, low, high)
