@@ -12,7 +12,8 @@ from typing import NamedTuple
 import numpy as np
 
 from viz.images import diverging_rgb, grey_rgb
-from viz.steps import BACKGROUND, CHOSEN_COLOUR, GRID_COLOUR, WINDOW_COLOUR, outline_box, stamp_text, wrap_text
+from viz.steps import (BACKGROUND, CHOSEN_COLOUR, GRID_COLOUR, WINDOW_COLOUR, outline_box, stamp_text, text_size,
+                       wrap_text)
 
 PANEL_GAP = 14
 SIGNED_PERCENTILE = 99.5
@@ -45,11 +46,12 @@ def stretch(rgb, height, width):
 def panel_row(pictures, titles):
     """Pictures side by side, top-aligned, each under its title; returns (canvas, layout).
 
-    Each panel is at least ``TITLE_WIDTH`` pixels wide, so the title of a small picture wraps in its own
-    space instead of running into its neighbour's; the picture is centred in it.
+    A small picture's panel is as wide as its title (up to ``TITLE_WIDTH`` pixels, where a longer title
+    wraps), so titles never run into each other; the picture is centred in its panel.
     """
     line_step = TITLE_SIZE + 8
-    slots = [max(picture.shape[1], TITLE_WIDTH) for picture in pictures]
+    slots = [max(picture.shape[1], min(TITLE_WIDTH, text_size(title, TITLE_SIZE)[0] + 8))
+             for picture, title in zip(pictures, titles)]
     title_lines = [wrap_text(title, TITLE_SIZE, slot) for slot, title in zip(slots, titles)]
     band = max(len(lines) for lines in title_lines) * line_step + 6
     height = band + max(picture.shape[0] for picture in pictures) + 2
