@@ -105,38 +105,49 @@ def _stages_task(pixels, parameters):
     return volumes.run_stages(volume, np.asarray(kernel_rows, dtype=np.float32), stages)
 
 
+def _sphere_and_tube_pictures(demo, which):
+    """The ball and tube through the middle slice (``which`` 0) or from the side (1), with both answers (RGB)."""
+    size = demo.deep_kernel.shape[1]
+    titles = ["the volume: a ball (left) and a tube", f"2-D {size} x {size} Laplacian of Gaussian, slice by slice",
+              f"3-D {size} x {size} x {size} Laplacian of Gaussian"]
+    arrays = (demo.volume, demo.flat, demo.deep)
+    if which == 0:
+        rings = [(index, *centre[1:]) for index in (1, 2) for centre in (demo.sphere, demo.tube)]
+        return map_panels([array[demo.sphere[0]] for array in arrays], titles, height=170, signed=[False, True, True],
+                          marks=rings)
+    return map_panels([array[:, demo.sphere[1], :][::-1] for array in arrays], titles, height=170,
+                      signed=[False, True, True])
+
+
 @st.cache_resource(show_spinner=False)
 def _sphere_and_tube():
     """The synthetic ball and tube and their two pictures (PNG): the same for everyone, made once per process."""
     demo = volumes.sphere_and_tube()
-    size = demo.deep_kernel.shape[1]
-    titles = ["the volume: a ball (left) and a tube", f"2-D {size} x {size} Laplacian of Gaussian, slice by slice",
-              f"3-D {size} x {size} x {size} Laplacian of Gaussian"]
-    rings = [(index, *centre[1:]) for index in (1, 2) for centre in (demo.sphere, demo.tube)]
-    middle = [array[demo.sphere[0]] for array in (demo.volume, demo.flat, demo.deep)]
-    side = [array[:, demo.sphere[1], :][::-1] for array in (demo.volume, demo.flat, demo.deep)]
-    pictures = (_png(map_panels(middle, titles, height=170, signed=[False, True, True], marks=rings)),
-                _png(map_panels(side, titles, height=170, signed=[False, True, True])))
-    return demo, pictures
+    return demo, tuple(_png(_sphere_and_tube_pictures(demo, which)) for which in (0, 1))
 
 
-def _clip_pictures(clip):
-    """Five frames of a windowed clip and the frame differences that follow them, as two PNGs."""
+def _clip_pictures(clip, which):
+    """Five frames of a windowed clip (``which`` 0) or the frame differences that follow them (1), RGB."""
     frames = clip.shape[0]
+    shown = np.linspace(0, frames - 2, min(5, frames - 1)).round().astype(int)
+    if which == 0:
+        return map_panels([clip[index] for index in shown], [f"frame {index + 1}" for index in shown], height=150,
+                          signed=False)
     difference = volumes.frame_differences(clip)
     limit = float(np.percentile(np.abs(difference), 99.5)) or 1.0
-    shown = np.linspace(0, frames - 2, min(5, frames - 1)).round().astype(int)
-    return (_png(map_panels([clip[index] for index in shown], [f"frame {index + 1}" for index in shown], height=150,
-                            signed=False)),
-            _png(map_panels([difference[index] for index in shown],
-                            [f"frame {index + 2} minus frame {index + 1}" for index in shown], height=150,
-                            limit=limit)))
+    return map_panels([difference[index] for index in shown],
+                      [f"frame {index + 2} minus frame {index + 1}" for index in shown], height=150, limit=limit)
+
+
+def _sample_clip_window():
+    return apply_window(read_sample(CLIP_SAMPLE).pixels, *read_sample(CLIP_SAMPLE).default_window)
 
 
 @st.cache_data(show_spinner=False)
-def _sample_clip(level, width):
-    """The sample clip's pictures (shared: a shipped sample)."""
-    return _clip_pictures(apply_window(read_sample(CLIP_SAMPLE).pixels, level, width))
+def _sample_clip_pictures():
+    """The sample clip's two pictures as PNG (shared: a shipped sample)."""
+    clip = _sample_clip_window()
+    return tuple(_png(_clip_pictures(clip, which)) for which in (0, 1))
 
 
 def _unbroken_shape(shape):
@@ -159,6 +170,15 @@ def _session_memo(name, key, compute):
 def _png(picture):
     # Drawn and encoded once per setting: a rerun that changes nothing here sends the same bytes again.
     return png_bytes(picture, compress_level=1)
+
+
+def _figure(encoded, draw, *, caption, file_name):
+    """A picture already encoded (``encoded``, PNG bytes) with its caption and a PNG button for slides.
+
+    ``draw()`` makes the picture (RGB) again, only when the button is pressed.
+    """
+    st.image(encoded, caption=caption)
+    png_download(draw, file_name, key=f"vol3d_{file_name.removesuffix('.png')}_png")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -270,14 +290,14 @@ def _region_ui():
 
 
 def _stack_picture(volume, slice_index):
-    """Up to eight slices evenly through the volume, the chosen one among them: the stack a series is."""
+    """Up to eight slices evenly through the volume, the chosen one among them: the stack a series is (RGB)."""
     shown = sorted(set(np.linspace(0, volume.shape[0] - 1, min(8, volume.shape[0])).round().astype(int))
                    | {slice_index})
     if len(shown) > 8:  # the chosen slice replaces the nearest of the evenly spaced ones
         nearest = min((index for index in shown if index != slice_index), key=lambda index: abs(index - slice_index))
         shown.remove(nearest)
     titles = [f"▶ slice {index + 1}" if index == slice_index else f"slice {index + 1}" for index in shown]
-    return _png(map_panels([volume[index] for index in shown], titles, height=110, signed=False))
+    return map_panels([volume[index] for index in shown], titles, height=110, signed=False)
 
 
 def _planes_section(volume, voxel, aspect, chosen):
@@ -289,9 +309,12 @@ def _planes_section(volume, voxel, aspect, chosen):
             caption=f"{chosen.name}: {volume.shape[0]} slices of {volume.shape[1]} x {volume.shape[2]} voxels. Cyan "
                     "lines cross at the chosen voxel; the side views are drawn to scale with the last slice at the "
                     "top.")
-    st.image(_session_memo("stack", (_volume_identity(chosen), voxel[0]), lambda: _stack_picture(volume, voxel[0])),
-             caption="The stack: slices evenly through the volume, ▶ the chosen one. A network for volumes reads "
-                     "them together, not one at a time.")
+    def stack():
+        return _stack_picture(volume, voxel[0])
+
+    _figure(_session_memo("stack", (_volume_identity(chosen), voxel[0]), lambda: _png(stack())), stack,
+            caption="The stack: slices evenly through the volume, ▶ the chosen one. A network for volumes reads "
+                    "them together, not one at a time.", file_name="stack_of_slices.png")
 
 
 def _kernel_section(volume, voxel, aspect, chosen, kernel):
@@ -353,9 +376,10 @@ def _why_3d_section(volume, voxel, aspect, chosen):
             "a vessel tube-like: one reason CT networks use 3-D kernels.")
     demo, pictures = _sphere_and_tube()
     size = demo.deep_kernel.shape[1]
-    for title, picture in zip(("Through the middle slice", "Side view through both centres"), pictures):
+    for which, (title, name) in enumerate((("Through the middle slice", "ball_and_tube_middle_slice.png"),
+                                           ("Side view through both centres", "ball_and_tube_side_view.png"))):
         st.markdown(f"**{title}**")
-        st.image(picture)
+        _figure(pictures[which], partial(_sphere_and_tube_pictures, demo, which), caption=None, file_name=name)
     # Numbers written out here: a pandas Styler cost some 40 ms of every rerun of this tab.
     answers = [("2-D, 1 x {0} x {0}", demo.flat), ("3-D, {0} x {0} x {0}", demo.deep)]
     st.table(pd.DataFrame({
@@ -373,14 +397,14 @@ def _why_3d_section(volume, voxel, aspect, chosen):
 
         def draw():
             flat, deep = _volume_computed(_flat_deep_task, chosen, 5)
-            return _png(map_panels([flat[slice_index], deep[slice_index], flat[:, row_index][::-1],
-                                    deep[:, row_index][::-1]], ["2-D, axial", "3-D, axial", "2-D, coronal",
-                                                                "3-D, coronal"], height=230,
-                                   aspect=[1.0, 1.0, aspect, aspect]))
+            return map_panels([flat[slice_index], deep[slice_index], flat[:, row_index][::-1],
+                               deep[:, row_index][::-1]], ["2-D, axial", "3-D, axial", "2-D, coronal", "3-D, coronal"],
+                              height=230, aspect=[1.0, 1.0, aspect, aspect])
 
-        picture = _session_memo("flat and deep", (_volume_identity(chosen), slice_index, row_index), draw)
-        st.image(picture, caption="The 5 x 5 Laplacian of Gaussian one slice deep and five slices deep, through "
-                                  "the chosen voxel. The 3-D one keeps round bright spots and fades long ones.")
+        _figure(_session_memo("flat and deep", (_volume_identity(chosen), slice_index, row_index), lambda: _png(draw())),
+                draw, file_name="2d_and_3d_laplacian_of_gaussian.png",
+                caption="The 5 x 5 Laplacian of Gaussian one slice deep and five slices deep, through the chosen "
+                        "voxel. The 3-D one keeps round bright spots and fades long ones.")
 
     st.subheader("The field of a 3-D stage is a box across slices")
     stages = st.select_slider("Stages (3 x 3 x 3 convolution, then 2 x 2 x 2 max pooling)", options=[1, 2, 3],
@@ -419,11 +443,12 @@ def _pooling_section(volume, chosen, kernel):
         titles += [f"after stage {index + 1}: {_unbroken_shape(output.shape)}" for index, output in enumerate(outputs)]
         # True relative sizes: each pooling halves the picture's side, as it halves the volume's.
         heights = [max(24, round(260 * output.shape[1] / volume.shape[1])) for output in [volume, *outputs]]
-        return _png(map_panels(maps, titles, height=heights, signed=[False] + [True] * len(outputs)))
+        return map_panels(maps, titles, height=heights, signed=[False] + [True] * len(outputs))
 
-    st.image(_session_memo("stages", (_volume_identity(chosen), _key_of(kernel), stages), draw),
-             caption="The middle slice of each stage's output, at true relative size: each pooling halves every "
-                     "side. Red: what the kernel found (after ReLU, nothing is negative).")
+    _figure(_session_memo("stages", (_volume_identity(chosen), _key_of(kernel), stages), lambda: _png(draw())), draw,
+            caption="The middle slice of each stage's output, at true relative size: each pooling halves every "
+                    "side. Red: what the kernel found (after ReLU, nothing is negative).",
+            file_name="3d_stages_with_pooling.png")
 
 
 def _video_section(chosen):
@@ -433,16 +458,21 @@ def _video_section(chosen):
             "or valve that moved leaves a red (brighter now) and blue (darker now) edge.")
     if volumes.is_clip(chosen.scan):
         name, frames = chosen.name, chosen.scan.num_slices
-        pictures = _session_memo("clip", _volume_identity(chosen), lambda: _clip_pictures(
-            apply_window(chosen.scan.pixels, chosen.level, chosen.width)))
+
+        def windowed():
+            return apply_window(chosen.scan.pixels, chosen.level, chosen.width)
+
+        pictures = _session_memo("clip", _volume_identity(chosen),
+                                 lambda: tuple(_png(_clip_pictures(windowed(), which)) for which in (0, 1)))
     else:
-        sample = read_sample(CLIP_SAMPLE)
-        name, frames = CLIP_SAMPLE, sample.num_slices
-        pictures = _sample_clip(*sample.default_window)
+        name, frames, windowed = CLIP_SAMPLE, read_sample(CLIP_SAMPLE).num_slices, _sample_clip_window
+        pictures = _sample_clip_pictures()
         st.caption(f"{chosen.name}'s slices are in space, not time: this section shows the sample “{CLIP_SAMPLE}”. "
                    "Choose it (or upload a cine or ultrasound clip) to use it in the other sections too.")
-    st.image(pictures[0], caption=f"{name}: {frames} frames.")
-    st.image(pictures[1], caption="The frame-difference kernel (2 x 1 x 1) over the clip, kernels.conv3d: what changed.")
+    _figure(pictures[0], lambda: _clip_pictures(windowed(), 0), caption=f"{name}: {frames} frames.",
+            file_name="clip_frames.png")
+    _figure(pictures[1], lambda: _clip_pictures(windowed(), 1), file_name="clip_frame_differences.png",
+            caption="The frame-difference kernel (2 x 1 x 1) over the clip, kernels.conv3d: what changed.")
     st.caption("Ultrasound speckle changes from frame to frame too, so the differences are grainy; the heart's "
                "walls and valves leave the larger coloured bands. In section 2 the “frame difference” kernel of "
                "the 3-D bank steps through the same arithmetic, voxel by voxel.")
