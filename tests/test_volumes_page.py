@@ -164,3 +164,16 @@ def test_a_series_of_two_slices_works_in_every_section():
     app.selectbox(key="vol3d_padding").set_value("valid").run()
     assert not app.exception, app.exception
     assert any("does not fit the region" in error.value for error in app.error)
+
+
+def test_a_linked_step_opens_the_player_there():
+    import json
+
+    app = AppTest.from_file(str(REPO_ROOT / PAGE), default_timeout=APP_TIMEOUT_S)
+    app.query_params.update({"sample": "ct_chest_volume", "section": "kernel", "step": "40"})
+    app.run()
+    assert not app.exception, app.exception
+    (player,) = [json.loads(element.proto.json) for element in app.get("bidi_component")
+                 if element.key == "vol3d_player"] or [None]
+    assert player is not None and player["view"]["initial_step"] == 39 and player["view"]["link_button"]
+    assert "step=40" in _link(app)

@@ -150,6 +150,11 @@ def _sample_clip_pictures():
     return tuple(_png(_clip_pictures(clip, which)) for which in (0, 1))
 
 
+def _step_arrives():
+    # The step arrives in the player's result during the rerun; the callback only has to exist.
+    pass
+
+
 def _unbroken_shape(shape):
     """"48 x 128 x 128" with no-break spaces: a shape stays on one line when a picture's title wraps."""
     return "\u00a0x\u00a0".join(map(str, shape))
@@ -349,8 +354,15 @@ def _kernel_section(volume, voxel, aspect, chosen, kernel):
               "slices": slice_titles}
     st.markdown(f"A **{' x '.join(map(str, kernel.shape))}** kernel: **{kernel.size} multiplications** for each "
                 f"output voxel, {trace.num_steps} voxels here.")
-    step_player({**payload, "titles": titles}, key="vol3d_player",
-                view=view_options(presenting=is_presenting(), scheme=colour_scheme(), initial_step=0))
+    view = view_options(presenting=is_presenting(), scheme=colour_scheme(), link_button=True,
+                        initial_step=st.session_state.get("vol3d__initial_step", 0))
+    result = step_player({**payload, "titles": titles}, key="vol3d_player", view=view, on_link_step=_step_arrives)
+    if result is not None and result.get("link_step") is not None:
+        # "Link this step": the only time the player tells the server its step; it goes into the link.
+        st.session_state["vol3d__initial_step"] = int(result["link_step"])
+        st.session_state["vol3d__link_step"] = int(result["link_step"]) + 1
+    if st.session_state.get("vol3d__link_step", 0) > trace.num_steps:  # a link from a larger region
+        st.session_state["vol3d__link_step"] = trace.num_steps
     explain_caption("Once you have clicked the player, the keyboard works too: right and left arrows step, the "
                     "space bar plays and pauses.")
     panel = st.expander("The code that computed this", key="vol3d_code_open", on_change="rerun")
@@ -497,10 +509,11 @@ def main():
                 "volume”, “Head MR volume” or “Echocardiogram clip” in the sidebar, or upload a multi-frame DICOM "
                 "file, or several slices of one series together.", icon=":material/view_in_ar:")
         _video_section_only(chosen)
+        links.publish(LINK_FIELDS, _link_values(None), chosen, page="volumes", slot=link_slot,
+                      defaults=_LINK_DEFAULTS)
         return
     volume, factor = _volume_computed(_working_task, chosen)
     voxel = _voxel(volume)
-    links.publish(LINK_FIELDS, _link_values(voxel), chosen, page="volumes", slot=link_slot, defaults=_LINK_DEFAULTS)
     aspect = volumes.slice_aspect(scan, factor)
     note = f", each slice averaged down {factor} x {factor}" if factor > 1 else ""
     st.caption(f"Working volume: {' x '.join(map(str, volume.shape))} voxels (slices x rows x columns){note}. "
@@ -523,6 +536,8 @@ def main():
     with tabs[SECTIONS[4]]:
         if tabs[SECTIONS[4]].open:
             _video_section(chosen)
+    # Last: the player's "Link this step" arrives during this run.
+    links.publish(LINK_FIELDS, _link_values(voxel), chosen, page="volumes", slot=link_slot, defaults=_LINK_DEFAULTS)
 
 
 def _chosen_kernel():
@@ -572,6 +587,7 @@ LINK_FIELDS = (
     Field("padding", choice(tuple(PADDINGS))),
     Field("stages", integer(1, 3)),
     Field("fstages", integer(1, 3)),
+    Field("step", integer(1, 10**6)),  # 1-based, as the player shows it
 )
 _LINK_KEYS = {"section": SECTION_KEY, "ksrc": "vol3d_source", "kname": "vol3d_kernel_name",
               "kdepth": "vol3d_kernel_depth", "ksize": "vol3d_kernel_size", "seed": "vol3d_seed",
@@ -582,13 +598,14 @@ _LINK_DEFAULTS = {**{name: DEFAULTS[key] for name, key in _LINK_KEYS.items() if 
                   "region": (DEFAULTS["vol3d_region_depth"], DEFAULTS["vol3d_region_side"])}
 
 
-def _link_values(voxel):
+def _link_values(voxel):  # voxel None: a single image is shown, no volume
     """The lesson's state as LINK_FIELDS values; the typed kernel only while it is the one in use."""
     values = {name: st.session_state[key] for name, key in _LINK_KEYS.items()}
     if values["ksrc"] != SOURCES[2]:
         values["typed"] = None
-    values["voxel"] = (voxel[1] + 1, voxel[2] + 1)
+    values["voxel"] = None if voxel is None else (voxel[1] + 1, voxel[2] + 1)
     values["region"] = (st.session_state["vol3d_region_depth"], st.session_state["vol3d_region_side"])
+    values["step"] = st.session_state.get("vol3d__link_step")
     return values
 
 
@@ -605,6 +622,9 @@ def _apply_link(values):
         depth, side = values["region"]
         st.session_state["vol3d_region_depth"] = _nearest(REGION_DEPTHS, depth)
         st.session_state["vol3d_region_side"] = _nearest(REGION_SIDES, side)
+    if "step" in values:
+        st.session_state["vol3d__initial_step"] = values["step"] - 1
+        st.session_state["vol3d__link_step"] = values["step"]
     if "voxel" in values:
         row, col = values["voxel"]
         st.session_state["vol3d__row"], st.session_state["vol3d__col"] = row - 1, col - 1

@@ -156,6 +156,12 @@ def test_every_section_on_the_shipped_chest_ct(page):
     player.evaluate("(root) => root.scrollIntoView({block: 'start'})")
     page.wait_for_timeout(300)
     save_screenshot(page, "volumes_2_player_1280x720", full_page=False)
+    # "Link this step" puts the step shown into the students' link.
+    for _ in range(2):
+        player.get_by_role("button", name="Next").click()
+    player.get_by_role("button", name="Link this step").click()
+    wait_for_app(page)
+    expect(page.locator("[data-testid='stCode']").filter(has_text="http").first).to_contain_text("step=3")
     for number, name in (("3.", "why_3d"), ("4.", "pooling"), ("5.", "video")):
         page.get_by_role("tab", name=re.compile(rf"^{re.escape(number)}")).click()
         wait_for_app(page)
