@@ -177,3 +177,15 @@ def test_a_linked_step_opens_the_player_there():
                  if element.key == "vol3d_player"] or [None]
     assert player is not None and player["view"]["initial_step"] == 39 and player["view"]["link_button"]
     assert "step=40" in _link(app)
+
+
+def test_forgetting_the_upload_forgets_what_the_page_made_from_it():
+    app = run_page_file(PAGE)
+    upload = (SAMPLES / "mr_head_volume.dcm").read_bytes()
+    scan_uploader(app).set_value(("head.dcm", upload, "application/dicom")).run()
+    open_tab(app, SECTION_KEY, "2.")
+    assert app.session_state["vol3d__memo"] and app.session_state["vol3d__traces"]
+    app.button(key="volume_forget_upload").click().run()
+    assert not app.exception, app.exception
+    assert any("needs a volume or a clip" in info.value for info in app.info)  # the picker's first sample
+    assert "vol3d__memo" not in app.session_state and "vol3d__traces" not in app.session_state

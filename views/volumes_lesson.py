@@ -82,6 +82,19 @@ def _volume_identity(chosen):
     return chosen.is_upload, source, float(chosen.level), float(chosen.width)
 
 
+def _drop_upload_leftovers(chosen):
+    """What this page made from an upload (working volume, traces, pictures) leaves the session with it.
+
+    Run once the picker has chosen: after "Forget my upload", another scan, or another window, nothing
+    computed from the earlier upload stays in this session's memory.
+    """
+    current = _volume_identity(chosen) if chosen.is_upload else None
+    if st.session_state.get("vol3d__upload_of") != current:
+        for name in ("vol3d__memo", "vol3d__traces"):
+            st.session_state.pop(name, None)
+        st.session_state["vol3d__upload_of"] = current
+
+
 def _working_task(pixels, parameters):
     window, _ = parameters
     return _working(pixels, window)
@@ -501,6 +514,7 @@ def main():
     link_values = links.opened(LINK_FIELDS, picker_key=PICKER)
     link_slot = st.container()
     chosen = choose_image(PICKER)
+    _drop_upload_leftovers(chosen)
     _init_state()
     _apply_link(link_values)
     scan = chosen.scan
