@@ -28,7 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 SERVER_START_TIMEOUT_S = 180  # a cold start compiles the Numba engine once
 # The pages a simulated student can open: name -> st.navigation's url path ("" is the default page).
 PAGE_PATHS = {"home": "", "input": "input", "convolution": "convolution", "stacks": "stacks",
-              "detection": "detection", "classifier": "classifier"}
+              "detection": "detection", "classifier": "classifier", "volumes": "volumes"}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -84,6 +84,12 @@ PAGE_INTERACTIONS = {
         Interaction("clipping colours", "input_show_clipping", "toggle"),
     ),
     "home": (Interaction("rerun", "", "rerun"),),
+    "volumes": (
+        # The voxel-by-voxel player runs in the browser; the first tab (planes) is the one open.
+        Interaction("plane click", "vol3d_planes_click", "click_image", 2),
+        Interaction("slice", "volume_slice", "choose"),
+        Interaction("window preset", "volume_preset", "choose"),
+    ),
 }
 OPEN_PAGE = "open page"  # how the first load of the page is named in the reports
 

@@ -27,15 +27,21 @@ from kernels.engine import (
     tanh_backward,
 )
 from kernels.filters import KERNELS, MAX_KERNEL_SIZE, Kernel, make_kernel
-from kernels.trace import (ConvStep, ConvSteps, ConvTrace, PoolStep, PoolSteps, PoolTrace, conv2d_trace,
-                           pool2d_trace)
+from kernels.filters3d import KERNEL_3D_DEPTHS, KERNEL_3D_SIZES, KERNELS_3D, make_kernel3d
+from kernels.trace import (Conv3dSteps, Conv3dTrace, ConvStep, ConvSteps, ConvTrace, PoolStep, PoolSteps, PoolTrace,
+                           conv2d_trace, conv3d_trace, pool2d_trace)
 from kernels._warm import warm_up
 
 __all__ = [
     "FFT_MIN_KERNEL_AREA",
     "KERNELS",
+    "KERNELS_3D",
+    "KERNEL_3D_DEPTHS",
+    "KERNEL_3D_SIZES",
     "MAX_KERNEL_SIZE",
     "PADDING_MODES",
+    "Conv3dSteps",
+    "Conv3dTrace",
     "ConvStep",
     "ConvSteps",
     "ConvTrace",
@@ -52,9 +58,11 @@ __all__ = [
     "conv2d_trace",
     "conv3d",
     "conv3d_backward",
+    "conv3d_trace",
     "leaky_relu",
     "leaky_relu_backward",
     "make_kernel",
+    "make_kernel3d",
     "max_pool2d",
     "max_pool2d_backward",
     "max_pool3d",

@@ -32,12 +32,14 @@ __all__ = [
     "conv2d_backward",
     "conv2d_pixel",
     "conv3d",
+    "conv3d_voxel",
     "leaky_relu",
     "leaky_relu_backward",
     "max_pool2d",
     "max_pool2d_backward",
     "max_pool2d_pixel",
     "pad2d",
+    "pad3d",
     "relu",
     "relu_backward",
     "sigmoid",
@@ -266,6 +268,53 @@ def conv3d(x, w, b=None, *, stride=1, padding=0, dilation=1, padding_mode="zeros
     if b is not None:
         out += np.asarray(b, dtype=np.float32)[None, :, None, None, None]
     return out
+
+
+def pad3d(volume, pads, padding_mode="zeros"):
+    """The volume with a border on all six sides: (D, H, W) -> (front + D + back, H + ..., W + ...), float32.
+
+    ``pads`` is (front, back, top, bottom, left, right). Each slice gets ``pad2d``'s border; the slices
+    added in front and behind are what ``conv3d`` reads there: zeros, or the slice ``source_pixel`` names.
+    """
+    volume = np.asarray(volume, dtype=np.float32)
+    front, back = pads[:2]
+    depth = volume.shape[0]
+    slices = []
+    for position in range(-front, depth + back):
+        source = source_pixel(position, depth, padding_mode)
+        image = volume[source] if source is not None else np.zeros_like(volume[0])
+        slices.append(pad2d(image, pads[2:], padding_mode))
+    return np.stack(slices)
+
+
+def conv3d_voxel(padded, kernel, bias, out_slice, out_row, out_col,
+                 stride=(1, 1, 1), dilation=(1, 1, 1)):
+    """One output voxel: the kernel laid on the padded volume at
+    (out_slice, out_row, out_col), one kernel slice at a time.
+
+    out[d, r, c] = bias + sum over a of (sum over i, j of
+        kernel[a, i, j] * padded[d * stride + a * dilation,
+                                 r * stride + i * dilation,
+                                 c * stride + j * dilation])
+    with padded (Dp, Hp, Wp) and kernel (kd, kh, kw).
+
+    The inner sum is conv2d_pixel's, row by row in float32, on the
+    slice under kernel slice a; the slices' sums are added in order,
+    then the bias: the order conv3d adds them in. The positions may
+    also be arrays: all of them are then computed at once, alike.
+    """
+    kernel_slices, kernel_rows, kernel_cols = kernel.shape
+    total = np.float32(0.0)
+    for a in range(kernel_slices):
+        slice_sum = np.float32(0.0)
+        for i in range(kernel_rows):
+            for j in range(kernel_cols):
+                depth = out_slice * stride[0] + a * dilation[0]
+                row = out_row * stride[1] + i * dilation[1]
+                col = out_col * stride[2] + j * dilation[2]
+                slice_sum = slice_sum + padded[depth, row, col] * kernel[a, i, j]
+        total = total + slice_sum
+    return total + np.float32(bias)
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -1,10 +1,12 @@
-"""Step-by-step traces of a 2-D convolution and pooling: what each window read and how it was summed.
+"""Step-by-step traces of a 2-D or 3-D convolution and 2-D pooling: what each window read and how it was summed.
 
 The step-by-step views draw only these objects. A trace replays the readable definitions in
 kernels/reference.py: the padded input is ``reference.pad2d``'s, and step i's sum and value are what
 ``reference.conv2d_pixel`` (``max_pool2d_pixel``, ``avg_pool2d_pixel``) computes for that output
 pixel, so ``trace.output`` equals ``reference.conv2d`` (``max_pool2d``, ``avg_pool2d``) exactly. The
-engine's fast paths agree with it to float32 rounding (relative error under 1e-5, tested).
+engine's fast paths agree with it to float32 rounding (relative error under 1e-5, tested). A 3-D trace
+does the same for volumes with ``reference.pad3d`` and ``reference.conv3d_voxel``: its output equals
+``reference.conv3d``.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ import numpy as np
 
 from kernels import engine, reference
 
-__all__ = ["ConvStep", "ConvSteps", "ConvTrace", "PoolStep", "PoolSteps", "PoolTrace", "conv2d_trace", "pool2d_trace"]
+__all__ = ["Conv3dSteps", "Conv3dTrace", "ConvStep", "ConvSteps", "ConvTrace", "PoolStep", "PoolSteps", "PoolTrace",
+           "conv2d_trace", "conv3d_trace", "pool2d_trace"]
 
 
 def _window_indices(out_rows, out_cols, size, stride, dilation):
@@ -343,3 +346,129 @@ def pool2d_trace(x, size=2, *, stride=None, padding=0, mode="max") -> PoolTrace:
     values, _, _ = _pool_values(padded, sizes, strides, mode, *_every_output_pixel(output_shape))
     return PoolTrace(padded=padded, pad=(pads[0], pads[0], pads[1], pads[1]), size=sizes, stride=strides, mode=mode,
                      output=values.reshape(output_shape), num_steps=int(values.size))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Volumes
+
+
+@dataclass(frozen=True)
+class Conv3dSteps:
+    """Every step of a 3-D convolution at once (N = D' * H' * W' steps, slice by slice, then row-major).
+
+    Attributes
+    ----------
+    out_slices, out_rows, out_cols : int arrays (N,)
+        The output voxel of each step.
+    slices : int array (N, kd)
+        Slices of the padded volume under the kernel's slices (``out_slice * stride + a * dilation``).
+    rows, cols : int arrays (N, kh), (N, kw)
+    patches, products : float32 (N, kd, kh, kw)
+        The voxels under the kernel, and each times its weight (rounded to float32 for display).
+    slice_sums : float32 (N, kd)
+        Each kernel slice's sum of products, added row by row (``reference.conv3d_voxel``'s inner sum).
+    totals : float32 (N,)
+        The slice sums added in order: the sum of all the products, before the bias.
+    values : float32 (N,)
+        ``totals + bias``, equal to ``output.ravel()``.
+    """
+
+    out_slices: np.ndarray
+    out_rows: np.ndarray
+    out_cols: np.ndarray
+    slices: np.ndarray
+    rows: np.ndarray
+    cols: np.ndarray
+    patches: np.ndarray
+    products: np.ndarray
+    slice_sums: np.ndarray
+    totals: np.ndarray
+    values: np.ndarray
+
+
+@dataclass(frozen=True)
+class Conv3dTrace:
+    """A whole 3-D convolution of one volume by one kernel, ready to be replayed voxel by voxel.
+
+    Attributes
+    ----------
+    padded : float32 (Dp, Hp, Wp)
+        The padded volume (``reference.pad3d``).
+    pad : (front, back, top, bottom, left, right)
+    kernel : float32 (kd, kh, kw)
+        The kernel as applied (already flipped when ``flip=True``).
+    bias : float
+    stride, dilation : (int, int, int)
+    output : float32 (D', H', W')
+        Equal to ``reference.conv3d``; to ``kernels.conv3d`` within float32 rounding.
+    num_steps : int
+        ``D' * H' * W'``.
+    """
+
+    padded: np.ndarray
+    pad: tuple
+    kernel: np.ndarray
+    bias: float
+    stride: tuple
+    dilation: tuple
+    output: np.ndarray
+    num_steps: int
+
+    def all_steps(self) -> Conv3dSteps:
+        """Every step at once, in arrays: ``reference.conv3d_voxel`` run on every output voxel at once."""
+        out_slices, out_rows, out_cols = np.unravel_index(np.arange(self.num_steps), self.output.shape)
+        kd, kh, kw = self.kernel.shape
+        slices = out_slices[:, None] * self.stride[0] + np.arange(kd) * self.dilation[0]
+        rows = out_rows[:, None] * self.stride[1] + np.arange(kh) * self.dilation[1]
+        cols = out_cols[:, None] * self.stride[2] + np.arange(kw) * self.dilation[2]
+        patches = self.padded[slices[:, :, None, None], rows[:, None, :, None], cols[:, None, None, :]]
+        # Kernel slice a's sum is conv3d_voxel's inner sum: the voxel of the one-slice kernel a, laid on the
+        # padded slice under it (depth stride 1, so out_slice names that slice itself).
+        in_plane_stride, in_plane_dilation = (1,) + tuple(self.stride[1:]), (1,) + tuple(self.dilation[1:])
+        slice_sums = np.stack([_voxel_values(self.padded, self.kernel[a:a + 1], 0.0, slices[:, a], out_rows, out_cols,
+                                             in_plane_stride, in_plane_dilation) for a in range(kd)], axis=1)
+        totals = _voxel_values(self.padded, self.kernel, 0.0, out_slices, out_rows, out_cols, self.stride,
+                               self.dilation)
+        values = _voxel_values(self.padded, self.kernel, self.bias, out_slices, out_rows, out_cols, self.stride,
+                               self.dilation)
+        return Conv3dSteps(out_slices, out_rows, out_cols, slices, rows, cols, patches, patches * self.kernel,
+                           slice_sums, totals, values)
+
+
+def _voxel_values(padded, kernel, bias, out_slices, out_rows, out_cols, stride, dilation):
+    """``reference.conv3d_voxel`` at each (out_slices[s], out_rows[s], out_cols[s]): float32 (N,)."""
+    return np.asarray(reference.conv3d_voxel(padded, kernel, bias, out_slices, out_rows, out_cols, stride, dilation),
+                      dtype=np.float32)
+
+
+def conv3d_trace(x, w, b=0.0, *, stride=1, padding=0, dilation=1, padding_mode="zeros", flip=False) -> Conv3dTrace:
+    """Compute a 3-D convolution with the readable definition, keeping what shows it one voxel at a time.
+
+    Parameters
+    ----------
+    x : array (D, H, W)
+    w : array (kd, kh, kw)
+    b : float, default 0.0
+    stride, padding, dilation, padding_mode, flip :
+        As in ``kernels.conv3d`` (checked by its rules, with its messages).
+
+    Returns
+    -------
+    Conv3dTrace
+        ``trace.output`` is ``reference.conv3d``'s (D', H', W') output, and row ``i`` of
+        ``trace.all_steps()`` is output voxel ``np.unravel_index(i, trace.output.shape)``.
+    """
+    if np.ndim(x) != 3 or np.ndim(w) != 3:
+        raise ValueError(f"conv3d_trace works on one volume (D, H, W) and one kernel (kd, kh, kw); got x "
+                         f"{np.shape(x)} and w {np.shape(w)}")
+    plan = engine._plan_convolution(x, w, b, 3, stride, padding, dilation, padding_mode, flip)
+    volume, kernel = plan.x[0, 0], plan.w[0, 0]  # float32, finite, the kernel flipped if asked
+    pads = tuple(int(side) for pair in plan.pads for side in pair)
+    bias = float(plan.bias[0])
+    padded = reference.pad3d(volume, pads, padding_mode)
+    out_slices, out_rows, out_cols = np.unravel_index(np.arange(int(np.prod(plan.out_spatial))), plan.out_spatial)
+    output = _voxel_values(padded, kernel, bias, out_slices, out_rows, out_cols, plan.strides,
+                           plan.dilations).reshape(plan.out_spatial)
+    return Conv3dTrace(padded=padded, pad=pads, kernel=np.ascontiguousarray(kernel, dtype=np.float32), bias=bias,
+                       stride=tuple(plan.strides), dilation=tuple(plan.dilations), output=output,
+                       num_steps=int(output.size))

@@ -30,6 +30,8 @@ SAFE_DICOM_ATTRIBUTES = {
     "RescaleType": "Rescale type",
     "SliceThickness": "Slice thickness (mm)",
     "SpacingBetweenSlices": "Spacing between slices (mm)",
+    "FrameTime": "Frame time (ms)",  # a clip's frames follow one another in time
+    "CineRate": "Cine rate (frames/s)",
     "PatientPosition": "Patient position",
     "ImageType": "Image type",
     "MagneticFieldStrength": "Magnetic field strength (T)",

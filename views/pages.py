@@ -20,6 +20,8 @@ PAGE_TABLE = (
               "Convolution step by step with the real numbers, then ReLU and pooling."),
     PageEntry("Lessons", "views/stacks.py", "Deeper layers see larger things", ":material/stacks:",
               "Stacked stages: maps shrink while the region each value depends on grows."),
+    PageEntry("Lessons", "views/volumes.py", "Volumes and video", ":material/view_in_ar:",
+              "A 3-D kernel steps through CT slices voxel by voxel; a clip is 2-D + time."),
     PageEntry("Lessons", "views/detection.py", "Where is it?", ":material/frame_inspect:",
               "A kernel shaped like its target answers most where the target is."),
     PageEntry("Lessons", "views/classifier.py", "Does this patch contain a lesion?", ":material/psychology:",

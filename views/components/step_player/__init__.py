@@ -1,4 +1,4 @@
-"""The step player: steps, plays and scrubs a convolution or pooling trace in the browser, with no server round trip.
+"""The step player: steps, plays and scrubs a convolution (2-D or 3-D) or pooling trace in the browser, with no server round trip.
 
 The server sends a trace once per setting (payload.py describes the data); Previous, Next, Play,
 the speed, the scrubber and the keyboard then work in the browser alone, drawing every number as text.
@@ -27,8 +27,10 @@ _mount = component(
     html=(_HERE / "step_player.html").read_text(encoding="utf-8"),
     # The presenter layout and the colour schemes come after the base rules they override.
     css="\n".join((_HERE / name).read_text(encoding="utf-8")
-                  for name in ("step_player.css", "step_player_present.css")),
-    js=f"const NUMBER_FONT_URL = {json.dumps(_NUMBER_FONT_URL)};\n" + (_HERE / "step_player.js").read_text(encoding="utf-8"),
+                  for name in ("step_player.css", "step_player_present.css", "step_player_volume.css")),
+    # One module: the volume player extends the 2-D player's class, so it comes after it.
+    js=f"const NUMBER_FONT_URL = {json.dumps(_NUMBER_FONT_URL)};\n" + "\n".join(
+        (_HERE / name).read_text(encoding="utf-8") for name in ("step_player.js", "volume_player.js")),
 )
 
 

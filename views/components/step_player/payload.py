@@ -41,6 +41,13 @@ to use instead of a named one; ``colours``, the marks' colours as CSS), ``initia
 open at when the browser has none remembered, e.g. from a lesson link) and ``link_button`` (show
 "Link this step", which reports the step to the server: the only time a step is sent back).
 
+"conv3d" is "conv" for a volume (kernels.conv3d_trace): ``input.values`` (Dp, Hp, Wp) with ``pad``
+[front, back, top, bottom, left, right], ``kernel.values`` (kd, kh, kw), ``output.values`` (D', H', W')
+(step ``i`` is output voxel ``unravel_index(i, (D', H', W'))``), ``steps.products`` (N, kd, kh, kw), and
+two more step arrays: ``steps.slices`` (N, kd), int32, the padded volume's slices under the kernel's
+slices, and ``steps.slice_sums`` (N, kd), each kernel slice's sum of products, which added in order make
+``steps.sums``. ``titles`` may add ``slices`` and ``output_slices``: one caption per slice.
+
 "pool" adds ``mode`` ("max" or "avg") and either ``steps.argmax`` (N, 2), int32, the (row, col) in the
 padded input of the value max pooling keeps, or ``steps.sums`` (N,), the window sums that average
 pooling divides by kh * kw.
@@ -130,11 +137,11 @@ def _decimals(values, significant):
 
 
 def conv_payload(trace, *, titles: dict, memory: str, input_range=(0.0, 1.0)) -> dict:
-    """The player's data for a convolution trace (kernels.conv2d_trace); format in the module docstring.
+    """The player's data for a convolution trace (kernels.conv2d_trace or conv3d_trace); format in the module docstring.
 
     Parameters
     ----------
-    trace : ConvTrace
+    trace : ConvTrace or Conv3dTrace
     titles : dict
         Captions: "input", "output" and optionally "patch", "kernel", "products".
     memory : str
@@ -144,9 +151,15 @@ def conv_payload(trace, *, titles: dict, memory: str, input_range=(0.0, 1.0)) ->
     """
     every = trace.all_steps()
     low, high = (float(bound) for bound in input_range)
+    volume = trace.kernel.ndim == 3
+    steps = {"count": int(trace.num_steps), "rows": encode_array(every.rows, np.int32),
+             "cols": encode_array(every.cols, np.int32), "products": encode_array(every.products, np.float32),
+             "sums": encode_array(every.totals, np.float32), "values": encode_array(every.values, np.float32)}
+    if volume:
+        steps.update(slices=encode_array(every.slices, np.int32), slice_sums=encode_array(every.slice_sums, np.float32))
     return {
         "format": FORMAT,
-        "kind": "conv",
+        "kind": "conv3d" if volume else "conv",
         "memory": memory,
         "titles": dict(titles),
         "palettes": palettes(),
@@ -160,9 +173,7 @@ def conv_payload(trace, *, titles: dict, memory: str, input_range=(0.0, 1.0)) ->
         "products": {"decimals": _decimals(every.products, _WORK_SIGNIFICANT), "colour": _diverging(every.products)},
         "output": {"values": encode_array(trace.output, np.float32),
                    "decimals": _decimals(trace.output, _CELL_SIGNIFICANT), "colour": _diverging(trace.output)},
-        "steps": {"count": int(trace.num_steps), "rows": encode_array(every.rows, np.int32),
-                  "cols": encode_array(every.cols, np.int32), "products": encode_array(every.products, np.float32),
-                  "sums": encode_array(every.totals, np.float32), "values": encode_array(every.values, np.float32)},
+        "steps": steps,
         "equation_decimals": EQUATION_DECIMALS,
     }
 

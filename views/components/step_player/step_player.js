@@ -18,6 +18,7 @@ const numberFont = typeof NUMBER_FONT_URL === "string"
 if (numberFont) document.fonts.add(numberFont);
 
 const remembered = new Map(); // data.memory -> {step, speed}: survives reruns and rebuilt components
+const PLAYER_KINDS = new Map(); // data.kind -> a player class for it (volume_player.js adds "conv3d"); else Player
 const players = new WeakMap(); // the component's parent element -> its Player
 const onPage = new Set(); // every live player, so that only one plays at a time
 
@@ -395,7 +396,7 @@ class Player {
       equation.append(group, " ");
     };
     const size = this.windowHeight * this.windowWidth;
-    if (this.data.kind === "conv") {
+    if (this.kernel) {
       term("sum ", "sum");
       term("+ bias ", "bias");
       term("= ", "value");
@@ -589,7 +590,7 @@ export default function stepPlayer(component) {
   const { data, parentElement, setTriggerValue } = component;
   let player = players.get(parentElement);
   if (!player) {
-    player = new Player(parentElement);
+    player = new (PLAYER_KINDS.get(data.kind) ?? Player)(parentElement);
     players.set(parentElement, player);
   }
   player.reportStep = (step) => setTriggerValue("link_step", step);
