@@ -125,3 +125,15 @@ def _component(app, key):
     found = [element for element in app.get("bidi_component") if element.key == key]
     assert found, f"no component with key {key!r} on the page"
     return found[0]
+
+
+def students_link(app):
+    """The students' link as the page shows it in its "Link for students" popover (opened if it is not)."""
+    from views.links import LINK_OPEN
+
+    if not app.session_state[LINK_OPEN]:
+        app.session_state[LINK_OPEN] = True
+        app.run()
+        assert not app.exception, app.exception
+    (code,) = [block.value for block in app.code if block.value.startswith("http")]
+    return code

@@ -17,6 +17,7 @@ from tests.apptest import (component_data, open_tab, run_page_file, scan_uploade
                            step_players)
 from kernels import avg_pool2d, conv2d, conv2d_trace, make_kernel, max_pool2d, pool2d_trace, reference, relu
 from scans import apply_window, list_samples, read_sample
+from views.caching import SESSION_MEMOS, UPLOAD_MEMORY
 from views.components.step_player import FORMAT, decode_array
 from views.convolution_controls import (KERNEL_EDITOR, KERNEL_GRID, KERNEL_LIMIT, output_size_equation, random_kernel,
                                         stored_key)
@@ -337,6 +338,23 @@ def test_a_10_by_10_dose_grid_works_with_a_region_as_large_as_the_image():
     assert "Left column: 0, the region is as wide as the image." in captions
     region = tuple(_state(app, key) for key in ("conv_region_top", "conv_region_left", "conv_region_size"))
     assert region == (0, 0, 10)
+    _assert_player_is_conv2d(app)
+
+
+def test_forgetting_the_upload_forgets_everything_the_session_computed_from_it():
+    def memo_keys():  # what views.caching.session_memo remembers results by; an upload's name "upload:..."
+        pages = app.session_state[SESSION_MEMOS] if SESSION_MEMOS in app.session_state else {}
+        return [repr(key) for memo in pages.values() for key, _ in memo.values()]
+
+    app = _open()
+    scan_uploader(app).set_value(("ct_head.dcm", (SAMPLES / "ct_head.dcm").read_bytes(), "application/dicom")).run()
+    assert not app.exception, app.exception
+    assert any("upload:" in key for key in memo_keys()) and app.session_state[UPLOAD_MEMORY]
+    app.button(key="scan_forget_upload").click().run()
+    assert not app.exception, app.exception
+    assert not app.session_state["scan__choice"].startswith("Your upload")
+    assert not any("upload:" in key for key in memo_keys()), memo_keys()
+    assert UPLOAD_MEMORY not in app.session_state and "cache__upload_digest" not in app.session_state
     _assert_player_is_conv2d(app)
 
 

@@ -17,7 +17,7 @@ from streamlit.testing.v1 import AppTest
 import lessons.links
 from lessons.links import (Field, boolean, choice, decode, encode, grid, image_fields, integer, number, qr_matrix,
                            record, whole_number_list, whole_numbers)
-from tests.apptest import APP_TIMEOUT_S, REPO_ROOT, open_tab, scan_uploader, step_players
+from tests.apptest import APP_TIMEOUT_S, REPO_ROOT, open_tab, scan_uploader, step_players, students_link
 from views.components.step_player import decode_array
 from views.convolution_controls import KERNEL_GRID, stored_key
 from views.convolution_lesson import ACTIVATIONS, LINK_FIELDS as CONV_FIELDS
@@ -32,16 +32,6 @@ def _run(page, query=None):
     app.run()
     assert not app.exception, app.exception
     return app
-
-
-def _link(app):
-    """The students' link as the page shows it in the "Link for students" popover (opened if it is not)."""
-    if not app.session_state[LINK_OPEN]:
-        app.session_state[LINK_OPEN] = True
-        app.run()
-        assert not app.exception, app.exception
-    (code,) = [block.value for block in app.code if block.value.startswith("http")]
-    return code
 
 
 def _notes(app):
@@ -157,7 +147,7 @@ def test_convolution_lesson_link_opens_the_same_lesson_in_a_new_session():
     app.session_state["conv_section"] = "5. Pooling: a smaller map"  # the open tab travels too
     app.run()
     assert not app.exception, app.exception
-    address = _link(app)
+    address = students_link(app)
     params = dict(app.query_params)
     assert params["section"] == "pooling"
     assert params["sample"] == "ct_head" and params["step"] == "7" and params["k"] == "0.25,-1.5,0.125;2,0,-0.3;1,0.5,-0.75"
@@ -165,7 +155,7 @@ def test_convolution_lesson_link_opens_the_same_lesson_in_a_new_session():
 
     fresh = _run("convolution", params)
     assert _conv_state(fresh) == _conv_state(app)
-    assert _link(fresh) == address
+    assert students_link(fresh) == address
     assert _notes(fresh) == ""
     for section, key in (("5.", "pool_player"), ("3.", "conv_player")):
         for session in (app, fresh):
@@ -207,7 +197,7 @@ def test_link_made_on_an_upload_falls_back_to_a_sample_and_says_so():
         ("ct_head.dcm", (SAMPLES / "ct_head.dcm").read_bytes(), "application/dicom")).run()
     assert not app.exception, app.exception
     assert app.query_params["sample"] == "upload" and "level" not in app.query_params
-    assert "sample=upload" in _link(app)
+    assert "sample=upload" in students_link(app)
     assert any("upload is not in the link" in caption.value for caption in app.caption)
     fresh = _run("convolution", dict(app.query_params))
     assert fresh.session_state["scan__choice"] == "Chest radiograph"
@@ -228,7 +218,7 @@ def test_stacks_link_round_trip():
     params = dict(app.query_params)
     assert params["stages"] == "3" and params["s2"].startswith("learned:2,5:")
     fresh = _run("stacks", params)
-    assert _link(fresh) == _link(app)
+    assert students_link(fresh) == students_link(app)
     assert fresh.table[0].value.equals(app.table[0].value)
 
 
@@ -244,7 +234,7 @@ def test_detection_box_link_round_trip():
     fresh = _run("detection", params)
     assert [fresh.session_state[name] for name in ("det_row", "det_col", "det_height", "det_width")] == [
         100, 120, 30, 24]
-    assert _link(fresh) == _link(app)
+    assert students_link(fresh) == students_link(app)
 
 
 def test_classifier_window_link_round_trip():
@@ -278,5 +268,5 @@ def test_the_link_and_its_qr_code_are_made_only_while_their_popover_is_open():
     assert not app.session_state[LINK_OPEN]
     assert not any(block.value.startswith("http") for block in app.code)
     assert not any("Link for students" in image.captions for image in app.get("image"))
-    assert _link(app).startswith("http")
+    assert students_link(app).startswith("http")
     assert any("Link for students" in image.captions for image in app.get("image"))

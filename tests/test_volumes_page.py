@@ -4,7 +4,8 @@ from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
-from tests.apptest import APP_TIMEOUT_S, REPO_ROOT, open_tab, run_page_file, scan_uploader
+from tests.apptest import APP_TIMEOUT_S, REPO_ROOT, open_tab, run_page_file, scan_uploader, students_link
+from views.caching import SESSION_MEMOS
 from views.volumes_lesson import SECTION_KEY, SECTIONS
 
 PAGE = "views/volumes.py"
@@ -97,11 +98,6 @@ def test_the_volume_player_receives_the_whole_3d_trace():
     np.testing.assert_array_equal(decode_array(payload["kernel"]["values"]), trace.kernel)
 
 
-def _link(app):
-    (code,) = [block.value for block in app.code if block.value.startswith("http")]
-    return code
-
-
 def test_the_lesson_link_brings_back_the_voxel_section_kernel_and_region():
     from urllib.parse import parse_qsl, urlsplit
 
@@ -113,7 +109,7 @@ def test_the_lesson_link_brings_back_the_voxel_section_kernel_and_region():
     app.selectbox(key="vol3d_region_side").set_value(8).run()
     assert not app.exception, app.exception
     caption = working_caption(app)
-    query = dict(parse_qsl(urlsplit(_link(app)).query))
+    query = dict(parse_qsl(urlsplit(students_link(app)).query))
     assert query["sample"] == "ct_chest_volume" and query["slice"] == "30" and query["section"] == "kernel"
     assert query["ksrc"] == "typed" and query["region"] == "4,8"
 
@@ -176,7 +172,7 @@ def test_a_linked_step_opens_the_player_there():
     (player,) = [json.loads(element.proto.json) for element in app.get("bidi_component")
                  if element.key == "vol3d_player"] or [None]
     assert player is not None and player["view"]["initial_step"] == 39 and player["view"]["link_button"]
-    assert "step=40" in _link(app)
+    assert "step=40" in students_link(app)
 
 
 def test_forgetting_the_upload_forgets_what_the_page_made_from_it():
@@ -184,8 +180,8 @@ def test_forgetting_the_upload_forgets_what_the_page_made_from_it():
     upload = (SAMPLES / "mr_head_volume.dcm").read_bytes()
     scan_uploader(app).set_value(("head.dcm", upload, "application/dicom")).run()
     open_tab(app, SECTION_KEY, "2.")
-    assert app.session_state["vol3d__memo"] and app.session_state["vol3d__traces"]
+    assert app.session_state[SESSION_MEMOS]["volumes"]
     app.button(key="volume_forget_upload").click().run()
     assert not app.exception, app.exception
     assert any("needs a volume or a clip" in info.value for info in app.info)  # the picker's first sample
-    assert "vol3d__memo" not in app.session_state and "vol3d__traces" not in app.session_state
+    assert SESSION_MEMOS not in app.session_state

@@ -17,6 +17,7 @@ SHARED_CACHE_SIZE = "384MB"  # pickled; the least recently used results go first
 UPLOAD_MEMORY = "cache__uploads"  # session-state key: task name -> {key: result}
 UPLOAD_RESULTS_PER_TASK = 2  # an upload's last results of each computation (a stack at 512 pixels is ~15 MB)
 _UPLOAD_DIGEST = "cache__upload_digest"
+SESSION_MEMOS = "cache__session_memos"  # page -> {name: (key, result)}: this session's last result of each
 
 
 @st.cache_data(max_size=SHARED_CACHE_SIZE, show_spinner=False)
@@ -89,3 +90,23 @@ def computed(task, chosen, parameters=(), *, data=None, spinner=None):
             results.pop(next(iter(results)))
         results[key] = result
     return results[key]
+
+
+def session_memo(page, name, key, compute):
+    """``compute()`` remembered in this session for one ``key`` per ``page`` and ``name``: a new key replaces
+    the result (a player's trace, a drawn picture). Kept in the session, so an upload's may go there."""
+    memo = st.session_state.setdefault(SESSION_MEMOS, {}).setdefault(page, {})
+    if name not in memo or memo[name][0] != key:
+        memo[name] = (key, compute())
+    return memo[name][1]
+
+
+def drop_session_memos(page):
+    """Forget what :func:`session_memo` remembered for ``page``."""
+    st.session_state.get(SESSION_MEMOS, {}).pop(page, None)
+
+
+def forget_upload_results():
+    """Drop everything computed in this session, so nothing made from a forgotten upload stays in its memory."""
+    for key in (UPLOAD_MEMORY, _UPLOAD_DIGEST, SESSION_MEMOS):
+        st.session_state.pop(key, None)

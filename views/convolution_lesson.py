@@ -20,6 +20,7 @@ from lessons.exports import conv_steps, pool_steps
 from lessons.links import Field, boolean, choice, grid, integer, number, record, whole_numbers
 from views import convolution_controls as controls
 from views import links
+from views.caching import session_memo
 from views.exports import png_download, step_export
 from views.components.step_player import conv_payload, pool_payload, step_player, view_options
 from views.notices import show_teaching_notice
@@ -271,10 +272,7 @@ def _nothing():
 
 def _session_memo(name, key, compute):
     """``compute()`` remembered for one ``key`` per ``name`` in this session (small per-region traces)."""
-    memo = st.session_state.setdefault("conv__traces", {})
-    if name not in memo or memo[name][0] != key:
-        memo[name] = (key, compute())
-    return memo[name][1]
+    return session_memo("convolution", name, key, compute)
 
 
 # ---------------------------------------------------------------------------------------------------

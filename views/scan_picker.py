@@ -16,6 +16,7 @@ import streamlit as st
 from scans import WINDOW_PRESETS, Scan, ScanError, apply_window, auto_window, list_samples, read_sample
 from scans.reader import read_bytes, read_series
 from scans.privacy import UPLOAD_NOTICE
+from views import caching
 
 UPLOAD_TYPES = None  # DICOM files often have no extension: accept any name, the reader checks the content
 CUSTOM_WINDOW = "Custom (sliders)"
@@ -258,6 +259,7 @@ def _forget_upload(keys):
         st.session_state[keys.choice] = list_samples()[0]
     st.session_state[keys.upload_scan] = None
     st.session_state[keys.upload_id] = None
+    caching.forget_upload_results()
     _clear_refusal(keys)
 
 

@@ -22,7 +22,7 @@ from lessons import volumes
 from lessons.links import Codec, Field, choice, integer, whole_numbers
 from scans import apply_window, read_sample
 from views import links
-from views.caching import computed
+from views.caching import computed, drop_session_memos, session_memo
 from views.components.step_player import conv_payload, step_player, view_options
 from views.convolution_lesson import _Encoded  # pre-encoded picture bytes for streamlit_image_coordinates
 from views.exports import png_download
@@ -32,6 +32,7 @@ from views.scan_picker import choose_image
 from viz.images import png_bytes
 from viz.volumes import map_panels, orthogonal_views, voxel_from_click
 
+MEMO = "volumes"  # this page's results in views.caching.session_memo
 PICKER = "volume"  # the sidebar picker's keys: this page opens on a volume, the others on a picture
 DEFAULT_SAMPLE = "Chest CT volume"
 CLIP_SAMPLE = "Echocardiogram clip"
@@ -68,12 +69,8 @@ def _volume_computed(task, chosen, parameters=()):
     if not chosen.is_upload:
         whole = dataclasses.replace(chosen, cache_key=f"{chosen.name}|level={window[0]:.6g}|width={window[1]:.6g}")
         return computed(task, whole, (window, parameters), data=chosen.scan.pixels)
-    memo = st.session_state.setdefault("vol3d__memo", {})
-    key = (_volume_identity(chosen), parameters)
-    name = task.__qualname__
-    if name not in memo or memo[name][0] != key:
-        memo[name] = (key, task(chosen.scan.pixels, (window, parameters)))
-    return memo[name][1]
+    return session_memo(MEMO, task.__qualname__, (_volume_identity(chosen), parameters),
+                        lambda: task(chosen.scan.pixels, (window, parameters)))
 
 
 def _volume_identity(chosen):
@@ -90,8 +87,7 @@ def _drop_upload_leftovers(chosen):
     """
     current = _volume_identity(chosen) if chosen.is_upload else None
     if st.session_state.get("vol3d__upload_of") != current:
-        for name in ("vol3d__memo", "vol3d__traces"):
-            st.session_state.pop(name, None)
+        drop_session_memos(MEMO)
         st.session_state["vol3d__upload_of"] = current
 
 
@@ -179,10 +175,7 @@ def _key_of(kernel):
 
 def _session_memo(name, key, compute):
     """``compute()`` remembered for one ``key`` per ``name`` in this session (traces, drawn pictures)."""
-    memo = st.session_state.setdefault("vol3d__traces", {})
-    if name not in memo or memo[name][0] != key:
-        memo[name] = (key, compute())
-    return memo[name][1]
+    return session_memo(MEMO, name, key, compute)
 
 
 def _png(picture):

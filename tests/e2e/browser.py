@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError, expect
 
 RERUN_START_MS = 1000
 SCREENSHOT_DIR = Path(__file__).resolve().parent / "screenshots"
@@ -239,3 +239,14 @@ def scrolling_tables(page):
             .map(({table, scroller}) => ({columns: table.querySelectorAll('[role="columnheader"]').length,
                                           content_width: scroller.scrollWidth, room: scroller.clientWidth}))"""
     )
+
+
+def students_link(page):
+    """The link in the page's "Link for students" popover, opened for the reading and closed again."""
+    page.get_by_role("button", name="Link for students").click()
+    block = page.get_by_test_id("stCode").filter(has_text="http")
+    text = block.inner_text().strip()
+    page.keyboard.press("Escape")
+    expect(block).to_have_count(0)
+    wait_for_app(page)
+    return text

@@ -13,7 +13,7 @@ from playwright.sync_api import expect
 
 from kernels import conv2d_trace
 from scans import apply_window, read_sample
-from tests.e2e.browser import assert_no_exception, save_screenshot, wait_for_app
+from tests.e2e.browser import assert_no_exception, save_screenshot, students_link, wait_for_app
 from tests.e2e.test_convolution_page import CONV, READ_STEP, _assert_shows_conv_step, _shown_text
 from views.components.step_player import conv_payload
 
@@ -26,17 +26,6 @@ def _trace():
     scan = read_sample("Head CT slice")
     region = apply_window(scan.pixels, 40.0, 100.0)[240:248, 250:258]
     return conv2d_trace(region, KERNEL, 0.25, padding=1, padding_mode="zeros")
-
-
-def _students_link(page):
-    """The link in the "Link for students" popover, opened for the reading and closed again."""
-    page.get_by_role("button", name="Link for students").click()
-    block = page.get_by_test_id("stCode").filter(has_text="/convolution?")
-    text = block.inner_text().strip()
-    page.keyboard.press("Escape")
-    expect(block).to_have_count(0)
-    wait_for_app(page)
-    return text
 
 
 def test_a_lesson_link_opens_its_step_and_kernel_and_links_a_new_step(page):
@@ -54,7 +43,7 @@ def test_a_lesson_link_opens_its_step_and_kernel_and_links_a_new_step(page):
     kernel_texts = conv.evaluate("(root) => [...root.querySelectorAll('.kernel-grid .cell')].map((c) => c.textContent)")
     assert kernel_texts == [_shown_text(value, decimals) for value in KERNEL.ravel()]
     expect(page.get_by_role("button", name="Link for students")).to_be_visible()
-    assert "step=12" in _students_link(page)
+    assert "step=12" in students_link(page)
     expect(page.get_by_text("could not be used")).to_have_count(0)  # nothing in the link was refused
 
     # Step on in the browser (nothing sent), then ask for a link to this step (one message).
@@ -96,5 +85,5 @@ def test_a_tampered_link_opens_the_lesson_with_a_note(page):
     assert_no_exception(page)
     expect(page.get_by_text(re.compile("could not be used"))).to_be_visible(timeout=60_000)
     expect(page.locator(CONV).locator(".status")).to_have_text(re.compile(r"^Step 64 of 64$"), timeout=60_000)
-    assert "step=64" in _students_link(page)  # a step past the last is linked as the last
+    assert "step=64" in students_link(page)  # a step past the last is linked as the last
     save_screenshot(page, "lesson_link_tampered", full_page=False)
