@@ -11,7 +11,6 @@ import inspect
 
 import numpy as np
 import streamlit as st
-from streamlit_image_coordinates import streamlit_image_coordinates
 
 from kernels import (KERNELS, MAX_KERNEL_SIZE, PADDING_MODES, conv2d, conv2d_trace, make_kernel, max_pool2d,
                      output_size, pool2d_trace, reference, relu, resolve_padding)
@@ -21,6 +20,7 @@ from lessons.links import Field, boolean, choice, grid, integer, number, record,
 from views import convolution_controls as controls
 from views import links
 from views.caching import session_memo
+from views.clickable import clickable_picture
 from views.exports import png_download, step_export
 from views.components.step_player import conv_payload, pool_payload, step_player, view_options
 from views.notices import show_teaching_notice
@@ -155,16 +155,6 @@ def _edge_centre(image, block=8):
     return int((row + top) * stride + block // 2), int((col + left) * stride + block // 2)
 
 
-class _Encoded:
-    """Pre-encoded JPEG bytes that streamlit_image_coordinates can "save" without encoding again."""
-
-    def __init__(self, data):
-        self.data = data
-
-    def save(self, buffer, **_options):
-        buffer.write(self.data)
-
-
 # ---------------------------------------------------------------------------------------------------
 # The step players: the trace is sent once per setting; stepping happens in the browser
 
@@ -295,9 +285,7 @@ def _image_section(chosen, region, settings, kernel, image_column, map_column):
     st.session_state["conv__image_shape"] = (height, width)
     with image_column:
         st.markdown(f"**{chosen.name}**, {height} x {width} pixels. Click to move the orange region.")
-        streamlit_image_coordinates(_Encoded(encoded), key="conv_click", width="stretch",
-                                    image_format="JPEG", on_click=controls.click_to_region,
-                                    cursor="crosshair")
+        clickable_picture(encoded, key="conv_click", on_click=controls.click_to_region)
     with map_column:
         try:
             whole = controls.computed(_whole_map, chosen, (_kernel_key(kernel), settings))

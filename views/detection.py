@@ -7,13 +7,13 @@ from functools import partial
 import numpy as np
 import pandas as pd
 import streamlit as st
-from streamlit_image_coordinates import streamlit_image_coordinates
 
 from lessons.detection import MAX_BOX, MIN_BOX, default_side, detect, fit_image, image_to_search, matching_kernel
 from lessons.matching import Box, classify_tiles, contrasting_boxes, cut_box, structured_boxes, zero_mean_kernel
 from lessons.links import Field, choice, whole_numbers
 from views import links
 from views.caching import computed
+from views.clickable import clickable_picture
 from views.exports import png_download
 from views.notices import show_teaching_notice
 from views.presenter import explain
@@ -49,9 +49,6 @@ TILE_TABLE_COLUMNS = {
     "kernel B": st.column_config.NumberColumn("kernel B", **_SCORE_COLUMN),
     "class": st.column_config.TextColumn("class", width=56),
 }
-# The clickable pictures go to the browser on every rerun: as JPEG a 640 x 640 scan is ~45 kB and
-# takes ~5 ms to encode, against 1.1 MB for the component's default uncompressed PNG.
-CLICK_IMAGE_FORMAT = {"image_format": "JPEG", "jpeg_quality": 90}
 
 
 def _display_scale(image):
@@ -154,9 +151,8 @@ def _detection_section(chosen, image):
     image_column, kernel_column = st.columns([3, 2], gap="large")
     with image_column:
         picture = boxes_overlay(enlarge(grey_rgb(image), scale), [(box, TEMPLATE_COLOUR, "kernel")], scale=scale)
-        streamlit_image_coordinates(picture, key="det_drag", click_and_drag=True, width="stretch", cursor="crosshair",
-                                    **CLICK_IMAGE_FORMAT,
-                                    on_click=partial(_on_drag, "det", "det_drag", image.shape, False))
+        clickable_picture(picture, key="det_drag", click_and_drag=True,
+                          on_click=partial(_on_drag, "det", "det_drag", image.shape, False))
     with kernel_column:
         _box_inputs("det", image.shape, "Box")
         box = _get_box("det")
@@ -313,9 +309,8 @@ def _two_classes_section(chosen, image):
     with image_column:
         picture = tile_class_overlay(image, result.labels, margins, tile, scale=scale, max_opacity=0.45)
         picture = boxes_overlay(picture, [(box_a, CLASS_COLOURS[0], "A"), (box_b, CLASS_COLOURS[1], "B")], scale=scale)
-        streamlit_image_coordinates(picture, key="cls_drag", click_and_drag=True, width="stretch", cursor="crosshair",
-                                    **CLICK_IMAGE_FORMAT,
-                                    on_click=partial(_on_drag, f"cls_{which.lower()}", "cls_drag", image.shape, False))
+        clickable_picture(picture, key="cls_drag", click_and_drag=True,
+                          on_click=partial(_on_drag, f"cls_{which.lower()}", "cls_drag", image.shape, False))
         st.caption("Orange tiles went to class A, blue tiles to class B; the stronger the tint, the clearer the "
                    "decision. Tiles at the bottom and right that do not fill a whole tile are left out.")
     with table_column:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from functools import partial
 
 import streamlit as st
-from streamlit_image_coordinates import streamlit_image_coordinates
 
 from kernels import KERNELS
 from lessons.receptive_field import (
@@ -34,11 +33,12 @@ from lessons.activations import link_words
 from lessons.links import Codec, Field, choice, integer, names, record, whole_number_list
 from views import links
 from views.caching import computed
+from views.clickable import clickable_picture
 from views.exports import png_download
 from views.notices import show_teaching_notice
 from views.presenter import explain
 from views.scan_picker import choose_image
-from viz.images import jpeg_bytes
+from viz.images import jpeg_bytes, png_bytes
 from viz.stacks import STAGE_COLOURS, field_overlay, maps_strip, stack_overview, sum_bars
 from viz.steps import arithmetic_frame
 
@@ -210,9 +210,9 @@ def _receptive_field_section(working, stages, results):
         scale = max(1, STRIP_TARGET_WIDTH // strip_width)
         strip, layout = maps_strip(result.outputs, scale=scale, titles=[f"{i + 1}: {n}" for i, n in enumerate(names)],
                                    highlight=(kernel_index, row, col))
-        streamlit_image_coordinates(strip, key="stacks_rf_click", on_click=partial(_on_strip_click, layout),
-                                    width="stretch" if strip.shape[1] > 700 else None, cursor="crosshair",
-                                    png_compression_level=1)  # flat cells compress well; level 0 would not
+        # PNG: flat cells and their titles stay crisp, and compress well.
+        clickable_picture(png_bytes(strip, compress_level=1), key="stacks_rf_click",
+                          on_click=partial(_on_strip_click, layout), width="stretch" if strip.shape[1] > 700 else None)
         png_download(strip, f"stage_{stage_number}_feature_maps.png", key="stacks_strip_png")
         st.caption(f"Stage {stage_number}: {maps} maps of {map_rows} x {map_cols} cells. Click a cell, or type "
                    "its row and column.")

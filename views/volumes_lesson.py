@@ -15,7 +15,6 @@ from functools import partial
 import numpy as np
 import pandas as pd
 import streamlit as st
-from streamlit_image_coordinates import streamlit_image_coordinates
 
 from kernels import KERNEL_3D_DEPTHS, KERNEL_3D_SIZES, KERNELS_3D, conv3d, conv3d_trace, reference
 from lessons import volumes
@@ -23,8 +22,8 @@ from lessons.links import Codec, Field, choice, integer, whole_numbers
 from scans import apply_window, read_sample
 from views import links
 from views.caching import computed, drop_session_memos, session_memo
+from views.clickable import clickable_picture
 from views.components.step_player import conv_payload, step_player, view_options
-from views.convolution_lesson import _Encoded  # pre-encoded picture bytes for streamlit_image_coordinates
 from views.exports import png_download
 from views.notices import show_teaching_notice
 from views.presenter import colour_scheme, explain, explain_caption, is_presenting
@@ -238,8 +237,7 @@ def _planes(volume, voxel, aspect, *, memo, box=None, key, caption, clickable=Fa
     encoded, layout = _session_memo(key, (memo, voxel, aspect, box, signed),
                                     lambda: (lambda picture, layout: (_png(picture), layout))(*draw()))
     if clickable:
-        streamlit_image_coordinates(_Encoded(encoded), key=key, width="stretch", cursor="crosshair",
-                                    on_click=partial(_on_plane_click, layout, volume.shape))
+        clickable_picture(encoded, key=key, on_click=partial(_on_plane_click, layout, volume.shape))
     else:
         st.image(encoded)
     st.caption(caption)
