@@ -301,7 +301,7 @@ def test_uploaded_png_and_dicom_are_used():
 def test_typing_a_weight_in_the_kernel_grid_changes_the_kernel_and_the_steps():
     app = _open()
     assert component_data(app, KERNEL_EDITOR)["rows"] == app.session_state[KERNEL_GRID]
-    send_component_event(app, KERNEL_EDITOR, "edit", {"row": 0, "col": 2, "value": 2.5})
+    send_component_event(app, KERNEL_EDITOR, "edit", {"row": 0, "col": 2, "values": [[2.5]]})
     assert not app.exception, app.exception
     assert app.session_state[KERNEL_GRID][0][2] == 2.5
     assert component_data(app, KERNEL_EDITOR)["rows"][0][2] == 2.5, "the grid shows the weight in use"
@@ -312,14 +312,28 @@ def test_typing_a_weight_in_the_kernel_grid_changes_the_kernel_and_the_steps():
 def test_the_kernel_grid_cuts_large_weights_and_ignores_edits_that_make_no_sense():
     app = _open()
     before = [list(row) for row in app.session_state[KERNEL_GRID]]
-    send_component_event(app, KERNEL_EDITOR, "edit", {"row": 1, "col": 1, "value": -1e9})
+    send_component_event(app, KERNEL_EDITOR, "edit", {"row": 1, "col": 1, "values": [[-1e9]]})
     assert app.session_state[KERNEL_GRID][1][1] == -KERNEL_LIMIT
-    for nonsense in ({"row": 7, "col": 0, "value": 1.0}, {"row": 0, "col": 0, "value": "abc"}, {"row": 0},
-                     "not an edit", {"row": 0, "col": 0, "value": float("nan")}):
+    for nonsense in ({"row": 7, "col": 0, "values": [[1.0]]}, {"row": 0, "col": 0, "values": [["abc"]]},
+                     {"row": 0}, "not an edit", {"row": 0, "col": 0, "values": [[float("nan")]]},
+                     {"row": 0, "col": 0, "values": [[1.0, 2.0], [3.0]]}, {"row": 0, "col": 0, "values": []}):
         send_component_event(app, KERNEL_EDITOR, "edit", nonsense)
         assert not app.exception, app.exception
     after = app.session_state[KERNEL_GRID]
     assert after[0] == before[0] and after[2] == before[2] and after[1][1] == -KERNEL_LIMIT
+    _assert_player_is_conv2d(app)
+
+
+def test_a_block_of_weights_pasted_into_the_grid_fills_it_from_there_and_what_overflows_is_left_out():
+    app = _open()
+    before = np.asarray(app.session_state[KERNEL_GRID])
+    block = [[1, 2, 9], [3, 4, 9], [9, 9, 9]]
+    send_component_event(app, KERNEL_EDITOR, "edit", {"row": 1, "col": 1, "values": block})
+    assert not app.exception, app.exception
+    after = np.asarray(app.session_state[KERNEL_GRID])
+    np.testing.assert_array_equal(after[1:, 1:], [[1, 2], [3, 4]])
+    np.testing.assert_array_equal(after[0], before[0])
+    np.testing.assert_array_equal(after[:, 0], before[:, 0])
     _assert_player_is_conv2d(app)
 
 

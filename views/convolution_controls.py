@@ -224,15 +224,18 @@ def _new_random():
 
 
 def _apply_edit():
-    """Callback of the kernel grid: write the typed weight into the kernel (cut to the grid's bounds)."""
+    """Callback of the kernel grid: write the typed or pasted weights into the kernel (cut to the grid's
+    edges and to +-KERNEL_LIMIT)."""
     edit = edit_of(st.session_state.get(KERNEL_EDITOR))
-    grid = [list(row) for row in st.session_state[KERNEL_GRID]]
     if edit is None:
         return
-    row, col, weight = edit
-    if 0 <= row < len(grid) and 0 <= col < len(grid[row]) and np.isfinite(weight):
-        grid[row][col] = float(np.clip(weight, -KERNEL_LIMIT, KERNEL_LIMIT))
-        st.session_state[KERNEL_GRID] = grid
+    row, col, weights = edit
+    grid = np.array(st.session_state[KERNEL_GRID], dtype=np.float64)
+    if not (0 <= row < grid.shape[0] and 0 <= col < grid.shape[1]):
+        return
+    block = weights[:grid.shape[0] - row, :grid.shape[1] - col]
+    grid[row:row + block.shape[0], col:col + block.shape[1]] = np.clip(block, -KERNEL_LIMIT, KERNEL_LIMIT)
+    st.session_state[KERNEL_GRID] = grid.tolist()
 
 
 def current_kernel():

@@ -305,3 +305,16 @@ def test_a_weight_typed_into_the_kernel_grid_is_the_one_the_steps_use(page):
         expect(weight).to_have_value(shown)
         assert weight.evaluate("(field) => field.scrollWidth <= field.clientWidth"), f"{shown} is cut in its field"
     save_screenshot(page, "convolution_kernel_grid_typed_1280x720", full_page=False)
+
+    # Rows pasted from a spreadsheet (tabs and newlines; a decimal comma) fill the grid from the field.
+    first = page.get_by_role("textbox", name="Weight at row 1, column 1")
+    first.evaluate(r"""(field) => {
+      const data = new DataTransfer();
+      data.setData('text/plain', '0.5\t1\t0,5\n1\t-6\t1\n0.5\t1\t0.5\n');
+      field.dispatchEvent(new ClipboardEvent('paste', {clipboardData: data, bubbles: true, cancelable: true}));
+    }""")
+    wait_for_app(page)
+    assert_no_exception(page)
+    pasted = np.array([[0.5, 1, 0.5], [1, -6, 1], [0.5, 1, 0.5]], dtype=np.float32)
+    expect(page.get_by_role("textbox", name="Weight at row 2, column 2")).to_have_value("-6")
+    _assert_shows_conv_step(conv.evaluate(READ_STEP), _lesson_trace(page, pasted))

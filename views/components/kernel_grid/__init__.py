@@ -3,11 +3,14 @@
 Streamlit's data editor did this before, at about a tenth of the server's work on every click of the
 lesson (a table built with pandas and sent as Arrow on each rerun) and with its numbers drawn on a
 canvas that no style can enlarge. Here the weights travel as a small JSON list; a typed weight is sent
-as one event {row, col, value} when the field is left (Enter, Tab or a click elsewhere), and the
-browser refuses text that is not a number before anything is sent.
+as one event {row, col, values} when the field is left (Enter, Tab or a click elsewhere), or when
+several numbers are pasted into it (they fill the grid from there), and the browser refuses text that
+is not a number before anything is sent.
 """
 
 from pathlib import Path
+
+import numpy as np
 
 from streamlit.components.v2 import component
 
@@ -33,12 +36,16 @@ def kernel_grid(rows, *, key, limit, on_edit, large=False):
 
 def edit_of(value):
     """The edit an on_edit callback was called for, from the component's session-state value: (row, col,
-    weight) or None when it is not a well-formed edit."""
+    weights), the weights a 2-D float array to write from (row, col) on (one typed weight, or a pasted
+    block); None when it is not a well-formed edit."""
     edit = (value or {}).get("edit")
     if not isinstance(edit, dict):
         return None
     try:
-        row, col, weight = int(edit["row"]), int(edit["col"]), float(edit["value"])
+        row, col = int(edit["row"]), int(edit["col"])
+        weights = np.array(edit["values"], dtype=np.float64)
     except (KeyError, TypeError, ValueError):
         return None
-    return row, col, weight
+    if weights.ndim != 2 or weights.size == 0 or not np.all(np.isfinite(weights)):
+        return None
+    return row, col, weights

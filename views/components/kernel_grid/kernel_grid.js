@@ -56,7 +56,31 @@ function send(root, field) {
   field.value = shown(weight);
   if (weight === Number(field.dataset.weight)) return;
   field.dataset.weight = String(weight);
-  setTriggerValue("edit", { row: Number(field.dataset.row), col: Number(field.dataset.col), value: weight });
+  setTriggerValue("edit", { row: Number(field.dataset.row), col: Number(field.dataset.col), values: [[weight]] });
+}
+
+// Several numbers pasted at once (a row or rows copied from a spreadsheet, a slide or a paper): they fill
+// the grid from the field pasted into, rightwards and downwards; what falls outside the grid is left out.
+// Numbers are separated by tabs, spaces or semicolons (a comma inside a number is its decimal point).
+function paste(root, field, event) {
+  const text = event.clipboardData?.getData("text") ?? "";
+  const lines = text.trim().split(/\r?\n/).map((line) => line.trim().split(/[\s;]+/).filter(Boolean));
+  if (lines.length === 1 && lines[0].length <= 1) return; // one number: the field takes it as typed
+  event.preventDefault();
+  const { limit, setTriggerValue } = grids.get(root);
+  const note = root.querySelector(".note");
+  const numbers = lines.map((cells) => cells.map(parse));
+  const refused = lines.flat().find((cell, index) => numbers.flat()[index] === null);
+  if (refused !== undefined) {
+    note.className = "note refused";
+    note.textContent = `"${refused}" is not a number: paste numbers separated by spaces, tabs or semicolons.`;
+    return;
+  }
+  const values = numbers.map((cells) => cells.map((number) => Math.max(-limit, Math.min(limit, number))));
+  note.className = "note";
+  note.textContent = "";
+  setTriggerValue("edit", { row: Number(field.dataset.row), col: Number(field.dataset.col), values });
+  field.blur();
 }
 
 function listen(root) {
@@ -71,11 +95,14 @@ function listen(root) {
       field.blur();
     }
   };
+  const onPaste = (event) => { if (event.target.matches("input")) paste(root, event.target, event); };
   root.addEventListener("change", onChange);
   root.addEventListener("keydown", onKey);
+  root.addEventListener("paste", onPaste);
   return () => {
     root.removeEventListener("change", onChange);
     root.removeEventListener("keydown", onKey);
+    root.removeEventListener("paste", onPaste);
     grids.delete(root);
   };
 }
