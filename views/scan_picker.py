@@ -60,19 +60,23 @@ class ChosenImage:
     pixels: np.ndarray
 
 
-def choose_image(key: str = "scan") -> ChosenImage:
+def choose_image(key: str = "scan", *, default: str | None = None) -> ChosenImage:
     """Draw the image chooser in the sidebar and return the chosen, windowed image.
 
     Parameters
     ----------
     key : str
         Prefix of every session-state key the picker uses; pages sharing a key share the choice.
+    default : str, optional
+        The sample the picker opens on, and comes back to when an upload is forgotten (the first sample
+        when not given).
 
     Returns
     -------
     ChosenImage
     """
     keys = _Keys(key)
+    st.session_state[keys.default] = default or list_samples()[0]
     _init_state(keys)
     with st.sidebar:
         st.subheader("Image")
@@ -128,10 +132,11 @@ class _Keys:
         self.width = f"{prefix}__width"
         self.width_widget = f"{prefix}_width"
         self.forget = f"{prefix}_forget_upload"
+        self.default = f"{prefix}__default"          # the sample the picker opens on
 
 
 def _init_state(keys):
-    defaults = {keys.choice: list_samples()[0], keys.uploader_round: 0, keys.upload_scan: None, keys.upload_id: None,
+    defaults = {keys.choice: st.session_state.get(keys.default) or list_samples()[0], keys.uploader_round: 0, keys.upload_scan: None, keys.upload_id: None,
                 keys.refusal: None, keys.refusal_toast: False, keys.scan_identity: None, keys.slice: 0,
                 keys.preset: None, keys.level: None, keys.width: None}
     for name, value in defaults.items():
@@ -256,7 +261,7 @@ def _show_refusal(refusal, shown):
 
 def _forget_upload(keys):
     if st.session_state[keys.choice] == _upload_label(keys):
-        st.session_state[keys.choice] = list_samples()[0]
+        st.session_state[keys.choice] = st.session_state.get(keys.default) or list_samples()[0]
     st.session_state[keys.upload_scan] = None
     st.session_state[keys.upload_id] = None
     caching.forget_upload_results()

@@ -501,10 +501,9 @@ def _video_section(chosen):
 def main():
     st.title("Volumes and video: kernels with depth")
     show_teaching_notice()
-    st.session_state.setdefault(f"{PICKER}__choice", DEFAULT_SAMPLE)
     link_values = links.opened(LINK_FIELDS, picker_key=PICKER)
     link_slot = st.container()
-    chosen = choose_image(PICKER)
+    chosen = choose_image(PICKER, default=DEFAULT_SAMPLE)
     _drop_upload_leftovers(chosen)
     _init_state()
     _apply_link(link_values)
