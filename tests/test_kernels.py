@@ -647,6 +647,20 @@ def test_errors_name_the_value_and_the_fix(call, error, message):
         call()
 
 
+def test_remembered_geometry_still_refuses_what_compares_equal_to_a_good_argument():
+    # conv2d remembers the checked geometry of plain int / str / tuple arguments (engine._convolution_geometry);
+    # True == 1 and (True, 1) == (1, 1), so a bool given after a good call must still be refused, and a good
+    # call after a refused one must still succeed.
+    x, w = np.ones((5, 5)), np.ones((3, 3))
+    for name, good, bad in (("stride", 1, True), ("dilation", (1, 1), (True, 1)), ("padding", (1, 1), (True, 1))):
+        for _ in range(2):
+            kernels.conv2d(x, w, **{name: good})
+            with pytest.raises(TypeError, match=rf"{name} must be an int, got the bool True"):
+                kernels.conv2d(x, w, **{name: bad})
+    np.testing.assert_array_equal(kernels.conv2d(x, w, stride=np.int64(2), padding=[1, 1]),
+                                  kernels.conv2d(x, w, stride=2, padding=(1, 1)))
+
+
 def test_integer_images_beyond_float32_precision_are_refused_but_in_range_ones_converted():
     fine = np.array([[2**24, -(2**24)]], dtype=np.int64)
     assert kernels.conv2d(fine, np.ones((1, 1))).tolist() == [[2**24, -(2**24)]]
