@@ -162,10 +162,12 @@ def test_single_image_loop_reports_nonfinite_pixels_and_overflow():
 @pytest.mark.parametrize("kernel_shape", [(1, 1), (2, 2), (3, 3), (5, 5), (4, 7)])
 @pytest.mark.parametrize("stride", [1, (1, 2)])
 def test_single_image_loop_flags_nonfinite_sums_in_every_sweep_shape(kernel_shape, stride):
-    # Kernels of 1, 4, 9, 25 and 28 taps take different sweeps (groups of nine, four and one;
-    # one tap per sweep with strided columns): each must check what it stores.
-    for row, col in ((0, 0), (33, 17), (63, 40)):
-        x = random(64, 41)
+    # Each way the loop stores its sums must check them: the register blocks of two rows, the
+    # vectors after the last block (the last one masked), an odd image's last row alone, and one
+    # tap per sweep with strided columns.  64 x 41 and 65 x 41 images: 41 columns are one block
+    # of 32 (AVX2), a vector and a masked vector; row 64 of 65 is the last row alone.
+    for height, row, col in ((64, 0, 0), (64, 33, 17), (64, 63, 40), (65, 64, 3), (65, 64, 40)):
+        x = random(height, 41)
         x[row, col] = np.nan
         with pytest.raises(ValueError, match=rf"x contains 1 NaN .*\({row}, {col}\)"):
             kernels.conv2d(x, np.ones(kernel_shape), padding=(kernel_shape[0] // 2, kernel_shape[1] // 2),
@@ -643,6 +645,20 @@ ERROR_CASES = [
 def test_errors_name_the_value_and_the_fix(call, error, message):
     with pytest.raises(error, match=message):
         call()
+
+
+def test_remembered_geometry_still_refuses_what_compares_equal_to_a_good_argument():
+    # conv2d remembers the checked geometry of plain int / str / tuple arguments (engine._convolution_geometry);
+    # True == 1 and (True, 1) == (1, 1), so a bool given after a good call must still be refused, and a good
+    # call after a refused one must still succeed.
+    x, w = np.ones((5, 5)), np.ones((3, 3))
+    for name, good, bad in (("stride", 1, True), ("dilation", (1, 1), (True, 1)), ("padding", (1, 1), (True, 1))):
+        for _ in range(2):
+            kernels.conv2d(x, w, **{name: good})
+            with pytest.raises(TypeError, match=rf"{name} must be an int, got the bool True"):
+                kernels.conv2d(x, w, **{name: bad})
+    np.testing.assert_array_equal(kernels.conv2d(x, w, stride=np.int64(2), padding=[1, 1]),
+                                  kernels.conv2d(x, w, stride=2, padding=(1, 1)))
 
 
 def test_integer_images_beyond_float32_precision_are_refused_but_in_range_ones_converted():
