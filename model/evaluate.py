@@ -186,7 +186,8 @@ def _fold_named(name):
 def worst_mistakes(records, *, kind="scan", count=GALLERY_COUNT):
     """The held-out patches the fold models got most wrong: (false positives, false negatives).
 
-    Each a list of (patch, lesion mask or None, caption), most confident mistake first.
+    Each a list of (patch, lesion mask or None, caption), most confident mistake first, at most two
+    from one source image.
     """
     candidates = []
     for record in records:
@@ -195,8 +196,19 @@ def worst_mistakes(records, *, kind="scan", count=GALLERY_COUNT):
         test = fold_test_set(_fold_named(record["fold"]), len(record["probabilities"]))
         for index, probability in enumerate(record["probabilities"]):
             candidates.append((probability, int(test.labels[index]), test, index))
-    false_positives = sorted((c for c in candidates if c[1] == 0 and c[0] > 0.5), key=lambda c: -c[0])[:count]
-    false_negatives = sorted((c for c in candidates if c[1] == 1 and c[0] < 0.5), key=lambda c: c[0])[:count]
+
+    def worst(wrong, order):
+        # At most two from one image: its neighbouring crops often repeat the same structure.
+        chosen, per_image = [], {}
+        for candidate in sorted(wrong, key=order):
+            name = candidate[2].source_names[candidate[3]]
+            if per_image.get(name, 0) < 2:
+                chosen.append(candidate)
+                per_image[name] = per_image.get(name, 0) + 1
+        return chosen[:count]
+
+    false_positives = worst([c for c in candidates if c[1] == 0 and c[0] > 0.5], lambda c: -c[0])
+    false_negatives = worst([c for c in candidates if c[1] == 1 and c[0] < 0.5], lambda c: c[0])
 
     def item(candidate, with_mask):
         probability, _, test, index = candidate
