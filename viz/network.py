@@ -202,3 +202,46 @@ def lesion_outline(rgb, mask, *, scale=1, colour=(0, 170, 60)):
     canvas[edge] = colour
     return canvas
 
+
+
+def mistakes_gallery(sections, *, scale=3, columns=8, gap=10):
+    """Rows of patches under titles, each with a caption: the classifier's worst mistakes.
+
+    Parameters
+    ----------
+    sections : list of (title, items)
+        ``items``: list of (patch (S, S) in [0, 1], lesion mask (S, S) bool or None, caption str);
+        a mask is outlined in green (where the missed lesion is).
+    scale : int
+        Screen pixels per patch pixel.
+    columns : int
+        Patches per row.
+
+    Returns
+    -------
+    uint8 (H, W, 3)
+    """
+    if not sections or not any(items for _, items in sections):
+        raise ValueError("the gallery needs at least one patch")
+    tile = max(len(patch) for _, items in sections for patch, _, _ in items) * scale
+    caption_height = text_size("0", 14)[1] + 8
+    title_height = text_size("Ag", LABEL_SIZE)[1] + 14
+    width = columns * tile + (columns + 1) * gap
+    bands = []
+    for title, items in sections:
+        rows = max(1, -(-len(items) // columns))
+        band = np.full((title_height + rows * (tile + caption_height + gap), width, 3), BACKGROUND, dtype=np.uint8)
+        stamp_text_left(band, title, 6, gap, LABEL_SIZE)
+        for index, (patch, mask, caption) in enumerate(items):
+            row, column = divmod(index, columns)
+            top = title_height + row * (tile + caption_height + gap)
+            left = gap + column * (tile + gap)
+            picture = upscale_nearest(grey_rgb(patch), scale)
+            if mask is not None:
+                picture = lesion_outline(picture, mask, scale=scale)
+            band[top:top + picture.shape[0], left:left + picture.shape[1]] = picture
+            while len(caption) > 1 and text_size(caption, 14)[0] > tile:
+                caption = caption[:-1]
+            stamp_text_left(band, caption, top + tile + 4, left, 14)
+        bands.append(band)
+    return np.concatenate(bands, axis=0)

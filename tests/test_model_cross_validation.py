@@ -1,0 +1,80 @@
+"""The recorded cross-validation (model/cross_validation.json): the folds are the ones model.data defines,
+each fold's figures follow from its recorded answers on its seeded held-out patches, the brain MR bar
+holds, and the README's gallery of mistakes is drawn from those answers."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from model.train import roc_auc
+
+ROOT = Path(__file__).resolve().parents[1]
+RECORD = ROOT / "model" / "cross_validation.json"
+
+
+@pytest.fixture(scope="module")
+def record():
+    return json.loads(RECORD.read_text())
+
+
+@pytest.fixture(scope="module")
+def folds():
+    pytest.importorskip("data_store", reason="the test scans come from pydicom-data (pip install pydicom-data)")
+    from model import data
+
+    return {fold.name: fold for fold in data.cross_validation_folds(data.load_source_images())}
+
+
+def test_recorded_folds_are_model_data_folds_with_their_held_out_scans(record, folds):
+    recorded = [entry["fold"] for entry in record["folds"]]
+    # In model.data's order; a fold not run yet is named in record["not_run"] (and in the README).
+    assert recorded == [name for name in folds if name in recorded]
+    assert sorted(set(folds) - set(recorded)) == sorted(record.get("not_run", []))
+    for entry in record["folds"]:
+        fold = folds[entry["fold"]]
+        assert entry["held_out_scans"] == sorted({image.scan for image in fold.held_out})
+        assert entry["training_scans"] == len({image.scan for image in fold.training})
+        assert len(entry["probabilities"]) == record["count"]
+
+
+def test_recorded_figures_follow_from_the_recorded_answers_on_the_seeded_patches(record, folds):
+    from model.evaluate import fold_test_set
+
+    for entry in record["folds"]:
+        labels = fold_test_set(folds[entry["fold"]], record["count"]).labels
+        probabilities = np.array(entry["probabilities"])
+        metrics = entry["metrics"]
+        assert roc_auc(labels, probabilities) == pytest.approx(metrics["roc_auc"], abs=2e-4), entry["fold"]
+        predicted = probabilities > 0.5
+        assert [[int((~predicted & (labels == 0)).sum()), int((predicted & (labels == 0)).sum())],
+                [int((~predicted & (labels == 1)).sum()), int((predicted & (labels == 1)).sum())]] == metrics["confusion"]
+
+
+def test_held_out_brain_mr_is_well_above_chance(record, folds):
+    from model.evaluate import pooled_auc
+
+    brain = [entry for entry in record["folds"] if entry["kind"] == "scan"]
+    assert len(brain) >= 5
+    # Each brain MR scan scored only by a network that never saw it, its patches pooled. Issue #18
+    # asks for 0.85 (goal 0.95): not reached (see the README); this guards what was measured.
+    assert pooled_auc(record["folds"]) > 0.75
+    assert min(entry["metrics"]["roc_auc"] for entry in brain) > 0.55
+
+
+def test_gallery_shows_the_worst_held_out_mistakes(record, folds):
+    from PIL import Image
+
+    from model.evaluate import GALLERY_COUNT, GALLERY_PATH, gallery_picture, worst_mistakes
+
+    false_positives, false_negatives = worst_mistakes(record["folds"])
+    assert len(false_positives) == len(false_negatives) == GALLERY_COUNT
+    # Worst first: the most confident wrong answers.
+    fp_scores = [float(caption.split()[0]) for _, _, caption in false_positives]
+    fn_scores = [float(caption.split()[0]) for _, _, caption in false_negatives]
+    assert fp_scores == sorted(fp_scores, reverse=True) and min(fp_scores) > 0.5
+    assert fn_scores == sorted(fn_scores) and max(fn_scores) < 0.5
+    assert all(mask is not None and mask.any() for _, mask, _ in false_negatives)
+    picture = np.asarray(Image.open(GALLERY_PATH).convert("RGB"))
+    np.testing.assert_array_equal(picture, gallery_picture(record["folds"]))
