@@ -382,3 +382,11 @@ def test_training_is_seeded_and_learns_to_find_lesions():
     probabilities = first.predict_proba(sets["validation"].patches)[:, 1]
     # Smooth synthetic backgrounds: even a tiny network trained for seconds finds most lesions.
     assert roc_auc(sets["validation"].labels, probabilities) > 0.8
+
+
+def test_the_samples_kept_out_of_the_classifiers_data_are_samples_that_exist():
+    # A renamed sample would otherwise slip into the training data unnoticed (and change it).
+    from model.data import _LESSON_ONLY_SAMPLES
+    from scans import list_samples
+
+    assert set(_LESSON_ONLY_SAMPLES) <= set(list_samples())
