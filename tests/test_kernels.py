@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import kernels
-from kernels import _simd, engine
+from kernels import _jit, _simd, engine
 from tests import naive
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -124,6 +124,41 @@ def test_single_image_loop_equals_batched_loop_bit_for_bit(padding_mode, kernel_
 
 
 @pytest.mark.parametrize("padding_mode", ["zeros", "reflect", "replicate"])
+@pytest.mark.parametrize("kernel_shape, dilation", [((5, 5), 1), ((4, 7), 1), ((9, 3), (1, 2)), ((3, 6), (1, 3))])
+@pytest.mark.parametrize("width", [8, 13, 40, 41, 75, 106])
+def test_single_image_in_place_loop_equals_batched_loop_bit_for_bit(padding_mode, kernel_shape, dilation, width):
+    # Kernels of at least _jit.IN_PLACE_MIN_TAPS taps read the image in place, its edges from a
+    # copy: every width splits a row differently into edge vectors (left, after the last whole
+    # block, a last one moved back) and blocks of 32 or 64 columns; zero padding sends the top and
+    # bottom rows through the ring of whole rows instead.  An odd height leaves a last row alone.
+    assert kernel_shape[0] * kernel_shape[1] >= _jit.IN_PLACE_MIN_TAPS
+    x, w = random(23, width), random(*kernel_shape)
+    for padding in ("same", (0, kernel_shape[1] + 2)):
+        options = dict(dilation=dilation, padding=padding, padding_mode=padding_mode, method="direct")
+        try:
+            single = kernels.conv2d(x, w, 0.25, **options)
+        except ValueError:  # reflect padding wider than the image
+            continue
+        np.testing.assert_array_equal(
+            single, kernels.conv2d(x[None, None], w[None, None], np.float32([0.25]), **options)[0, 0])
+
+
+def test_single_image_loop_rows_split_between_threads_give_the_whole_result():
+    # engine.py splits big images into blocks of rows, one per thread; each block starts its own
+    # ring (top rows with zero padding) and in-place rows, an odd block ending on a row alone.
+    x, w = random(57, 90), random(5, 5)
+    for padding_mode in ("zeros", "reflect"):
+        row_map = engine._index_map(57, 2, 2, padding_mode)
+        col_map = engine._index_map(90, 2, 2, padding_mode)
+        whole = np.empty((57, 90), dtype=np.float32)
+        parts = np.empty_like(whole)
+        assert not _jit.correlate_image_rows(x, w, 0.5, row_map, col_map, 2, 1, 1, 1, 1, 0, 57, whole)
+        for first, stop in ((0, 1), (1, 4), (4, 29), (29, 56), (56, 57)):
+            assert not _jit.correlate_image_rows(x, w, 0.5, row_map, col_map, 2, 1, 1, 1, 1, first, stop, parts)
+        np.testing.assert_array_equal(parts, whole)
+
+
+@pytest.mark.parametrize("padding_mode", ["zeros", "reflect", "replicate"])
 @pytest.mark.parametrize("shape, kernel, dilation", [((3, 4, 8, 8), (5, 4, 3, 3), 1), ((2, 1, 9, 14), (4, 1, 5, 2), 2),
                                                      ((4, 3, 5, 5), (8, 3, 1, 1), 1)])
 def test_packed_small_maps_give_the_unpacked_results(monkeypatch, padding_mode, shape, kernel, dilation):
@@ -159,13 +194,14 @@ def test_single_image_loop_reports_nonfinite_pixels_and_overflow():
     np.testing.assert_array_equal(kernels.conv2d(huge, np.full((1, 1), 0.5)), huge * np.float32(0.5))
 
 
-@pytest.mark.parametrize("kernel_shape", [(1, 1), (2, 2), (3, 3), (5, 5), (4, 7)])
+@pytest.mark.parametrize("kernel_shape", [(1, 1), (2, 2), (3, 3), (5, 5), (4, 7), (7, 9)])
 @pytest.mark.parametrize("stride", [1, (1, 2)])
 def test_single_image_loop_flags_nonfinite_sums_in_every_sweep_shape(kernel_shape, stride):
     # Each way the loop stores its sums must check them: the register blocks of two rows, the
     # vectors after the last block (the last one masked), an odd image's last row alone, and one
-    # tap per sweep with strided columns.  64 x 41 and 65 x 41 images: 41 columns are one block
-    # of 32 (AVX2), a vector and a masked vector; row 64 of 65 is the last row alone.
+    # tap per sweep with strided columns; with 16 taps or more (5 x 5 and up) the in-place loop's
+    # blocks and its edge vectors.  64 x 41 and 65 x 41 images: 41 columns are one block of 32
+    # (AVX2), a vector and a masked vector; row 64 of 65 is the last row alone.
     for height, row, col in ((64, 0, 0), (64, 33, 17), (64, 63, 40), (65, 64, 3), (65, 64, 40)):
         x = random(height, 41)
         x[row, col] = np.nan
