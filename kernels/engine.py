@@ -453,6 +453,8 @@ def _convolution_geometry(spatial_shape, kernel_shape, stride, padding, dilation
     equal keys must mean equal arguments: ``True == 1`` (a bool stride is refused) and numbers of
     other types pass through the checks every time.
     """
+    if type(stride) is int and type(dilation) is int and type(padding) in (int, str) and type(padding_mode) is str:
+        return _cached_geometry(spatial_shape, kernel_shape, stride, padding, dilation, padding_mode)  # the usual call
     arguments = (stride, padding, dilation)
     if all(type(value) is int or type(value) is str or (type(value) is tuple and all(type(v) is int for v in value))
            for value in arguments) and type(padding_mode) is str:
@@ -776,6 +778,8 @@ def _correlate_image(plan: _ConvPlan):
                  plan.dilations[1], plan.dilations[2])
     out_rows = out.shape[0]
     n_blocks = min(numba.get_num_threads(), out_rows) if PARALLEL and out.size * w.size >= _config.PARALLEL_MIN_WORK else 1
+    if n_blocks == 1:  # (most calls: the lessons' images)
+        return out[None, None, None], bool(_jit.correlate_image_rows(*arguments, 0, out_rows, out))
     bounds = [out_rows * block // n_blocks for block in range(n_blocks + 1)]
     others = [_row_block_pool().submit(_jit.correlate_image_rows, *arguments, bounds[block], bounds[block + 1], out)
               for block in range(1, n_blocks)]
