@@ -669,32 +669,6 @@ def _store_row_pair_block(out_flat, out0, out1, q0, q1, q2, q3, sums, bias):
 
 
 @njit(inline="always", **JIT_HELPER_OPTIONS)
-def _fill_padded_columns(target, start, x, source_row, col_map, pad_left, first, stop):
-    """``target[start:start + stop - first]`` = padded columns [first, stop) of image row ``source_row`` (-1: zeros)."""
-    width = x.shape[1]
-    zero = np.float32(0.0)
-    # Unsigned indices: with signed ones Numba's negative-index checks keep LLVM from vectorising
-    # the copies (measured: the copy then took as long as the 3x3 sums).
-    u_start = np.uint64(start)
-    count = np.uint64(stop - first)
-    if source_row < 0:
-        for p in range(count):
-            target[u_start + p] = zero
-        return
-    u_source = np.uint64(source_row)
-    inner_first = min(max(first, pad_left), pad_left + width)  # the columns inside the image
-    inner_stop = max(min(stop, pad_left + width), inner_first)
-    for p in range(first, inner_first):
-        target[u_start + np.uint64(p - first)] = x[u_source, col_map[p]] if col_map[p] >= 0 else zero
-    source = np.uint64(inner_first - pad_left)
-    into = u_start + np.uint64(inner_first - first)
-    for p in range(np.uint64(inner_stop - inner_first)):
-        target[into + p] = x[u_source, source + p]
-    for p in range(inner_stop, stop):
-        target[u_start + np.uint64(p - first)] = x[u_source, col_map[p]] if col_map[p] >= 0 else zero
-
-
-@njit(inline="always", **JIT_HELPER_OPTIONS)
 def _copy_floats(target, at, source, start, count):
     """``target[at:at + count] = source[start:start + count]``: whole vectors (the last moved back to end at
     ``count``) when there is at least one, else one value at a time."""
@@ -776,7 +750,21 @@ def _correlate_rows_through_ring(x, w, bias, row_map, col_map, pad_left, stride_
             if ring_holds[slot] == padded_index:
                 continue
             ring_holds[slot] = padded_index
-            _fill_padded_columns(ring, slot * padded_width, x, row_map[padded_index], col_map, pad_left, 0, padded_width)
+            # Unsigned indices: with signed ones Numba's negative-index checks keep LLVM from
+            # vectorising the copies (measured: the copy then took as long as the 3x3 sums).
+            start = np.uint64(slot * padded_width)
+            source_row = row_map[padded_index]
+            if source_row < 0:
+                for p in range(np.uint64(padded_width)):
+                    ring[start + p] = zero
+                continue
+            u_source = np.uint64(source_row)
+            for p in range(np.uint64(width)):
+                ring[start + np.uint64(pad_left) + p] = x[u_source, p]
+            for p in range(pad_left):
+                ring[start + np.uint64(p)] = x[u_source, col_map[p]] if col_map[p] >= 0 else zero
+            for p in range(pad_left + width, padded_width):
+                ring[start + np.uint64(p)] = x[u_source, col_map[p]] if col_map[p] >= 0 else zero
         for t in range(n_taps):
             offset0[t] = _ring_slot(base_slot, tap_row[t], ring_rows) * padded_width + tap_col[t]
             offset1[t] = (_ring_slot(base_slot, tap_row[t] + stride_h, ring_rows) * padded_width + tap_col[t]
