@@ -139,7 +139,7 @@ def _window_section(image, chosen):
 
 def _answer_section(patch, outputs, mask_patch):
     classifier = load()
-    probabilities = outputs[-1].values
+    probabilities = classifier.predict_proba(patch)[0]
     st.subheader("2. The network's input and its answer")
     input_column, answer_column = st.columns([2, 3], gap="large")
     with input_column:
@@ -153,6 +153,14 @@ def _answer_section(patch, outputs, mask_patch):
         st.image(probability_bars(probabilities, classifier.class_names), width="stretch")
         verdict = "a lesion" if probabilities[1] > 0.5 else "no lesion"
         st.markdown(f"The network answers **{verdict}** (lesion probability {100 * probabilities[1]:.1f} %).")
+        if classifier.views > 1:
+            explain(
+                f"A lesion is a lesion whichever way up the window is, so the answer is the mean over the window "
+                f"and its {classifier.views - 1} turned and mirrored copies (four quarter turns, each also "
+                f"mirrored): the network's answers to them differ a little, and their mean misses fewer lesions "
+                f"it has never seen. The layers below show the window as it is; from it alone the network "
+                f"says {100 * outputs[-1].values[1]:.1f} %."
+            )
         st.markdown(SOFTMAX_SENTENCE)
 
 
