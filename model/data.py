@@ -913,7 +913,7 @@ def _source_weights(images):
     return weights / weights.sum()
 
 
-def make_patch_set(images, count, seed, *, size=PATCH_SIZE, paired=False, augment=False, pyramids=None):
+def make_patch_set(images, count, seed, *, size=PATCH_SIZE, paired=False, augment=False):
     """Cut ``count`` labelled patches from ``images``, half of them with a lesion.
 
     Parameters
@@ -922,7 +922,7 @@ def make_patch_set(images, count, seed, *, size=PATCH_SIZE, paired=False, augmen
         Scans to cut from; a patch picks one with probability proportional to sqrt(pixel count).
     count : int
         Number of patches: count // 2 positives, the rest negatives, in random order.
-    seed : int or tuple of int
+    seed : int
         Seed of every random choice: the same arguments give the same patches.
     size : int
         Patch side in pixels.
@@ -934,8 +934,6 @@ def make_patch_set(images, count, seed, *, size=PATCH_SIZE, paired=False, augmen
     augment : bool
         For training sets only: remap grey levels (gamma, inversion, extra noise), and draw some
         backgrounds as synthetic anatomy or enlarged small regions (see :func:`_training_background`).
-    pyramids : list, optional
-        :func:`_pyramid` of each image, if already made (they take seconds; the patches are the same).
 
     Returns
     -------
@@ -948,8 +946,7 @@ def make_patch_set(images, count, seed, *, size=PATCH_SIZE, paired=False, augmen
     if not images:
         raise ValueError("make_patch_set needs at least one source image")
     rng = np.random.default_rng(seed)
-    if pyramids is None:
-        pyramids = [_pyramid(image) for image in images]
+    pyramids = [_pyramid(image) for image in images]
     weights = _source_weights(images)
     num_backgrounds = count // 2 if paired else count
     patches = np.empty((count, size, size), dtype=np.float32)
@@ -981,75 +978,6 @@ def make_patch_set(images, count, seed, *, size=PATCH_SIZE, paired=False, augmen
     order = rng.permutation(count)
     return PatchSet(patches[order], labels[order], masks[order], tuple(names[i] for i in order),
                     radii[order], contrasts[order])
-
-
-# A training set is cut in parts of this many patches, each seeded on its own, so that the parts can
-# be cut in parallel and the set is the same however many processes cut it.
-TRAINING_PART_SIZE = 2000
-
-
-def make_training_set(images, count, seed, *, workers=None):
-    """The training set: paired, augmented patches (:func:`make_patch_set`) cut in seeded parts, on
-    every core this process may use.
-
-    Part i is ``make_patch_set(images, TRAINING_PART_SIZE, (seed, i), paired=True, augment=True)``
-    (the last part smaller); the parts are joined and shuffled with ``seed``. Cutting takes about
-    5 ms a pair of patches, so 32,000 patches take about 80 s on one core and half that on two; the
-    result does not depend on ``workers``.
-
-    Parameters
-    ----------
-    images : list of SourceImage
-    count : int
-        Even number of patches.
-    seed : int
-    workers : int, optional
-        Processes to cut in; default the cores this process may run on (1: cut here).
-
-    Returns
-    -------
-    PatchSet
-    """
-    if count < 2 or count % 2:
-        raise ValueError(f"a training set needs an even count of at least 2 patches, got count={count}")
-    sizes = [min(TRAINING_PART_SIZE, count - start) for start in range(0, count, TRAINING_PART_SIZE)]
-    if sizes[-1] % 2:  # parts are paired: an odd remainder would split a pair
-        raise ValueError(f"count={count} leaves an odd last part of {sizes[-1]} patches")
-    if workers is None:
-        workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    workers = max(1, min(int(workers), len(sizes)))
-    tasks = [(part_size, (seed, index)) for index, part_size in enumerate(sizes)]
-    if workers == 1:
-        _start_cutting(images)
-        parts = [_cut_part(task) for task in tasks]
-    else:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-
-        # "spawn": a forked child would inherit the parent's compute threads in an unknown state.
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                                 initializer=_start_cutting, initargs=(images,)) as pool:
-            parts = list(pool.map(_cut_part, tasks))
-    order = np.random.default_rng(seed).permutation(count)
-    names = [name for part in parts for name in part.source_names]
-    joined = [np.concatenate([getattr(part, field) for part in parts])
-              for field in ("patches", "labels", "lesion_masks", "radii", "contrasts")]
-    patches, labels, masks, radii, contrasts = (array[order] for array in joined)
-    return PatchSet(patches, labels, masks, tuple(names[i] for i in order), radii, contrasts)
-
-
-_CUTTING = {}  # per process: the images and their pyramids (made once, used by every part)
-
-
-def _start_cutting(images):
-    _CUTTING["images"] = images
-    _CUTTING["pyramids"] = [_pyramid(image) for image in images]
-
-
-def _cut_part(task):
-    count, seed = task
-    return make_patch_set(_CUTTING["images"], count, seed, paired=True, augment=True,
-                          pyramids=_CUTTING["pyramids"])
 
 
 # The seeds of the three data sets (different seeds: different crops and lesions).

@@ -296,16 +296,18 @@ class Classifier:
     ----------
     network : Network
     metadata : dict of str to str, optional
-        Facts about how it was trained (seed, data, metrics), shown on the page. Its "views" (default
-        1) is how many of the :data:`SYMMETRY_VIEWS` :meth:`predict_proba` averages over: the shipped
-        model answers from all 8; a network being trained is watched through one, at an eighth of the cost.
+        Facts about how it was trained (seed, data, metrics), shown on the page.
+    views : int
+        How many of the :data:`SYMMETRY_VIEWS` :meth:`predict_proba` averages over, 1 or 8: the app's
+        classifier (:func:`model.load`) answers from all 8; a network being trained is watched
+        through one, at an eighth of the cost.
     """
 
-    def __init__(self, network, metadata=None):
+    def __init__(self, network, metadata=None, *, views=1):
         self.network = network
         self.architecture = network.architecture
         self.metadata = dict(metadata or {})
-        self.views = int(self.metadata.get("views", 1))
+        self.views = int(views)
         if self.views not in (1, SYMMETRY_VIEWS):
             raise ValueError(f"a classifier answers from 1 or {SYMMETRY_VIEWS} views, got views={self.views}")
 
@@ -463,8 +465,8 @@ class Classifier:
         np.savez_compressed(path, **arrays)
 
     @classmethod
-    def from_file(cls, path):
-        """Read a Classifier written by :meth:`save`."""
+    def from_file(cls, path, *, views=1):
+        """Read a Classifier written by :meth:`save`, answering from ``views`` views (1 or 8)."""
         with np.load(path, allow_pickle=False) as stored:
             architecture = Architecture(
                 input_size=int(stored["architecture.input_size"]),
@@ -477,7 +479,7 @@ class Classifier:
                       if not key.startswith(("architecture.", "metadata."))}
             metadata = {key.removeprefix("metadata."): str(stored[key]) for key in stored.files
                         if key.startswith("metadata.")}
-        return cls(Network(architecture, params), metadata)
+        return cls(Network(architecture, params), metadata, views=views)
 
 
 def upsample_bilinear(values, factor):

@@ -24,7 +24,7 @@ import numpy as np
 from kernels._config import keep_freed_memory, limit_blas_threads, machine_to_ourselves
 from model import data
 from model.layers import softmax_cross_entropy
-from model.network import SYMMETRY_VIEWS, Architecture, Classifier, Network
+from model.network import Architecture, Classifier, Network
 
 WEIGHTS_PATH = Path(__file__).resolve().parent / "weights.npz"
 
@@ -51,7 +51,7 @@ LESION_CELL_COVER = 0.25
 # - a quarter of the training backgrounds are synthetic anatomy, half of it brain as MR shows it
 #   (model.data.synthetic_brain, model.data.synthetic_background); each scan weighs the same however
 #   many of its slices are used;
-# - it answers from the mean over the patch's 8 turned and mirrored views (Classifier.predict_proba):
+# - the app's classifier (model.load) answers from the mean over the patch's 8 turned and mirrored views:
 #   in a PyTorch probe of this recipe (issue #18) that raised held-out ROC AUC on emri_small from 0.542
 #   to 0.588 and on MR_small from 0.734 to 0.746; the cross-validation records both figures per fold.
 #   Tried and not kept: dividing each patch by its own standard deviation before the first stage
@@ -291,7 +291,8 @@ def training_sets(images, config):
     crops of the same images (it watches the run, it measures nothing unseen).
     """
     return {
-        "training": data.make_training_set(images, config.training_count, data.TRAINING_SEED),
+        "training": data.make_patch_set(images, config.training_count, data.TRAINING_SEED, paired=True,
+                                        augment=True),
         "validation": data.make_patch_set(images, config.validation_count, data.IN_DISTRIBUTION_SEED + 1),
     }
 
@@ -389,7 +390,6 @@ def train(config=None, *, sets=None, images=None, output=WEIGHTS_PATH, log=None)
         "synthetic_background_fraction": data.SYNTHETIC_FRACTION,
         "training_data_digest": data.patch_set_digest(training),
         "trained_with": "ConvScope's Numba engine (kernels/), Adam written in model/train.py",
-        "views": SYMMETRY_VIEWS,  # it answers from the mean over the patch's 8 turned and mirrored views
     })
     classifier = Classifier(network, metadata)
     if output is not None:

@@ -115,21 +115,6 @@ def test_paired_sets_hold_each_background_with_and_without_a_lesion():
         assert min(differences) < 0.5, "a lesion patch without its lesion-free twin"
 
 
-def test_training_sets_are_cut_in_seeded_parts_the_same_on_one_core_or_two(monkeypatch):
-    monkeypatch.setattr(data, "TRAINING_PART_SIZE", 60)  # four parts: 60, 60, 60, 20
-    sources = synthetic_sources(2)
-    here = data.make_training_set(sources, 200, seed=4, workers=1)
-    in_two_processes = data.make_training_set(sources, 200, seed=4, workers=2)
-    assert data.patch_set_digest(here) == data.patch_set_digest(in_two_processes)
-    np.testing.assert_array_equal(here.lesion_masks, in_two_processes.lesion_masks)
-    assert here.source_names == in_two_processes.source_names
-    # Paired within each part, balanced, and shuffled across parts.
-    assert here.labels.sum() == 100 and len(here) == 200
-    assert data.patch_set_digest(here) != data.patch_set_digest(data.make_training_set(sources, 200, seed=5, workers=1))
-    with pytest.raises(ValueError, match="even count"):
-        data.make_training_set(sources, 201, seed=4)
-
-
 def test_synthetic_backgrounds_are_seeded_busy_and_in_range():
     first = [data.synthetic_background(np.random.default_rng(seed)) for seed in range(20)]
     again = data.synthetic_background(np.random.default_rng(3))
@@ -241,7 +226,7 @@ def test_answer_is_the_mean_over_the_eight_views_and_the_same_for_a_turned_patch
 
     network = Network(Architecture(channels=(4, 8), kernel_sizes=(5, 3), pool_after=(True, True)), seed=3)
     one_view = Classifier(network)
-    eight_views = Classifier(network, {"views": SYMMETRY_VIEWS})
+    eight_views = Classifier(network, views=SYMMETRY_VIEWS)
     patches = np.random.default_rng(4).random((3, 64, 64), dtype=np.float32)
     views = symmetry_views(patches)
     assert len(views) == SYMMETRY_VIEWS == len({view.tobytes() for view in views})

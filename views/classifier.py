@@ -242,7 +242,8 @@ def _decision_section(outputs):
         st.image(contribution_bars(pooled * evidence, float(dense["bias"][1] - dense["bias"][0]), top=8),
                  width="stretch")
     logits = by_name["dense"].values
-    st.markdown(f"Scores: no lesion {logits[0]:+.3f}, lesion {logits[1]:+.3f}. " + SOFTMAX_SENTENCE)
+    st.markdown(f"Scores of the window as it is: no lesion {logits[0]:+.3f}, lesion {logits[1]:+.3f}. "
+                + SOFTMAX_SENTENCE)
 
 
 def _cam_section(image, patch, top, left, mask_patch):
@@ -297,7 +298,9 @@ def _map_section(image, chosen, lesion_key):
     st.subheader("7. Slide the window over the whole image")
     explain(
         f"The same network, applied to every window position {MAP_STRIDE} pixels apart: each place gets the "
-        "lesion probability of the window centred nearest to it. Clear below 50 %, then heat."
+        "lesion probability of the window centred nearest to it. Clear below 50 %, then heat. Each window is "
+        "read once, as it is (the eight turned and mirrored views would take eight times as long), so the map "
+        "can differ a little from the answer above for the same window."
     )
     if not st.toggle("Compute the lesion-probability map", key="clf_map"):
         return
