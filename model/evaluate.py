@@ -7,8 +7,9 @@ Run from the repository root::
                                                # writes model/cross_validation.json and the gallery
 
 The honest figures come from cross-validation (:func:`model.data.cross_validation_folds`): for each
-fold a network is trained from scratch with the shipped recipe on every scan but the held-out ones
-(one brain MR scan, or one whole modality) and measured on patches of the held-out scans. The shipped
+fold a network is trained from scratch with the shipped recipe on the shipped training set less every
+patch cut from the held-out scans (one brain MR scan, or one whole modality), and measured on patches
+of the held-out scans, answering as the app does (the mean over 8 turned and mirrored views). The shipped
 model is trained on every scan, so its figures on the same patches are figures on anatomy it saw;
 they are printed beside the fold models' and never in their place. All sets are seeded. Needs
 pydicom-data (the scans); the shipped weights alone do not.
