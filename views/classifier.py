@@ -157,9 +157,9 @@ def _answer_section(patch, outputs, mask_patch):
             explain(
                 f"A lesion is a lesion whichever way up the window is, so the answer is the mean over the window "
                 f"and its {classifier.views - 1} turned and mirrored copies (four quarter turns, each also "
-                f"mirrored): the network's answers to them differ a little, and their mean misses fewer lesions "
-                f"it has never seen. The layers below show the window as it is; from it alone the network "
-                f"says {100 * outputs[-1].values[1]:.1f} %."
+                f"mirrored): the network's answers to them differ a little, and their mean tells lesions from "
+                f"clear windows better on scans it never saw. The layers below show the window as it is; from it "
+                f"alone the network says {100 * outputs[-1].values[1]:.1f} %."
             )
         st.markdown(SOFTMAX_SENTENCE)
 
