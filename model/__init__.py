@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
-from model.network import CLASS_NAMES, Architecture, Classifier, LayerOutput
+from model.network import CLASS_NAMES, SYMMETRY_VIEWS, Architecture, Classifier, LayerOutput
 
 WEIGHTS_PATH = Path(__file__).resolve().parent / "weights.npz"
 
@@ -24,7 +24,7 @@ __all__ = ["CLASS_NAMES", "WEIGHTS_PATH", "Architecture", "Classifier", "LayerOu
 
 @functools.lru_cache(maxsize=4)
 def _load_cached(path):
-    return Classifier.from_file(path)
+    return Classifier.from_file(path, views=SYMMETRY_VIEWS)
 
 
 def load(path=None):
@@ -38,6 +38,7 @@ def load(path=None):
     Returns
     -------
     Classifier
+        Answering from the mean over each patch's 8 turned and mirrored views (``views=8``).
         Shared between callers (it keeps no state between calls, so threads may use it at once).
     """
     path = Path(path) if path is not None else WEIGHTS_PATH

@@ -221,6 +221,28 @@ def test_cam_at_the_winning_positions_adds_up_to_the_score_with_max_pooling():
     assert float(evidence @ winners + dense["bias"][1] - dense["bias"][0]) == pytest.approx(logit_difference, rel=1e-4)
 
 
+def test_answer_is_the_mean_over_the_eight_views_and_the_same_for_a_turned_patch():
+    from model.network import SYMMETRY_VIEWS, symmetry_views
+
+    network = Network(Architecture(channels=(4, 8), kernel_sizes=(5, 3), pool_after=(True, True)), seed=3)
+    one_view = Classifier(network)
+    eight_views = Classifier(network, views=SYMMETRY_VIEWS)
+    patches = np.random.default_rng(4).random((3, 64, 64), dtype=np.float32)
+    views = symmetry_views(patches)
+    assert len(views) == SYMMETRY_VIEWS == len({view.tobytes() for view in views})
+    np.testing.assert_array_equal(views[0], patches)
+    expected = np.mean([one_view.predict_proba(view) for view in views], axis=0)
+    np.testing.assert_allclose(eight_views.predict_proba(patches), expected, rtol=1e-5, atol=1e-6)
+    # The eight views of a turned or mirrored patch are the same eight patches: the same answer.
+    turned = np.ascontiguousarray(np.rot90(patches, 1, axes=(1, 2))[:, ::-1])
+    np.testing.assert_allclose(eight_views.predict_proba(turned), eight_views.predict_proba(patches), atol=1e-6)
+    assert not np.allclose(one_view.predict_proba(turned), one_view.predict_proba(patches), atol=1e-6)
+    # One view on request (the probability map), and only 1 or 8.
+    np.testing.assert_array_equal(eight_views.predict_proba(patches, views=1), one_view.predict_proba(patches))
+    with pytest.raises(ValueError, match="1 or 8"):
+        eight_views.predict_proba(patches, views=4)
+
+
 def test_upsampling_keeps_pixel_centres_aligned():
     # Feature pixels 0 and 1 of a stride-2 map sit over input columns 0.5 and 2.5: in between, linear;
     # beyond the outer centres, the edge value.
@@ -329,6 +351,31 @@ def test_adam_first_step_moves_each_parameter_by_the_learning_rate_against_its_g
     optimiser.step({"w": np.array([3.0, -0.2, 0.0], dtype=np.float32)})
     # After bias correction the first step is lr * g / |g| (0 where g = 0).
     np.testing.assert_allclose(params["w"], [0.9, -1.9, 0.5], atol=1e-6)
+
+
+@pytest.mark.parametrize("faster", ["one", "all"])
+def test_training_steps_run_on_the_thread_count_that_is_faster_now(faster):
+    import time
+
+    import numba
+
+    from model.train import FastestThreads
+
+    picker = FastestThreads(every=12, trial=3)
+    if picker.most == 1:
+        pytest.skip("one engine thread: nothing to choose")
+    chosen = []
+    for step in range(30):
+        with picker.step(step):
+            threads = numba.get_num_threads()
+            chosen.append(threads)
+            # A busy machine (one thread faster) or a quiet one (all threads faster).
+            time.sleep(0.002 if (threads == 1) == (faster == "one") else 0.02)
+        assert numba.get_num_threads() == picker.most  # restored after each step
+    # Each trial: 3 steps on one thread, 3 on all; then the faster count until the next trial.
+    assert chosen[:6] == [1, 1, 1, picker.most, picker.most, picker.most]
+    expected = 1 if faster == "one" else picker.most
+    assert chosen[6:12] == [expected] * 6 and chosen[18:24] == [expected] * 6
 
 
 def test_roc_auc_counts_pairs_and_half_ties():

@@ -139,7 +139,7 @@ def _window_section(image, chosen):
 
 def _answer_section(patch, outputs, mask_patch):
     classifier = load()
-    probabilities = outputs[-1].values
+    probabilities = classifier.predict_proba(patch)[0]
     st.subheader("2. The network's input and its answer")
     input_column, answer_column = st.columns([2, 3], gap="large")
     with input_column:
@@ -153,6 +153,14 @@ def _answer_section(patch, outputs, mask_patch):
         st.image(probability_bars(probabilities, classifier.class_names), width="stretch")
         verdict = "a lesion" if probabilities[1] > 0.5 else "no lesion"
         st.markdown(f"The network answers **{verdict}** (lesion probability {100 * probabilities[1]:.1f} %).")
+        if classifier.views > 1:
+            explain(
+                f"A lesion is a lesion whichever way up the window is, so the answer is the mean over the window "
+                f"and its {classifier.views - 1} turned and mirrored copies (four quarter turns, each also "
+                f"mirrored): the network's answers to them differ a little, and their mean tells lesions from "
+                f"clear windows better on scans it never saw. The layers below show the window as it is; from it "
+                f"alone the network says {100 * outputs[-1].values[1]:.1f} %."
+            )
         st.markdown(SOFTMAX_SENTENCE)
 
 
@@ -234,7 +242,8 @@ def _decision_section(outputs):
         st.image(contribution_bars(pooled * evidence, float(dense["bias"][1] - dense["bias"][0]), top=8),
                  width="stretch")
     logits = by_name["dense"].values
-    st.markdown(f"Scores: no lesion {logits[0]:+.3f}, lesion {logits[1]:+.3f}. " + SOFTMAX_SENTENCE)
+    st.markdown(f"Scores of the window as it is: no lesion {logits[0]:+.3f}, lesion {logits[1]:+.3f}. "
+                + SOFTMAX_SENTENCE)
 
 
 def _cam_section(image, patch, top, left, mask_patch):
@@ -289,7 +298,9 @@ def _map_section(image, chosen, lesion_key):
     st.subheader("7. Slide the window over the whole image")
     explain(
         f"The same network, applied to every window position {MAP_STRIDE} pixels apart: each place gets the "
-        "lesion probability of the window centred nearest to it. Clear below 50 %, then heat."
+        "lesion probability of the window centred nearest to it. Clear below 50 %, then heat. Each window is "
+        "read once, as it is (the eight turned and mirrored views would take eight times as long), so the map "
+        "can differ a little from the answer above for the same window."
     )
     if not st.toggle("Compute the lesion-probability map", key="clf_map"):
         return
