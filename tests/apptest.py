@@ -121,6 +121,11 @@ def send_component_event(app, key, event, value):
     return app._run(widget_state=states)
 
 
+def set_control(app, panel, name, value):
+    """Rerun as the browser does after the person changed control ``name`` of control panel ``panel``."""
+    return send_component_event(app, panel, "change", {"name": name, "value": value})
+
+
 def _component(app, key):
     found = [element for element in app.get("bidi_component") if element.key == key]
     assert found, f"no component with key {key!r} on the page"

@@ -1,7 +1,9 @@
 """Widgets and session state of the convolution lesson: the region, the kernel and the settings.
 
-Every choice is kept under a session-state key no widget owns ("conv__..."), copied into its widget's
-key before the widget is drawn, so it survives reruns and a visit to another page. The kernel itself
+Every choice is kept under a session-state key no widget owns (``stored_key``), so it survives reruns and a
+visit to another page. The region and the settings are two control panels (one element each instead of
+ten widgets in columns: a click costs the shared server a fifth less), whose changes write those keys; the
+kernel's source widgets get their value copied into their own key before they are drawn. The kernel itself
 lives in ``st.session_state[KERNEL_GRID]`` (a list of rows): the kernel grid, the filter bank, the random
 and the cut-from-the-image buttons all write there, and so can a test.
 """
@@ -14,10 +16,13 @@ import streamlit as st
 from kernels import KERNELS, MAX_KERNEL_SIZE, PADDING_MODES, make_kernel, output_size
 from lessons.matching import Box, cut_box, zero_mean_kernel
 from views.caching import computed, image_key  # noqa: F401  the lesson's names for the one cache rule
+from views.components.control_panel import buttons, control_panel, fixed, menu, number, slider, switch
 from views.components.kernel_grid import edit_of, kernel_grid
 
 KERNEL_GRID = "conv_kernel_grid"  # the kernel in use: list of rows of floats (tests may set it)
 KERNEL_EDITOR = "conv_kernel_editor"  # the grid of number fields that edits it
+REGION_PANEL = "conv_region_panel"  # the region's size, top and left
+SETTINGS_PANEL = "conv_settings_panel"  # stride, dilation, padding, bias and the flip
 KERNEL_LIMIT = 100.0  # the editor's bounds for one weight
 SOURCES = ("Filter bank", "Random", "Cut from the image")
 PADDING_KINDS = ("number", "same", "valid")
@@ -115,37 +120,48 @@ def persistent(widget, label, key, *args, bounds=None, then=None, **kwargs):
 # Region
 
 
-def region_sliders(image_shape):
-    """Size, top and left sliders of the region; returns the Region (always inside the image)."""
+def _store(name, chosen):
+    """A control panel's change: the new value of persistent ``name``."""
+    st.session_state[stored_key(name)] = chosen
+
+
+def region_controls(image_shape):
+    """Size, top and left of the region in one panel; returns the Region (always inside the image)."""
     height, width = image_shape
     largest = int(min(REGION_SIZES[1], height, width))
     smallest = int(min(REGION_SIZES[0], largest))
     st.session_state.setdefault(stored_key("conv_region_top"), max(0, height // 2 - DEFAULTS["conv_region_size"] // 2))
     st.session_state.setdefault(stored_key("conv_region_left"), max(0, width // 2 - DEFAULTS["conv_region_size"] // 2))
-    columns = st.columns(3)
-    with columns[0]:
-        size = _bounded_slider("Region size (pixels)", "conv_region_size", smallest, largest,
-                               help_text="5 to 32 pixels square: small enough to read every number.",
-                               fixed=f"Region size: {largest} pixels, as large as the image allows.")
-    with columns[1]:
-        top = _bounded_slider("Top row", "conv_region_top", 0, height - size,
-                              help_text="Row 0 is the top of the image.",
-                              fixed="Top row: 0, the region is as tall as the image.")
-    with columns[2]:
-        left = _bounded_slider("Left column", "conv_region_left", 0, width - size,
-                               help_text="Column 0 is the left edge of the image.",
-                               fixed="Left column: 0, the region is as wide as the image.")
-    return Region(int(top), int(left), int(size))
+    size = _kept_in("conv_region_size", smallest, largest)
+    top = _kept_in("conv_region_top", 0, height - size)
+    left = _kept_in("conv_region_left", 0, width - size)
+    controls = [
+        _bounded("conv_region_size", "Region size (pixels)", size, smallest, largest,
+                 help_text="5 to 32 pixels square: small enough to read every number.",
+                 fixed_text=f"Region size: {largest} pixels, as large as the image allows."),
+        _bounded("conv_region_top", "Top row", top, 0, height - size, help_text="Row 0 is the top of the image.",
+                 fixed_text="Top row: 0, the region is as tall as the image."),
+        _bounded("conv_region_left", "Left column", left, 0, width - size,
+                 help_text="Column 0 is the left edge of the image.",
+                 fixed_text="Left column: 0, the region is as wide as the image."),
+    ]
+    control_panel(controls, key=REGION_PANEL, on_change=_store, columns=3)
+    return Region(top, left, size)
 
 
-def _bounded_slider(label, key, lowest, highest, *, help_text, fixed):
-    """A persistent slider over lowest..highest; when the range holds one value (a tiny image), that value
-    with the sentence ``fixed`` instead, since a slider needs two ends."""
+def _kept_in(name, lowest, highest):
+    """The persistent whole number ``name``, moved into lowest..highest (a smaller image, a larger region)."""
+    kept = int(np.clip(value(name), lowest, highest))
+    st.session_state[stored_key(name)] = kept
+    return kept
+
+
+def _bounded(name, label, current, lowest, highest, *, help_text, fixed_text):
+    """A slider over lowest..highest; when the range holds one value (a tiny image), the sentence
+    ``fixed_text`` instead, since a slider needs two ends."""
     if lowest >= highest:
-        st.session_state[stored_key(key)] = int(lowest)
-        st.caption(fixed)
-        return int(lowest)
-    return persistent(st.slider, label, key, lowest, highest, bounds=(lowest, highest), help=help_text)
+        return fixed(name, fixed_text)
+    return slider(name, label, lowest, highest, current, help_text=help_text)
 
 
 def centre_region_on(row, col, image_shape):
@@ -307,26 +323,26 @@ def kernel_editor(kernel, *, large=False):
 
 
 def settings_controls():
-    """Stride, padding, padding mode, dilation, bias and the flip switch; returns Settings."""
-    first, second = st.columns(2)
-    with first:
-        stride = persistent(st.select_slider, "Stride", "conv_stride", options=[1, 2, 3, 4],
-                            help="How many pixels the kernel moves between two positions.")
-        kind = persistent(st.radio, "Padding", "conv_padding_kind", PADDING_KINDS, horizontal=True,
-                          help='"same" keeps the size (stride 1 only); "valid" adds none.')
-        amount = persistent(st.number_input, "Padding on each side", "conv_padding", min_value=0, max_value=4,
-                            step=1, disabled=kind != "number")
-        mode = persistent(st.selectbox, "Padding values", "conv_padding_mode", list(PADDING_MODES),
-                          help="zeros: a frame of 0; reflect: the image mirrored; replicate: edge pixels repeated.")
-    with second:
-        dilation = persistent(st.select_slider, "Dilation", "conv_dilation", options=[1, 2, 3],
-                              help="Spread the kernel's taps apart: a wider view with the same weights.")
-        bias = persistent(st.number_input, "Bias", "conv_bias", min_value=-10.0, max_value=10.0, step=0.1,
-                          format="%.2f", help="Added to every output value.")
-    # Under both columns: in one of them the label would be cut at 1280 pixels.
-    flip = persistent(st.toggle, "True convolution (flip the kernel)", "conv_flip")
-    padding = int(amount) if kind == "number" else kind
-    return Settings(int(stride), padding, str(mode), int(dilation), float(bias), bool(flip))
+    """Stride, padding, padding mode, dilation, bias and the flip switch in one panel; returns Settings."""
+    kind = value("conv_padding_kind")
+    controls = [
+        buttons("conv_stride", "Stride", [1, 2, 3, 4], value("conv_stride"),
+                help_text="How many pixels the kernel moves between two positions."),
+        buttons("conv_dilation", "Dilation", [1, 2, 3], value("conv_dilation"),
+                help_text="Spread the kernel's taps apart: a wider view with the same weights."),
+        buttons("conv_padding_kind", "Padding", list(PADDING_KINDS), kind,
+                help_text='"same" keeps the size (stride 1 only); "valid" adds none.'),
+        number("conv_padding", "Padding on each side", 0, 4, int(value("conv_padding")), disabled=kind != "number"),
+        menu("conv_padding_mode", "Padding values", list(PADDING_MODES), value("conv_padding_mode"),
+             help_text="zeros: a frame of 0; reflect: the image mirrored; replicate: edge pixels repeated."),
+        number("conv_bias", "Bias", -10.0, 10.0, float(value("conv_bias")), step=0.1, decimals=2,
+               help_text="Added to every output value."),
+        switch("conv_flip", "True convolution (flip the kernel)", value("conv_flip"), wide=True),
+    ]
+    control_panel(controls, key=SETTINGS_PANEL, on_change=_store, columns=2)
+    padding = int(value("conv_padding")) if kind == "number" else kind
+    return Settings(int(value("conv_stride")), padding, str(value("conv_padding_mode")), int(value("conv_dilation")),
+                    float(value("conv_bias")), bool(value("conv_flip")))
 
 
 # ---------------------------------------------------------------------------------------------------

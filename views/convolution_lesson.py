@@ -387,7 +387,7 @@ def _lesson(chosen):
         if not st.session_state.pop("conv__region_from_link", False):  # else a lesson link placed the region
             centre = controls.computed(_picture, chosen, ())["centre"]
             controls.centre_region_on(*centre, chosen.image.shape)
-    region = controls.region_sliders(chosen.image.shape)
+    region = controls.region_controls(chosen.image.shape)
     controls.take_pending_cut(chosen.image, region)
     image_column, map_column = st.columns(2, gap="medium")
 
