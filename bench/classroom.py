@@ -53,6 +53,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from bench._common import (OPEN_PAGE, PAGE_INTERACTIONS, PAGE_PATHS, Summary, Unavailable, app_server,
                            cpu_seconds, flag_value, machine_line, memory_mib, pick_interaction)
+from views.components import unwrapped
 
 REPLICA_HEADER = "x-convscope-replica"  # set by deploy/haproxy.cfg: the replica that answered
 MAX_REPLICAS = 16  # the most a balancer is asked to show (deploy/haproxy-compose-servers.cfg's slots)
@@ -183,7 +184,7 @@ def _pointer_value(widget, rng, drag):
 
 def _control_event(widget, name, rng):
     """The trigger a control panel sends when the person gives its control ``name`` another value."""
-    controls = {control["name"]: control for control in json.loads(widget.proto.json)["controls"]}
+    controls = {control["name"]: control for control in unwrapped(json.loads(widget.proto.json))["controls"]}
     control = controls.get(name)
     if control is None or control["kind"] == "fixed":
         raise Unavailable("absent")

@@ -16,6 +16,8 @@ from pathlib import Path
 import streamlit as st
 from streamlit.components.v2 import component
 
+from views.components import wrapped
+
 _HERE = Path(__file__).resolve().parent
 _mount = component(
     "convscope_control_panel",
@@ -83,7 +85,7 @@ def control_panel(controls, *, key, on_change, columns=1):
         if change is not None:
             on_change(*change)
 
-    return _mount(data={"controls": controls, "columns": columns}, key=key, width="stretch", height="content",
+    return _mount(data=wrapped({"controls": controls, "columns": columns}), key=key, width="stretch", height="content",
                   on_change_change=changed)
 
 

@@ -186,7 +186,8 @@ function shapeOf(list) {
 let panelCount = 0;
 
 export default function controlPanel(component) {
-  const { data, parentElement, setTriggerValue } = component;
+  const { parentElement, setTriggerValue } = component;
+  const [data] = component.data; // sent in a one-item list (views/components/__init__.py)
   const root = parentElement.querySelector(".control-panel");
   const known = panels.get(root);
   const cleanup = known?.cleanup ?? listen(root);
