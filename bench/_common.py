@@ -55,7 +55,7 @@ class Interaction(NamedTuple):
 PAGE_INTERACTIONS = {
     "convolution": (
         # Next, Previous, Play and the scrubber run in the browser's step player: no server message.
-        Interaction("kernel", "conv_kernel_name", "choose", 2),
+        Interaction("kernel", "conv_kernel_panel", "set", 2, control="conv_kernel_name"),
         Interaction("region size", "conv_region_panel", "set", control="conv_region_size"),
         Interaction("stride", "conv_settings_panel", "set", control="conv_stride"),
         Interaction("image click", "conv_click", "click_image"),

@@ -15,12 +15,12 @@ import pytest
 
 from tests.apptest import (component_data, open_tab, run_page_file, scan_uploader, send_component_event,
                            set_control, step_players)
-from kernels import avg_pool2d, conv2d, conv2d_trace, make_kernel, max_pool2d, pool2d_trace, reference, relu
+from kernels import KERNELS, avg_pool2d, conv2d, conv2d_trace, make_kernel, max_pool2d, pool2d_trace, reference, relu
 from scans import apply_window, list_samples, read_sample
 from views.caching import SESSION_MEMOS, UPLOAD_MEMORY
 from views.components.step_player import FORMAT, decode_array
-from views.convolution_controls import (KERNEL_EDITOR, KERNEL_GRID, KERNEL_LIMIT, REGION_PANEL, SETTINGS_PANEL,
-                                        output_size_equation, random_kernel, stored_key)
+from views.convolution_controls import (KERNEL_EDITOR, KERNEL_GRID, KERNEL_LIMIT, KERNEL_PANEL, REGION_PANEL,
+                                        SETTINGS_PANEL, output_size_equation, random_kernel, stored_key)
 from tests.naive import relative_error
 
 PAGE = "views/convolution.py"
@@ -207,24 +207,34 @@ def test_a_malformed_kernel_falls_back_with_a_warning():
 
 def test_bank_random_and_cut_kernels():
     app = _open()
-    app.selectbox(key="conv_kernel_name").set_value("gaussian blur").run()
-    app.slider(key="conv_kernel_size").set_value(4).run()
+    set_control(app, KERNEL_PANEL, "conv_kernel_size", 5)  # Sobel has one size: the slider is disabled
+    assert _state(app, "conv_kernel_size") == 3
+    set_control(app, KERNEL_PANEL, "conv_kernel_name", "gaussian blur")
+    set_control(app, KERNEL_PANEL, "conv_kernel_size", 4)
     np.testing.assert_array_equal(np.asarray(app.session_state["conv_kernel_grid"], dtype=np.float32),
                                   make_kernel("gaussian blur", 4))
+    about = [control["text"] for control in component_data(app, KERNEL_PANEL)["controls"] if control["kind"] == "fixed"]
+    assert about == [KERNELS["gaussian blur"].description]
     _assert_player_is_conv2d(app)
 
-    app.radio(key="conv_kernel_source").set_value("Random").run()
+    set_control(app, KERNEL_PANEL, "conv_kernel_source", "Random")
     np.testing.assert_array_equal(np.asarray(app.session_state["conv_kernel_grid"], dtype=np.float32),
                                   random_kernel(4, 0))
-    app.button(key="conv_random_new").click().run()
+    set_control(app, KERNEL_PANEL, "conv_random_new", True)
     np.testing.assert_array_equal(np.asarray(app.session_state["conv_kernel_grid"], dtype=np.float32),
                                   random_kernel(4, 1))
+    set_control(app, KERNEL_PANEL, "conv_random_seed", 7)
+    np.testing.assert_array_equal(np.asarray(app.session_state["conv_kernel_grid"], dtype=np.float32),
+                                  random_kernel(4, 7))
     _assert_player_is_conv2d(app)
 
-    app.radio(key="conv_kernel_source").set_value("Cut from the image").run()
+    set_control(app, KERNEL_PANEL, "conv_kernel_source", "Cut from the image")
     assert not app.exception, app.exception
     cut = np.asarray(app.session_state["conv_kernel_grid"], dtype=np.float32)
     assert cut.shape == (4, 4) and abs(float(cut.sum())) < 1e-4 and abs(float((cut * cut).sum()) - 1.0) < 1e-4
+    set_control(app, REGION_PANEL, "conv_region_top", _state(app, "conv_region_top") + 40)
+    set_control(app, KERNEL_PANEL, "conv_cut", True)  # cut again, from the moved region
+    assert not np.array_equal(np.asarray(app.session_state["conv_kernel_grid"], dtype=np.float32), cut)
     _assert_player_is_conv2d(app)
 
 

@@ -1,9 +1,9 @@
 """Widgets and session state of the convolution lesson: the region, the kernel and the settings.
 
 Every choice is kept under a session-state key no widget owns (``stored_key``), so it survives reruns and a
-visit to another page. The region and the settings are two control panels (one element each instead of
-ten widgets in columns: a click costs the shared server a fifth less), whose changes write those keys; the
-kernel's source widgets get their value copied into their own key before they are drawn. The kernel itself
+visit to another page. The kernel's source, the region and the settings are three control panels (one
+element each instead of fourteen widgets in columns: a click costs the shared server a fifth less),
+whose changes write those keys. The kernel itself
 lives in ``st.session_state[KERNEL_GRID]`` (a list of rows): the kernel grid, the filter bank, the random
 and the cut-from-the-image buttons all write there, and so can a test.
 """
@@ -16,11 +16,12 @@ import streamlit as st
 from kernels import KERNELS, MAX_KERNEL_SIZE, PADDING_MODES, make_kernel, output_size
 from lessons.matching import Box, cut_box, zero_mean_kernel
 from views.caching import computed, image_key  # noqa: F401  the lesson's names for the one cache rule
-from views.components.control_panel import buttons, control_panel, fixed, menu, number, slider, switch
+from views.components.control_panel import button, buttons, control_panel, fixed, menu, number, slider, switch
 from views.components.kernel_grid import edit_of, kernel_grid
 
 KERNEL_GRID = "conv_kernel_grid"  # the kernel in use: list of rows of floats (tests may set it)
 KERNEL_EDITOR = "conv_kernel_editor"  # the grid of number fields that edits it
+KERNEL_PANEL = "conv_kernel_panel"  # where the kernel comes from, which one, its size
 REGION_PANEL = "conv_region_panel"  # the region's size, top and left
 SETTINGS_PANEL = "conv_settings_panel"  # stride, dilation, padding, bias and the flip
 KERNEL_LIMIT = 100.0  # the editor's bounds for one weight
@@ -65,11 +66,11 @@ class Region(NamedTuple):
 
 
 # ---------------------------------------------------------------------------------------------------
-# Persistent widgets
+# Persistent values
 
 
 def stored_key(key):
-    """The session-state key of widget ``key``'s persistent value (tests read and set it)."""
+    """The session-state key of control ``key``'s persistent value (tests read and set it)."""
     return f"{key}__value"
 
 
@@ -82,38 +83,8 @@ def init_state():
 
 
 def value(key):
-    """The current persistent value behind widget ``key``."""
+    """The current persistent value of control ``key``."""
     return st.session_state[stored_key(key)]
-
-
-def _prepare(key, bounds=None):
-    """Copy the persistent value into the widget's key before the widget exists (allowed).
-
-    ``bounds`` (lowest, highest) clamp it to a slider's current range, so a smaller image never makes the
-    slider refuse its value. The copy is made only when needed (the widget's state was dropped by a
-    visit to another page, a click or a link moved the value, or the slider's range changed, which
-    makes it a new widget): a value written on every run makes Streamlit treat every widget as newly set.
-    """
-    current = st.session_state[stored_key(key)]
-    if bounds is not None:
-        current = int(np.clip(current, *bounds))
-        st.session_state[stored_key(key)] = current
-    bounds_key = f"conv__bounds_{key}"
-    if st.session_state.get(key, None) != current or st.session_state.get(bounds_key) != bounds:
-        st.session_state[key] = current
-        st.session_state[bounds_key] = bounds
-
-
-def _copy(key, then=None):
-    st.session_state[stored_key(key)] = st.session_state[key]
-    if then is not None:
-        then()
-
-
-def persistent(widget, label, key, *args, bounds=None, then=None, **kwargs):
-    """Draw ``widget`` bound to a persistent value; ``then`` runs after a change (in the callback)."""
-    _prepare(key, bounds)
-    return widget(label, *args, key=key, on_change=_copy, args=(key, then), **kwargs)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -289,31 +260,37 @@ def take_pending_cut(image, region):
 
 
 def kernel_controls():
-    """The kernel's source widgets (bank / random / cut) and their one-line explanation."""
-    source = persistent(st.radio, "Where the kernel comes from", "conv_kernel_source", SOURCES, horizontal=True,
-                        then=_kernel_from_source)
-    name = value("conv_kernel_name")
-    fixed = source == "Filter bank" and not KERNELS[name].resizable
+    """The kernel's source (bank / random / cut) and what each source needs, in one panel."""
+    source, name = value("conv_kernel_source"), value("conv_kernel_name")
+    controls = [buttons("conv_kernel_source", "Where the kernel comes from", list(SOURCES), source, wide=True)]
     if source == "Filter bank":
-        persistent(st.selectbox, "Kernel", "conv_kernel_name", list(KERNELS), then=_kernel_from_source)
-        st.caption(KERNELS[value("conv_kernel_name")].description)
-        fixed = not KERNELS[value("conv_kernel_name")].resizable
-    persistent(st.slider, "Kernel size", "conv_kernel_size", 1, MAX_KERNEL_SIZE, then=_kernel_from_source,
-               disabled=fixed, help="Even sizes too: the radiology blog's figure uses a 4 x 4 kernel. "
-                                    "Fixed kernels (Sobel, Laplacian, ...) have one size.")
+        controls += [menu("conv_kernel_name", "Kernel", list(KERNELS), name, wide=True),
+                     fixed("conv_kernel_about", KERNELS[name].description, wide=True)]
+    controls.append(slider("conv_kernel_size", "Kernel size", 1, MAX_KERNEL_SIZE, value("conv_kernel_size"),
+                           disabled=source == "Filter bank" and not KERNELS[name].resizable, wide=True,
+                           help_text="Even sizes too: the radiology blog's figure uses a 4 x 4 kernel. "
+                                     "Fixed kernels (Sobel, Laplacian, ...) have one size."))
     if source == "Random":
-        seed_column, button_column = st.columns(2, vertical_alignment="bottom")
-        with seed_column:
-            persistent(st.number_input, "Random seed", "conv_random_seed", min_value=0, max_value=10**6, step=1,
-                       then=_kernel_from_source, help="The same seed always gives the same kernel.")
-        with button_column:
-            st.button("New random kernel", key="conv_random_new", on_click=_new_random)
+        controls += [number("conv_random_seed", "Random seed", 0, 10**6, int(value("conv_random_seed")),
+                            help_text="The same seed always gives the same kernel."),
+                     button("conv_random_new", "New random kernel")]
     elif source == "Cut from the image":
-        st.button("Cut a kernel from the centre of the region", key="conv_cut",
-                  on_click=st.session_state.__setitem__, args=("conv__cut_pending", True))
-        st.caption("The pixels under the green box, minus their mean (scaled to length 1): the map is "
-                   "brightest where the image looks like that piece, which is how a kernel finds an object "
-                   "wherever it is.")
+        controls += [button("conv_cut", "Cut a kernel from the centre of the region", wide=True),
+                     fixed("conv_cut_about", "The pixels under the green box, minus their mean (scaled to length "
+                           "1): the map is brightest where the image looks like that piece, which is how a kernel "
+                           "finds an object wherever it is.", wide=True)]
+    control_panel(controls, key=KERNEL_PANEL, on_change=_kernel_change, columns=2)
+
+
+def _kernel_change(name, chosen):
+    """A change in the kernel's panel: a new source, bank kernel, size or seed rebuilds the kernel."""
+    if name == "conv_random_new":
+        _new_random()
+    elif name == "conv_cut":
+        st.session_state["conv__cut_pending"] = True  # done once the image and the region are known
+    else:
+        _store(name, chosen)
+        _kernel_from_source()
 
 
 def kernel_editor(kernel, *, large=False):

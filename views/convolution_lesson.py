@@ -340,8 +340,8 @@ def _kernel_section():
         settings = controls.settings_controls()
         explain_caption("CNN libraries slide the kernel as it is (cross-correlation). Textbook convolution first "
                         "turns it half a turn, which flips the sign of an edge kernel's answer and leaves a "
-                        "symmetric blur unchanged. A network learns its kernels either way, so it does not care.")
-        explain_caption("Zero padding is the usual choice in CNNs, but around a bright image it invents an edge "
+                        "symmetric blur unchanged. A network learns its kernels either way, so it does not care.\n\n"
+                        "Zero padding is the usual choice in CNNs, but around a bright image it invents an edge "
                         "at the border; reflect and replicate padding continue the image instead.")
     # Up to 5 x 5 the grid fits under its controls; wider ones need the page's width (a 9 x 9 grid at 1280
     # pixels would scroll sideways in half of it).

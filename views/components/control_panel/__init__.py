@@ -6,8 +6,8 @@ with the columns that laid them out, were about a fifth of the server's time per
 is one element: the controls travel as a small JSON list, a change comes back as one event
 {name, value}, and ``change_of`` checks it against the list before the page uses it.
 
-Build the list with :func:`slider`, :func:`buttons`, :func:`menu`, :func:`number`, :func:`switch` and
-:func:`fixed`; every value is plain JSON (numbers, strings, booleans).
+Build the list with :func:`slider`, :func:`buttons`, :func:`menu`, :func:`number`, :func:`switch`,
+:func:`button` and :func:`fixed`; every value is plain JSON (numbers, strings, booleans).
 """
 
 import math
@@ -66,6 +66,11 @@ def switch(name, label, value, *, help_text="", disabled=False, wide=False):
     return _control("switch", name, label, bool(value), help_text, disabled, wide)
 
 
+def button(name, label, *, help_text="", wide=False):
+    """A button: its change is the value True, once per press."""
+    return _control("button", name, label, None, help_text, False, wide)
+
+
 def fixed(name, text, *, wide=False):
     """A sentence in place of a control that has only one possible value."""
     return _control("fixed", name, "", None, "", False, wide, text=text)
@@ -107,6 +112,8 @@ def change_of(value, controls):
         return (control["name"], matches[0]) if matches else None
     if kind == "switch":
         return (control["name"], wanted) if isinstance(wanted, bool) else None
+    if kind == "button":
+        return (control["name"], True) if wanted is True else None
     if isinstance(wanted, bool) or not isinstance(wanted, (int, float)) or not math.isfinite(wanted):
         return None
     kept = min(max(wanted, control["low"]), control["high"])

@@ -84,6 +84,13 @@ const BUILDERS = {
     box.append(label);
     return { box, inputs: [field], set: (value) => { field.checked = Boolean(value); }, read: () => field.checked };
   },
+  button(control, id) {
+    const box = make("div", { class: "control" });
+    const field = make("button", { type: "button", id, class: "action" }, control.label);
+    if (control.help) field.title = control.help;
+    box.append(field);
+    return { box, inputs: [field], set: () => {}, read: () => true };
+  },
   fixed(control) {
     const box = make("div", { class: "control" });
     box.append(make("p", { class: "fixed" }, control.text));
@@ -135,6 +142,10 @@ function step(root, field, direction) {
 
 function listen(root) {
   const onChange = (event) => { if (event.target.dataset.name) send(root, event.target.dataset.name); };
+  const onClick = (event) => {
+    const button = event.target.closest("button.action");
+    if (button) panels.get(root).setTriggerValue("change", { name: button.dataset.name, value: true });
+  };
   const onKey = (event) => {
     const field = event.target;
     if (!field.dataset.typed) return;
@@ -152,7 +163,9 @@ function listen(root) {
   };
   root.addEventListener("change", onChange);
   root.addEventListener("keydown", onKey);
+  root.addEventListener("click", onClick);
   return () => {
+    root.removeEventListener("click", onClick);
     root.removeEventListener("change", onChange);
     root.removeEventListener("keydown", onKey);
     panels.delete(root);
