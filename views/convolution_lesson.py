@@ -27,7 +27,7 @@ from views.notices import show_teaching_notice
 from views.presenter import colour_scheme, explain, explain_caption, is_presenting
 from views.scan_picker import choose_image
 from viz import steps
-from viz.images import COLOUR_SCHEMES, grey_rgb, jpeg_bytes
+from viz.images import COLOUR_SCHEMES, grey_rgb, jpeg_bytes, magnitude_percentile
 
 FRAME_SIZE = 540  # long side of an activation frame: two fit side by side at full size on a 1920-pixel projector
 ACTIVATIONS = tuple(activations.ACTIVATIONS)
@@ -61,7 +61,7 @@ def _whole_map(image, parameters):
 
 def _colour_limit(feature_map):
     """The magnitude drawn at full colour: a high percentile, so a few extreme pixels do not wash out the rest."""
-    return float(np.percentile(np.abs(feature_map), MAP_COLOUR_PERCENTILE)) or 1.0
+    return magnitude_percentile(feature_map, MAP_COLOUR_PERCENTILE) or 1.0
 
 
 def _whole_activation(image, parameters):
