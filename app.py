@@ -5,6 +5,7 @@ import gc
 import streamlit as st
 
 from kernels import warm_up
+from kernels._config import keep_freed_memory
 from views.pages import PAGE_TABLE
 from views.presenter import presenter_bar
 
@@ -19,6 +20,10 @@ def _engine_ready():
     # (what is frozen is never collected).
     gc.collect()
     gc.freeze()
+    # Every click makes and drops arrays of a few MB (a whole image's map, its colours, its JPEG): kept
+    # for reuse, their pages are not faulted in afresh each time (colouring a 640 x 603 map: 11.6 -> 3.9
+    # ms of CPU; its 99.5th percentile 6.5 -> 2.9 ms).
+    keep_freed_memory()
     # Compiled loops from Numba's on-disk cache when they are there; on a fresh install they compile in a
     # background process while NumPy paths answer the first clicks (kernels/_warm.py).
     return warm_up(wait=False)

@@ -39,23 +39,25 @@ class Interaction(NamedTuple):
     """One thing a student does on a page: ``action`` on the widget with user key ``key``.
 
     Actions: "click" a button; "choose" another option (selectbox, radio, select slider, slider);
-    "toggle" a toggle; "click_image" / "drag_image" on a streamlit_image_coordinates picture; "rerun"
-    the page as it is (the R key). ``weight``: how often it is picked relative to the others.
+    "toggle" a toggle; "click_image" / "drag_image" on a streamlit_image_coordinates picture; "set" another
+    value of the control named ``control`` in the control panel ``key`` (views/components/control_panel);
+    "rerun" the page as it is (the R key). ``weight``: how often it is picked relative to the others.
     """
 
     name: str
     key: str
     action: str
     weight: float = 1.0
+    control: str = ""
 
 
 # Each lesson's main controls, read from views/*.py.
 PAGE_INTERACTIONS = {
     "convolution": (
         # Next, Previous, Play and the scrubber run in the browser's step player: no server message.
-        Interaction("kernel", "conv_kernel_name", "choose", 2),
-        Interaction("region size", "conv_region_size", "choose"),
-        Interaction("stride", "conv_stride", "choose"),
+        Interaction("kernel", "conv_kernel_panel", "set", 2, control="conv_kernel_name"),
+        Interaction("region size", "conv_region_panel", "set", control="conv_region_size"),
+        Interaction("stride", "conv_settings_panel", "set", control="conv_stride"),
         Interaction("image click", "conv_click", "click_image"),
     ),
     "stacks": (

@@ -146,7 +146,8 @@ def _container(page, key):
     return container.first
 
 
-def _click_button(page, key, rng):
+def _click_button(page, interaction, rng):
+    key = interaction.key
     button = _container(page, key).get_by_role("button").first
     if button.is_disabled():
         raise Unavailable("disabled")
@@ -185,7 +186,8 @@ def _move_slider(page, slider, rng):
     page.keyboard.press("ArrowRight" if right else "ArrowLeft")
 
 
-def _choose(page, key, rng):
+def _choose(page, interaction, rng):
+    key = interaction.key
     container = _container(page, key)
     for test_id, choose in (("stSelectbox", lambda widget: _choose_in_selectbox(page, widget, rng)),
                             ("stRadio", lambda widget: _choose_in_radio(widget, rng)),
@@ -197,7 +199,8 @@ def _choose(page, key, rng):
     raise Unavailable("not a selectbox, radio or slider")
 
 
-def _toggle(page, key, rng):
+def _toggle(page, interaction, rng):
+    key = interaction.key
     _container(page, key).locator("label").first.click()
 
 
@@ -207,13 +210,15 @@ def _picture_box(page, key):
     return picture.bounding_box()  # in the page's coordinates
 
 
-def _click_picture(page, key, rng):
+def _click_picture(page, interaction, rng):
+    key = interaction.key
     box = _picture_box(page, key)
     page.mouse.click(box["x"] + rng.uniform(0.05, 0.95) * box["width"],
                      box["y"] + rng.uniform(0.05, 0.95) * box["height"])
 
 
-def _drag_on_picture(page, key, rng):
+def _drag_on_picture(page, interaction, rng):
+    key = interaction.key
     box = _picture_box(page, key)
     start_x = box["x"] + rng.uniform(0.1, 0.7) * box["width"]
     start_y = box["y"] + rng.uniform(0.1, 0.7) * box["height"]
@@ -223,18 +228,52 @@ def _drag_on_picture(page, key, rng):
     page.mouse.up()
 
 
-def _rerun(page, key, rng):
+def _rerun(page, interaction, rng):
     page.locator("body").press("r")  # Streamlit's own shortcut
 
 
+def _set_control(page, interaction, rng):
+    # The control panel's own elements: a slider nudged by one arrow key, another button or menu option
+    # clicked, a number stepped by an arrow key, a switch clicked.
+    box = _container(page, interaction.key).locator(f"[data-control='{interaction.control}']")
+    if box.count() == 0 or box.locator(".fixed").count():
+        raise Unavailable("absent")
+    field = box.locator("input, select").first
+    if field.is_disabled():
+        raise Unavailable("disabled")
+    kind = field.evaluate("(element) => element.type")
+    if kind == "range":
+        value, low, high = float(field.input_value()), float(field.get_attribute("min")), float(field.get_attribute("max"))
+        if low == high:
+            raise Unavailable("only one option")
+        right = value < high and (value == low or rng.random() < 0.5)
+        field.focus()
+        page.keyboard.press("ArrowRight" if right else "ArrowLeft")
+    elif kind == "radio":
+        others = box.locator("label:not(:has(input:checked))").all()
+        if not others:
+            raise Unavailable("only one option")
+        rng.choice(others).click()
+    elif kind.startswith("select"):
+        options = field.locator("option").all()
+        chosen = field.input_value()
+        others = [option.get_attribute("value") for option in options if option.get_attribute("value") != chosen]
+        field.select_option(rng.choice(others))
+    elif kind == "checkbox":
+        field.click()
+    else:
+        field.focus()
+        page.keyboard.press(rng.choice(("ArrowUp", "ArrowDown")))
+
+
 ACTIONS = {"click": _click_button, "choose": _choose, "toggle": _toggle, "click_image": _click_picture,
-           "drag_image": _drag_on_picture, "rerun": _rerun}
+           "drag_image": _drag_on_picture, "set": _set_control, "rerun": _rerun}
 
 
 def do_interaction(page, interaction, rng, timeout_ms):
     """Do ``interaction``; returns seconds from the input's release to the page at rest."""
     page.evaluate("window.__benchLastInput = null")
-    ACTIONS[interaction.action](page, interaction.key, rng)
+    ACTIONS[interaction.action](page, interaction, rng)
     since = last_input_at(page)
     if since is None:
         raise RuntimeError(f"'{interaction.name}': no mouse or key release was seen")

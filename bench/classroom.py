@@ -47,11 +47,13 @@ from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 from streamlit.proto.NumberInput_pb2 import NumberInput
 from streamlit.proto.Slider_pb2 import Slider
 from streamlit.proto.WidgetStates_pb2 import WidgetState
+from streamlit.runtime.state.session_state import STREAMLIT_INTERNAL_KEY_PREFIX
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from bench._common import (OPEN_PAGE, PAGE_INTERACTIONS, PAGE_PATHS, Summary, Unavailable, app_server,
                            cpu_seconds, flag_value, machine_line, memory_mib, pick_interaction)
+from views.components import unwrapped
 
 REPLICA_HEADER = "x-convscope-replica"  # set by deploy/haproxy.cfg: the replica that answered
 MAX_REPLICAS = 16  # the most a balancer is asked to show (deploy/haproxy-compose-servers.cfg's slots)
@@ -180,6 +182,27 @@ def _pointer_value(widget, rng, drag):
     return value
 
 
+def _control_event(widget, name, rng):
+    """The trigger a control panel sends when the person gives its control ``name`` another value."""
+    controls = {control["name"]: control for control in unwrapped(json.loads(widget.proto.json))["controls"]}
+    control = controls.get(name)
+    if control is None or control["kind"] == "fixed":
+        raise Unavailable("absent")
+    if control.get("disabled"):
+        raise Unavailable("disabled")
+    current = control["value"]
+    if control["kind"] == "slider":
+        chosen = _other(range(control["low"], control["high"] + 1), current, rng)
+    elif control["kind"] in ("buttons", "menu"):
+        chosen = _other(control["options"], current, rng)
+    elif control["kind"] == "switch":
+        chosen = not current
+    else:  # a number: one step up or down, as the arrow keys do
+        chosen = min(max(current + rng.choice((-1, 1)) * control["step"], control["low"]), control["high"])
+    event = [{"event": "change", "value": {"name": name, "value": chosen}}]
+    return WidgetState(id=f"{STREAMLIT_INTERNAL_KEY_PREFIX}_{widget.proto.id}__events", json_trigger_value=json.dumps(event))
+
+
 def changed_state(interaction, widget, current, rng):
     """The WidgetState a student's ``interaction`` sends for ``widget`` (``current``: its reported state)."""
     if getattr(widget.proto, "disabled", False):
@@ -193,6 +216,8 @@ def changed_state(interaction, widget, current, rng):
         state.bool_value = not (current.bool_value if current else widget.proto.default)
     elif interaction.action in ("click_image", "drag_image"):
         state.json_value = json.dumps(_pointer_value(widget, rng, drag=interaction.action == "drag_image"))
+    elif interaction.action == "set":
+        state = _control_event(widget, interaction.control, rng)
     else:
         raise ValueError(f"unknown action {interaction.action!r}")
     return state
@@ -304,7 +329,7 @@ class StudentSession:
         if widget is None:
             raise Unavailable("absent")
         state = changed_state(interaction, widget, self._states.get(widget.proto.id), rng)
-        if interaction.action != "click":  # a trigger lasts one run; values stay
+        if interaction.action not in ("click", "set"):  # a trigger lasts one run; values stay
             self._states[state.id] = state
         return await self._run(changed=state, fragment_id=widget.fragment_id)
 
@@ -333,6 +358,8 @@ class StudentSession:
             state = changed if changed is not None and changed.id == widget_id else self._states.get(widget_id)
             if state is not None:
                 client_state.widget_states.widgets.append(state)
+        if changed is not None and changed.id not in self._widgets:  # a component's event: its own id
+            client_state.widget_states.widgets.append(changed)
         client_state.cached_message_hashes.extend(self._cache.hashes())
         return message
 
@@ -509,7 +536,8 @@ async def student(number, arguments, server_url, results):
     rng = random.Random(arguments.seed * 1000 + number)
     await asyncio.sleep(rng.uniform(0.0, arguments.ramp))
     session = StudentSession(server_url, arguments.page, arguments.timeout)
-    interactions = PAGE_INTERACTIONS[arguments.page]
+    interactions = [interaction for interaction in PAGE_INTERACTIONS[arguments.page]
+                    if not arguments.only or interaction.name in arguments.only]
     try:
         results.record(OPEN_PAGE, await session.open())
         results.replicas[session.replica] += 1
@@ -705,6 +733,8 @@ def parse_arguments(argv=None):
     parser.add_argument("--clicks", type=int, default=None,
                         help="interactions per student (default 20; 50 with --memory)")
     parser.add_argument("--page", choices=sorted(PAGE_INTERACTIONS), default="convolution")
+    parser.add_argument("--only", action="append", default=[], metavar="NAME",
+                        help="do only this interaction of the page, e.g. --only kernel (repeatable)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--think", type=float, nargs=2, default=(1.0, 3.0), metavar=("MIN", "MAX"),
                         help="seconds a student pauses before each interaction, uniform (default 1 3)")
@@ -725,6 +755,9 @@ def parse_arguments(argv=None):
     arguments.clicks = arguments.clicks if arguments.clicks is not None else (50 if arguments.memory else 20)
     arguments.sample_every = arguments.sample_every or (5.0 if arguments.memory else 2.0)
     arguments.rounds = arguments.rounds or (2 if arguments.memory else 1)
+    names = {interaction.name for interaction in PAGE_INTERACTIONS[arguments.page]}
+    if set(arguments.only) - names:
+        parser.error(f"--only: the {arguments.page} page's interactions are {', '.join(sorted(names))}")
     if arguments.think[0] > arguments.think[1]:
         parser.error("--think MIN MAX needs MIN <= MAX")
     return arguments

@@ -29,6 +29,8 @@ from streamlit.testing.v1 import AppTest
 from kernels import conv2d_trace, make_kernel
 from scans import apply_window, read_sample
 from views.components.step_player import conv_payload
+from tests.apptest import set_control  # a panel change as the browser sends it
+from views.convolution_controls import REGION_PANEL
 
 REPO = Path(__file__).resolve().parents[1]
 PAGE = str(REPO / "views" / "convolution.py")
@@ -60,12 +62,12 @@ def _page_cost(region_size, repeats):
     """Seconds of whole-page runs: after a new region (new trace and data), and after a rerun changing nothing."""
     app = AppTest.from_file(PAGE, default_timeout=300).run()
     app.selectbox(key="scan_source").set_value(SAMPLE).run()
-    app.slider(key="conv_region_size").set_value(region_size).run()
+    set_control(app, REGION_PANEL, "conv_region_size", region_size)
     assert not app.exception, app.exception
     changed, unchanged = [], []
     for index in range(repeats):
         start = time.perf_counter()
-        app.slider(key="conv_region_top").set_value(200 + index % 2).run()  # a new region: a new trace
+        set_control(app, REGION_PANEL, "conv_region_top", 200 + index % 2)  # a new region: a new trace
         changed.append(time.perf_counter() - start)
         start = time.perf_counter()
         app.run()

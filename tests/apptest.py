@@ -7,6 +7,8 @@ from pathlib import Path
 from streamlit.runtime.state.session_state import STREAMLIT_INTERNAL_KEY_PREFIX
 from streamlit.testing.v1 import AppTest
 
+from views.components import unwrapped
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 APP_PATH = REPO_ROOT / "app.py"
 STEP_PLAYER = "convscope_step_player"  # views/components/step_player's component name
@@ -96,13 +98,13 @@ def open_tab(app, key, label):
 
 def step_players(app):
     """The step players on the page: key -> the data each received on the last run (JSON, as the browser gets it)."""
-    return {element.key: json.loads(element.proto.json) for element in app.get("bidi_component")
+    return {element.key: unwrapped(json.loads(element.proto.json)) for element in app.get("bidi_component")
             if element.proto.component_name == STEP_PLAYER}
 
 
 def component_data(app, key):
     """The data our components v2 element ``key`` received on the last run, as the browser gets it (JSON)."""
-    return json.loads(_component(app, key).proto.json)
+    return unwrapped(json.loads(_component(app, key).proto.json))
 
 
 def send_component_event(app, key, event, value):
@@ -119,6 +121,11 @@ def send_component_event(app, key, event, value):
                           json_trigger_value=json.dumps([{"event": event, "value": value}]))
     states.widgets.append(trigger)
     return app._run(widget_state=states)
+
+
+def set_control(app, panel, name, value):
+    """Rerun as the browser does after the person changed control ``name`` of control panel ``panel``."""
+    return send_component_event(app, panel, "change", {"name": name, "value": value})
 
 
 def _component(app, key):

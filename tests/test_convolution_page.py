@@ -14,13 +14,13 @@ import numpy as np
 import pytest
 
 from tests.apptest import (component_data, open_tab, run_page_file, scan_uploader, send_component_event,
-                           step_players)
-from kernels import avg_pool2d, conv2d, conv2d_trace, make_kernel, max_pool2d, pool2d_trace, reference, relu
+                           set_control, step_players)
+from kernels import KERNELS, avg_pool2d, conv2d, conv2d_trace, make_kernel, max_pool2d, pool2d_trace, reference, relu
 from scans import apply_window, list_samples, read_sample
 from views.caching import SESSION_MEMOS, UPLOAD_MEMORY
 from views.components.step_player import FORMAT, decode_array
-from views.convolution_controls import (KERNEL_EDITOR, KERNEL_GRID, KERNEL_LIMIT, output_size_equation, random_kernel,
-                                        stored_key)
+from views.convolution_controls import (KERNEL_EDITOR, KERNEL_GRID, KERNEL_LIMIT, KERNEL_PANEL, REGION_PANEL,
+                                        SETTINGS_PANEL, output_size_equation, random_kernel, stored_key)
 from tests.naive import relative_error
 
 PAGE = "views/convolution.py"
@@ -207,35 +207,42 @@ def test_a_malformed_kernel_falls_back_with_a_warning():
 
 def test_bank_random_and_cut_kernels():
     app = _open()
-    app.selectbox(key="conv_kernel_name").set_value("gaussian blur").run()
-    app.slider(key="conv_kernel_size").set_value(4).run()
+    set_control(app, KERNEL_PANEL, "conv_kernel_size", 5)  # Sobel has one size: the slider is disabled
+    assert _state(app, "conv_kernel_size") == 3
+    set_control(app, KERNEL_PANEL, "conv_kernel_name", "gaussian blur")
+    set_control(app, KERNEL_PANEL, "conv_kernel_size", 4)
     np.testing.assert_array_equal(np.asarray(app.session_state["conv_kernel_grid"], dtype=np.float32),
                                   make_kernel("gaussian blur", 4))
+    about = [control["text"] for control in component_data(app, KERNEL_PANEL)["controls"] if control["kind"] == "fixed"]
+    assert about == [KERNELS["gaussian blur"].description]
     _assert_player_is_conv2d(app)
 
-    app.radio(key="conv_kernel_source").set_value("Random").run()
+    set_control(app, KERNEL_PANEL, "conv_kernel_source", "Random")
     np.testing.assert_array_equal(np.asarray(app.session_state["conv_kernel_grid"], dtype=np.float32),
                                   random_kernel(4, 0))
-    app.button(key="conv_random_new").click().run()
+    set_control(app, KERNEL_PANEL, "conv_random_new", True)
     np.testing.assert_array_equal(np.asarray(app.session_state["conv_kernel_grid"], dtype=np.float32),
                                   random_kernel(4, 1))
+    set_control(app, KERNEL_PANEL, "conv_random_seed", 7)
+    np.testing.assert_array_equal(np.asarray(app.session_state["conv_kernel_grid"], dtype=np.float32),
+                                  random_kernel(4, 7))
     _assert_player_is_conv2d(app)
 
-    app.radio(key="conv_kernel_source").set_value("Cut from the image").run()
+    set_control(app, KERNEL_PANEL, "conv_kernel_source", "Cut from the image")
     assert not app.exception, app.exception
     cut = np.asarray(app.session_state["conv_kernel_grid"], dtype=np.float32)
     assert cut.shape == (4, 4) and abs(float(cut.sum())) < 1e-4 and abs(float((cut * cut).sum()) - 1.0) < 1e-4
+    set_control(app, REGION_PANEL, "conv_region_top", _state(app, "conv_region_top") + 40)
+    set_control(app, KERNEL_PANEL, "conv_cut", True)  # cut again, from the moved region
+    assert not np.array_equal(np.asarray(app.session_state["conv_kernel_grid"], dtype=np.float32), cut)
     _assert_player_is_conv2d(app)
 
 
 def test_stride_padding_dilation_flip_and_the_formula():
     app = _open()
-    app.select_slider(key="conv_stride").set_value(2).run()
-    app.radio(key="conv_padding_kind").set_value("valid").run()
-    app.select_slider(key="conv_dilation").set_value(2).run()
-    app.number_input(key="conv_bias").set_value(0.5).run()
-    app.toggle(key="conv_flip").set_value(True).run()
-    app.selectbox(key="conv_padding_mode").set_value("zeros").run()
+    for name, chosen in (("conv_stride", 2), ("conv_padding_kind", "valid"), ("conv_dilation", 2),
+                         ("conv_bias", 0.5), ("conv_flip", True), ("conv_padding_mode", "zeros")):
+        set_control(app, SETTINGS_PANEL, name, chosen)
     assert not app.exception, app.exception
     size = int(_state(app, "conv_region_size"))
     expected_formula = output_size_equation(size, 3, 0, 0, 2, 2)
@@ -246,7 +253,7 @@ def test_stride_padding_dilation_flip_and_the_formula():
     np.testing.assert_array_equal(decode_array(data["steps"]["cols"])[:2], [[0, 2, 4], [2, 4, 6]])
     np.testing.assert_array_equal(decode_array(data["kernel"]["values"]), make_kernel("sobel x")[::-1, ::-1])
 
-    app.radio(key="conv_padding_kind").set_value("same").run()  # "same" needs stride 1: a clear error
+    set_control(app, SETTINGS_PANEL, "conv_padding_kind", "same")  # "same" needs stride 1: a clear error
     assert not app.exception, app.exception
     assert any("stride 1" in error.value for error in app.error)
 
@@ -345,11 +352,11 @@ def test_a_10_by_10_dose_grid_works_with_a_region_as_large_as_the_image():
     assert not app.exception, app.exception
     assert any(element.value.startswith("**rtdose.dcm**, 10 x 10 pixels") for element in app.markdown)
     _assert_player_is_conv2d(app)
-    app.slider(key="conv_region_size").set_value(10).run()
+    set_control(app, REGION_PANEL, "conv_region_size", 10)
     assert not app.exception, app.exception
-    captions = [caption.value for caption in app.caption]
-    assert "Top row: 0, the region is as tall as the image." in captions
-    assert "Left column: 0, the region is as wide as the image." in captions
+    sentences = [control.get("text") for control in component_data(app, REGION_PANEL)["controls"]]
+    assert "Top row: 0, the region is as tall as the image." in sentences
+    assert "Left column: 0, the region is as wide as the image." in sentences
     region = tuple(_state(app, key) for key in ("conv_region_top", "conv_region_left", "conv_region_size"))
     assert region == (0, 0, 10)
     _assert_player_is_conv2d(app)
@@ -383,9 +390,9 @@ def test_garbage_upload_shows_the_scan_error_and_the_lesson_keeps_working():
 
 def test_region_follows_the_sliders():
     app = _open()
-    app.slider(key="conv_region_size").set_value(6).run()
-    app.slider(key="conv_region_top").set_value(20).run()
-    app.slider(key="conv_region_left").set_value(30).run()
+    set_control(app, REGION_PANEL, "conv_region_size", 6)
+    set_control(app, REGION_PANEL, "conv_region_top", 20)
+    set_control(app, REGION_PANEL, "conv_region_left", 30)
     assert (_state(app, "conv_region_top"), _state(app, "conv_region_left"), _state(app, "conv_region_size")) == (
         20, 30, 6)
     _assert_player_is_conv2d(app)
@@ -395,8 +402,8 @@ def test_region_follows_the_sliders():
 def test_a_new_window_changes_the_numbers():
     app = _open()
     app.selectbox(key="scan_source").set_value("Head CT slice").run()
-    app.slider(key="conv_region_top").set_value(200).run()  # brain tissue: grey values inside the window
-    app.slider(key="conv_region_left").set_value(300).run()
+    set_control(app, REGION_PANEL, "conv_region_top", 200)  # brain tissue: grey values inside the window
+    set_control(app, REGION_PANEL, "conv_region_left", 300)
     before = decode_array(_player(app)["output"]["values"])
     assert np.any(before != 0.0)
     app.slider(key="scan_level").set_value(80.0).run()  # the brain window moved up by 40 HU
@@ -453,3 +460,36 @@ def test_the_code_that_computed_the_steps_is_shown_under_the_player():
     out_cols = decode_array(data["output"]["values"]).shape[1]
     sentence = " ".join(markdown.value for markdown in expanders[0].markdown)
     assert f"out_row, out_col = divmod(i - 1, {out_cols})" in sentence
+
+
+def test_the_settings_panel_keeps_every_change_to_what_its_controls_allow():
+    # The browser sends what the person chose; the server checks it against the controls it drew.
+    app = _open()
+    for name, sent, kept in (("conv_bias", 55.5, 10.0), ("conv_bias", -0.123, -0.12), ("conv_padding", 9, 4),
+                             ("conv_padding", 1.6, 2), ("conv_stride", 7, 1), ("conv_stride", True, 1),
+                             ("conv_stride", "2", 1), ("conv_padding_mode", "mirror", "replicate"),
+                             ("conv_flip", "yes", False), ("conv_dilation", 3, 3)):
+        set_control(app, SETTINGS_PANEL, name, sent)
+        assert not app.exception, app.exception
+        assert _state(app, name) == kept and type(_state(app, name)) is type(kept), (name, sent)
+    set_control(app, SETTINGS_PANEL, "conv_padding_kind", "valid")
+    set_control(app, SETTINGS_PANEL, "conv_padding", 3)  # disabled while the padding is "valid"
+    assert _state(app, "conv_padding") == 2
+    send_component_event(app, SETTINGS_PANEL, "change", "not a change")
+    set_control(app, SETTINGS_PANEL, "no such control", 1)
+    assert not app.exception, app.exception
+    _assert_player_is_conv2d(app)
+
+
+def test_the_region_panel_keeps_the_region_inside_the_image():
+    app = _open()
+    height, width = _image(app).shape
+    set_control(app, REGION_PANEL, "conv_region_size", 500)
+    set_control(app, REGION_PANEL, "conv_region_top", 10**6)
+    set_control(app, REGION_PANEL, "conv_region_left", -5)
+    region = tuple(_state(app, key) for key in ("conv_region_top", "conv_region_left", "conv_region_size"))
+    assert region == (height - 32, 0, 32)
+    sliders = {control["name"]: control for control in component_data(app, REGION_PANEL)["controls"]}
+    assert (sliders["conv_region_top"]["low"], sliders["conv_region_top"]["high"]) == (0, height - 32)
+    assert (sliders["conv_region_left"]["high"], sliders["conv_region_size"]["high"]) == (width - 32, 32)
+    _assert_player_is_conv2d(app)

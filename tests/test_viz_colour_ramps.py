@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from viz import images
+from viz.images import COLOUR_SCHEMES, diverging_rgb, magnitude_percentile
 
 
 def _interpolated_exactly(unit_values, stops):
@@ -29,3 +30,23 @@ def test_diverging_map_colours_signs_and_blank_values():
     np.testing.assert_array_equal(coloured[0, 1], images._DIVERGING_STOPS[2])  # white
     np.testing.assert_array_equal(coloured[0, 2], images._DIVERGING_STOPS[-1])  # full red
     np.testing.assert_array_equal(coloured[0, 3], images._DIVERGING_STOPS[0])  # NaN: the ramp's first colour
+
+
+@pytest.mark.parametrize("size", [1, 2, 7, 1000, 386_000])
+@pytest.mark.parametrize("percent", [0, 50, 99, 99.5, 100])
+def test_magnitude_percentile_is_numpys_percentile_of_the_magnitudes(size, percent):
+    values = np.random.default_rng(size).standard_normal(size).astype(np.float32) * 3.0
+    assert magnitude_percentile(values, percent) == pytest.approx(float(np.percentile(np.abs(values), percent)),
+                                                                  rel=1e-6)
+    assert magnitude_percentile(np.zeros((0, 4), np.float32), 99.5) == 0.0
+
+
+def test_the_ramp_lookup_gives_each_value_its_interpolated_colour():
+    values = np.linspace(-2.0, 2.0, 101, dtype=np.float32).reshape(1, 101)
+    stops = COLOUR_SCHEMES["standard"].diverging_stops
+    fractions = np.clip(0.5 + 0.5 * values[0] / 2.0, 0.0, 1.0) * (len(stops) - 1)
+    lower = np.minimum(np.floor(fractions).astype(int), len(stops) - 2)
+    exact = stops[lower] * (1 - (fractions - lower))[:, None] + stops[lower + 1] * (fractions - lower)[:, None]
+    drawn = diverging_rgb(values, 2.0)
+    assert drawn.shape == (1, 101, 3) and drawn.dtype == np.uint8 and drawn.flags["C_CONTIGUOUS"]
+    assert np.abs(drawn[0].astype(float) - exact).max() <= 1.0

@@ -1,7 +1,9 @@
 """Widgets and session state of the convolution lesson: the region, the kernel and the settings.
 
-Every choice is kept under a session-state key no widget owns ("conv__..."), copied into its widget's
-key before the widget is drawn, so it survives reruns and a visit to another page. The kernel itself
+Every choice is kept under a session-state key no widget owns (``stored_key``), so it survives reruns and a
+visit to another page. The kernel's source, the region and the settings are three control panels (one
+element each instead of fourteen widgets in columns: a click costs the shared server a fifth less),
+whose changes write those keys. The kernel itself
 lives in ``st.session_state[KERNEL_GRID]`` (a list of rows): the kernel grid, the filter bank, the random
 and the cut-from-the-image buttons all write there, and so can a test.
 """
@@ -14,10 +16,14 @@ import streamlit as st
 from kernels import KERNELS, MAX_KERNEL_SIZE, PADDING_MODES, make_kernel, output_size
 from lessons.matching import Box, cut_box, zero_mean_kernel
 from views.caching import computed, image_key  # noqa: F401  the lesson's names for the one cache rule
+from views.components.control_panel import button, buttons, control_panel, fixed, menu, number, slider, switch
 from views.components.kernel_grid import edit_of, kernel_grid
 
 KERNEL_GRID = "conv_kernel_grid"  # the kernel in use: list of rows of floats (tests may set it)
 KERNEL_EDITOR = "conv_kernel_editor"  # the grid of number fields that edits it
+KERNEL_PANEL = "conv_kernel_panel"  # where the kernel comes from, which one, its size
+REGION_PANEL = "conv_region_panel"  # the region's size, top and left
+SETTINGS_PANEL = "conv_settings_panel"  # stride, dilation, padding, bias and the flip
 KERNEL_LIMIT = 100.0  # the editor's bounds for one weight
 SOURCES = ("Filter bank", "Random", "Cut from the image")
 PADDING_KINDS = ("number", "same", "valid")
@@ -60,11 +66,11 @@ class Region(NamedTuple):
 
 
 # ---------------------------------------------------------------------------------------------------
-# Persistent widgets
+# Persistent values
 
 
 def stored_key(key):
-    """The session-state key of widget ``key``'s persistent value (tests read and set it)."""
+    """The session-state key of control ``key``'s persistent value (tests read and set it)."""
     return f"{key}__value"
 
 
@@ -77,75 +83,56 @@ def init_state():
 
 
 def value(key):
-    """The current persistent value behind widget ``key``."""
+    """The current persistent value of control ``key``."""
     return st.session_state[stored_key(key)]
-
-
-def _prepare(key, bounds=None):
-    """Copy the persistent value into the widget's key before the widget exists (allowed).
-
-    ``bounds`` (lowest, highest) clamp it to a slider's current range, so a smaller image never makes the
-    slider refuse its value. The copy is made only when needed (the widget's state was dropped by a
-    visit to another page, a click or a link moved the value, or the slider's range changed, which
-    makes it a new widget): a value written on every run makes Streamlit treat every widget as newly set.
-    """
-    current = st.session_state[stored_key(key)]
-    if bounds is not None:
-        current = int(np.clip(current, *bounds))
-        st.session_state[stored_key(key)] = current
-    bounds_key = f"conv__bounds_{key}"
-    if st.session_state.get(key, None) != current or st.session_state.get(bounds_key) != bounds:
-        st.session_state[key] = current
-        st.session_state[bounds_key] = bounds
-
-
-def _copy(key, then=None):
-    st.session_state[stored_key(key)] = st.session_state[key]
-    if then is not None:
-        then()
-
-
-def persistent(widget, label, key, *args, bounds=None, then=None, **kwargs):
-    """Draw ``widget`` bound to a persistent value; ``then`` runs after a change (in the callback)."""
-    _prepare(key, bounds)
-    return widget(label, *args, key=key, on_change=_copy, args=(key, then), **kwargs)
 
 
 # ---------------------------------------------------------------------------------------------------
 # Region
 
 
-def region_sliders(image_shape):
-    """Size, top and left sliders of the region; returns the Region (always inside the image)."""
+def _store(name, chosen):
+    """A control panel's change: the new value of persistent ``name``."""
+    st.session_state[stored_key(name)] = chosen
+
+
+def region_controls(image_shape):
+    """Size, top and left of the region in one panel; returns the Region (always inside the image)."""
     height, width = image_shape
     largest = int(min(REGION_SIZES[1], height, width))
     smallest = int(min(REGION_SIZES[0], largest))
     st.session_state.setdefault(stored_key("conv_region_top"), max(0, height // 2 - DEFAULTS["conv_region_size"] // 2))
     st.session_state.setdefault(stored_key("conv_region_left"), max(0, width // 2 - DEFAULTS["conv_region_size"] // 2))
-    columns = st.columns(3)
-    with columns[0]:
-        size = _bounded_slider("Region size (pixels)", "conv_region_size", smallest, largest,
-                               help_text="5 to 32 pixels square: small enough to read every number.",
-                               fixed=f"Region size: {largest} pixels, as large as the image allows.")
-    with columns[1]:
-        top = _bounded_slider("Top row", "conv_region_top", 0, height - size,
-                              help_text="Row 0 is the top of the image.",
-                              fixed="Top row: 0, the region is as tall as the image.")
-    with columns[2]:
-        left = _bounded_slider("Left column", "conv_region_left", 0, width - size,
-                               help_text="Column 0 is the left edge of the image.",
-                               fixed="Left column: 0, the region is as wide as the image.")
-    return Region(int(top), int(left), int(size))
+    size = _kept_in("conv_region_size", smallest, largest)
+    top = _kept_in("conv_region_top", 0, height - size)
+    left = _kept_in("conv_region_left", 0, width - size)
+    controls = [
+        _bounded("conv_region_size", "Region size (pixels)", size, smallest, largest,
+                 help_text="5 to 32 pixels square: small enough to read every number.",
+                 fixed_text=f"Region size: {largest} pixels, as large as the image allows."),
+        _bounded("conv_region_top", "Top row", top, 0, height - size, help_text="Row 0 is the top of the image.",
+                 fixed_text="Top row: 0, the region is as tall as the image."),
+        _bounded("conv_region_left", "Left column", left, 0, width - size,
+                 help_text="Column 0 is the left edge of the image.",
+                 fixed_text="Left column: 0, the region is as wide as the image."),
+    ]
+    control_panel(controls, key=REGION_PANEL, on_change=_store, columns=3)
+    return Region(top, left, size)
 
 
-def _bounded_slider(label, key, lowest, highest, *, help_text, fixed):
-    """A persistent slider over lowest..highest; when the range holds one value (a tiny image), that value
-    with the sentence ``fixed`` instead, since a slider needs two ends."""
+def _kept_in(name, lowest, highest):
+    """The persistent whole number ``name``, moved into lowest..highest (a smaller image, a larger region)."""
+    kept = int(np.clip(value(name), lowest, highest))
+    st.session_state[stored_key(name)] = kept
+    return kept
+
+
+def _bounded(name, label, current, lowest, highest, *, help_text, fixed_text):
+    """A slider over lowest..highest; when the range holds one value (a tiny image), the sentence
+    ``fixed_text`` instead, since a slider needs two ends."""
     if lowest >= highest:
-        st.session_state[stored_key(key)] = int(lowest)
-        st.caption(fixed)
-        return int(lowest)
-    return persistent(st.slider, label, key, lowest, highest, bounds=(lowest, highest), help=help_text)
+        return fixed(name, fixed_text)
+    return slider(name, label, lowest, highest, current, help_text=help_text)
 
 
 def centre_region_on(row, col, image_shape):
@@ -273,31 +260,37 @@ def take_pending_cut(image, region):
 
 
 def kernel_controls():
-    """The kernel's source widgets (bank / random / cut) and their one-line explanation."""
-    source = persistent(st.radio, "Where the kernel comes from", "conv_kernel_source", SOURCES, horizontal=True,
-                        then=_kernel_from_source)
-    name = value("conv_kernel_name")
-    fixed = source == "Filter bank" and not KERNELS[name].resizable
+    """The kernel's source (bank / random / cut) and what each source needs, in one panel."""
+    source, name = value("conv_kernel_source"), value("conv_kernel_name")
+    controls = [buttons("conv_kernel_source", "Where the kernel comes from", list(SOURCES), source, wide=True)]
     if source == "Filter bank":
-        persistent(st.selectbox, "Kernel", "conv_kernel_name", list(KERNELS), then=_kernel_from_source)
-        st.caption(KERNELS[value("conv_kernel_name")].description)
-        fixed = not KERNELS[value("conv_kernel_name")].resizable
-    persistent(st.slider, "Kernel size", "conv_kernel_size", 1, MAX_KERNEL_SIZE, then=_kernel_from_source,
-               disabled=fixed, help="Even sizes too: the radiology blog's figure uses a 4 x 4 kernel. "
-                                    "Fixed kernels (Sobel, Laplacian, ...) have one size.")
+        controls += [menu("conv_kernel_name", "Kernel", list(KERNELS), name, wide=True),
+                     fixed("conv_kernel_about", KERNELS[name].description, wide=True)]
+    controls.append(slider("conv_kernel_size", "Kernel size", 1, MAX_KERNEL_SIZE, value("conv_kernel_size"),
+                           disabled=source == "Filter bank" and not KERNELS[name].resizable, wide=True,
+                           help_text="Even sizes too: the radiology blog's figure uses a 4 x 4 kernel. "
+                                     "Fixed kernels (Sobel, Laplacian, ...) have one size."))
     if source == "Random":
-        seed_column, button_column = st.columns(2, vertical_alignment="bottom")
-        with seed_column:
-            persistent(st.number_input, "Random seed", "conv_random_seed", min_value=0, max_value=10**6, step=1,
-                       then=_kernel_from_source, help="The same seed always gives the same kernel.")
-        with button_column:
-            st.button("New random kernel", key="conv_random_new", on_click=_new_random)
+        controls += [number("conv_random_seed", "Random seed", 0, 10**6, int(value("conv_random_seed")),
+                            help_text="The same seed always gives the same kernel."),
+                     button("conv_random_new", "New random kernel")]
     elif source == "Cut from the image":
-        st.button("Cut a kernel from the centre of the region", key="conv_cut",
-                  on_click=st.session_state.__setitem__, args=("conv__cut_pending", True))
-        st.caption("The pixels under the green box, minus their mean (scaled to length 1): the map is "
-                   "brightest where the image looks like that piece, which is how a kernel finds an object "
-                   "wherever it is.")
+        controls += [button("conv_cut", "Cut a kernel from the centre of the region", wide=True),
+                     fixed("conv_cut_about", "The pixels under the green box, minus their mean (scaled to length "
+                           "1): the map is brightest where the image looks like that piece, which is how a kernel "
+                           "finds an object wherever it is.", wide=True)]
+    control_panel(controls, key=KERNEL_PANEL, on_change=_kernel_change, columns=2)
+
+
+def _kernel_change(name, chosen):
+    """A change in the kernel's panel: a new source, bank kernel, size or seed rebuilds the kernel."""
+    if name == "conv_random_new":
+        _new_random()
+    elif name == "conv_cut":
+        st.session_state["conv__cut_pending"] = True  # done once the image and the region are known
+    else:
+        _store(name, chosen)
+        _kernel_from_source()
 
 
 def kernel_editor(kernel, *, large=False):
@@ -307,26 +300,26 @@ def kernel_editor(kernel, *, large=False):
 
 
 def settings_controls():
-    """Stride, padding, padding mode, dilation, bias and the flip switch; returns Settings."""
-    first, second = st.columns(2)
-    with first:
-        stride = persistent(st.select_slider, "Stride", "conv_stride", options=[1, 2, 3, 4],
-                            help="How many pixels the kernel moves between two positions.")
-        kind = persistent(st.radio, "Padding", "conv_padding_kind", PADDING_KINDS, horizontal=True,
-                          help='"same" keeps the size (stride 1 only); "valid" adds none.')
-        amount = persistent(st.number_input, "Padding on each side", "conv_padding", min_value=0, max_value=4,
-                            step=1, disabled=kind != "number")
-        mode = persistent(st.selectbox, "Padding values", "conv_padding_mode", list(PADDING_MODES),
-                          help="zeros: a frame of 0; reflect: the image mirrored; replicate: edge pixels repeated.")
-    with second:
-        dilation = persistent(st.select_slider, "Dilation", "conv_dilation", options=[1, 2, 3],
-                              help="Spread the kernel's taps apart: a wider view with the same weights.")
-        bias = persistent(st.number_input, "Bias", "conv_bias", min_value=-10.0, max_value=10.0, step=0.1,
-                          format="%.2f", help="Added to every output value.")
-    # Under both columns: in one of them the label would be cut at 1280 pixels.
-    flip = persistent(st.toggle, "True convolution (flip the kernel)", "conv_flip")
-    padding = int(amount) if kind == "number" else kind
-    return Settings(int(stride), padding, str(mode), int(dilation), float(bias), bool(flip))
+    """Stride, padding, padding mode, dilation, bias and the flip switch in one panel; returns Settings."""
+    kind = value("conv_padding_kind")
+    controls = [
+        buttons("conv_stride", "Stride", [1, 2, 3, 4], value("conv_stride"),
+                help_text="How many pixels the kernel moves between two positions."),
+        buttons("conv_dilation", "Dilation", [1, 2, 3], value("conv_dilation"),
+                help_text="Spread the kernel's taps apart: a wider view with the same weights."),
+        buttons("conv_padding_kind", "Padding", list(PADDING_KINDS), kind,
+                help_text='"same" keeps the size (stride 1 only); "valid" adds none.'),
+        number("conv_padding", "Padding on each side", 0, 4, int(value("conv_padding")), disabled=kind != "number"),
+        menu("conv_padding_mode", "Padding values", list(PADDING_MODES), value("conv_padding_mode"),
+             help_text="zeros: a frame of 0; reflect: the image mirrored; replicate: edge pixels repeated."),
+        number("conv_bias", "Bias", -10.0, 10.0, float(value("conv_bias")), step=0.1, decimals=2,
+               help_text="Added to every output value."),
+        switch("conv_flip", "True convolution (flip the kernel)", value("conv_flip"), wide=True),
+    ]
+    control_panel(controls, key=SETTINGS_PANEL, on_change=_store, columns=2)
+    padding = int(value("conv_padding")) if kind == "number" else kind
+    return Settings(int(value("conv_stride")), padding, str(value("conv_padding_mode")), int(value("conv_dilation")),
+                    float(value("conv_bias")), bool(value("conv_flip")))
 
 
 # ---------------------------------------------------------------------------------------------------

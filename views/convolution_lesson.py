@@ -27,7 +27,7 @@ from views.notices import show_teaching_notice
 from views.presenter import colour_scheme, explain, explain_caption, is_presenting
 from views.scan_picker import choose_image
 from viz import steps
-from viz.images import COLOUR_SCHEMES, grey_rgb, jpeg_bytes
+from viz.images import COLOUR_SCHEMES, grey_rgb, jpeg_bytes, magnitude_percentile
 
 FRAME_SIZE = 540  # long side of an activation frame: two fit side by side at full size on a 1920-pixel projector
 ACTIVATIONS = tuple(activations.ACTIVATIONS)
@@ -61,7 +61,7 @@ def _whole_map(image, parameters):
 
 def _colour_limit(feature_map):
     """The magnitude drawn at full colour: a high percentile, so a few extreme pixels do not wash out the rest."""
-    return float(np.percentile(np.abs(feature_map), MAP_COLOUR_PERCENTILE)) or 1.0
+    return magnitude_percentile(feature_map, MAP_COLOUR_PERCENTILE) or 1.0
 
 
 def _whole_activation(image, parameters):
@@ -340,8 +340,8 @@ def _kernel_section():
         settings = controls.settings_controls()
         explain_caption("CNN libraries slide the kernel as it is (cross-correlation). Textbook convolution first "
                         "turns it half a turn, which flips the sign of an edge kernel's answer and leaves a "
-                        "symmetric blur unchanged. A network learns its kernels either way, so it does not care.")
-        explain_caption("Zero padding is the usual choice in CNNs, but around a bright image it invents an edge "
+                        "symmetric blur unchanged. A network learns its kernels either way, so it does not care.\n\n"
+                        "Zero padding is the usual choice in CNNs, but around a bright image it invents an edge "
                         "at the border; reflect and replicate padding continue the image instead.")
     # Up to 5 x 5 the grid fits under its controls; wider ones need the page's width (a 9 x 9 grid at 1280
     # pixels would scroll sideways in half of it).
@@ -387,7 +387,7 @@ def _lesson(chosen):
         if not st.session_state.pop("conv__region_from_link", False):  # else a lesson link placed the region
             centre = controls.computed(_picture, chosen, ())["centre"]
             controls.centre_region_on(*centre, chosen.image.shape)
-    region = controls.region_sliders(chosen.image.shape)
+    region = controls.region_controls(chosen.image.shape)
     controls.take_pending_cut(chosen.image, region)
     image_column, map_column = st.columns(2, gap="medium")
 

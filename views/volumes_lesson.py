@@ -28,7 +28,7 @@ from views.exports import png_download
 from views.notices import show_teaching_notice
 from views.presenter import colour_scheme, explain, explain_caption, is_presenting
 from views.scan_picker import choose_image
-from viz.images import png_bytes
+from viz.images import magnitude_percentile, png_bytes
 from viz.volumes import map_panels, orthogonal_views, voxel_from_click
 
 MEMO = "volumes"  # this page's results in views.caching.session_memo
@@ -142,7 +142,7 @@ def _clip_pictures(clip, which):
         return map_panels([clip[index] for index in shown], [f"frame {index + 1}" for index in shown], height=150,
                           signed=False)
     difference = volumes.frame_differences(clip)
-    limit = float(np.percentile(np.abs(difference), 99.5)) or 1.0
+    limit = magnitude_percentile(difference, 99.5) or 1.0
     return map_panels([difference[index] for index in shown],
                       [f"frame {index + 2} minus frame {index + 1}" for index in shown], height=150, limit=limit)
 

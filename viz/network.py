@@ -11,7 +11,7 @@ import numpy as np
 
 from viz.charts import NEGATIVE_COLOUR, POSITIVE_COLOUR, signed_sum_bars
 from viz.detection import heat_overlay
-from viz.images import diverging_rgb, grey_rgb, upscale_nearest
+from viz.images import diverging_rgb, grey_rgb, magnitude_percentile, upscale_nearest
 from viz.steps import (
     BACKGROUND,
     WINDOW_COLOUR,
@@ -183,7 +183,7 @@ def filtered_scan(response, *, limit=None):
     response = np.asarray(response, dtype=np.float32)
     if limit is None:
         # The 99.5th percentile: one bright edge must not wash out the rest of the scan.
-        limit = float(np.percentile(np.abs(response), 99.5)) or 1.0
+        limit = magnitude_percentile(response, 99.5) or 1.0
     return diverging_rgb(response, limit)
 
 

@@ -12,7 +12,7 @@ from typing import NamedTuple
 import numpy as np
 
 from viz.charts import signed_sum_bars
-from viz.images import diverging_rgb, grey_rgb
+from viz.images import diverging_rgb, grey_rgb, magnitude_percentile
 from viz.steps import BACKGROUND, WINDOW_COLOUR, outline_box, stamp_text, stamp_text_left, text_size
 
 MAP_GAP = 8  # pixels between two maps of a stage
@@ -64,8 +64,7 @@ class StripLayout(NamedTuple):
 def _map_rgb(feature_map):
     # Full colour at the 99th percentile of |value|, not the maximum: a few strong edge cells (often at
     # the image border, where zero padding meets bright tissue) would otherwise leave the rest pale.
-    magnitudes = np.abs(feature_map)
-    limit = float(np.percentile(magnitudes, 99)) if magnitudes.size else 0.0
+    limit = magnitude_percentile(feature_map, 99)
     return diverging_rgb(feature_map, limit if limit > 0 else None)
 
 

@@ -11,7 +11,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from viz.images import diverging_rgb, grey_rgb
+from viz.images import diverging_rgb, grey_rgb, magnitude_percentile
 from viz.steps import (BACKGROUND, CHOSEN_COLOUR, GRID_COLOUR, WINDOW_COLOUR, outline_box, stamp_text, text_size,
                        wrap_text)
 
@@ -98,7 +98,7 @@ def orthogonal_views(volume, voxel, *, aspect=1.0, height=300, low=0.0, high=1.0
     slice_index, row, col = voxel
     scale = height / rows
     # Signed maps reach full colour at a high percentile, so a few extreme voxels do not wash out the rest.
-    limit = (float(np.percentile(np.abs(volume), SIGNED_PERCENTILE)) or 1.0) if signed else 1.0
+    limit = (magnitude_percentile(volume, SIGNED_PERCENTILE) or 1.0) if signed else 1.0
 
     def colour(plane):
         return diverging_rgb(plane, limit) if signed else grey_rgb(plane, low, high)

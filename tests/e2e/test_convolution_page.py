@@ -77,8 +77,7 @@ def _shown_text(value, decimals):
 
 
 def _slider_value(page, label):
-    slider = page.locator("[data-testid='stSlider']").filter(has_text=label)
-    return int(float(slider.get_by_test_id("stSliderThumbValue").inner_text()))
+    return int(page.get_by_role("slider", name=label).input_value())
 
 
 def _lesson_trace(page, kernel=None):
@@ -138,12 +137,12 @@ def test_convolution_lesson_in_browser(page):
     expect(conv.locator(".status")).to_have_text(re.compile(r"^Step 1 of \d+$"))
 
     # Clicking the image moves the region there (the click arrives in displayed pixels).
-    top_row = page.locator("[data-testid='stSlider']").filter(has_text="Top row")
-    top_before = top_row.get_by_test_id("stSliderThumbValue").inner_text()
+    top_row = page.get_by_role("slider", name="Top row")
+    top_before = top_row.input_value()
     picture = page.frame_locator("iframe[title*='streamlit_image_coordinates']").locator("img")
     size = picture.bounding_box()
     picture.click(position={"x": size["width"] * 0.3, "y": size["height"] * 0.7})
-    expect(top_row.get_by_test_id("stSliderThumbValue")).not_to_have_text(top_before, timeout=30_000)
+    expect(top_row).not_to_have_value(top_before, timeout=30_000)
     wait_for_app(page)
     trace = _lesson_trace(page)
     expect(conv.locator(".status")).to_have_text(f"Step 1 of {trace.num_steps}")
@@ -191,8 +190,7 @@ def test_convolution_lesson_in_browser(page):
     assert len(frames_sent) == sent_before_stepping, "stepping and scrubbing sent nothing to the server"
 
     # Play at 30 steps a second on the largest region (1024 steps): a whole-page rerun, then no server at all.
-    region_size = page.locator("[data-testid='stSlider']").filter(has_text="Region size")
-    region_size.get_by_role("slider").focus()
+    page.get_by_role("slider", name="Region size (pixels)").focus()
     page.keyboard.press("End")
     wait_for_app(page)
     big_trace = _lesson_trace(page)
@@ -318,3 +316,47 @@ def test_a_weight_typed_into_the_kernel_grid_is_the_one_the_steps_use(page):
     pasted = np.array([[0.5, 1, 0.5], [1, -6, 1], [0.5, 1, 0.5]], dtype=np.float32)
     expect(page.get_by_role("textbox", name="Weight at row 2, column 2")).to_have_value("-6")
     _assert_shows_conv_step(conv.evaluate(READ_STEP), _lesson_trace(page, pasted))
+
+
+def test_the_settings_panel_changes_the_steps_and_refuses_what_is_not_a_number(page):
+    frames_sent = []
+    page.on("websocket", lambda socket: socket.on("framesent", lambda payload: frames_sent.append(payload)))
+    page.set_viewport_size({"width": 1280, "height": 720})
+    page.goto("/convolution")
+    wait_for_app(page)
+    conv = page.locator(CONV)
+    stride = page.get_by_role("radiogroup", name="Stride")
+    stride.scroll_into_view_if_needed()
+    expect(stride.get_by_role("radio", name="1")).to_be_checked()
+
+    stride.get_by_text("2", exact=True).click()
+    wait_for_app(page)
+    assert_no_exception(page)
+    expect(stride.get_by_role("radio", name="2")).to_be_checked()
+    size = _slider_value(page, "Region size")
+    steps = ((size + 2 - 3) // 2 + 1) ** 2  # padding 1 on each side, stride 2
+    expect(conv.locator(".status")).to_have_text(f"Step 1 of {steps}")
+
+    # A bias that is not a number is refused in the browser: a note, nothing sent.
+    bias = page.get_by_role("textbox", name="Bias")
+    expect(bias).to_have_value("0.00")
+    sent_before = len(frames_sent)
+    bias.fill("half")
+    bias.press("Enter")
+    expect(page.get_by_text('"half" is not a number')).to_be_visible()
+    page.wait_for_timeout(500)
+    assert len(frames_sent) == sent_before, "a refused bias was sent to the server"
+
+    bias.fill("0,5")  # a decimal comma is read as a point
+    bias.press("Enter")
+    wait_for_app(page)
+    assert_no_exception(page)
+    expect(bias).to_have_value("0.50")
+    expect(conv.locator(".equation .bias")).to_contain_text("0.5")
+    save_screenshot(page, "convolution_settings_panel_1280x720", full_page=False)
+
+    # "valid" padding: the field for the padding's width is disabled; the formula says no padding.
+    page.get_by_role("radiogroup", name="Padding").get_by_text("valid", exact=True).click()
+    wait_for_app(page)
+    expect(page.get_by_role("textbox", name="Padding on each side")).to_be_disabled()
+    expect(page.get_by_text(re.compile(r"^floor\(\(\d+ \+ 2\*0 - 3\) / 2\) \+ 1 = \d+$")).last).to_be_visible()

@@ -14,6 +14,8 @@ import numpy as np
 
 from streamlit.components.v2 import component
 
+from views.components import wrapped
+
 _HERE = Path(__file__).resolve().parent
 _mount = component(
     "convscope_kernel_grid",
@@ -30,7 +32,7 @@ def kernel_grid(rows, *, key, limit, on_edit, large=False):
     ``on_edit`` is called after a weight was typed; ``edit_of(key)`` then gives the edit. ``large``:
     the presenter view's size.
     """
-    return _mount(data={"rows": rows, "limit": limit, "large": large}, key=key, width="stretch",
+    return _mount(data=wrapped({"rows": rows, "limit": limit, "large": large}), key=key, width="stretch",
                   height="content", on_edit_change=on_edit)
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from streamlit.components.v2 import component
 
+from views.components import wrapped
 from views.components.step_player.payload import FORMAT, conv_payload, decode_array, pool_payload, view_options
 
 __all__ = ["FORMAT", "conv_payload", "decode_array", "pool_payload", "step_player", "view_options"]
@@ -45,4 +46,4 @@ def step_player(payload: dict, *, key: str, view: dict | None = None, on_link_st
     """
     data = payload if view is None else {**payload, "view": view}
     callbacks = {} if on_link_step is None else {"on_link_step_change": on_link_step}
-    return _mount(data=data, key=key, width="stretch", height="content", **callbacks)
+    return _mount(data=wrapped(data), key=key, width="stretch", height="content", **callbacks)

@@ -587,7 +587,8 @@ class Player {
 // Streamlit calls this on the first show and again, on the same parent element, whenever the data
 // changes; the player is built once and reloaded with the new data (the step stays where it was).
 export default function stepPlayer(component) {
-  const { data, parentElement, setTriggerValue } = component;
+  const { parentElement, setTriggerValue } = component;
+  const [data] = component.data; // sent in a one-item list (views/components/__init__.py)
   let player = players.get(parentElement);
   if (!player) {
     player = new (PLAYER_KINDS.get(data.kind) ?? Player)(parentElement);
