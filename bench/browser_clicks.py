@@ -255,10 +255,13 @@ def _set_control(page, interaction, rng):
             raise Unavailable("only one option")
         rng.choice(others).click()
     elif kind.startswith("select"):
-        options = field.locator("option").all()
-        chosen = field.input_value()
-        others = [option.get_attribute("value") for option in options if option.get_attribute("value") != chosen]
-        field.select_option(rng.choice(others))
+        # From the keyboard, as the step to the next or previous option a student makes (a closed list).
+        count, chosen = field.locator("option").count(), int(field.input_value())
+        if count < 2:
+            raise Unavailable("only one option")
+        down = chosen < count - 1 and (chosen == 0 or rng.random() < 0.5)
+        field.focus()
+        page.keyboard.press("ArrowDown" if down else "ArrowUp")
     elif kind == "checkbox":
         field.click()
     else:
