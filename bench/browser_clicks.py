@@ -176,8 +176,11 @@ def _choose_in_radio(radio, rng):
 
 
 def _move_slider(page, slider, rng):
-    # One arrow key on the thumb: the next value up or down, as a student nudges it.
-    thumb = slider.get_by_role("slider").first
+    _nudge(page, slider.get_by_role("slider").first, rng)
+
+
+def _nudge(page, thumb, rng):
+    # One arrow key on a slider's thumb: the next value up or down, as a student nudges it.
     value, low, high = float(thumb.input_value()), float(thumb.get_attribute("min")), float(thumb.get_attribute("max"))
     if low == high:
         raise Unavailable("only one option")
@@ -243,12 +246,7 @@ def _set_control(page, interaction, rng):
         raise Unavailable("disabled")
     kind = field.evaluate("(element) => element.type")
     if kind == "range":
-        value, low, high = float(field.input_value()), float(field.get_attribute("min")), float(field.get_attribute("max"))
-        if low == high:
-            raise Unavailable("only one option")
-        right = value < high and (value == low or rng.random() < 0.5)
-        field.focus()
-        page.keyboard.press("ArrowRight" if right else "ArrowLeft")
+        _nudge(page, field, rng)
     elif kind == "radio":
         others = box.locator("label:not(:has(input:checked))").all()
         if not others:
