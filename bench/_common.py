@@ -39,7 +39,7 @@ class Interaction(NamedTuple):
     """One thing a student does on a page: ``action`` on the widget with user key ``key``.
 
     Actions: "click" a button; "choose" another option (selectbox, radio, select slider, slider);
-    "toggle" a toggle; "click_image" / "drag_image" on a streamlit_image_coordinates picture; "set" another
+    "toggle" a toggle; "click_image" / "drag_image" on a picture (views/components/picture); "set" another
     value of the control named ``control`` in the control panel ``key`` (views/components/control_panel);
     "rerun" the page as it is (the R key). ``weight``: how often it is picked relative to the others.
     """

@@ -208,7 +208,7 @@ def _toggle(page, interaction, rng):
 
 
 def _picture_box(page, key):
-    picture = _container(page, key).frame_locator("iframe").locator("img")
+    picture = _container(page, key).locator(".picture img")
     picture.scroll_into_view_if_needed()  # the mouse only reaches what is on screen
     return picture.bounding_box()  # in the page's coordinates
 

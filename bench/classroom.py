@@ -29,8 +29,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
-import io
 import json
 import random
 import resource
@@ -40,7 +38,6 @@ import urllib.request
 from collections import Counter, defaultdict
 from typing import NamedTuple
 
-from PIL import Image
 from streamlit.proto.BackMsg_pb2 import BackMsg
 from streamlit.proto.Element_pb2 import Element
 from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
@@ -57,7 +54,6 @@ from views.components import unwrapped
 
 REPLICA_HEADER = "x-convscope-replica"  # set by deploy/haproxy.cfg: the replica that answered
 MAX_REPLICAS = 16  # the most a balancer is asked to show (deploy/haproxy-compose-servers.cfg's slots)
-DISPLAY_WIDTH = 600  # pixels a clickable picture is drawn across (a column of a 1400-pixel-wide window)
 METRICS_REFRESH_SECONDS = 6  # /_stcore/metrics recomputes memory figures at most every 5 s
 TERMINAL_STATUSES = (ForwardMsg.FINISHED_SUCCESSFULLY, ForwardMsg.FINISHED_FRAGMENT_RUN_SUCCESSFULLY,
                      ForwardMsg.FINISHED_WITH_COMPILE_ERROR)
@@ -159,27 +155,23 @@ def _chosen_state(widget, current, rng):
     return state
 
 
-def _picture_size(component):
-    """(width, height) in pixels of the picture a streamlit_image_coordinates component shows."""
-    source = json.loads(component.json_args)["src"]
-    header, _, data = source.partition(",")
-    if not header.startswith("data:image"):
-        return DISPLAY_WIDTH, DISPLAY_WIDTH
-    return Image.open(io.BytesIO(base64.b64decode(data))).size  # reads the header only
+def _trigger(widget, event, value):
+    """The WidgetState a components v2 element sends when its JavaScript calls setTriggerValue(event, value)."""
+    return WidgetState(id=f"{STREAMLIT_INTERNAL_KEY_PREFIX}_{widget.proto.id}__events",
+                       json_trigger_value=json.dumps([{"event": event, "value": value}]))
 
 
-def _pointer_value(widget, rng, drag):
-    """What streamlit_image_coordinates sends for a click (or a drag) at a random place on its picture."""
-    width, height = _picture_size(widget.proto)
-    shown_height = round(DISPLAY_WIDTH * height / width)
-    value = {"width": DISPLAY_WIDTH, "height": shown_height, "unix_time": int(time.time() * 1000)}
-    x, y = rng.uniform(0, DISPLAY_WIDTH - 1), rng.uniform(0, shown_height - 1)
-    if drag:
-        value.update(x1=x, y1=y, x2=min(x + rng.uniform(20, 80), DISPLAY_WIDTH - 1),
-                     y2=min(y + rng.uniform(20, 80), shown_height - 1))
+def _pointer_event(widget, rng, drag):
+    """What a picture (views/components/picture) sends for a click (or a drag) at a random place on it."""
+    rows, cols = unwrapped(json.loads(widget.proto.json))["shape"]
+    value = {"width": cols, "height": rows}
+    x, y = rng.uniform(0, cols), rng.uniform(0, rows)
+    if drag:  # 20-80 screen pixels on a picture about 600 pixels across
+        value.update(x1=x, y1=y, x2=min(x + rng.uniform(20, 80) * cols / 600, cols),
+                     y2=min(y + rng.uniform(20, 80) * cols / 600, rows))
     else:
         value.update(x=x, y=y)
-    return value
+    return _trigger(widget, "click", value)
 
 
 def _control_event(widget, name, rng):
@@ -199,8 +191,7 @@ def _control_event(widget, name, rng):
         chosen = not current
     else:  # a number: one step up or down, as the arrow keys do
         chosen = min(max(current + rng.choice((-1, 1)) * control["step"], control["low"]), control["high"])
-    event = [{"event": "change", "value": {"name": name, "value": chosen}}]
-    return WidgetState(id=f"{STREAMLIT_INTERNAL_KEY_PREFIX}_{widget.proto.id}__events", json_trigger_value=json.dumps(event))
+    return _trigger(widget, "change", {"name": name, "value": chosen})
 
 
 def changed_state(interaction, widget, current, rng):
@@ -215,7 +206,7 @@ def changed_state(interaction, widget, current, rng):
     elif interaction.action == "toggle":
         state.bool_value = not (current.bool_value if current else widget.proto.default)
     elif interaction.action in ("click_image", "drag_image"):
-        state.json_value = json.dumps(_pointer_value(widget, rng, drag=interaction.action == "drag_image"))
+        state = _pointer_event(widget, rng, drag=interaction.action == "drag_image")
     elif interaction.action == "set":
         state = _control_event(widget, interaction.control, rng)
     else:
@@ -329,7 +320,7 @@ class StudentSession:
         if widget is None:
             raise Unavailable("absent")
         state = changed_state(interaction, widget, self._states.get(widget.proto.id), rng)
-        if interaction.action not in ("click", "set"):  # a trigger lasts one run; values stay
+        if interaction.action in ("choose", "toggle"):  # a trigger lasts one run; values stay
             self._states[state.id] = state
         return await self._run(changed=state, fragment_id=widget.fragment_id)
 
@@ -437,6 +428,8 @@ class StudentSession:
         elif field == "imgs":
             for image in element.imgs.imgs:
                 self._download(image.url)
+        elif field == "bidi_component" and element.bidi_component.component_name == "convscope_picture":
+            self._download(unwrapped(json.loads(element.bidi_component.json))["src"])
         if field in WIDGET_KINDS:
             widget = Widget(field, getattr(element, field), fragment_id)
             widget_id = widget.proto.id

@@ -24,8 +24,8 @@ def fit_image(image):
 def window_for_click(event, image_shape, size):
     """(top, left) of the size x size window centred on a click, kept inside the image.
 
-    ``event`` is what streamlit_image_coordinates reports: the click's "x", "y" in displayed pixels
-    and the displayed "width", "height" (the picture is shown scaled to the column's width).
+    ``event`` is a click as views.components.picture reports it: "x", "y" on a picture of "width" x
+    "height" units (the picture may be the image enlarged).
     """
     row = event["y"] * image_shape[0] / event["height"]
     col = event["x"] * image_shape[1] / event["width"]

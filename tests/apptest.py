@@ -128,6 +128,17 @@ def set_control(app, panel, name, value):
     return send_component_event(app, panel, "change", {"name": name, "value": value})
 
 
+def click_picture(app, key, x, y, **drag_end):
+    """Rerun as the browser does after a click at (x, y) on picture ``key`` (views/components/picture), in
+    its own units; with ``x2`` and ``y2`` a drag from (x, y) to there."""
+    rows, cols = component_data(app, key)["shape"]
+    if drag_end:
+        value = {"x1": x, "y1": y, "x2": drag_end["x2"], "y2": drag_end["y2"], "width": cols, "height": rows}
+    else:
+        value = {"x": x, "y": y, "width": cols, "height": rows}
+    return send_component_event(app, key, "click", value)
+
+
 def _component(app, key):
     found = [element for element in app.get("bidi_component") if element.key == key]
     assert found, f"no component with key {key!r} on the page"

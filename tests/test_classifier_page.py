@@ -11,7 +11,7 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from scans import list_samples
-from tests.apptest import scan_uploader
+from tests.apptest import click_picture, component_data, scan_uploader
 
 PAGE = str(Path(__file__).resolve().parents[1] / "views" / "classifier.py")
 TIMEOUT = 120
@@ -90,6 +90,16 @@ def test_a_click_centres_the_window_on_the_clicked_pixel():
     # Near a corner the window stays inside the image.
     assert window_for_click({"x": 1, "y": 1, "width": 320, "height": 301.5}, (603, 640), 64) == (0, 0)
     assert window_for_click({"x": 319, "y": 301, "width": 320, "height": 301.5}, (603, 640), 64) == (603 - 64, 640 - 64)
+
+
+def test_a_click_on_the_picture_moves_the_window_there(app):
+    rows, cols = component_data(app, "clf_click")["shape"]
+    image_rows = app.number_input(key="clf_top").max + 64  # the top row goes up to rows - 64
+    image_cols = app.number_input(key="clf_left").max + 64
+    click_picture(app, "clf_click", 0.5 * cols, 0.25 * rows)
+    assert not app.exception, app.exception
+    assert abs(app.session_state["clf_top"] - (0.25 * image_rows - 32)) <= 1
+    assert abs(app.session_state["clf_left"] - (0.5 * image_cols - 32)) <= 1
 
 
 def test_every_stage_shows_each_layers_maps(app):

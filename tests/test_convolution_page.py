@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.apptest import (component_data, open_tab, run_page_file, scan_uploader, send_component_event,
+from tests.apptest import (click_picture, component_data, open_tab, run_page_file, scan_uploader, send_component_event,
                            set_control, step_players)
 from kernels import KERNELS, avg_pool2d, conv2d, conv2d_trace, make_kernel, max_pool2d, pool2d_trace, reference, relu
 from scans import apply_window, list_samples, read_sample
@@ -397,6 +397,38 @@ def test_region_follows_the_sliders():
         20, 30, 6)
     _assert_player_is_conv2d(app)
     assert any("floor((6 + 2*1 - 3) / 1) + 1 = 6" in markdown.value for markdown in app.markdown)
+
+
+def test_a_click_on_the_image_centres_the_region_there_and_the_browser_draws_the_boxes():
+    app = _open()
+    height, width = _image(app).shape
+    before = component_data(app, "conv_click")
+    assert before["shape"] == [height, width] and before["pointing"]
+    click_picture(app, "conv_click", 150.7, 90.2)  # x is the column, y the row
+    assert not app.exception, app.exception
+    size = _state(app, "conv_region_size")
+    assert (_state(app, "conv_region_top"), _state(app, "conv_region_left")) == (90 - size // 2, 150 - size // 2)
+    after = component_data(app, "conv_click")
+    # The same picture (the same media URL): only the box moved, as numbers.
+    assert after["src"] == before["src"] and "/media/" in after["src"]
+    assert [(box["top"], box["left"], box["height"]) for box in after["boxes"]] == [(90 - size // 2, 150 - size // 2,
+                                                                                      size)]
+    map_data = component_data(app, "conv_whole_map")
+    peak = conv2d(_image(app), *_region_and_settings(app)[1:3], **_region_and_settings(app)[3])
+    assert tuple(map_data["ring"][axis] for axis in ("row", "col")) == np.unravel_index(np.argmax(peak), peak.shape)
+    _assert_player_is_conv2d(app)
+
+
+def test_clicks_outside_or_malformed_stay_on_the_image_or_are_ignored():
+    app = _open()
+    height, width = _image(app).shape
+    size = _state(app, "conv_region_size")
+    click_picture(app, "conv_click", 10**6, -50)
+    assert (_state(app, "conv_region_top"), _state(app, "conv_region_left")) == (0, width - size)
+    send_component_event(app, "conv_click", "click", {"x": "middle", "y": 3, "width": width, "height": height})
+    send_component_event(app, "conv_click", "click", {"x": float("nan"), "y": 3, "width": width, "height": height})
+    assert not app.exception, app.exception
+    assert (_state(app, "conv_region_top"), _state(app, "conv_region_left")) == (0, width - size)
 
 
 def test_a_new_window_changes_the_numbers():

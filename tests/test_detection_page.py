@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.apptest import run_page_file, scan_uploader
+from tests.apptest import click_picture, component_data, run_page_file, scan_uploader
 
 
 PAGE = "views/detection.py"
@@ -75,6 +75,24 @@ def test_a_dragged_box_becomes_the_kernel(app):
     assert any("The 24 x 40 kernel" in caption for image in app.get("image") for caption in image.captions)
     table = matches_table(app)
     assert (table["top row"][0], table["left column"][0]) == (200, 150)
+
+
+def test_a_box_dragged_on_the_picture_becomes_the_kernel_and_a_click_moves_it(app):
+    rows, cols = component_data(app, "det_drag")["shape"]  # the picture's pixels (the image may be enlarged)
+    # The image's size, from the box inputs' ranges (a top row goes up to the last row).
+    image_rows, image_cols = app.number_input(key="det_row").max + 1, app.number_input(key="det_col").max + 1
+    to_image = image_rows / rows
+    click_picture(app, "det_drag", 0.4 * cols, 0.26 * rows, x2=0.3 * cols, y2=0.2 * rows)  # up and to the left
+    assert not app.exception, app.exception
+    top, left, height, width = box(app)
+    assert (top, left) == (int(0.2 * rows * to_image), int(0.3 * cols * to_image))
+    assert abs(height - 0.06 * rows * to_image) <= 1 and abs(width - 0.1 * cols * to_image) <= 1
+    table = matches_table(app)
+    assert (table["top row"][0], table["left column"][0]) == (top, left)
+
+    click_picture(app, "det_drag", 0.5 * cols, 0.5 * rows)  # a click: the same box, centred there
+    assert box(app)[2:] == (height, width)
+    assert box(app)[:2] == (int(0.5 * image_rows - height / 2), int(0.5 * image_cols - width / 2))
 
 
 def test_binary_kernel_and_plain_scores(app):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.apptest import BrowserSelectbox, run_page_file, scan_uploader
+from tests.apptest import BrowserSelectbox, click_picture, component_data, run_page_file, scan_uploader
 from lessons.receptive_field import input_region, layer_shapes, pool_geometry, conv_geometry, receptive_field
 from scans import list_samples
 
@@ -74,6 +74,25 @@ def test_three_stage_stack_field_matches_the_arithmetic(app):
     assert f"Cell (10, 12) of stage 3 depends on the **{rows[1] - rows[0]} x {rows[3] - rows[2]}** pixels" in text
     assert f"rows {rows[0]}-{rows[1] - 1}, columns {rows[2]}-{rows[3] - 1}" in text
     assert receptive_field(_default_layers(3)).size == (22, 22)
+
+
+def test_a_click_on_a_cell_of_the_maps_chooses_that_cell(app):
+    from viz.stacks import StripLayout
+
+    app.radio(key="stacks_rf_stage").set_value(1).run()
+    strip_rows, strip_cols = component_data(app, "stacks_rf_click")["shape"]
+    maps = len(app.selectbox(key="stacks_rf_map").options)
+    rows, cols = app.number_input(key="stacks_rf_row").max + 1, app.number_input(key="stacks_rf_col").max + 1
+    scale = max(1, 900 // (maps * cols + (maps - 1) * 8))  # views/stacks.py STRIP_TARGET_WIDTH, gaps of 8
+    layout = StripLayout(maps, (rows, cols), scale, 8, strip_rows - rows * scale)
+    assert layout.size == (strip_rows, strip_cols)
+    top, left, bottom, right = layout.cell_box(maps - 1, rows // 3, cols // 4)
+    click_picture(app, "stacks_rf_click", (left + right) / 2, (top + bottom) / 2)
+    assert not app.exception, app.exception
+    chosen = tuple(app.session_state[key] for key in ("stacks_rf_map", "stacks_rf_row", "stacks_rf_col"))
+    assert chosen == (maps - 1, rows // 3, cols // 4)
+    click_picture(app, "stacks_rf_click", 1, 1)  # the title band: nothing changes
+    assert tuple(app.session_state[key] for key in ("stacks_rf_map", "stacks_rf_row", "stacks_rf_col")) == chosen
 
 
 def test_channel_sums_add_up_to_the_convolution_output(app):

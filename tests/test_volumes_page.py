@@ -4,7 +4,7 @@ from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
-from tests.apptest import APP_TIMEOUT_S, REPO_ROOT, open_tab, run_page_file, scan_uploader, students_link
+from tests.apptest import APP_TIMEOUT_S, REPO_ROOT, click_picture, component_data, open_tab, run_page_file, scan_uploader, students_link
 from views.caching import SESSION_MEMOS
 from views.components import unwrapped
 from views.volumes_lesson import SECTION_KEY, SECTIONS
@@ -30,6 +30,16 @@ def test_the_page_opens_on_the_chest_ct_volume_and_every_section_runs():
     table = app.table[0].value
     assert list(table["voxels"]) == ["786,432", "786,432", "98,304", "98,304", "12,288"]
     assert table["multiply-adds"].iloc[1] == f"{786432 * 27:,}"
+
+
+def test_a_click_on_the_coronal_plane_moves_the_voxel_there_and_keeps_its_row():
+    app = run_page_file(PAGE)
+    assert "Chosen voxel: slice 25, row 95, column 43" in working_caption(app)
+    rows, cols = component_data(app, "vol3d_planes_click")["shape"]
+    click_picture(app, "vol3d_planes_click", 0.45 * cols, 0.3 * rows)  # the middle picture: the coronal plane
+    assert not app.exception, app.exception
+    caption = working_caption(app)
+    assert "row 95," in caption and "slice 25, row 95, column 43" not in caption
 
 
 def test_the_sphere_and_tube_table_shows_the_2d_kernel_cannot_tell_them_apart():

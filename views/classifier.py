@@ -7,7 +7,6 @@ from functools import partial
 import numpy as np
 import pandas as pd
 import streamlit as st
-from streamlit_image_coordinates import streamlit_image_coordinates
 
 from kernels import conv2d
 from lessons.classifier import (MAP_STRIDE, fit_image, image_with_lesion, probability_map, probability_on_image,
@@ -18,6 +17,7 @@ from model.data import CONTRAST_RANGE, RADIUS_RANGE
 from model.network import anatomy_window
 from views import links
 from views.caching import computed
+from views.components.picture import picture
 from views.exports import png_download
 from views.notices import show_teaching_notice
 from views.presenter import explain, explain_caption
@@ -38,7 +38,6 @@ from viz.network import (
 )
 
 PATCH_ZOOM = 4  # the 64 x 64 input is shown 4x enlarged
-CLICK_IMAGE_FORMAT = {"image_format": "JPEG", "jpeg_quality": 90}
 MODEL_NOTICE = (
     "**This classifier was trained on synthetic lesions inserted into real scans, for teaching.** "
     "It has never seen a real lesion; it is not a diagnostic tool and its answers are not findings."
@@ -71,11 +70,8 @@ def _clamp_window(image_shape):
     st.session_state["clf_left"] = int(np.clip(st.session_state["clf_left"], 0, image_shape[1] - size))
 
 
-def _on_click(image_shape):
+def _on_click(image_shape, event):
     """A click centres the window on the clicked pixel."""
-    event = st.session_state.get("clf_click")
-    if not event or not event.get("width"):
-        return
     st.session_state["clf_top"], st.session_state["clf_left"] = window_for_click(
         event, image_shape, load().input_size)
 
@@ -114,9 +110,8 @@ def _window_section(image, chosen):
     image_column, control_column = st.columns([3, 2], gap="large")
     top, left = st.session_state["clf_top"], st.session_state["clf_left"]
     with image_column:
-        picture = window_on_image(image, top, left, size, scale=scale)
-        streamlit_image_coordinates(picture, key="clf_click", width="stretch", cursor="crosshair",
-                                    **CLICK_IMAGE_FORMAT, on_click=partial(_on_click, image.shape))
+        picture(window_on_image(image, top, left, size, scale=scale), key="clf_click",
+                on_click=partial(_on_click, image.shape), label="The image with the network's window")
         st.caption(f"{chosen.name}: {image.shape[0]} x {image.shape[1]} pixels. The orange square is the window.")
     with control_column:
         row_column, col_column = st.columns(2)

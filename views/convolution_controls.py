@@ -143,20 +143,12 @@ def centre_region_on(row, col, image_shape):
     st.session_state[stored_key("conv_region_left")] = int(np.clip(col - size // 2, 0, max(width - size, 0)))
 
 
-def click_to_region():
-    """Callback of the clickable image (key "conv_click"): centre the region on the clicked pixel.
+def click_to_region(click):
+    """Callback of the image (key "conv_click"): centre the region on the clicked pixel.
 
-    The click arrives in displayed pixels with the displayed size; the image's own size is left in
-    ``st.session_state["conv__image_shape"]`` by the page (the component passes no callback arguments).
+    ``click`` is in the image's pixels (views.components.picture), its width and height the image's.
     """
-    click = st.session_state.get("conv_click")
-    image_shape = st.session_state.get("conv__image_shape")
-    if not click or not image_shape or not click.get("width") or not click.get("height"):
-        return
-    height, width = image_shape
-    row = int(click["y"] * height / click["height"])
-    col = int(click["x"] * width / click["width"])
-    centre_region_on(row, col, image_shape)
+    centre_region_on(int(click["y"]), int(click["x"]), (click["height"], click["width"]))
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -20,8 +20,8 @@ from lessons.links import Field, boolean, choice, grid, integer, number, record,
 from views import convolution_controls as controls
 from views import links
 from views.caching import session_memo
-from views.clickable import clickable_picture
 from views.exports import png_download, step_export
+from views.components.picture import picture
 from views.components.step_player import conv_payload, pool_payload, step_player, view_options
 from views.notices import show_teaching_notice
 from views.presenter import colour_scheme, explain, explain_caption, is_presenting
@@ -272,20 +272,19 @@ def _session_memo(name, key, compute):
 def _image_section(chosen, region, settings, kernel, image_column, map_column):
     """The clickable image with the region, and the whole image's feature map; returns the map's record."""
     height, width = chosen.image.shape
-    picture = chosen.rgb if chosen.rgb is not None else controls.computed(_picture, chosen, ())["rgb"]
+    picture_rgb = chosen.rgb if chosen.rgb is not None else controls.computed(_picture, chosen, ())["rgb"]
     boxes = [((region.top, region.left, region.size, region.size), steps.WINDOW_COLOUR)]
     cut_box = st.session_state.get("conv__cut_box")
     if controls.value("conv_kernel_source") == "Cut from the image" and cut_box:
         top, left, size = cut_box
         boxes.append(((top, left, size, size), steps.CHOSEN_COLOUR))
     image_key = controls.image_key(chosen)
-    # Drawn and encoded once per image and boxes: a kernel or stride change leaves this picture as it is.
-    encoded = _session_memo("picture", (image_key, tuple(boxes)),
-                            lambda: jpeg_bytes(steps.marked_picture(picture, boxes=boxes), quality=88))
-    st.session_state["conv__image_shape"] = (height, width)
+    # Encoded once per image: the boxes are drawn by the browser, so moving them sends only numbers.
+    encoded = _session_memo("picture", image_key, lambda: jpeg_bytes(steps.marked_picture(picture_rgb), quality=88))
     with image_column:
         st.markdown(f"**{chosen.name}**, {height} x {width} pixels. Click to move the orange region.")
-        clickable_picture(encoded, key="conv_click", on_click=controls.click_to_region)
+        picture(encoded, key="conv_click", shape=(height, width), boxes=boxes, on_click=controls.click_to_region,
+                label=f"{chosen.name} with the region outlined")
     with map_column:
         try:
             whole = controls.computed(_whole_map, chosen, (_kernel_key(kernel), settings))
@@ -295,16 +294,16 @@ def _image_section(chosen, region, settings, kernel, image_column, map_column):
         map_height, map_width = whole["map"].shape
         stride = settings.stride
         region_on_map = (region.top / stride, region.left / stride, region.size / stride, region.size / stride)
-
-        def marked_map():
-            return steps.marked_picture(whole["rgb"], peak=whole["peak"], boxes=[(region_on_map, steps.WINDOW_COLOUR)])
-
-        encoded_map = _session_memo("whole map", (image_key, _kernel_key(kernel), settings, region),
-                                    lambda: jpeg_bytes(marked_map()))
+        encoded_map = _session_memo("whole map", (image_key, _kernel_key(kernel), settings),
+                                    lambda: jpeg_bytes(steps.marked_picture(whole["rgb"])))
         st.markdown(f"**Feature map of the whole image**, {map_height} x {map_width}: red positive, "
                     "blue negative, white zero.")
-        st.image(encoded_map, output_format="JPEG", width="stretch")
-        png_download(marked_map, "feature_map_whole_image.png", key="conv_map_png")
+        picture(encoded_map, key="conv_whole_map", shape=(map_height, map_width),
+                boxes=[(region_on_map, steps.WINDOW_COLOUR)], ring=whole["peak"],
+                label="The feature map of the whole image")
+        png_download(lambda: steps.marked_picture(whole["rgb"], peak=whole["peak"],
+                                                  boxes=[(region_on_map, steps.WINDOW_COLOUR)]),
+                     "feature_map_whole_image.png", key="conv_map_png")
         st.caption(f"Largest value {whole['peak_value']:.4f} at row {whole['peak'][0]}, column {whole['peak'][1]} "
                    "(green ring): where the image looks most like the kernel. Colours reach full strength at "
                    f"the {MAP_COLOUR_PERCENTILE:g}th percentile of the magnitudes.")

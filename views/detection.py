@@ -13,7 +13,7 @@ from lessons.matching import Box, classify_tiles, contrasting_boxes, cut_box, st
 from lessons.links import Field, choice, whole_numbers
 from views import links
 from views.caching import computed
-from views.clickable import clickable_picture
+from views.components.picture import picture
 from views.exports import png_download
 from views.notices import show_teaching_notice
 from views.presenter import explain
@@ -82,11 +82,8 @@ def _clamp_box(prefix, image_shape):
     _set_box(prefix, Box(box.row, box.col, height, width).clipped(image_shape))
 
 
-def _on_drag(prefix, component_key, image_shape, square):
+def _on_drag(prefix, image_shape, square, event):
     """A drag draws a new box; a click (or a tiny drag) moves the current box to centre on that point."""
-    event = st.session_state.get(component_key)
-    if not event or not event.get("width"):
-        return
     to_row = image_shape[0] / event["height"]
     to_col = image_shape[1] / event["width"]
     box = _get_box(prefix)
@@ -150,9 +147,9 @@ def _detection_section(chosen, image):
 
     image_column, kernel_column = st.columns([3, 2], gap="large")
     with image_column:
-        picture = boxes_overlay(enlarge(grey_rgb(image), scale), [(box, TEMPLATE_COLOUR, "kernel")], scale=scale)
-        clickable_picture(picture, key="det_drag", click_and_drag=True,
-                          on_click=partial(_on_drag, "det", "det_drag", image.shape, False))
+        drawn = boxes_overlay(enlarge(grey_rgb(image), scale), [(box, TEMPLATE_COLOUR, "kernel")], scale=scale)
+        picture(drawn, key="det_drag", drag=True, on_click=partial(_on_drag, "det", image.shape, False),
+                      label="The image with the kernel's box")
     with kernel_column:
         _box_inputs("det", image.shape, "Box")
         box = _get_box("det")
@@ -307,10 +304,11 @@ def _two_classes_section(chosen, image):
 
     image_column, table_column = st.columns([3, 2], gap="large")
     with image_column:
-        picture = tile_class_overlay(image, result.labels, margins, tile, scale=scale, max_opacity=0.45)
-        picture = boxes_overlay(picture, [(box_a, CLASS_COLOURS[0], "A"), (box_b, CLASS_COLOURS[1], "B")], scale=scale)
-        clickable_picture(picture, key="cls_drag", click_and_drag=True,
-                          on_click=partial(_on_drag, f"cls_{which.lower()}", "cls_drag", image.shape, False))
+        drawn = tile_class_overlay(image, result.labels, margins, tile, scale=scale, max_opacity=0.45)
+        drawn = boxes_overlay(drawn, [(box_a, CLASS_COLOURS[0], "A"), (box_b, CLASS_COLOURS[1], "B")], scale=scale)
+        picture(drawn, key="cls_drag", drag=True,
+                      on_click=partial(_on_drag, f"cls_{which.lower()}", image.shape, False),
+                      label="The image's tiles coloured by class, with the boxes A and B")
         st.caption("Orange tiles went to class A, blue tiles to class B; the stronger the tint, the clearer the "
                    "decision. Tiles at the bottom and right that do not fill a whole tile are left out.")
     with table_column:

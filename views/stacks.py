@@ -33,7 +33,7 @@ from lessons.activations import link_words
 from lessons.links import Codec, Field, choice, integer, names, record, whole_number_list
 from views import links
 from views.caching import computed
-from views.clickable import clickable_picture
+from views.components.picture import picture
 from views.exports import png_download
 from views.notices import show_teaching_notice
 from views.presenter import explain
@@ -164,14 +164,8 @@ def _clamp_cell_state(results, stage_index):
         st.session_state[key] = value if valid else default
 
 
-def _on_strip_click(layout):
-    click = st.session_state.get("stacks_rf_click")
-    if not click or not click.get("width"):
-        return
-    # The component reports positions in displayed pixels; the strip may be shown smaller or larger.
-    y = click["y"] * layout.size[0] / click["height"]
-    x = click["x"] * layout.size[1] / click["width"]
-    cell = layout.cell_at(y, x)
+def _on_strip_click(layout, click):
+    cell = layout.cell_at(click["y"], click["x"])  # in the strip's pixels
     if cell is not None:
         st.session_state["stacks_rf_map"], st.session_state["stacks_rf_row"], st.session_state["stacks_rf_col"] = cell
 
@@ -211,8 +205,9 @@ def _receptive_field_section(working, stages, results):
         strip, layout = maps_strip(result.outputs, scale=scale, titles=[f"{i + 1}: {n}" for i, n in enumerate(names)],
                                    highlight=(kernel_index, row, col))
         # PNG: flat cells and their titles stay crisp, and compress well.
-        clickable_picture(png_bytes(strip, compress_level=1), key="stacks_rf_click",
-                          on_click=partial(_on_strip_click, layout), width="stretch" if strip.shape[1] > 700 else None)
+        picture(png_bytes(strip, compress_level=1), key="stacks_rf_click", shape=layout.size,
+                on_click=partial(_on_strip_click, layout),
+                width="stretch" if strip.shape[1] > 700 else None, label=f"The feature maps of stage {stage_number}")
         png_download(strip, f"stage_{stage_number}_feature_maps.png", key="stacks_strip_png")
         st.caption(f"Stage {stage_number}: {maps} maps of {map_rows} x {map_cols} cells. Click a cell, or type "
                    "its row and column.")

@@ -22,7 +22,7 @@ from lessons.links import Codec, Field, choice, integer, whole_numbers
 from scans import apply_window, read_sample
 from views import links
 from views.caching import computed, drop_session_memos, session_memo
-from views.clickable import clickable_picture
+from views.components.picture import picture
 from views.components.step_player import conv_payload, step_player, view_options
 from views.exports import png_download
 from views.notices import show_teaching_notice
@@ -177,9 +177,9 @@ def _session_memo(name, key, compute):
     return session_memo(MEMO, name, key, compute)
 
 
-def _png(picture):
+def _png(rgb):
     # Drawn and encoded once per setting: a rerun that changes nothing here sends the same bytes again.
-    return png_bytes(picture, compress_level=1)
+    return png_bytes(rgb, compress_level=1)
 
 
 def _figure(encoded, draw, *, caption, file_name):
@@ -218,13 +218,9 @@ def _current_voxel(shape):
                                 st.session_state.get("vol3d__row", 0), st.session_state.get("vol3d__col", 0)), shape)
 
 
-def _on_plane_click(layout, shape):
-    click = st.session_state.get("vol3d_planes_click")
-    if not click or not click.get("width"):
-        return
-    y = click["y"] * layout.size[0] / click["height"]
-    x = click["x"] * layout.size[1] / click["width"]
-    slice_index, row, col = voxel_from_click(layout, y, x, _current_voxel(shape), shape)
+def _on_plane_click(layout, shape, click):
+    # In the pixels of the three planes' picture.
+    slice_index, row, col = voxel_from_click(layout, click["y"], click["x"], _current_voxel(shape), shape)
     st.session_state[f"{PICKER}__slice"] = slice_index  # the picker's own slice: its slider follows
     st.session_state["vol3d__row"], st.session_state["vol3d__col"] = row, col
 
@@ -235,9 +231,10 @@ def _planes(volume, voxel, aspect, *, memo, box=None, key, caption, clickable=Fa
         return orthogonal_views(volume, voxel, aspect=aspect, height=PLANE_HEIGHT, box=box, signed=signed)
 
     encoded, layout = _session_memo(key, (memo, voxel, aspect, box, signed),
-                                    lambda: (lambda picture, layout: (_png(picture), layout))(*draw()))
+                                    lambda: (lambda rgb, layout: (_png(rgb), layout))(*draw()))
     if clickable:
-        clickable_picture(encoded, key=key, on_click=partial(_on_plane_click, layout, volume.shape))
+        picture(encoded, key=key, shape=layout.size, on_click=partial(_on_plane_click, layout, volume.shape),
+                label="Three planes through the chosen voxel")
     else:
         st.image(encoded)
     st.caption(caption)

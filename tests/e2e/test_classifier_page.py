@@ -7,7 +7,7 @@ from playwright.sync_api import expect
 
 from tests.e2e.browser import assert_no_exception, save_screenshot, wait_for_app
 
-CLICK_FRAME = "iframe[title*='streamlit_image_coordinates']"
+PICTURE = ".picture img"  # a picture of views/components/picture
 
 
 def _number(page, label):
@@ -31,7 +31,7 @@ def test_click_add_a_lesion_and_the_answer_changes(page):
     save_screenshot(page, "classifier_opening_window", full_page=False)
 
     # Click at 45 % down, 42 % across the chest radiograph (640 rows x 603 columns): the window centres there.
-    image = page.frame_locator(CLICK_FRAME).first.locator("img")
+    image = page.locator(PICTURE).first
     expect(image).to_be_visible()
     image.scroll_into_view_if_needed()
     box = image.bounding_box()

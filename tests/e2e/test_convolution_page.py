@@ -136,14 +136,28 @@ def test_convolution_lesson_in_browser(page):
     conv = page.locator(CONV)
     expect(conv.locator(".status")).to_have_text(re.compile(r"^Step 1 of \d+$"))
 
-    # Clicking the image moves the region there (the click arrives in displayed pixels).
+    # Clicking the image moves the region there; the browser moves the orange box over the same picture,
+    # fetched once (the region is numbers, not a new picture).
+    pictures_fetched = []
+    page.on("request", lambda request: pictures_fetched.append(request.url) if "/media/" in request.url else None)
     top_row = page.get_by_role("slider", name="Top row")
     top_before = top_row.input_value()
-    picture = page.frame_locator("iframe[title*='streamlit_image_coordinates']").locator("img")
+    picture = page.locator(".st-key-conv_click .picture img")
     size = picture.bounding_box()
     picture.click(position={"x": size["width"] * 0.3, "y": size["height"] * 0.7})
     expect(top_row).not_to_have_value(top_before, timeout=30_000)
     wait_for_app(page)
+    rows, cols = (int(side) for side in re.search(r", (\d+) x (\d+) pixels\. Click to move",
+                                                   page.get_by_text(re.compile(r"Click to move")).inner_text()).groups())
+    top, left, region_size = (_slider_value(page, label) for label in ("Top row", "Left column", "Region size"))
+    # Within a pixel: the mouse lands on a whole screen pixel.
+    assert abs(top - (0.7 * rows - region_size // 2)) <= 1 and abs(left - (0.3 * cols - region_size // 2)) <= 1
+    box = page.locator(".st-key-conv_click .picture .box").first.bounding_box()
+    size = picture.bounding_box()
+    assert abs(box["y"] - size["y"] - top * size["height"] / rows) < 1.5
+    assert abs(box["x"] - size["x"] - left * size["width"] / cols) < 1.5
+    assert pictures_fetched == [], pictures_fetched
+    save_screenshot(page, "convolution_region_clicked")
     trace = _lesson_trace(page)
     expect(conv.locator(".status")).to_have_text(f"Step 1 of {trace.num_steps}")
     _assert_shows_conv_step(conv.evaluate(READ_STEP), trace)

@@ -8,7 +8,7 @@ from playwright.sync_api import expect
 from tests.apptest import run_page_file
 from tests.e2e.browser import TABLE_SELECTOR, assert_no_exception, is_cut, save_screenshot, table_cells, wait_for_app
 
-CLICK_FRAME = "iframe[title*='streamlit_image_coordinates']"
+PICTURE = ".picture img"  # a picture of views/components/picture
 
 
 def _number(page, label):
@@ -21,7 +21,7 @@ def test_drag_a_box_and_find_it(page):
     expect(page.get_by_role("heading", name="Where is it?")).to_be_visible()
     assert_no_exception(page)
 
-    image = page.frame_locator(CLICK_FRAME).first.locator("img")
+    image = page.locator(PICTURE).first
     expect(image).to_be_visible()
     image.scroll_into_view_if_needed()
     natural_width, natural_height = image.evaluate("img => [img.naturalWidth, img.naturalHeight]")

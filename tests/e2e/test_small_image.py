@@ -14,7 +14,7 @@ from tests.e2e.browser import assert_no_exception, save_screenshot, wait_for_app
 
 pydicom_data = pytest.importorskip("pydicom.data")
 RTDOSE = Path(pydicom_data.get_testdata_file("rtdose.dcm"))
-CLICK_FRAME = "iframe[title*='streamlit_image_coordinates']"
+PICTURE = ".picture img"  # a picture of views/components/picture
 
 
 def _upload(page, path):
@@ -33,7 +33,7 @@ def test_convolution_lesson_on_a_10_by_10_dose_grid(page):
     expect(page.get_by_text(re.compile(r"^rtdose\.dcm, 10 x 10 pixels"))).to_be_visible(timeout=60_000)
     wait_for_app(page)
     assert_no_exception(page)
-    picture = page.frame_locator(CLICK_FRAME).first.locator("img")
+    picture = page.locator(PICTURE).first
     expect(picture).to_be_visible()
     width, height = _shown_pixels(picture)
     assert min(width, height) >= 200, f"a 10 x 10 image should be drawn enlarged, got {width} x {height}"
@@ -59,7 +59,7 @@ def test_other_image_lessons_on_a_10_by_10_dose_grid(page, path, heading):
     wait_for_app(page)
     expect(page.locator("[data-testid='stSidebar']").get_by_text(re.compile(r"rtdose\.dcm")).first).to_be_visible()
     assert_no_exception(page)
-    picture = page.frame_locator(CLICK_FRAME).first.locator("img")
+    picture = page.locator(PICTURE).first
     expect(picture).to_be_visible()
     width, height = _shown_pixels(picture)
     assert min(width, height) >= 200, f"a 10 x 10 image should be drawn enlarged, got {width} x {height}"

@@ -8,7 +8,7 @@ from playwright.sync_api import expect
 from tests.e2e.browser import assert_no_exception, save_screenshot, wait_for_app
 from viz.stacks import maps_strip
 
-CLICK_FRAME = "iframe[title*='streamlit_image_coordinates']"
+PICTURE = ".picture img"  # a picture of views/components/picture
 
 
 def test_three_stage_stack_and_a_clicked_receptive_field(page):
@@ -31,7 +31,7 @@ def test_three_stage_stack_and_a_clicked_receptive_field(page):
     assert maps >= 2  # the default stage 3 has two kernels
 
     # Click the centre of cell (row 3, column 5) of map 2, wherever the browser drew the strip.
-    image = page.frame_locator(CLICK_FRAME).first.locator("img")
+    image = page.locator(PICTURE).first
     expect(image).to_be_visible()
     natural_width, natural_height, shown_width, shown_height = image.evaluate(
         "img => [img.naturalWidth, img.naturalHeight, img.width, img.height]")

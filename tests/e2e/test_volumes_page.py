@@ -131,7 +131,7 @@ def test_every_section_on_the_shipped_chest_ct(page):
     chosen = page.get_by_text(re.compile(r"^Working volume: 48 x 128 x 128 voxels"))
     expect(chosen).to_contain_text("Chosen voxel: slice 25, row 95, column 43")
     # A click on the coronal plane (the middle picture) moves the voxel's slice and column.
-    planes = page.frame_locator("iframe[title*='streamlit_image_coordinates']").locator("img")
+    planes = page.locator(".st-key-vol3d_planes_click .picture img")
     box = planes.bounding_box()
     planes.click(position={"x": box["width"] * 0.45, "y": box["height"] * 0.3})
     expect(chosen).not_to_contain_text("slice 25, row 95, column 43", timeout=30_000)
