@@ -270,44 +270,54 @@ def _session_memo(name, key, compute):
 
 
 def _image_section(chosen, region, settings, kernel, image_column, map_column):
-    """The clickable image with the region, and the whole image's feature map; returns the map's record."""
+    """The clickable image with the region, and the whole image's feature map; returns the map's summary
+    (its "shape", "peak" and "peak_value"), or None when the kernel does not fit."""
     height, width = chosen.image.shape
-    picture_rgb = chosen.rgb if chosen.rgb is not None else controls.computed(_picture, chosen, ())["rgb"]
     boxes = [((region.top, region.left, region.size, region.size), steps.WINDOW_COLOUR)]
     cut_box = st.session_state.get("conv__cut_box")
     if controls.value("conv_kernel_source") == "Cut from the image" and cut_box:
         top, left, size = cut_box
         boxes.append(((top, left, size, size), steps.CHOSEN_COLOUR))
     image_key = controls.image_key(chosen)
+
+    def grey_picture():
+        rgb = chosen.rgb if chosen.rgb is not None else controls.computed(_picture, chosen, ())["rgb"]
+        return jpeg_bytes(steps.marked_picture(rgb), quality=88)
+
     # Encoded once per image: the boxes are drawn by the browser, so moving them sends only numbers.
-    encoded = _session_memo("picture", image_key, lambda: jpeg_bytes(steps.marked_picture(picture_rgb), quality=88))
+    encoded = _session_memo("picture", image_key, grey_picture)
     with image_column:
         st.markdown(f"**{chosen.name}**, {height} x {width} pixels. Click to move the orange region.")
         picture(encoded, key="conv_click", shape=(height, width), boxes=boxes, on_click=controls.click_to_region,
                 label=f"{chosen.name} with the region outlined")
     with map_column:
+        parameters = (_kernel_key(kernel), settings)
+
+        def whole_map():
+            whole = controls.computed(_whole_map, chosen, parameters)
+            return {"encoded": jpeg_bytes(steps.marked_picture(whole["rgb"])), "shape": whole["map"].shape,
+                    "peak": whole["peak"], "peak_value": whole["peak_value"]}
+
         try:
-            whole = controls.computed(_whole_map, chosen, (_kernel_key(kernel), settings))
+            # Once per kernel and settings: a region change reads only this summary.
+            summary = _session_memo("whole map", (image_key, parameters), whole_map)
         except ValueError as error:
             st.error(f"The kernel does not fit this image with these settings: {error}")
             return None
-        map_height, map_width = whole["map"].shape
+        (map_height, map_width), peak = summary["shape"], summary["peak"]
         stride = settings.stride
         region_on_map = (region.top / stride, region.left / stride, region.size / stride, region.size / stride)
-        encoded_map = _session_memo("whole map", (image_key, _kernel_key(kernel), settings),
-                                    lambda: jpeg_bytes(steps.marked_picture(whole["rgb"])))
         st.markdown(f"**Feature map of the whole image**, {map_height} x {map_width}: red positive, "
                     "blue negative, white zero.")
-        picture(encoded_map, key="conv_whole_map", shape=(map_height, map_width),
-                boxes=[(region_on_map, steps.WINDOW_COLOUR)], ring=whole["peak"],
-                label="The feature map of the whole image")
-        png_download(lambda: steps.marked_picture(whole["rgb"], peak=whole["peak"],
+        picture(summary["encoded"], key="conv_whole_map", shape=(map_height, map_width),
+                boxes=[(region_on_map, steps.WINDOW_COLOUR)], ring=peak, label="The feature map of the whole image")
+        png_download(lambda: steps.marked_picture(controls.computed(_whole_map, chosen, parameters)["rgb"], peak=peak,
                                                   boxes=[(region_on_map, steps.WINDOW_COLOUR)]),
                      "feature_map_whole_image.png", key="conv_map_png")
-        st.caption(f"Largest value {whole['peak_value']:.4f} at row {whole['peak'][0]}, column {whole['peak'][1]} "
+        st.caption(f"Largest value {summary['peak_value']:.4f} at row {peak[0]}, column {peak[1]} "
                    "(green ring): where the image looks most like the kernel. Colours reach full strength at "
                    f"the {MAP_COLOUR_PERCENTILE:g}th percentile of the magnitudes.")
-    return whole
+    return summary
 
 
 def _size_section(image_shape, region, kernel, settings):
@@ -519,7 +529,7 @@ def _pooling_section(after, trace, whole):
     shrink = (f"The region's map shrinks from **{after.shape[0]} x {after.shape[1]}** to "
               f"**{pool_trace.output.shape[0]} x {pool_trace.output.shape[1]}**")
     if whole is not None:
-        map_height, map_width = whole["map"].shape
+        map_height, map_width = whole["shape"]
         pooled_height = output_size(map_height, size, stride=stride, padding=padding)
         pooled_width = output_size(map_width, size, stride=stride, padding=padding)
         shrink += f"; the whole image's map from {map_height} x {map_width} to {pooled_height} x {pooled_width}"
