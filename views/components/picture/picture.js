@@ -112,6 +112,7 @@ export default function picture(component) {
   frame.style.aspectRatio = `${pixelCols} / ${pixelRows}`;
   frame.style.maxWidth = data.width ? `${data.width}px` : "";
   frame.classList.toggle("pointing", Boolean(data.pointing));
+  frame.classList.toggle("drag", Boolean(data.pointing && data.drag));
   if (image.getAttribute("src") !== data.src) image.setAttribute("src", data.src);
   image.alt = data.label ?? "";
   root.querySelector(".dragged").hidden = true;
