@@ -423,6 +423,22 @@ def test_a_click_on_the_image_centres_the_region_there_and_the_browser_draws_the
     _assert_player_is_conv2d(app)
 
 
+def test_a_click_on_the_whole_map_moves_the_region_to_where_that_value_comes_from():
+    app = _open()
+    set_control(app, SETTINGS_PANEL, "conv_stride", 2)
+    set_control(app, REGION_PANEL, "conv_region_size", 8)
+    ring = component_data(app, "conv_whole_map")["ring"]
+    click_picture(app, "conv_whole_map", ring["col"] + 0.5, ring["row"] + 0.5)  # the peak
+    assert not app.exception, app.exception
+    # A 3 x 3 kernel, stride 2, one pixel of padding: map cell (r, c) is computed from image rows 2r-1..2r+1.
+    # The region (8 pixels) is centred on that window, kept inside the image.
+    height, width = _image(app).shape
+    top, left = _state(app, "conv_region_top"), _state(app, "conv_region_left")
+    assert (top, left) == (min(max(2 * ring["row"] - 4, 0), height - 8), min(max(2 * ring["col"] - 4, 0), width - 8))
+    # The map's orange box follows the region.
+    assert component_data(app, "conv_whole_map")["boxes"][0]["top"] == top / 2
+
+
 def test_clicks_outside_or_malformed_stay_on_the_image_or_are_ignored():
     app = _open()
     height, width = _image(app).shape

@@ -15,6 +15,7 @@ import streamlit as st
 
 from kernels import KERNELS, MAX_KERNEL_SIZE, PADDING_MODES, make_kernel, output_size
 from lessons.matching import Box, cut_box, zero_mean_kernel
+from lessons.receptive_field import conv_geometry, input_region
 from views.caching import computed, image_key  # noqa: F401  the lesson's names for the one cache rule
 from views.components.control_panel import button, buttons, control_panel, fixed, menu, number, slider, switch
 from views.components.kernel_grid import edit_of, kernel_grid
@@ -149,6 +150,14 @@ def click_to_region(click):
     ``click`` is in the image's pixels (views.components.picture), its width and height the image's.
     """
     centre_region_on(int(click["y"]), int(click["x"]), (click["height"], click["width"]))
+
+
+def click_on_map(kernel_shape, settings, image_shape, click):
+    """Callback of the whole image's map (key "conv_whole_map"): centre the region on the pixels the
+    clicked value was computed from (its kernel window, clipped to the image)."""
+    layer = conv_geometry(kernel_shape, stride=settings.stride, padding=settings.padding, dilation=settings.dilation)
+    top, bottom, left, right = input_region([layer], image_shape, int(click["y"]), int(click["x"]))
+    centre_region_on((top + bottom) // 2, (left + right) // 2, image_shape)
 
 
 # ---------------------------------------------------------------------------------------------------

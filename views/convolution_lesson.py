@@ -8,6 +8,7 @@ players run in the browser (views/components/step_player/).
 """
 
 import inspect
+from functools import partial
 
 import numpy as np
 import streamlit as st
@@ -310,13 +311,15 @@ def _image_section(chosen, region, settings, kernel, image_column, map_column):
         st.markdown(f"**Feature map of the whole image**, {map_height} x {map_width}: red positive, "
                     "blue negative, white zero.")
         picture(summary["encoded"], key="conv_whole_map", shape=(map_height, map_width),
-                boxes=[(region_on_map, steps.WINDOW_COLOUR)], ring=peak, label="The feature map of the whole image")
+                boxes=[(region_on_map, steps.WINDOW_COLOUR)], ring=peak, label="The feature map of the whole image",
+                on_click=partial(controls.click_on_map, kernel.shape, settings, (height, width)))
         png_download(lambda: steps.marked_picture(controls.computed(_whole_map, chosen, parameters)["rgb"], peak=peak,
                                                   boxes=[(region_on_map, steps.WINDOW_COLOUR)]),
                      "feature_map_whole_image.png", key="conv_map_png")
         st.caption(f"Largest value {summary['peak_value']:.4f} at row {peak[0]}, column {peak[1]} "
-                   "(green ring): where the image looks most like the kernel. Colours reach full strength at "
-                   f"the {MAP_COLOUR_PERCENTILE:g}th percentile of the magnitudes.")
+                   "(green ring): where the image looks most like the kernel. Click the map to move the region to "
+                   "where a value comes from. Colours reach full strength at the "
+                   f"{MAP_COLOUR_PERCENTILE:g}th percentile of the magnitudes.")
     return summary
 
 
