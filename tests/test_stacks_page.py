@@ -105,6 +105,13 @@ def test_channel_sums_add_up_to_the_convolution_output(app):
     assert len(terms) == 3  # stage 2 reads the 3 maps of stage 1
     assert sum(terms) == pytest.approx(total, abs=2e-4)
     assert len(app.tabs) == 3
+    # Each input map's multiply step is text: its products (the last 9 numbers) add up to that map's sum.
+    arithmetic = [element.proto.body for element in app.get("html") if 'class="arithmetic"' in element.proto.body]
+    assert len(arithmetic) == 3
+    for html, term in zip(arithmetic, terms):
+        products = re.findall(r'<div title="([^"]+)"', html)[-9:]
+        decimals = max(len(text.partition(".")[2]) for text in products)
+        assert sum(map(float, products)) == pytest.approx(term, abs=9 * 0.5 * 10.0 ** -decimals + 1e-4)
 
 
 def test_four_stages_with_other_kernels_pooling_and_dilation(app):

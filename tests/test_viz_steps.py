@@ -1,5 +1,7 @@
 """viz/steps.py: frame shapes and dtype, and that marks and outlines land on the right cells."""
 
+import re
+
 import numpy as np
 import pytest
 
@@ -73,32 +75,25 @@ def test_colour_cells_rejects_unknown_map():
 
 
 @pytest.mark.parametrize("size", [1, 3, 4, 9])
-def test_arithmetic_frame_fits_its_width(size):
+def test_arithmetic_html_writes_every_number_as_text_to_three_significant_digits(size):
     rng = np.random.default_rng(size)
     patch = rng.random((size, size)).astype(np.float32)
-    kernel = rng.normal(size=(size, size)).astype(np.float32)
-    frame = steps.arithmetic_frame(patch, kernel, patch * kernel, max_width=900)
-    assert frame.dtype == np.uint8 and frame.ndim == 3 and frame.shape[2] == 3
-    assert frame.shape[1] <= 900 or size == 9
-    assert frame.min() < 50 and frame.max() == 255, "numbers on a light background"
+    kernel = (rng.normal(size=(size, size)) / 24).astype(np.float32)
+    products = patch * kernel
+    html = steps.arithmetic_html(patch, kernel, products)
+    titles = re.findall(r'<div title="([^"]+)"', html)
+    assert len(titles) == 3 * size * size
+    for grid, texts in zip((patch, kernel, products), (titles[:size * size], titles[size * size:2 * size * size],
+                                                       titles[2 * size * size:])):
+        decimals = steps.grid_decimals(grid, steps.WORK_SIGNIFICANT)
+        assert texts == [f"{value:.{decimals}f}" for value in grid.reshape(-1)]
+    assert [caption for caption in re.findall(r"<figcaption[^>]*>([^<]*)<", html)] == ["input patch", "kernel",
+                                                                                        "products"]
 
 
-def test_arithmetic_frame_wraps_when_narrow():
-    patch = np.ones((3, 3), dtype=np.float32)
-    wide = steps.arithmetic_frame(patch, patch, patch, max_width=4000)
-    narrow = steps.arithmetic_frame(patch, patch, patch, max_width=300)
-    assert narrow.shape[0] > wide.shape[0] and narrow.shape[1] < wide.shape[1]
-
-
-def test_arithmetic_frame_rejects_mismatched_shapes():
+def test_arithmetic_html_rejects_mismatched_shapes():
     with pytest.raises(ValueError, match="one shape"):
-        steps.arithmetic_frame(np.ones((3, 3)), np.ones((2, 2)), np.ones((3, 3)))
-
-
-def test_arithmetic_frame_of_an_even_kernel():
-    patch = np.arange(16, dtype=np.float32).reshape(4, 4) / 16
-    frame = steps.arithmetic_frame(patch, np.eye(4, dtype=np.float32), patch * np.eye(4), max_width=2000)
-    assert frame.shape[0] > 4 * 30 and frame.dtype == np.uint8
+        steps.arithmetic_html(np.ones((3, 3)), np.ones((2, 2)), np.ones((3, 3)))
 
 
 # ---------------------------------------------------------------- maps and overlays --------------------------

@@ -40,7 +40,7 @@ from views.presenter import explain
 from views.scan_picker import choose_image
 from viz.images import jpeg_bytes, png_bytes
 from viz.stacks import STAGE_COLOURS, field_overlay, maps_strip, stack_overview, sum_bars
-from viz.steps import arithmetic_frame
+from viz.steps import arithmetic_html
 
 MAX_STAGES = 4
 STAGES_PER_ROW = 2
@@ -276,9 +276,8 @@ def _channel_sum_section(result, stage_number, kernel_index, row, col):
     for channel, tab in enumerate(tabs):
         step = breakdown.steps[channel]
         with tab:
-            frame = arithmetic_frame(step.patch, result.weights[kernel_index, channel], step.products,
-                                     max_width=900, low=low, high=high)
-            st.image(jpeg_bytes(frame, sharp_text=True), output_format="JPEG", width="content")
+            st.html(arithmetic_html(step.patch, result.weights[kernel_index, channel], step.products, low=low,
+                                    high=high))
             st.caption(f"Sum of these products: {step.total:.4f}")
 
 

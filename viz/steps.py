@@ -365,128 +365,6 @@ def value_grid_frame(values, *, cell, colour_map="diverging", limit=None, low=0.
     return canvas
 
 
-def _number_block(values, colour_map, *, cell_width, cell_height, font_size, limit=None, low=0.0, high=1.0):
-    """A (kh, kw) grid of numbers in coloured cells with rectangular cells (cell_height x cell_width)."""
-    values = np.asarray(values, dtype=np.float32)
-    cell_rgb = colour_cells(values, colour_map, limit=limit, low=low, high=high)
-    canvas = _cells_to_pixels(cell_rgb, cell_height, cell_width)
-    canvas[::cell_height, :] = GRID_COLOUR
-    canvas[:, ::cell_width] = GRID_COLOUR
-    canvas[-1, :] = GRID_COLOUR
-    canvas[:, -1] = GRID_COLOUR
-    dark_ink = _contrasting_ink(cell_rgb)
-    texts = format_grid(values)
-    for row in range(values.shape[0]):
-        for col in range(values.shape[1]):
-            colour = TEXT_COLOUR if dark_ink[row, col] else (255, 255, 255)
-            stamp_text(canvas, texts[row][col], row * cell_height + cell_height / 2,
-                       col * cell_width + cell_width / 2, font_size, colour)
-    return canvas
-
-
-def arithmetic_font_size(kernel_shape):
-    """Font size for the arithmetic frame: large for small kernels, smaller (still readable) for 9x9."""
-    longest = max(kernel_shape)
-    if longest <= 3:
-        return 30
-    if longest <= 5:
-        return 24
-    if longest <= 7:
-        return 20
-    return 17
-
-
-def arithmetic_frame(patch, kernel, products, *, max_width=1000, font_size=None, low=0.0, high=1.0,
-                     result_line=None):
-    """patch x kernel = products, as three grids of numbers with titles: the multiply step of one position.
-
-    Parameters
-    ----------
-    patch : ndarray, shape (kh, kw)
-        The input values under the window (``ConvStep.patch``), coloured as grey levels from ``low``
-        (black) to ``high`` (white).
-    kernel : ndarray, shape (kh, kw)
-        The kernel as applied (flipped already for true convolution), signed colours.
-    products : ndarray, shape (kh, kw)
-        ``ConvStep.products``, signed colours.
-    max_width : int
-        The frame's width limit in pixels; the three grids wrap onto more rows when they do not fit.
-    font_size : int, optional
-        Default :func:`arithmetic_font_size`.
-    result_line : str, optional
-        A line written under the grids, e.g. "sum 1.25 + bias 0 = 1.25".
-
-    Returns
-    -------
-    ndarray, shape (H, W, 3), uint8 with W <= max(max_width, one grid's width)
-    """
-    patch, kernel, products = (np.asarray(array, dtype=np.float32) for array in (patch, kernel, products))
-    if not patch.shape == kernel.shape == products.shape:
-        raise ValueError(f"patch, kernel and products must have one shape, got {patch.shape}, "
-                         f"{kernel.shape} and {products.shape}")
-    size = font_size or arithmetic_font_size(kernel.shape)
-    all_texts = [text for array in (patch, kernel, products) for row in format_grid(array) for text in row]
-    widest = max(text_size(text, size)[0] for text in all_texts)
-    cell_width = widest + max(12, size // 2)
-    cell_height = int(size * 1.75)
-    blocks = [
-        ("input patch", _number_block(patch, "grey", cell_width=cell_width, cell_height=cell_height,
-                                      font_size=size, low=low, high=high)),
-        ("kernel", _number_block(kernel, "diverging", cell_width=cell_width, cell_height=cell_height,
-                                 font_size=size)),
-        ("products", _number_block(products, "diverging", cell_width=cell_width, cell_height=cell_height,
-                                   font_size=size)),
-    ]
-    operators = ["x", "="]
-    title_size = max(16, int(size * 0.8))
-    title_height = _line_height(title_size) + 14
-    operator_width = text_size("=", size + 8)[0] + 28
-    block_height, block_width = blocks[0][1].shape[:2]
-
-    # Flow layout: place grids left to right, wrapping to a new row when the next would not fit.
-    placements = []  # (kind, payload, top, left)
-    x_position, row_index = 0, 0
-    for index, (title, block) in enumerate(blocks):
-        needed = block_width if index == 0 else operator_width + block_width
-        if index > 0 and x_position + needed > max_width:
-            row_index, x_position = row_index + 1, 0
-            needed = operator_width + block_width  # the operator starts the new row
-        top = row_index * (title_height + block_height + 16)
-        if index > 0:
-            placements.append(("operator", operators[index - 1], top + title_height, x_position))
-            x_position += operator_width
-        placements.append(("block", (title, block), top, x_position))
-        x_position += block_width
-    frame_width = max(left + (block_width if kind == "block" else operator_width)
-                      for kind, _, _, left in placements)
-    frame_height = (row_index + 1) * (title_height + block_height + 16) - 16
-    result_size = max(20, size)
-    result_top = frame_height + 14
-    if result_line:
-        result_size = _fit_line(result_line, result_size, max(frame_width, max_width))
-        frame_width = max(frame_width, text_size(result_line, result_size)[0])
-        frame_height = result_top + _line_height(result_size) + 12
-    canvas = np.empty((frame_height, frame_width, 3), dtype=np.uint8)
-    canvas[:] = BACKGROUND
-    if result_line:
-        stamp_text_left(canvas, result_line, result_top, 0, result_size)
-    for kind, payload, top, left in placements:
-        if kind == "block":
-            title, block = payload
-            stamp_text(canvas, title, top + title_height / 2 - 2, left + block_width / 2, title_size)
-            canvas[top + title_height:top + title_height + block_height, left:left + block_width] = block
-        else:
-            stamp_text(canvas, payload, top + block_height / 2, left + operator_width / 2, size + 8)
-    return canvas
-
-
-def _fit_line(text, size, width):
-    """The largest font size <= ``size`` at which ``text`` fits ``width`` pixels (at least the minimum)."""
-    while size > _MIN_NUMBER_FONT and text_size(text, size)[0] > width:
-        size -= 1
-    return size
-
-
 def feature_map_grid(maps, titles, *, columns=4, tile=240, limit=None, colour_map="diverging",
                      marked=None):
     """Several feature maps side by side in a grid, each with its title: a bank of kernels at a glance.
@@ -671,7 +549,7 @@ def marked_picture(rgb, *, boxes=(), peak=None, target=OVERLAY_SIDE):
 
 
 def value_grid_html(values, *, colour_map="diverging", limit=None, low=0.0, high=1.0, marked=None,
-                    caption=""):
+                    caption="", decimals=None):
     """A grid of values as an HTML block: coloured cells with their numbers as text, crossed where ``marked``.
 
     Text, not pixels: the numbers stay sharp at any zoom or projector size, and building the HTML
@@ -687,6 +565,8 @@ def value_grid_html(values, *, colour_map="diverging", limit=None, low=0.0, high
     marked : ndarray of bool, shape (h, w), optional
     caption : str
         Plain text under the grid.
+    decimals : int, optional
+        Decimal places of every number; default 2, fewer for magnitudes of 10 and more.
 
     Returns
     -------
@@ -698,7 +578,8 @@ def value_grid_html(values, *, colour_map="diverging", limit=None, low=0.0, high
     dark_ink = _contrasting_ink(cell_rgb)
     crossed = np.zeros(values.shape, dtype=bool) if marked is None else np.asarray(marked, dtype=bool)
     largest = float(np.max(np.abs(values[np.isfinite(values)]))) if np.isfinite(values).any() else 0.0
-    decimals = 2 if largest < 10 else 1 if largest < 100 else 0
+    if decimals is None:
+        decimals = 2 if largest < 10 else 1 if largest < 100 else 0
     show_numbers = cols <= 16
     mark = "#%02x%02x%02x" % MARK_COLOUR
     cells = []
@@ -721,3 +602,39 @@ def value_grid_html(values, *, colour_map="diverging", limit=None, low=0.0, high
             f'<div class="value-grid" style="{grid_style}">{"".join(cells)}</div>'
             f'<figcaption style="font-size:0.85rem;color:#555;margin-top:0.3rem">{html.escape(caption)}'
             '</figcaption></figure>')
+
+
+def arithmetic_html(patch, kernel, products, *, low=0.0, high=1.0):
+    """patch x kernel = products, as three grids of numbers in HTML: the multiply step of one position.
+
+    Text, not pixels (see :func:`value_grid_html`): the grids sit side by side and wrap under one
+    another on a narrow screen, each wide enough for its digits.
+
+    Parameters
+    ----------
+    patch : ndarray, shape (kh, kw)
+        The input values under the window, grey from ``low`` (black) to ``high`` (white).
+    kernel : ndarray, shape (kh, kw)
+        The kernel as applied, signed colours.
+    products : ndarray, shape (kh, kw)
+        ``patch * kernel``, signed colours.
+
+    Returns
+    -------
+    str
+    """
+    patch, kernel, products = (np.asarray(array, dtype=np.float32) for array in (patch, kernel, products))
+    if not patch.shape == kernel.shape == products.shape:
+        raise ValueError(f"patch, kernel and products must have one shape, got {patch.shape}, "
+                         f"{kernel.shape} and {products.shape}")
+    grids = [value_grid_html(patch, colour_map="grey", low=low, high=high, caption="input patch",
+                             decimals=grid_decimals(patch, WORK_SIGNIFICANT)),
+             value_grid_html(kernel, caption="kernel", decimals=grid_decimals(kernel, WORK_SIGNIFICANT)),
+             value_grid_html(products, caption="products", decimals=grid_decimals(products, WORK_SIGNIFICANT))]
+    # Each grid at least 3.4 rem per column: room for 3 significant digits, a sign and a point.
+    width = f"min-width:calc({patch.shape[1]} * 3.4rem);max-width:calc({patch.shape[1]} * 5rem);flex:1 1 0"
+    operator = '<div style="align-self:center;font-size:1.8rem;font-weight:600;padding:0 0.2rem">{}</div>'
+    boxed = [f'<div style="{width}">{grid}</div>' for grid in grids]
+    parts = [boxed[0], operator.format("&times;"), boxed[1], operator.format("="), boxed[2]]
+    return ('<div class="arithmetic" style="display:flex;flex-wrap:wrap;gap:0.4rem;align-items:flex-start">'
+            f'{"".join(parts)}</div>')

@@ -50,6 +50,18 @@ def test_three_stage_stack_and_a_clicked_receptive_field(page):
     page.get_by_role("heading", name="What does one cell see?").scroll_into_view_if_needed()
     save_screenshot(page, "stacks_receptive_field", full_page=False)
 
+    # Each input map's multiply step is text (patch x kernel = products), readable on a projector.
+    arithmetic = page.locator(".arithmetic").first
+    arithmetic.scroll_into_view_if_needed()
+    expect(arithmetic).to_be_visible()
+    cells = arithmetic.locator(".value-grid > div")
+    assert cells.count() == 27  # three 3 x 3 grids
+    assert all(re.fullmatch(r"-?\d+(\.\d+)?", text) for text in cells.all_inner_texts())
+    font_size = float(cells.first.evaluate("cell => getComputedStyle(cell).fontSize").removesuffix("px"))
+    assert font_size >= 14, font_size
+    page.get_by_role("heading", name="How one value adds up over the maps below").scroll_into_view_if_needed()
+    save_screenshot(page, "stacks_channel_sums", full_page=False)
+
 
 def _choose_option(page, label, option):
     box = page.get_by_role("combobox", name=label, exact=True).first
