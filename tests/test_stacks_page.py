@@ -73,6 +73,10 @@ def test_three_stage_stack_field_matches_the_arithmetic(app):
     rows = input_region(_default_layers(3), input_shape, 10, 12)
     assert f"Cell (10, 12) of stage 3 depends on the **{rows[1] - rows[0]} x {rows[3] - rows[2]}** pixels" in text
     assert f"rows {rows[0]}-{rows[1] - 1}, columns {rows[2]}-{rows[3] - 1}" in text
+    # The browser draws that box on the image, over a picture sent once per image.
+    field = component_data(app, "stacks_field")["boxes"][-1]
+    assert (field["top"], field["left"], field["height"], field["width"]) == (
+        rows[0], rows[2], rows[1] - rows[0], rows[3] - rows[2])
     assert receptive_field(_default_layers(3)).size == (22, 22)
 
 

@@ -32,14 +32,15 @@ from lessons.stacks import (
 from lessons.activations import link_words
 from lessons.links import Codec, Field, choice, integer, names, record, whole_number_list
 from views import links
-from views.caching import computed
+from views.caching import computed, image_key, session_memo
 from views.components.picture import picture
 from views.exports import png_download
 from views.notices import show_teaching_notice
 from views.presenter import explain
 from views.scan_picker import choose_image
-from viz.images import jpeg_bytes, png_bytes
+from viz.images import grey_rgb, jpeg_bytes, png_bytes, upscale_nearest
 from viz.stacks import STAGE_COLOURS, field_overlay, maps_strip, stack_overview, sum_bars
+from viz.steps import WINDOW_COLOUR
 from viz.steps import arithmetic_html
 
 MAX_STAGES = 4
@@ -171,7 +172,9 @@ def _on_strip_click(layout, click):
 
 
 @st.fragment
-def _receptive_field_section(working, stages, results):
+def _receptive_field_section(working, stages, results, identity):
+    """``identity`` = (image key, working size, stage specs) names what the pictures are drawn from: they are
+    kept under it, and a click only moves the boxes the browser draws on them."""
     st.subheader("What does one cell see?")
     explain(
         "Click a cell in any stage's maps. The coloured box on the image is every pixel that cell's value "
@@ -202,13 +205,22 @@ def _receptive_field_section(working, stages, results):
         row, col = int(st.session_state["stacks_rf_row"]), int(st.session_state["stacks_rf_col"])
         strip_width = maps * map_cols + (maps - 1) * 8
         scale = max(1, STRIP_TARGET_WIDTH // strip_width)
-        strip, layout = maps_strip(result.outputs, scale=scale, titles=[f"{i + 1}: {n}" for i, n in enumerate(names)],
-                                   highlight=(kernel_index, row, col))
-        # PNG: flat cells and their titles stay crisp, and compress well.
-        picture(png_bytes(strip, compress_level=1), key="stacks_rf_click", shape=layout.size,
-                on_click=partial(_on_strip_click, layout),
-                width="stretch" if strip.shape[1] > 700 else None, label=f"The feature maps of stage {stage_number}")
-        png_download(strip, f"stage_{stage_number}_feature_maps.png", key="stacks_strip_png")
+        titles = [f"{i + 1}: {n}" for i, n in enumerate(names)]
+
+        def strip():
+            drawn, layout = maps_strip(result.outputs, scale=scale, titles=titles)
+            # PNG: flat cells and their titles stay crisp, and compress well.
+            return png_bytes(drawn, compress_level=1), layout
+
+        encoded, layout = session_memo("stacks", "strip", (identity, stage_index), strip)
+        top, left, bottom, right = layout.cell_box(kernel_index, row, col)
+        # Around the cell (never over it), thick enough to find on a projector.
+        picture(encoded, key="stacks_rf_click", shape=layout.size, on_click=partial(_on_strip_click, layout),
+                boxes=[((top, left, bottom - top, right - left), WINDOW_COLOUR, 4)],
+                width="stretch" if layout.size[1] > 700 else None, label=f"The feature maps of stage {stage_number}")
+        chosen_cell = (kernel_index, row, col)
+        png_download(lambda: maps_strip(result.outputs, scale=scale, titles=titles, highlight=chosen_cell)[0],
+                     f"stage_{stage_number}_feature_maps.png", key="stacks_strip_png")
         st.caption(f"Stage {stage_number}: {maps} maps of {map_rows} x {map_cols} cells. Click a cell, or type "
                    "its row and column.")
 
@@ -220,10 +232,16 @@ def _receptive_field_section(working, stages, results):
         display_scale = max(1, FIELD_TARGET_SIDE // max(working.shape))
         boxes = [(region, STAGE_COLOURS[index], 2) for index, region in enumerate(regions[:-1])]
         boxes.append((chosen, STAGE_COLOURS[stage_index], 4))
-        field_picture = field_overlay(working, boxes, scale=display_scale)
-        st.image(jpeg_bytes(field_picture), output_format="JPEG", width="stretch",
-                 caption="Box colours: stage 1 green, stage 2 sky blue, stage 3 pink, stage 4 amber.")
-        png_download(field_picture, f"receptive_field_stage_{stage_number}.png", key="stacks_field_png")
+        # Enlarged (crisp pixels) and encoded once per image; the fields are drawn by the browser.
+        encoded = session_memo("stacks", "field image", identity[:2],  # the working image, not the stack
+                               lambda: jpeg_bytes(upscale_nearest(grey_rgb(working), display_scale)))
+        picture(encoded, key="stacks_field", shape=working.shape, label="The image with the receptive fields",
+                boxes=[((row_start, col_start, row_stop - row_start, col_stop - col_start), colour, line)
+                       for (row_start, row_stop, col_start, col_stop), colour, line in boxes
+                       if row_stop > row_start and col_stop > col_start])
+        st.caption("Box colours: stage 1 green, stage 2 sky blue, stage 3 pink, stage 4 amber.")
+        png_download(lambda: field_overlay(working, boxes, scale=display_scale),
+                     f"receptive_field_stage_{stage_number}.png", key="stacks_field_png")
     height, width = chosen[1] - chosen[0], chosen[3] - chosen[2]
     clipped = (height, width) != field.size
     explain(
@@ -367,7 +385,7 @@ value depends on more of the scan, which is why deeper layers respond to larger 
             "made-up (k + c) mod K arrangement, because the classifier's own deeper kernels belong to its "
             "own eight maps, not to the stack built here."
         )
-    _receptive_field_section(working, stages, results)
+    _receptive_field_section(working, stages, results, (image_key(chosen), longer_side, specs))
 
 
 # --------------------------------------------------------------------------------- the lesson's link

@@ -53,6 +53,14 @@ def _media_url(data, key):
     return f"/{base}{url}" if base else url
 
 
+def _box(bounds, colour, line=None):
+    top, left, height, width = bounds
+    box = {"top": top, "left": left, "height": height, "width": width, "colour": _colour(colour)}
+    if line is not None:
+        box["line"] = line
+    return box
+
+
 def picture(image, *, key, shape=None, boxes=(), ring=None, on_click=None, drag=False, width="stretch", label=""):
     """Show ``image`` (RGB uint8, sent as JPEG, or the bytes of a JPEG or PNG) with boxes and a ring on it.
 
@@ -63,8 +71,8 @@ def picture(image, *, key, shape=None, boxes=(), ring=None, on_click=None, drag=
     shape : (rows, cols), optional
         The units of ``boxes``, ``ring`` and the clicks: default the picture's own pixels. A page that
         sends a picture enlarged for sharpness gives the image's own size here.
-    boxes : sequence of ((top, left, height, width), (r, g, b))
-        Outlined just outside their pixels.
+    boxes : sequence of ((top, left, height, width), (r, g, b)) or ((top, left, height, width), (r, g, b), line)
+        Outlined just outside their pixels, with lines ``line`` screen pixels wide (default 3).
     ring : (row, col), optional
         A pixel ringed in green (a map's peak).
     on_click : callable(event), optional
@@ -81,8 +89,7 @@ def picture(image, *, key, shape=None, boxes=(), ring=None, on_click=None, drag=
     shape = tuple(int(side) for side in (shape or pixels))
     shown = {
         "src": _media_url(data, key), "pixels": pixels, "shape": shape, "label": label,
-        "boxes": [{"top": top, "left": left, "height": height, "width": box_width, "colour": _colour(colour)}
-                  for (top, left, height, box_width), colour in boxes],
+        "boxes": [_box(*box) for box in boxes],
         "ring": None if ring is None else {"row": ring[0], "col": ring[1], "colour": _colour(CHOSEN_COLOUR)},
         "pointing": on_click is not None, "drag": bool(drag),
         "width": pixels[1] if width is None else (None if width == "stretch" else int(width)),

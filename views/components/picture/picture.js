@@ -23,6 +23,7 @@ function drawOverlays(layer, data) {
     element.className = "box";
     place(element, box.top, box.left, box.height, box.width, data.shape);
     element.style.setProperty("--colour", box.colour);
+    if (box.line) element.style.setProperty("--line", `${box.line}px`);
     layer.append(element);
   }
   if (data.ring) {
