@@ -62,7 +62,8 @@ from numba import njit, prange
 
 from kernels._config import JIT_HELPER_OPTIONS, JIT_OPTIONS, JIT_REDUCTION_OPTIONS
 from kernels._simd import (float32_bits, fused_multiply_add, vector_add_scalar, vector_fma, vector_lanes_finite,
-                           vector_load, vector_scalar_fma, vector_store_lanes, vector_sum, vector_zeros, VECTOR_LANES)
+                           vector_load, vector_mark_nonfinite, vector_scalar_fma, vector_store_lanes, vector_sum,
+                           vector_zeros, VECTOR_LANES)
 
 
 # Operation codes of ``elementwise`` (kept as plain ints so the kernel has one signature).
@@ -950,12 +951,16 @@ def _row_pair_3x3(source, row0, row1, row2, row3, taps):
 
 
 @njit(inline="always", **JIT_HELPER_OPTIONS)
-def _store_row_pair_3x3(x_flat, out_flat, start0, start1, start2, start3, q, out0, out1, taps, bias):
+def _store_row_pair_3x3(x_flat, out_flat, start0, start1, start2, start3, q, out0, out1, taps, bias, mark):
     """``_row_pair_3x3`` at output column q of a pair (padded rows starting at ``start0`` .. ``start3`` in the
-    image, counted from padded column 0), stored with the bias; True if both values stored are finite."""
+    image, counted from padded column 0), stored with the bias; returns ``mark`` with both folded in
+    (``vector_mark_nonfinite``)."""
     s0, s1 = _row_pair_3x3(x_flat, start0 + q, start1 + q, start2 + q, start3 + q, taps)
-    stored = _store_image_vector(out_flat, out1 + q, s1, bias, VECTOR_LANES)  # row 1 first, as in the blocks
-    return stored & _store_image_vector(out_flat, out0 + q, s0, bias, VECTOR_LANES)
+    s1 = vector_add_scalar(s1, bias)
+    vector_store_lanes(out_flat, out1 + q, s1, 0, VECTOR_LANES)  # row 1 first, as in the blocks
+    s0 = vector_add_scalar(s0, bias)
+    vector_store_lanes(out_flat, out0 + q, s0, 0, VECTOR_LANES)
+    return vector_mark_nonfinite(vector_mark_nonfinite(mark, s1), s0)
 
 
 @njit(**JIT_HELPER_OPTIONS)
@@ -970,9 +975,10 @@ def _correlate_rows_3x3(x, w, bias, row_map, col_map, pad_left, first_row, stop_
     vector of inner columns: ``x.shape[1] - 2 >= VECTOR_LANES``.  Arguments and result as
     ``correlate_image_rows``.
 
-    The hot loop holds the nine weights, the bias and two accumulators in registers, all sixteen
-    of AVX2's: the edge columns therefore read the weights from ``w``, not from ``taps`` (scalar
-    copies kept alive across the loop made LLVM spill it: 0.14 instead of 0.09 ms at 512 x 512).
+    The hot loop holds the nine weights, the bias, two accumulators and the non-finite mark in
+    registers, nearly all sixteen of AVX2's: the edge columns therefore read the weights from ``w``,
+    not from ``taps`` (scalar copies kept alive across the loop made LLVM spill it: 0.14 instead of
+    0.10 ms at 512 x 512).
     """
     width = x.shape[1]
     out_width = out.shape[1]
@@ -996,10 +1002,13 @@ def _correlate_rows_3x3(x, w, bias, row_map, col_map, pad_left, first_row, stop_
         start3 = row_map[r + 3] * width - pad_left if pair else start2
         out0 = r * out_width
         out1 = out0 + out_width if pair else out0
+        mark = vector_zeros()
         for q in range(pad_left, last_vector, VECTOR_LANES):
-            finite &= _store_row_pair_3x3(x_flat, out_flat, start0, start1, start2, start3, q, out0, out1, taps, bias32)
-        finite &= _store_row_pair_3x3(x_flat, out_flat, start0, start1, start2, start3, last_vector, out0, out1, taps,
-                                      bias32)
+            mark = _store_row_pair_3x3(x_flat, out_flat, start0, start1, start2, start3, q, out0, out1, taps, bias32,
+                                       mark)
+        mark = _store_row_pair_3x3(x_flat, out_flat, start0, start1, start2, start3, last_vector, out0, out1, taps,
+                                   bias32, mark)
+        finite &= vector_lanes_finite(mark, 0, VECTOR_LANES)
         for first, stop in ((0, pad_left), (inner_stop, out_width)):  # the edge columns
             for q in range(first, stop):
                 s0 = s1 = zero
