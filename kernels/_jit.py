@@ -62,7 +62,8 @@ from numba import njit, prange
 
 from kernels._config import JIT_HELPER_OPTIONS, JIT_OPTIONS, JIT_REDUCTION_OPTIONS
 from kernels._simd import (float32_bits, fused_multiply_add, vector_add_scalar, vector_fma, vector_lanes_finite,
-                           vector_load, vector_scalar_fma, vector_store_lanes, vector_sum, vector_zeros, VECTOR_LANES)
+                           vector_load, vector_mark_nonfinite, vector_scalar_fma, vector_store_lanes, vector_sum,
+                           vector_zeros, VECTOR_LANES)
 
 
 # Operation codes of ``elementwise`` (kept as plain ints so the kernel has one signature).
@@ -589,10 +590,11 @@ def _ring_slot(base_slot, distance, window_rows):
 # 2048 x 2048 9x9 1.2-1.4x, 15x15 1.3-1.4x (a busy machine: load 4-6).
 IMAGE_BLOCK_ROWS = 2
 IMAGE_BLOCK_VECTORS = 4
-# Kernels with fewer taps keep the ring of whole padded rows: per pair of rows, the in-place loop's
-# fixed work (copying the edges, one block of edge vectors) then outweighs the loads it saves
-# (512 x 512, one thread, the loop alone: 3x3 in place 0.87-0.91x the ring's speed, 5x5 1.0x,
-# 7x7 1.1-1.2x, 9x9 1.15-1.2x; 2048 x 2048: 3x3 0.95x, 5x5 1.2x, 9x9 1.3x).
+# Kernels with fewer taps keep the ring of whole padded rows (3 x 3 has a loop of its own,
+# ``_correlate_rows_3x3``): per pair of rows, the in-place loop's fixed work (copying the edges, one
+# block of edge vectors) then outweighs the loads it saves (512 x 512, one thread, the loop alone:
+# 3x3 in place 0.87-0.91x the ring's speed, 5x5 1.0x, 7x7 1.1-1.2x, 9x9 1.15-1.2x; 2048 x 2048:
+# 3x3 0.95x, 5x5 1.2x, 9x9 1.3x).
 IN_PLACE_MIN_TAPS = 16
 
 
@@ -911,6 +913,121 @@ def _correlate_rows_in_place(x, w, bias, row_map, col_map, pad_left, dilation_w,
     return not finite
 
 
+@njit(inline="always", **JIT_HELPER_OPTIONS)
+def _row_pair_3x3(source, row0, row1, row2, row3, taps):
+    """Running sums of two output rows at one vector of columns, for a 3 x 3 kernel: (row 0's, row 1's).
+
+    ``row0`` .. ``row3`` are where, in ``source``, the four padded rows the pair reads start under
+    the vector's first column.  The nine weights ``taps`` stay in registers and the twelve loads and
+    eighteen multiply-adds are written out, row 1 reusing the loads of rows 1 and 2 as
+    ``_row_pair_block`` does.
+    """
+    w00, w01, w02, w10, w11, w12, w20, w21, w22 = taps
+    s0 = vector_scalar_fma(w00, vector_load(source, row0), vector_zeros())
+    s0 = vector_scalar_fma(w01, vector_load(source, row0 + 1), s0)
+    s0 = vector_scalar_fma(w02, vector_load(source, row0 + 2), s0)
+    v = vector_load(source, row1)
+    s0 = vector_scalar_fma(w10, v, s0)
+    s1 = vector_scalar_fma(w00, v, vector_zeros())
+    v = vector_load(source, row1 + 1)
+    s0 = vector_scalar_fma(w11, v, s0)
+    s1 = vector_scalar_fma(w01, v, s1)
+    v = vector_load(source, row1 + 2)
+    s0 = vector_scalar_fma(w12, v, s0)
+    s1 = vector_scalar_fma(w02, v, s1)
+    v = vector_load(source, row2)
+    s0 = vector_scalar_fma(w20, v, s0)
+    s1 = vector_scalar_fma(w10, v, s1)
+    v = vector_load(source, row2 + 1)
+    s0 = vector_scalar_fma(w21, v, s0)
+    s1 = vector_scalar_fma(w11, v, s1)
+    v = vector_load(source, row2 + 2)
+    s0 = vector_scalar_fma(w22, v, s0)
+    s1 = vector_scalar_fma(w12, v, s1)
+    s1 = vector_scalar_fma(w20, vector_load(source, row3), s1)
+    s1 = vector_scalar_fma(w21, vector_load(source, row3 + 1), s1)
+    s1 = vector_scalar_fma(w22, vector_load(source, row3 + 2), s1)
+    return s0, s1
+
+
+@njit(inline="always", **JIT_HELPER_OPTIONS)
+def _store_row_pair_3x3(x_flat, out_flat, start0, start1, start2, start3, q, out0, out1, taps, bias, mark):
+    """``_row_pair_3x3`` at output column q of a pair (padded rows starting at ``start0`` .. ``start3`` in the
+    image, counted from padded column 0), stored with the bias; returns ``mark`` with both folded in
+    (``vector_mark_nonfinite``)."""
+    s0, s1 = _row_pair_3x3(x_flat, start0 + q, start1 + q, start2 + q, start3 + q, taps)
+    s1 = vector_add_scalar(s1, bias)
+    vector_store_lanes(out_flat, out1 + q, s1, 0, VECTOR_LANES)  # row 1 first, as in the blocks
+    s0 = vector_add_scalar(s0, bias)
+    vector_store_lanes(out_flat, out0 + q, s0, 0, VECTOR_LANES)
+    return vector_mark_nonfinite(vector_mark_nonfinite(mark, s1), s0)
+
+
+@njit(**JIT_HELPER_OPTIONS)
+def _correlate_rows_3x3(x, w, bias, row_map, col_map, pad_left, first_row, stop_row, out):
+    """``correlate_image_rows`` for a 3 x 3 kernel, stride 1, no dilation, every padded row read an image row.
+
+    Two output rows at a time, one vector of columns at a time (``_row_pair_3x3``).  The columns
+    whose windows lie inside the image are read in place, the last vector moved back to end at the
+    last of them; the few whose windows reach into the padding (as many on each side as it is wide)
+    are summed one at a time through the column map.  (``_correlate_rows_in_place``'s copy of every
+    row's edges into a buffer took a quarter of a 512 x 512 call at 3 x 3.)  Needs at least one
+    vector of inner columns: ``x.shape[1] - 2 >= VECTOR_LANES``.  Arguments and result as
+    ``correlate_image_rows``.
+
+    The hot loop holds the nine weights, the bias, two accumulators and the non-finite mark in
+    registers, nearly all sixteen of AVX2's: the edge columns therefore read the weights from ``w``,
+    not from ``taps`` (scalar copies kept alive across the loop made LLVM spill it: 0.14 instead of
+    0.10 ms at 512 x 512).
+    """
+    width = x.shape[1]
+    out_width = out.shape[1]
+    inner_stop = width - 2 + pad_left  # output columns [pad_left, inner_stop) read inside the image
+    last_vector = inner_stop - VECTOR_LANES
+    x_flat = x.reshape(-1)
+    out_flat = out.reshape(-1)
+    weight = w.reshape(-1)
+    taps = (weight[0], weight[1], weight[2], weight[3], weight[4], weight[5], weight[6], weight[7], weight[8])
+    bias32 = np.float32(bias)
+    zero = np.float32(0.0)
+    smallest = np.int32(_FLOAT32_EXPONENT_MASK)  # of the edge columns' ``_exponent_gap``: 0 if one is inf or NaN
+    finite = True
+    for r in range(first_row, stop_row, IMAGE_BLOCK_ROWS):
+        pair = r + 1 < stop_row  # else the last row of an odd count: the second row repeats the first
+        # Where padded rows r .. r + 3 start in the image, as local values (read from ``row_map``
+        # inside the loop, they would be reloaded after every store).
+        start0 = row_map[r] * width - pad_left
+        start1 = row_map[r + 1] * width - pad_left
+        start2 = row_map[r + 2] * width - pad_left
+        start3 = row_map[r + 3] * width - pad_left if pair else start2
+        out0 = r * out_width
+        out1 = out0 + out_width if pair else out0
+        mark = vector_zeros()
+        for q in range(pad_left, last_vector, VECTOR_LANES):
+            mark = _store_row_pair_3x3(x_flat, out_flat, start0, start1, start2, start3, q, out0, out1, taps, bias32,
+                                       mark)
+        mark = _store_row_pair_3x3(x_flat, out_flat, start0, start1, start2, start3, last_vector, out0, out1, taps,
+                                   bias32, mark)
+        finite &= vector_lanes_finite(mark, 0, VECTOR_LANES)
+        for first, stop in ((0, pad_left), (inner_stop, out_width)):  # the edge columns
+            for q in range(first, stop):
+                s0 = s1 = zero
+                for i in range(3):
+                    above = start0 if i == 0 else (start1 if i == 1 else start2)
+                    below = start1 if i == 0 else (start2 if i == 1 else start3)
+                    for j in range(3):
+                        source = col_map[q + j]
+                        tap = weight[3 * i + j]
+                        s0 = fused_multiply_add(tap, x_flat[above + pad_left + source] if source >= 0 else zero, s0)
+                        s1 = fused_multiply_add(tap, x_flat[below + pad_left + source] if source >= 0 else zero, s1)
+                s0 += bias32
+                s1 += bias32
+                out_flat[out1 + q] = s1  # row 1 first, as above
+                out_flat[out0 + q] = s0
+                smallest = min(smallest, _exponent_gap(float32_bits(s0)), _exponent_gap(float32_bits(s1)))
+    return not finite or smallest == 0
+
+
 @njit(**JIT_HELPER_OPTIONS)
 def correlate_image_rows(x, w, bias, row_map, col_map, pad_left, stride_h, stride_w, dilation_h, dilation_w,
                          first_row, stop_row, out):
@@ -918,13 +1035,14 @@ def correlate_image_rows(x, w, bias, row_map, col_map, pad_left, stride_h, strid
 
     Same arithmetic as ``correlate_forward`` for N = C = K = 1: every output element is
     ``fma(w[0,1], x, fma(w[0,0], x, 0)) ...`` over the taps in row-major order, bias last, so the
-    result is the same bit for bit whichever of the two loops below computes a row.  With stride 1
-    and no dilation along the rows (the lessons' and the benchmarks' case), the rows whose padded
-    rows are all image rows (every row with reflect or replicate padding; away from the top and
-    bottom with zero padding) are read in place (``_correlate_rows_in_place``); the others, and
-    every row of strided or row-dilated convolutions and of outputs narrower than a vector, go
-    through a ring of padded rows (``_correlate_rows_through_ring``).  Two functions rather than
-    one: in one, the in-place blocks ran 35 % slower (fewer registers left for their pointers).
+    result is the same bit for bit whichever of the loops below computes a row.  With stride 1 and
+    no dilation along the rows (the lessons' and the benchmarks' case), the rows whose padded rows
+    are all image rows (every row with reflect or replicate padding; away from the top and bottom
+    with zero padding) are read in place: by ``_correlate_rows_3x3`` for an undilated 3 x 3 kernel,
+    by ``_correlate_rows_in_place`` for kernels of ``IN_PLACE_MIN_TAPS`` taps or more; the others,
+    and every row of strided or row-dilated convolutions and of outputs narrower than a vector, go
+    through a ring of padded rows (``_correlate_rows_through_ring``).  Separate functions rather
+    than one: in one, the in-place blocks ran 35 % slower (fewer registers left for their pointers).
 
     Parameters
     ----------
@@ -948,8 +1066,10 @@ def correlate_image_rows(x, w, bias, row_map, col_map, pad_left, stride_h, strid
     """
     k_rows, k_cols = w.shape
     in_place_first = in_place_stop = stop_row
-    if (stride_h == 1 and stride_w == 1 and dilation_h == 1 and out.shape[1] >= VECTOR_LANES
-            and k_rows * k_cols >= IN_PLACE_MIN_TAPS):
+    in_place = stride_h == 1 and stride_w == 1 and dilation_h == 1 and out.shape[1] >= VECTOR_LANES
+    three_by_three = (in_place and k_rows == 3 and k_cols == 3 and dilation_w == 1
+                      and x.shape[1] - 2 >= VECTOR_LANES)
+    if three_by_three or (in_place and k_rows * k_cols >= IN_PLACE_MIN_TAPS):
         # Padded rows that are image rows form one range [top, bottom); output row r reads r .. r + kh - 1.
         top = 0
         while row_map[top] < 0:
@@ -963,7 +1083,9 @@ def correlate_image_rows(x, w, bias, row_map, col_map, pad_left, stride_h, strid
     if in_place_first > first_row:
         nonfinite |= _correlate_rows_through_ring(x, w, bias, row_map, col_map, pad_left, stride_h, stride_w,
                                                   dilation_h, dilation_w, first_row, in_place_first, out)
-    if in_place_stop > in_place_first:
+    if in_place_stop > in_place_first and three_by_three:
+        nonfinite |= _correlate_rows_3x3(x, w, bias, row_map, col_map, pad_left, in_place_first, in_place_stop, out)
+    elif in_place_stop > in_place_first:
         nonfinite |= _correlate_rows_in_place(x, w, bias, row_map, col_map, pad_left, dilation_w,
                                               in_place_first, in_place_stop, out)
     if stop_row > in_place_stop:

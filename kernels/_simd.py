@@ -160,6 +160,20 @@ def vector_store_lanes(flat, start, vector, first, last):
     flat[start + first:start + last] = vector[first:last]
 
 
+def vector_mark_nonfinite(mark, vector):
+    """``mark + (vector - vector)`` lane by lane: ``mark`` unchanged while ``vector`` is finite, NaN from its first inf or NaN on.
+
+    A loop starts a mark at zeros, folds in every vector it stores and checks the mark once with
+    ``vector_lanes_finite``: two additions per vector, where checking each vector's lanes takes
+    five instructions and two registers (512 x 512, one thread: the 3 x 3 loop 2.5 % faster, the
+    bare block loop 6 %).  Compiled, both additions
+    carry an explicit flag so that Numba's fastmath pass leaves them unflagged: with "nnan" LLVM
+    would fold ``vector - vector`` to 0.
+    """
+    with np.errstate(invalid="ignore"):
+        return (mark + (vector - vector)).astype(np.float32)
+
+
 def vector_lanes_finite(vector, first, last):
     """True if no lane ``first <= l < last`` is inf or NaN."""
     return bool(np.all(np.isfinite(vector[first:last])))
@@ -228,6 +242,16 @@ def _vector_sum(typingctx, vector):
         return builder.extract_element(total, ir.Constant(ir.IntType(32), 0))
 
     return types.float32(vector), codegen
+
+
+@intrinsic
+def _vector_mark_nonfinite(typingctx, mark, vector):
+    def codegen(context, builder, signature, args):
+        # "nsz" only (see _vector_add_scalar): LLVM folds x - x to 0 only under "nnan".
+        difference = builder.fsub(args[1], args[1], flags=("nsz",))
+        return builder.fadd(args[0], difference, flags=("nsz",))
+
+    return float32_vector(mark, vector), codegen
 
 
 _LANE_NUMBERS = ir.VectorType(ir.IntType(32), VECTOR_LANES)
@@ -310,6 +334,11 @@ def _vector_sum_compiled(vector):
 @overload(vector_store_lanes, jit_options=JIT_HELPER_OPTIONS)
 def _vector_store_lanes_compiled(flat, start, vector, first, last):
     return lambda flat, start, vector, first, last: _vector_store_lanes(flat, start, vector, np.int64(first), np.int64(last))
+
+
+@overload(vector_mark_nonfinite, jit_options=JIT_HELPER_OPTIONS)
+def _vector_mark_nonfinite_compiled(mark, vector):
+    return lambda mark, vector: _vector_mark_nonfinite(mark, vector)
 
 
 @overload(vector_lanes_finite, jit_options=JIT_HELPER_OPTIONS)

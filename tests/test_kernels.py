@@ -143,18 +143,72 @@ def test_single_image_in_place_loop_equals_batched_loop_bit_for_bit(padding_mode
             single, kernels.conv2d(x[None, None], w[None, None], np.float32([0.25]), **options)[0, 0])
 
 
-def test_single_image_loop_rows_split_between_threads_give_the_whole_result():
+# Widths around the 3 x 3 loop's limits: an image of ``VECTOR_LANES + 2`` columns or more has a
+# vector of inner columns (AVX2: 10, AVX-512: 18), the last vector moved back unless the inner
+# columns are a whole number of vectors; narrower images take the ring.
+THREE_BY_THREE_WIDTHS = [1, 2, 3, 9, 10, 11, 17, 18, 19, 26, 34, 41, 75]
+
+
+@pytest.mark.parametrize("padding_mode", ["zeros", "reflect", "replicate"])
+@pytest.mark.parametrize("padding", ["same", 0, 2, (0, 5), (3, 1), (1, 0)])
+def test_single_image_3x3_loop_agrees_with_naive_and_the_batched_loop(padding_mode, padding):
+    # 3 x 3 kernels at stride 1 have a loop of their own (_jit._correlate_rows_3x3): inner columns
+    # in vectors, the columns whose windows reach into the padding one at a time through the column
+    # map, rows in pairs (an odd height leaves a last row alone), zero-padded top and bottom rows
+    # through the ring.  Heights from 1 (kernel taller than the image) to 24.
+    rng = np.random.default_rng(316)
+    for width in THREE_BY_THREE_WIDTHS:
+        for height in (1, 2, 3, 4, 5, 23, 24):
+            x = rng.standard_normal((height, width)).astype(np.float32) * 100
+            w = rng.standard_normal((3, 3)).astype(np.float32)
+            options = dict(padding=padding, padding_mode=padding_mode, method="direct")
+            try:
+                single = kernels.conv2d(x, w, 0.75, **options)
+            except ValueError:  # the kernel does not fit, or reflect padding wider than the image
+                continue
+            np.testing.assert_array_equal(
+                single, kernels.conv2d(x[None, None], w[None, None], np.float32([0.75]), **options)[0, 0])
+            pads = symmetric_pads(padding, (3, 3), (1, 1))
+            expected = naive.conv_naive(x[None, None], w[None, None], np.float32([0.75]), (1, 1), pads, (1, 1),
+                                        padding_mode)[0, 0]
+            assert naive.relative_error(single, expected) < 1e-5, (width, height)
+
+
+def test_single_image_3x3_small_loop_matches_naive():
+    # A small image through the 3 x 3 loop (rerun as plain Python by tests/test_kernels_nojit.py).
+    x, w = random(7, 2 * _simd.VECTOR_LANES + 5), random(3, 3)
+    for padding_mode in ("zeros", "reflect"):
+        expected = naive.conv_naive(x[None, None], w[None, None], np.float32([0.5]), (1, 1), ((1, 1), (1, 1)), (1, 1),
+                                    padding_mode)[0, 0]
+        out = kernels.conv2d(x, w, 0.5, padding="same", padding_mode=padding_mode)
+        np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("side", ["left", "right"])
+def test_single_image_3x3_loop_flags_an_overflow_in_an_edge_column_alone(side):
+    # With reflect padding the first (last) output column reads image column 1 (W - 2) twice: with
+    # these weights only that edge column's sum overflows, so only the edge columns' check sees it.
+    x = np.zeros((12, 30), dtype=np.float32)
+    x[:, 1 if side == "left" else -2] = 2e38
+    w = np.zeros((3, 3), dtype=np.float32)
+    w[1, 0] = w[1, 2] = 1.0
+    with pytest.raises(ValueError, match="overflowed float32"):
+        kernels.conv2d(x, w, padding="same", padding_mode="reflect")
+
+
+@pytest.mark.parametrize("kernel_size", [3, 5])
+def test_single_image_loop_rows_split_between_threads_give_the_whole_result(kernel_size):
     # engine.py splits big images into blocks of rows, one per thread; each block starts its own
     # ring (top rows with zero padding) and in-place rows, an odd block ending on a row alone.
-    x, w = random(57, 90), random(5, 5)
+    x, w, pad = random(57, 90), random(kernel_size, kernel_size), kernel_size // 2
     for padding_mode in ("zeros", "reflect"):
-        row_map = engine._index_map(57, 2, 2, padding_mode)
-        col_map = engine._index_map(90, 2, 2, padding_mode)
+        row_map = engine._index_map(57, pad, pad, padding_mode)
+        col_map = engine._index_map(90, pad, pad, padding_mode)
         whole = np.empty((57, 90), dtype=np.float32)
         parts = np.empty_like(whole)
-        assert not _jit.correlate_image_rows(x, w, 0.5, row_map, col_map, 2, 1, 1, 1, 1, 0, 57, whole)
+        assert not _jit.correlate_image_rows(x, w, 0.5, row_map, col_map, pad, 1, 1, 1, 1, 0, 57, whole)
         for first, stop in ((0, 1), (1, 4), (4, 29), (29, 56), (56, 57)):
-            assert not _jit.correlate_image_rows(x, w, 0.5, row_map, col_map, 2, 1, 1, 1, 1, first, stop, parts)
+            assert not _jit.correlate_image_rows(x, w, 0.5, row_map, col_map, pad, 1, 1, 1, 1, first, stop, parts)
         np.testing.assert_array_equal(parts, whole)
 
 
