@@ -59,8 +59,9 @@ def test_held_out_brain_mr_is_well_above_chance(record, folds):
     assert len(brain) >= 5
     # Each brain MR scan scored only by a network that never saw it, its patches pooled. Issue #18
     # asks for 0.85 (goal 0.95): not reached (see the README); this guards what was measured.
-    assert pooled_auc(record["folds"]) > 0.75
-    assert min(entry["metrics"]["roc_auc"] for entry in brain) > 0.55
+    # Measured with 5 epochs: pooled 0.795, mean 0.797, lowest 0.637 (emri_small).
+    assert pooled_auc(record["folds"]) > 0.78
+    assert min(entry["metrics"]["roc_auc"] for entry in brain) > 0.6
 
 
 def test_gallery_shows_the_worst_held_out_mistakes(record, folds):
