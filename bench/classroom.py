@@ -50,7 +50,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from bench._common import (OPEN_PAGE, PAGE_INTERACTIONS, PAGE_PATHS, Summary, Unavailable, app_server,
                            cpu_seconds, flag_value, machine_line, memory_mib, pick_interaction)
-from views.components import unwrapped
+from views.components import decode_data
 
 REPLICA_HEADER = "x-convscope-replica"  # set by deploy/haproxy.cfg: the replica that answered
 MAX_REPLICAS = 16  # the most a balancer is asked to show (deploy/haproxy-compose-servers.cfg's slots)
@@ -163,7 +163,7 @@ def _trigger(widget, event, value):
 
 def _pointer_event(widget, rng, drag):
     """What a picture (views/components/picture) sends for a click (or a drag) at a random place on it."""
-    rows, cols = unwrapped(json.loads(widget.proto.json))["shape"]
+    rows, cols = decode_data(widget.proto)["shape"]
     value = {"width": cols, "height": rows}
     x, y = rng.uniform(0, cols), rng.uniform(0, rows)
     if drag:  # 20-80 screen pixels on a picture about 600 pixels across
@@ -176,7 +176,7 @@ def _pointer_event(widget, rng, drag):
 
 def _control_event(widget, name, rng):
     """The trigger a control panel sends when the person gives its control ``name`` another value."""
-    controls = {control["name"]: control for control in unwrapped(json.loads(widget.proto.json))["controls"]}
+    controls = {control["name"]: control for control in decode_data(widget.proto)["controls"]}
     control = controls.get(name)
     if control is None or control["kind"] == "fixed":
         raise Unavailable("absent")
@@ -429,7 +429,7 @@ class StudentSession:
             for image in element.imgs.imgs:
                 self._download(image.url)
         elif field == "bidi_component" and element.bidi_component.component_name == "convscope_picture":
-            self._download(unwrapped(json.loads(element.bidi_component.json))["src"])
+            self._download(decode_data(element.bidi_component)["src"])
         if field in WIDGET_KINDS:
             widget = Widget(field, getattr(element, field), fragment_id)
             widget_id = widget.proto.id

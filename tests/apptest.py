@@ -7,7 +7,7 @@ from pathlib import Path
 from streamlit.runtime.state.session_state import STREAMLIT_INTERNAL_KEY_PREFIX
 from streamlit.testing.v1 import AppTest
 
-from views.components import unwrapped
+from views.components import decode_data
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 APP_PATH = REPO_ROOT / "app.py"
@@ -98,13 +98,13 @@ def open_tab(app, key, label):
 
 def step_players(app):
     """The step players on the page: key -> the data each received on the last run (JSON, as the browser gets it)."""
-    return {element.key: unwrapped(json.loads(element.proto.json)) for element in app.get("bidi_component")
+    return {element.key: decode_data(element.proto) for element in app.get("bidi_component")
             if element.proto.component_name == STEP_PLAYER}
 
 
 def component_data(app, key):
     """The data our components v2 element ``key`` received on the last run, as the browser gets it (JSON)."""
-    return unwrapped(json.loads(_component(app, key).proto.json))
+    return decode_data(_component(app, key).proto)
 
 
 def send_component_event(app, key, event, value):

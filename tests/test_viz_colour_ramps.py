@@ -50,3 +50,11 @@ def test_the_ramp_lookup_gives_each_value_its_interpolated_colour():
     drawn = diverging_rgb(values, 2.0)
     assert drawn.shape == (1, 101, 3) and drawn.dtype == np.uint8 and drawn.flags["C_CONTIGUOUS"]
     assert np.abs(drawn[0].astype(float) - exact).max() <= 1.0
+
+
+@pytest.mark.parametrize(("rows", "cols", "factor"), [(1, 1, 1), (10, 10, 54), (7, 3, 2), (256, 200, 2), (33, 65, 5)])
+def test_nearest_enlargement_repeats_each_pixel_into_a_square(rows, cols, factor):
+    rgb = np.random.default_rng(rows * cols + factor).integers(0, 256, (rows, cols, 3), dtype=np.uint8)
+    enlarged = images.upscale_nearest(rgb, factor)
+    assert np.array_equal(enlarged, np.repeat(np.repeat(rgb, factor, axis=0), factor, axis=1))
+    assert enlarged.flags.writeable, "callers draw their overlays on it"

@@ -6,7 +6,7 @@ from streamlit.testing.v1 import AppTest
 
 from tests.apptest import APP_TIMEOUT_S, REPO_ROOT, click_picture, component_data, open_tab, run_page_file, scan_uploader, students_link
 from views.caching import SESSION_MEMOS
-from views.components import unwrapped
+from views.components import decode_data
 from views.volumes_lesson import SECTION_KEY, SECTIONS
 
 PAGE = "views/volumes.py"
@@ -180,7 +180,7 @@ def test_a_linked_step_opens_the_player_there():
     app.query_params.update({"sample": "ct_chest_volume", "section": "kernel", "step": "40"})
     app.run()
     assert not app.exception, app.exception
-    (player,) = [unwrapped(json.loads(element.proto.json)) for element in app.get("bidi_component")
+    (player,) = [decode_data(element.proto) for element in app.get("bidi_component")
                  if element.key == "vol3d_player"] or [None]
     assert player is not None and player["view"]["initial_step"] == 39 and player["view"]["link_button"]
     assert "step=40" in students_link(app)

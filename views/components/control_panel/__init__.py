@@ -11,20 +11,12 @@ Build the list with :func:`slider`, :func:`buttons`, :func:`menu`, :func:`number
 """
 
 import math
-from pathlib import Path
 
 import streamlit as st
-from streamlit.components.v2 import component
 
-from views.components import wrapped
+from views.components import encode_data, from_files
 
-_HERE = Path(__file__).resolve().parent
-_mount = component(
-    "convscope_control_panel",
-    html=(_HERE / "control_panel.html").read_text(encoding="utf-8"),
-    css=(_HERE / "control_panel.css").read_text(encoding="utf-8"),
-    js=(_HERE / "control_panel.js").read_text(encoding="utf-8"),
-)
+_mount = from_files("control_panel")
 
 
 def _control(kind, name, label, value, help_text, disabled, wide, **fields):
@@ -90,7 +82,7 @@ def control_panel(controls, *, key, on_change, columns=1):
         if change is not None:
             on_change(*change)
 
-    return _mount(data=wrapped({"controls": controls, "columns": columns}), key=key, width="stretch", height="content",
+    return _mount(data=encode_data({"controls": controls, "columns": columns}), key=key, width="stretch", height="content",
                   on_change_change=changed)
 
 

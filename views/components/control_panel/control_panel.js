@@ -200,7 +200,7 @@ let panelCount = 0;
 
 export default function controlPanel(component) {
   const { parentElement, setTriggerValue } = component;
-  const [data] = component.data; // sent in a one-item list (views/components/__init__.py)
+  const data = JSON.parse(new TextDecoder().decode(component.data)); // JSON in bytes (views/components/__init__.py)
   const root = parentElement.querySelector(".control-panel");
   const known = panels.get(root);
   const cleanup = known?.cleanup ?? listen(root);

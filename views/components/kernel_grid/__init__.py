@@ -8,21 +8,11 @@ several numbers are pasted into it (they fill the grid from there), and the brow
 is not a number before anything is sent.
 """
 
-from pathlib import Path
-
 import numpy as np
 
-from streamlit.components.v2 import component
+from views.components import encode_data, from_files
 
-from views.components import wrapped
-
-_HERE = Path(__file__).resolve().parent
-_mount = component(
-    "convscope_kernel_grid",
-    html=(_HERE / "kernel_grid.html").read_text(encoding="utf-8"),
-    css=(_HERE / "kernel_grid.css").read_text(encoding="utf-8"),
-    js=(_HERE / "kernel_grid.js").read_text(encoding="utf-8"),
-)
+_mount = from_files("kernel_grid")
 
 
 def kernel_grid(rows, *, key, limit, on_edit, large=False):
@@ -32,7 +22,7 @@ def kernel_grid(rows, *, key, limit, on_edit, large=False):
     ``on_edit`` is called after a weight was typed; ``edit_of(key)`` then gives the edit. ``large``:
     the presenter view's size.
     """
-    return _mount(data=wrapped({"rows": rows, "limit": limit, "large": large}), key=key, width="stretch",
+    return _mount(data=encode_data({"rows": rows, "limit": limit, "large": large}), key=key, width="stretch",
                   height="content", on_edit_change=on_edit)
 
 

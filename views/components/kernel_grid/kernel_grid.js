@@ -109,7 +109,7 @@ function listen(root) {
 
 export default function kernelGrid(component) {
   const { parentElement, setTriggerValue } = component;
-  const [data] = component.data; // sent in a one-item list (views/components/__init__.py)
+  const data = JSON.parse(new TextDecoder().decode(component.data)); // JSON in bytes (views/components/__init__.py)
   const root = parentElement.querySelector(".weight-fields");
   const cleanup = grids.get(root)?.cleanup ?? listen(root);
   grids.set(root, { limit: data.limit, setTriggerValue, cleanup });

@@ -13,24 +13,16 @@ page's callback gets them.
 
 import math
 from io import BytesIO
-from pathlib import Path
 
 import streamlit as st
 from PIL import Image
 from streamlit import config, runtime
-from streamlit.components.v2 import component
 
 from viz.images import jpeg_bytes
 from viz.steps import CHOSEN_COLOUR
-from views.components import wrapped
+from views.components import encode_data, from_files
 
-_HERE = Path(__file__).resolve().parent
-_mount = component(
-    "convscope_picture",
-    html=(_HERE / "picture.html").read_text(encoding="utf-8"),
-    css=(_HERE / "picture.css").read_text(encoding="utf-8"),
-    js=(_HERE / "picture.js").read_text(encoding="utf-8"),
-)
+_mount = from_files("picture")
 _MIME_TYPES = {b"\x89PNG": "image/png", b"\xff\xd8\xff": "image/jpeg"}
 
 
@@ -101,7 +93,7 @@ def picture(image, *, key, shape=None, boxes=(), ring=None, on_click=None, drag=
             if event is not None:
                 on_click(event)
         callbacks["on_click_change"] = clicked
-    return _mount(data=wrapped(shown), key=key, width="stretch", height="content", **callbacks)
+    return _mount(data=encode_data(shown), key=key, width="stretch", height="content", **callbacks)
 
 
 def pointer_of(value, shape):

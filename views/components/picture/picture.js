@@ -102,7 +102,7 @@ function listen(root) {
 
 export default function picture(component) {
   const { parentElement, setTriggerValue } = component;
-  const [data] = component.data; // sent in a one-item list (views/components/__init__.py)
+  const data = JSON.parse(new TextDecoder().decode(component.data)); // JSON in bytes (views/components/__init__.py)
   const root = parentElement.querySelector(".picture");
   const cleanup = pictures.get(root)?.cleanup ?? listen(root);
   pictures.set(root, { data, setTriggerValue, cleanup });

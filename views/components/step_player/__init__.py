@@ -2,9 +2,8 @@
 
 The server sends a trace once per setting (payload.py describes the data); Previous, Next, Play,
 the speed, the scrubber and the keyboard then work in the browser alone, drawing every number as text.
-The HTML, CSS and JavaScript beside this file are read once per process and passed to Streamlit inline
-(a component outside an installed package cannot be served from files), and so is the presenter view's
-number font, digits.woff: the digits, point, minus, infinity and "NaN" of Roboto Condensed Bold (Apache
+The presenter view's number font goes inline with the scripts (views.components.from_files), as a data
+URL of digits.woff: the digits, point, minus, infinity and "NaN" of Roboto Condensed Bold (Apache
 License 2.0, LICENSE-Roboto.txt), cut with fontTools' subsetter from Debian's fonts-roboto-unhinted:
 ``pyftsubset RobotoCondensed-Bold.ttf --unicodes=U+0030-0039,U+002E,U+002D,U+221E,U+004E,U+0061
 --layout-features='' --no-hinting --desubroutinize --name-IDs='*' --flavor=woff``.
@@ -14,24 +13,20 @@ import base64
 import json
 from pathlib import Path
 
-from streamlit.components.v2 import component
-
-from views.components import wrapped
+from views.components import encode_data, from_files
 from views.components.step_player.payload import FORMAT, conv_payload, decode_array, pool_payload, view_options
 
 __all__ = ["FORMAT", "conv_payload", "decode_array", "pool_payload", "step_player", "view_options"]
 
 _HERE = Path(__file__).resolve().parent
 _NUMBER_FONT_URL = "data:font/woff;base64," + base64.b64encode((_HERE / "digits.woff").read_bytes()).decode("ascii")
-_mount = component(
-    "convscope_step_player",
-    html=(_HERE / "step_player.html").read_text(encoding="utf-8"),
+_mount = from_files(
+    "step_player",
     # The presenter layout and the colour schemes come after the base rules they override.
-    css="\n".join((_HERE / name).read_text(encoding="utf-8")
-                  for name in ("step_player.css", "step_player_present.css", "step_player_volume.css")),
+    css=("step_player.css", "step_player_present.css", "step_player_volume.css"),
     # One module: the volume player extends the 2-D player's class, so it comes after it.
-    js=f"const NUMBER_FONT_URL = {json.dumps(_NUMBER_FONT_URL)};\n" + "\n".join(
-        (_HERE / name).read_text(encoding="utf-8") for name in ("step_player.js", "volume_player.js")),
+    js=("step_player.js", "volume_player.js"),
+    js_prefix=f"const NUMBER_FONT_URL = {json.dumps(_NUMBER_FONT_URL)};\n",
 )
 
 
@@ -46,4 +41,4 @@ def step_player(payload: dict, *, key: str, view: dict | None = None, on_link_st
     """
     data = payload if view is None else {**payload, "view": view}
     callbacks = {} if on_link_step is None else {"on_link_step_change": on_link_step}
-    return _mount(data=wrapped(data), key=key, width="stretch", height="content", **callbacks)
+    return _mount(data=encode_data(data), key=key, width="stretch", height="content", **callbacks)

@@ -588,7 +588,7 @@ class Player {
 // changes; the player is built once and reloaded with the new data (the step stays where it was).
 export default function stepPlayer(component) {
   const { parentElement, setTriggerValue } = component;
-  const [data] = component.data; // sent in a one-item list (views/components/__init__.py)
+  const data = JSON.parse(new TextDecoder().decode(component.data)); // JSON in bytes (views/components/__init__.py)
   let player = players.get(parentElement);
   if (!player) {
     player = new (PLAYER_KINDS.get(data.kind) ?? Player)(parentElement);
