@@ -545,3 +545,27 @@ def test_the_region_panel_keeps_the_region_inside_the_image():
     assert (sliders["conv_region_top"]["low"], sliders["conv_region_top"]["high"]) == (0, height - 32)
     assert (sliders["conv_region_left"]["high"], sliders["conv_region_size"]["high"]) == (width - 32, 32)
     _assert_player_is_conv2d(app)
+
+
+def test_a_class_on_one_sample_encodes_each_picture_and_trace_once(monkeypatch):
+    """Students open the lesson on the same sample and pick the same preset: the picture, the whole map and
+    the region's trace are made for the first of them; the others read them from the shared cache."""
+    from views import caching, convolution_lesson
+
+    caching.clear_shared()
+    encoded, traced = [], []
+    for name, calls in (("jpeg_bytes", encoded), ("conv_payload", traced)):
+        real = getattr(convolution_lesson, name)
+        monkeypatch.setattr(convolution_lesson, name,
+                            lambda *args, _real=real, _calls=calls, **options: _calls.append(1) or _real(*args, **options))
+    first = _open()
+    assert (len(encoded), len(traced)) == (2, 1), "the first student's image, whole map and trace are made"
+    second = _open()
+    assert (len(encoded), len(traced)) == (2, 1), "a second student on the same sample makes none of them"
+    assert component_data(second, "conv_whole_map") == component_data(first, "conv_whole_map")
+    assert _player(second) == _player(first)
+    for app in (first, second):
+        set_control(app, KERNEL_PANEL, "conv_kernel_name", "gaussian blur")
+        assert not app.exception, app.exception
+    assert (len(encoded), len(traced)) == (3, 2), "the blur's map and trace are made once for both"
+    assert _player(second) == _player(first)

@@ -60,6 +60,29 @@ def _whole_map(image, parameters):
             "peak": (int(peak[0]), int(peak[1])), "peak_value": float(feature_map[peak])}
 
 
+def _whole_map_summary(image, parameters):
+    """What the lesson shows of the whole map: its picture (JPEG bytes), its shape, where it peaks and the peak.
+
+    Kept apart from :func:`_whole_map`: a class choosing the same preset reads ~100 kB of JPEG from the
+    shared cache instead of each student unpickling the map and its colours (~2.7 MB) and encoding them again.
+    """
+    whole = _whole_map(image, parameters)
+    return {"encoded": jpeg_bytes(steps.marked_picture(whole["rgb"])), "shape": whole["map"].shape,
+            "peak": whole["peak"], "peak_value": whole["peak_value"]}
+
+
+def _region_trace(image, parameters):
+    """The region's convolution step by step ("trace") and the step player's data for it ("player").
+
+    A sample's are shared: a class opening the lesson starts on the same region, and students who then
+    pick the same preset there read it instead of tracing it again.
+    """
+    region, kernel_rows, settings = parameters
+    trace = conv2d_trace(region.crop(image), np.asarray(kernel_rows, dtype=np.float32), settings.bias,
+                         **settings.as_kwargs())
+    return {"trace": trace, "player": conv_payload(trace, titles={}, memory="conv")}
+
+
 def _colour_limit(feature_map):
     """The magnitude drawn at full colour: a high percentile, so a few extreme pixels do not wash out the rest."""
     return magnitude_percentile(feature_map, MAP_COLOUR_PERCENTILE) or 1.0
@@ -132,9 +155,15 @@ def _bank_picture(image, parameters):
     return steps.feature_map_grid(maps, titles, columns=4, tile=260, limit=limit)
 
 
-def _picture(image, parameters):
-    """The windowed image as grey RGB, and where the default region goes (a clear edge)."""
-    return {"rgb": grey_rgb(image), "centre": _edge_centre(image)}
+def _default_centre(image, parameters):
+    """Where the default region goes: a clear edge (:func:`_edge_centre`)."""
+    return _edge_centre(image)
+
+
+def _shown_picture(picture_data, parameters):
+    """The image as the lesson shows it, JPEG bytes: its own colours (RGB), or the windowed grey image in grey."""
+    rgb = picture_data if picture_data.ndim == 3 else grey_rgb(picture_data)
+    return jpeg_bytes(steps.marked_picture(rgb), quality=88)
 
 
 def _edge_centre(image, block=8):
@@ -214,9 +243,8 @@ def _link_step(name, result, count):
         st.session_state[f"conv__link_{name}_step"] = count
 
 
-def _conv_player(trace, key):
-    """The convolution's step player; ``key`` names the trace's setting (the payload is built once per setting)."""
-    payload = _session_memo("conv_player", key, lambda: conv_payload(trace, titles={}, memory="conv"))
+def _conv_player(trace, payload, key):
+    """The convolution's step player, sent ``payload`` (the trace's data); ``key`` names the trace's setting."""
     result = step_player({**payload, "titles": _conv_titles(trace)}, key="conv_player", view=_player_view("conv"),
                          on_link_step=_nothing)
     _link_step("conv", result, trace.num_steps)
@@ -281,12 +309,10 @@ def _image_section(chosen, region, settings, kernel, image_column, map_column):
         boxes.append(((top, left, size, size), steps.CHOSEN_COLOUR))
     image_key = controls.image_key(chosen)
 
-    def grey_picture():
-        rgb = chosen.rgb if chosen.rgb is not None else controls.computed(_picture, chosen, ())["rgb"]
-        return jpeg_bytes(steps.marked_picture(rgb), quality=88)
-
-    # Encoded once per image: the boxes are drawn by the browser, so moving them sends only numbers.
-    encoded = _session_memo("picture", image_key, grey_picture)
+    # Encoded once per image (and, for a sample, once per server): the boxes are drawn by the browser, so
+    # moving them sends only numbers.
+    encoded = _session_memo("picture", image_key, lambda: controls.computed(_shown_picture, chosen, (),
+                                                                            data=chosen.rgb))
     with image_column:
         st.markdown(f"**{chosen.name}**, {height} x {width} pixels. Click to move the orange region.")
         picture(encoded, key="conv_click", shape=(height, width), boxes=boxes, on_click=controls.click_to_region,
@@ -294,14 +320,10 @@ def _image_section(chosen, region, settings, kernel, image_column, map_column):
     with map_column:
         parameters = (_kernel_key(kernel), settings)
 
-        def whole_map():
-            whole = controls.computed(_whole_map, chosen, parameters)
-            return {"encoded": jpeg_bytes(steps.marked_picture(whole["rgb"])), "shape": whole["map"].shape,
-                    "peak": whole["peak"], "peak_value": whole["peak_value"]}
-
         try:
             # Once per kernel and settings: a region change reads only this summary.
-            summary = _session_memo("whole map", (image_key, parameters), whole_map)
+            summary = _session_memo("whole map", (image_key, parameters),
+                                    lambda: controls.computed(_whole_map_summary, chosen, parameters))
         except ValueError as error:
             st.error(f"The kernel does not fit this image with these settings: {error}")
             return None
@@ -397,7 +419,7 @@ def _lesson(chosen):
     if st.session_state.get("conv__image_identity") != identity:
         st.session_state["conv__image_identity"] = identity
         if not st.session_state.pop("conv__region_from_link", False):  # else a lesson link placed the region
-            centre = controls.computed(_picture, chosen, ())["centre"]
+            centre = controls.computed(_default_centre, chosen, ())
             controls.centre_region_on(*centre, chosen.image.shape)
     region = controls.region_controls(chosen.image.shape)
     controls.take_pending_cut(chosen.image, region)
@@ -408,9 +430,10 @@ def _lesson(chosen):
     whole = _image_section(chosen, region, settings, kernel, image_column, map_column)
     try:
         _size_section(chosen.image.shape, region, kernel, settings)
-        trace_key = (region, _kernel_key(kernel), settings, controls.image_key(chosen))
-        trace = _session_memo("conv", trace_key, lambda: conv2d_trace(region.crop(chosen.image), kernel,
-                                                                      settings.bias, **settings.as_kwargs()))
+        trace_parameters = (region, _kernel_key(kernel), settings)
+        trace_key = (trace_parameters, controls.image_key(chosen))
+        traced = _session_memo("conv", trace_key, lambda: controls.computed(_region_trace, chosen, trace_parameters))
+        trace = traced["trace"]
     except ValueError as error:
         st.error(f"These settings do not work on the region: {error}")
         trace = None
@@ -426,7 +449,7 @@ def _lesson(chosen):
     if trace is not None:
         with tabs[SECTIONS[0]]:
             if tabs[SECTIONS[0]].open:
-                _player_section(trace, trace_key)
+                _player_section(trace, traced["player"], trace_key)
         with tabs[SECTIONS[1]]:
             if tabs[SECTIONS[1]].open:
                 _activation_section(chosen, kernel, settings, trace)
@@ -439,13 +462,13 @@ def _lesson(chosen):
     links.publish(LINK_FIELDS, _link_values(), chosen, page="convolution", slot=link_slot, defaults=_link_defaults())
 
 
-def _player_section(trace, trace_key):
+def _player_section(trace, payload, trace_key):
     """Section 3: the convolution's step player."""
     explain("The region is treated as a small image of its own, so its border gets padding. At each step the "
             "pixels in the window are multiplied by the kernel's weights, cell by cell; the sum of those "
             "products plus the bias is the output value. Then the window moves on by the stride, left to right, "
             "top to bottom.")
-    _conv_player(trace, trace_key)
+    _conv_player(trace, payload, trace_key)
 
 
 def _activation_choice():
