@@ -286,6 +286,7 @@ class StudentSession:
         self._finished = None       # future: the terminal status of the run under way
         self._downloaded = set()
         self._downloads = []        # image downloads started by the run under way
+        self._http = HttpClient()   # the page and its images, over connections kept open
         self._cookies = ""          # what a browser's cookie jar sends: the balancer's choice of replica
         self.replica = None         # the replica that holds this session (None: a server without a balancer)
         self.exceptions = []        # texts of exceptions the page showed
@@ -296,7 +297,7 @@ class StudentSession:
     async def open(self):
         """Connect and load the page; returns (seconds to script finished, seconds to images loaded)."""
         # The browser loads the page first; a balancer's answer sets the cookie that keeps it on one replica.
-        _, headers = await http_get(f"{self._server_url}/{PAGE_PATHS[self._page]}")
+        _, headers = await self._http.get(f"{self._server_url}/{PAGE_PATHS[self._page]}")
         self._cookies = "; ".join(cookie.split(";", 1)[0] for cookie in headers.get("set-cookie", []))
         ws_url = urllib.parse.urljoin(self._server_url.replace("http", "ws", 1) + "/", "_stcore/stream")
         try:
@@ -325,6 +326,7 @@ class StudentSession:
         return await self._run(changed=state, fragment_id=widget.fragment_id)
 
     async def close(self):
+        self._http.close()
         if self._socket is not None:
             await self._socket.close()
         if self._receiver is not None:
@@ -459,40 +461,78 @@ class StudentSession:
             self._downloads.append(asyncio.ensure_future(self._download_from_own_replica(url)))
 
     async def _download_from_own_replica(self, url):
-        _, headers = await http_get(urllib.parse.urljoin(self._server_url + "/", url), self._cookies)
+        _, headers = await self._http.get(urllib.parse.urljoin(self._server_url + "/", url), self._cookies)
         answered_by = headers.get(REPLICA_HEADER, [None])[0]
         if answered_by != self.replica:
             raise SessionError("protocol", f"GET {url} answered by {answered_by}, the session is on {self.replica}")
 
 
-async def http_get(url, cookies=""):
-    """GET ``url`` over a new HTTP/1.1 connection, sending ``cookies``; returns (body size, headers).
+class HttpClient:
+    """A student's HTTP/1.1 connections to the server, kept open between requests as a browser keeps them.
 
-    ``headers``: lower-case name -> list of values. Raises SessionError unless the status is 200.
+    A GET takes an idle connection or opens one (so a run's images load side by side, as a browser loads
+    them over several); after a complete answer the connection waits for the next. Opening a connection
+    per image, as this benchmark did before, cost the server, HAProxy and this process a TCP connection
+    each that no browser makes.
     """
-    parts = urllib.parse.urlsplit(url)
-    path = parts.path + (f"?{parts.query}" if parts.query else "")
-    cookie_line = f"Cookie: {cookies}\r\n" if cookies else ""
-    try:
-        reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+
+    def __init__(self):
+        self._idle = []  # (reader, writer) pairs with no request under way
+
+    async def get(self, url, cookies=""):
+        """GET ``url`` sending ``cookies``; returns (body size, headers).
+
+        ``headers``: lower-case name -> list of values. Raises SessionError unless the status is 200.
+        """
+        parts = urllib.parse.urlsplit(url)
+        path = parts.path + (f"?{parts.query}" if parts.query else "")
+        cookie_line = f"Cookie: {cookies}\r\n" if cookies else ""
+        request = f"GET {path} HTTP/1.1\r\nHost: {parts.netloc}\r\n{cookie_line}\r\n".encode()
+        while self._idle:  # a kept connection the server has closed meanwhile is dropped, and the next tried
+            connection = self._idle.pop()
+            try:
+                return await self._exchange(connection, request, path)
+            except (OSError, asyncio.IncompleteReadError):
+                connection[1].close()
+        connection = None
         try:
-            writer.write(f"GET {path} HTTP/1.1\r\nHost: {parts.netloc}\r\n{cookie_line}Connection: close\r\n\r\n"
-                         .encode())
-            await writer.drain()
-            response = await reader.read()
-        finally:
+            connection = await asyncio.open_connection(parts.hostname, parts.port)
+            return await self._exchange(connection, request, path)
+        except (OSError, asyncio.IncompleteReadError) as error:
+            if connection is not None:
+                connection[1].close()
+            raise SessionError("disconnect", f"GET {path}: {error}") from error
+
+    async def _exchange(self, connection, request, path):
+        reader, writer = connection
+        writer.write(request)
+        await writer.drain()
+        head = await reader.readuntil(b"\r\n\r\n")
+        status_line, *lines = head.decode("latin-1").split("\r\n")
+        headers = defaultdict(list)
+        for line in filter(None, lines):
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()].append(value.strip())
+        if "chunked" in headers.get("transfer-encoding", [""])[0].lower():
+            size = 0
+            while chunk := int((await reader.readuntil(b"\r\n")).split(b";")[0], 16):
+                size += len(await reader.readexactly(chunk + 2)) - 2
+            await reader.readuntil(b"\r\n")  # the empty trailer
+        else:
+            size = len(await reader.readexactly(int(headers.get("content-length", ["0"])[0])))
+        if headers.get("connection", [""])[0].lower() == "close":
             writer.close()
-    except OSError as error:
-        raise SessionError("disconnect", f"GET {path}: {error}") from error
-    head, _, body = response.partition(b"\r\n\r\n")
-    status = head.split(b" ", 2)[1:2]
-    if status != [b"200"]:
-        raise SessionError("protocol", f"GET {path} answered {head[:40]!r}")
-    headers = defaultdict(list)
-    for line in head.decode("latin-1").split("\r\n")[1:]:
-        name, _, value = line.partition(":")
-        headers[name.strip().lower()].append(value.strip())
-    return len(body), headers
+        else:
+            self._idle.append(connection)
+        if status_line.split(" ", 2)[1:2] != ["200"]:
+            raise SessionError("protocol", f"GET {path} answered {status_line[:40]!r}")
+        return size, headers
+
+    def close(self):
+        """Close every kept connection."""
+        for _, writer in self._idle:
+            writer.close()
+        self._idle.clear()
 
 
 # ---------------------------------------------------------------------------------------------------
