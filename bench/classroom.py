@@ -38,6 +38,7 @@ import urllib.request
 from collections import Counter, defaultdict
 from typing import NamedTuple
 
+import numpy as np
 from streamlit.proto.BackMsg_pb2 import BackMsg
 from streamlit.proto.Element_pb2 import Element
 from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
@@ -54,6 +55,7 @@ from views.components import decode_data
 
 REPLICA_HEADER = "x-convscope-replica"  # set by deploy/haproxy.cfg: the replica that answered
 MAX_REPLICAS = 16  # the most a balancer is asked to show (deploy/haproxy-compose-servers.cfg's slots)
+TIMELINE_WINDOW_S = 10.0  # the report's p95 per this many seconds of the class
 METRICS_REFRESH_SECONDS = 6  # /_stcore/metrics recomputes memory figures at most every 5 s
 TERMINAL_STATUSES = (ForwardMsg.FINISHED_SUCCESSFULLY, ForwardMsg.FINISHED_FRAGMENT_RUN_SUCCESSFULLY,
                      ForwardMsg.FINISHED_WITH_COMPILE_ERROR)
@@ -551,12 +553,16 @@ class Results:
         self.auto_reruns = 0
         self.done = 0
         self.replicas = Counter()         # replica -> sessions it held (None: no balancer in front)
+        self.start = time.perf_counter()
+        self.clicks_ended = []            # (seconds since the class began, seconds to script finished) per click
 
     def record(self, name, timings):
         script_seconds, image_seconds = timings
         self.script[name].append(script_seconds)
         self.images[name].append(image_seconds)
         self.done += 1
+        if name != OPEN_PAGE:
+            self.clicks_ended.append((time.perf_counter() - self.start, script_seconds))
 
     def error(self, kind, text):
         self.errors[kind] += 1
@@ -715,6 +721,19 @@ def print_latencies(results):
               f"{timing.p95 / timing.p50:>9.2f}{loaded.p50:>12.1f}{loaded.p95:>9.1f}")
     for (name, reason), count in sorted(results.skipped.items()):
         print(f"  skipped {count} x '{name}': widget {reason} (another interaction was done instead)")
+    print_timeline(results)
+
+
+def print_timeline(results, window=TIMELINE_WINDOW_S):
+    """The clicks' p95 in each ``window`` seconds of the class (by when they ended): whether the slow ones
+    came while students were still arriving and opening the page, or all along."""
+    if not results.clicks_ended:
+        return
+    ended, seconds = np.asarray(results.clicks_ended).T
+    windows = (ended // window).astype(int)
+    parts = [f"{Summary.of(seconds[windows == index]).p95 / 1000:.2f}" for index in range(windows.max() + 1)
+             if np.any(windows == index)]
+    print(f"p95 of the clicks ending in each {window:g} s of the class (s): {' '.join(parts)}")
 
 
 def print_errors(results):
