@@ -146,11 +146,12 @@ def _answer_section(patch, outputs, mask_patch):
         picture = upscale_nearest(grey_rgb(patch), PATCH_ZOOM)
         if mask_patch is not None and mask_patch.any():
             picture = lesion_outline(picture, mask_patch, scale=PATCH_ZOOM)
-        st.image(picture, caption="The input: the window's 64 x 64 grey values in [0, 1]"
-                 + (" (green line: where the synthetic lesion is)" if mask_patch is not None and mask_patch.any() else ""),
-                 width="stretch")
+        st.image(jpeg_bytes(picture), output_format="JPEG", width="stretch",
+                 caption="The input: the window's 64 x 64 grey values in [0, 1]"
+                 + (" (green line: where the synthetic lesion is)" if mask_patch is not None and mask_patch.any() else ""))
     with answer_column:
-        st.image(probability_bars(probabilities, classifier.class_names), width="stretch")
+        st.image(jpeg_bytes(probability_bars(probabilities, classifier.class_names), sharp_text=True),
+                 output_format="JPEG", width="stretch")
         verdict = "a lesion" if probabilities[1] > 0.5 else "no lesion"
         st.markdown(f"The network answers **{verdict}** (lesion probability {100 * probabilities[1]:.1f} %).")
         if classifier.views > 1:
@@ -187,7 +188,7 @@ def _layers_section(outputs):
         st.markdown(f"**{name}**: {len(values)} maps of {values.shape[1]} x {values.shape[2]}, {what}")
         tile = int(np.clip(values.shape[1] * 3, 72, 160))
         maps_picture = layer_maps(values, name, tile=tile, columns=8)
-        st.image(maps_picture, width="stretch")
+        st.image(jpeg_bytes(maps_picture, sharp_text=True), output_format="JPEG", width="stretch")
         png_download(maps_picture, f"classifier_{name}_maps.png", key=f"clf_{name}_png")
 
 
@@ -248,8 +249,8 @@ def _decision_section(outputs):
         st.vega_lite_chart(pd.DataFrame({"channel": channels, "pooled value": pooled}), POOLED_CHART, height=260,
                            width="stretch")
     with sum_column:
-        st.image(contribution_bars(pooled * evidence, float(dense["bias"][1] - dense["bias"][0]), top=8),
-                 width="stretch")
+        st.image(jpeg_bytes(contribution_bars(pooled * evidence, float(dense["bias"][1] - dense["bias"][0]), top=8),
+                            sharp_text=True), output_format="JPEG", width="stretch")
     logits = by_name["dense"].values
     st.markdown(f"Scores of the window as it is: no lesion {logits[0]:+.3f}, lesion {logits[1]:+.3f}. "
                 + SOFTMAX_SENTENCE)
@@ -279,7 +280,7 @@ def _cam_section(image, patch, top, left, mask_patch):
     with map_column:
         step = classifier.architecture.stride
         cam_picture = signed_map(cam_small)
-        st.image(cam_picture, width="stretch",
+        st.image(jpeg_bytes(cam_picture), output_format="JPEG", width="stretch",
                  caption=f"The map itself: {cam_small.shape[0]} x {cam_small.shape[1]} values, one per "
                          f"{step} x {step} block of the window (red: lesion, blue: no lesion).")
         png_download(cam_picture, "class_activation_map.png", key="clf_cam_png")
@@ -289,7 +290,7 @@ def _cam_section(image, patch, top, left, mask_patch):
         if mask_patch is not None and mask_patch.any():
             picture = lesion_outline(picture, mask_patch, scale=PATCH_ZOOM)
             caption += " Green line: the synthetic lesion."
-        st.image(picture, width="stretch", caption=caption)
+        st.image(jpeg_bytes(picture), output_format="JPEG", width="stretch", caption=caption)
         png_download(picture, "class_activation_map_on_the_window.png", key="clf_cam_window_png")
     with image_column:
         scale = max(1, 520 // max(image.shape))
@@ -299,7 +300,8 @@ def _cam_section(image, patch, top, left, mask_patch):
         window[top:top + size, left:left + size] = True
         whole_picture = outline_window(cam_overlay(image, heat, scale=scale, where=window), top, left, size,
                                        scale=scale)
-        st.image(whole_picture, width="stretch", caption="The same, placed on the whole image inside the window.")
+        st.image(jpeg_bytes(whole_picture), output_format="JPEG", width="stretch",
+                 caption="The same, placed on the whole image inside the window.")
         png_download(whole_picture, "class_activation_map_on_the_image.png", key="clf_cam_image_png")
 
 
@@ -318,7 +320,7 @@ def _map_section(image, chosen, lesion_key):
     windows = f"{probabilities.size} window" + ("s" if probabilities.size > 1 else "")
     map_picture = probability_on_image(image, probabilities, tops, lefts, 520)
     png_download(map_picture, "lesion_probability_map.png", key="clf_probability_png")
-    st.image(map_picture, width="stretch",
+    st.image(jpeg_bytes(map_picture), output_format="JPEG", width="stretch",
              caption=f"{windows}; highest lesion probability {100 * probabilities.max():.1f} %.")
     explain_caption("Busy anatomy (bone edges, vessels seen end-on, bowel, kidneys) can look like a blob to a "
                     "network trained only on synthetic lesions: expect some heat where there is no lesion.")
