@@ -414,15 +414,41 @@ else:
 
 
 @njit(inline="always", **JIT_HELPER_OPTIONS)
+def _store_kernel_lanes(flat, start, map_size, kernels_left, sum0, sum1, sum2, sum3, first, last):
+    """``flat[start + l] = sum_k[l]`` for lanes ``first <= l < last``, kernel k's plane ``k * map_size`` further.
+
+    ``kernels_left`` of the four kernels are real.  Returns True if every stored value is finite.
+    """
+    finite = True
+    vector_store_lanes(flat, start, sum0, first, last)
+    finite &= vector_lanes_finite(sum0, first, last)
+    if kernels_left > 1:
+        vector_store_lanes(flat, start + map_size, sum1, first, last)
+        finite &= vector_lanes_finite(sum1, first, last)
+    if kernels_left > 2:
+        vector_store_lanes(flat, start + 2 * map_size, sum2, first, last)
+        finite &= vector_lanes_finite(sum2, first, last)
+    if kernels_left > 3:
+        vector_store_lanes(flat, start + 3 * map_size, sum3, first, last)
+        finite &= vector_lanes_finite(sum3, first, last)
+    return finite
+
+
+@njit(inline="always", **JIT_HELPER_OPTIONS)
 def _store_wide_vector(flat, map_size, out_cols, origin, kernels_left, position, sum0, sum1, sum2, sum3, span,
                        row_step, walk, row, col):
-    """Store four kernels' sums at wide positions ``position``..``position + 15`` into ``flat``, a (N, K, OH, OW) output.
+    """Store four kernels' sums at wide positions ``position``..``position + VECTOR_LANES - 1`` into ``flat``, a (N, K, OH, OW) output.
 
     Wide position p is (row, col) = divmod(p, Wp = ``row_step``); a valid one (col < OW, p < span)
     goes to ``flat[origin + row * OW + col]`` for the first kernel and ``map_size`` further for
-    each next one (``kernels_left`` of the four are real), by masked stores, one per stretch of a
-    row; the wrap-around columns are skipped.  (``walk``, row, col) is where the previous vector
-    left off, so that no vector divides.
+    each next one (``kernels_left`` of the four are real), one store per stretch of a row; the
+    wrap-around columns are skipped.  (``walk``, row, col) is where the previous vector left off,
+    so that no vector divides.
+
+    A vector that lies whole inside one output row (most of them) is stored by plain stores, the
+    stretches at a row's end by masked ones: on AMD's Zen 3 a masked store of 8 lanes takes about
+    18 cycles against 1 (measured: 6 ns against 0.7 ns a store), and with masked stores only the
+    classifier's 64 x 64 layer spent a fifth of its forward pass storing (one thread: 6.8 -> 5.7 ms).
 
     Returns (all stored values finite, walk, row, col).
     """
@@ -439,17 +465,11 @@ def _store_wide_vector(flat, map_size, out_cols, origin, kernels_left, position,
             # Lane l goes to flat[start + l] (``start`` may precede the array: the masked store
             # touches lanes first..last-1 only).
             start = origin + row * out_cols + col - first
-            vector_store_lanes(flat, start, sum0, first, last)
-            finite &= vector_lanes_finite(sum0, first, last)
-            if kernels_left > 1:
-                vector_store_lanes(flat, start + map_size, sum1, first, last)
-                finite &= vector_lanes_finite(sum1, first, last)
-            if kernels_left > 2:
-                vector_store_lanes(flat, start + 2 * map_size, sum2, first, last)
-                finite &= vector_lanes_finite(sum2, first, last)
-            if kernels_left > 3:
-                vector_store_lanes(flat, start + 3 * map_size, sum3, first, last)
-                finite &= vector_lanes_finite(sum3, first, last)
+            if first == 0 and last == VECTOR_LANES:  # constant lanes: LLVM makes these plain stores
+                finite &= _store_kernel_lanes(flat, start, map_size, kernels_left, sum0, sum1, sum2, sum3,
+                                              0, VECTOR_LANES)
+            else:
+                finite &= _store_kernel_lanes(flat, start, map_size, kernels_left, sum0, sum1, sum2, sum3, first, last)
             walk += last - first
             col += last - first
     return finite, walk, row, col
