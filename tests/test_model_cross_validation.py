@@ -59,8 +59,8 @@ def test_held_out_brain_mr_is_well_above_chance(record, folds):
     assert len(brain) >= 5
     # Each brain MR scan scored only by a network that never saw it, its patches pooled. Issue #18
     # asks for 0.85 (goal 0.95): not reached (see the README); this guards what was measured.
-    # Measured with 5 epochs: pooled 0.795, mean 0.797, lowest 0.637 (emri_small).
-    assert pooled_auc(record["folds"]) > 0.78
+    # Measured with 7 epochs: pooled 0.810, mean 0.809, lowest 0.638 (emri_small); with 5: 0.795, 0.797, 0.637.
+    assert pooled_auc(record["folds"]) > 0.79
     assert min(entry["metrics"]["roc_auc"] for entry in brain) > 0.6
 
 
