@@ -8,6 +8,7 @@ cache is ready, then ``python -m streamlit run app.py --server.headless=true`` p
 PORT+1 ... PORT+N of 127.0.0.1 (reachable only through the balancer), waits until each answers
 /_stcore/health, and starts Debian's HAProxy on PORT of every network interface (``--address`` to choose
 one), with the same rules as compose (deploy/haproxy.cfg) and a list of servers written for these ports.
+With at least one CPU core per replica, each replica runs on cores of its own (``replica_cores``).
 Every process it starts runs in a process group of its own; their ids are written to a state file so
 that ``stop`` ends exactly those, and nothing else, by id.
 """
@@ -60,6 +61,25 @@ def servers_config(ports):
     for number, port in enumerate(ports, start=1):
         lines.append(f"    server replica{number} 127.0.0.1:{port} cookie replica{number}")
     return "\n".join(lines) + "\n"
+
+
+def replica_cores(replicas, cores=None):
+    """The CPU cores each replica may run on: an equal share of its own while there is at least one core per
+    replica, else None for each (the OS spreads them). ``cores``: those this process may use (default: all).
+
+    A replica runs its Python one thread at a time; pinned to a core of its own it keeps that core's caches
+    and hands its lock between threads on one core. On the 2-core machine, 60 students through two pinned
+    replicas waited p95 0.13-0.19 s against 0.18-0.33 s unpinned (README, "A course of 300").
+    """
+    if cores is None:
+        if not hasattr(os, "sched_getaffinity"):  # macOS, Windows: no pinning
+            return [None] * replicas
+        cores = os.sched_getaffinity(0)
+    cores = sorted(cores)
+    share = len(cores) // replicas
+    if share == 0:
+        return [None] * replicas
+    return [frozenset(cores[number * share:(number + 1) * share]) for number in range(replicas)]
 
 
 def state_path(port):
@@ -128,8 +148,9 @@ class LocalCluster:
                               "earlier run) or choose another --port.")
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self._warm_up()
-        for number, port in enumerate(self.replica_ports, start=1):
-            self._launch(f"replica{number}", replica_command(port))
+        for number, (port, cores) in enumerate(zip(self.replica_ports, replica_cores(len(self.replica_ports))),
+                                               start=1):
+            self._launch(f"replica{number}", replica_command(port), cores=cores)
         self._write_state()
         for number, port in enumerate(self.replica_ports, start=1):
             self._wait_until_healthy(f"replica{number}", f"http://127.0.0.1:{port}")
@@ -148,11 +169,19 @@ class LocalCluster:
             raise DeployError(f"python -m kernels.warm_up failed with exit code {done.returncode} (its output is "
                               "above); the replicas were not started.")
 
-    def _launch(self, name, command, environment=None):
+    def _launch(self, name, command, environment=None, *, cores=None):
+        """Start ``command`` as process ``name``; ``cores``: the CPU cores it and its threads may use."""
+        pin = None
+        if cores is not None:
+            # The engine's thread pool sized to the cores the replica has, set before its first thread starts.
+            environment = dict(environment or os.environ, NUMBA_NUM_THREADS=str(len(cores)))
+
+            def pin():
+                os.sched_setaffinity(0, cores)
         with open(self.log_dir / f"{name}.log", "w") as log:
             self.processes[name] = subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
                                                     stdin=subprocess.DEVNULL, env=environment,
-                                                    start_new_session=True)
+                                                    start_new_session=True, preexec_fn=pin)
 
     def _wait_until_healthy(self, name, url):
         process = self.processes[name]
@@ -266,7 +295,10 @@ def network_address():
 def run(replicas, port, address):
     """Start, print the URLs, and keep running until Ctrl-C (or SIGTERM, or one of the processes ends)."""
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
-    print(f"Starting {replicas} replica(s) on ports {port + 1}-{port + replicas} and HAProxy on {port} ...",
+    cores = replica_cores(replicas)
+    where = ("each on cores of its own: " + ", ".join(",".join(map(str, sorted(share))) for share in cores)
+             if cores[0] is not None else "sharing the CPU cores (fewer cores than replicas)")
+    print(f"Starting {replicas} replica(s) on ports {port + 1}-{port + replicas} ({where}) and HAProxy on {port} ...",
           flush=True)
     try:
         with LocalCluster(replicas, port, address=address) as cluster:

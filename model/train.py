@@ -65,8 +65,8 @@ LESION_CELL_COVER = 0.25
 # - 7 epochs, not 5 (issue #18, fourth session; same set-up, two seeds of the initial weights and batch
 #   order): mean 0.742 (seed 0, measured by the third session) and 0.728 (seed 1) -> 0.759 and 0.750,
 #   every fold higher on average over the two seeds (0.773 / 0.791 / 0.641 -> 0.799 / 0.814 / 0.651).
-#   The loss was still falling at the fifth epoch. 7 should be as far as the 5-minute bar allows on 2 cores
-#   (estimated from the 5-epoch quiet run; one core: 337-408 s).
+#   The loss was still falling at the fifth epoch. 7 is about as far as the 5-minute bar allows on 2 cores
+#   (measured quiet: 242 s; one core: 337-408 s).
 #   Full leave-one-scan-out cross-validation: mean held-out brain MR ROC AUC 0.797 -> 0.809, every
 #   brain fold higher (emri_small 0.637 -> 0.638 the least); every MR held out 0.860 -> 0.878.
 #   Screened in the same set-up and not kept (one seed each; two seeds of the 5-epoch recipe differed

@@ -119,3 +119,14 @@ def test_stop_ends_the_recorded_processes_and_leaves_a_reused_process_id_alone(t
         for process in (ours, stranger):
             process.kill()
             process.wait()
+
+
+@pytest.mark.parametrize(("replicas", "cores", "expected"), [
+    (2, {0, 1}, [{0}, {1}]),
+    (1, {0, 1}, [{0, 1}]),
+    (2, {0, 1, 2, 3, 4, 5, 6, 7}, [{0, 1, 2, 3}, {4, 5, 6, 7}]),
+    (3, {2, 5, 7, 9}, [{2}, {5}, {7}]),
+    (3, {0, 1}, [None, None, None]),
+])
+def test_each_replica_gets_cores_of_its_own_while_there_are_enough(replicas, cores, expected):
+    assert local.replica_cores(replicas, cores) == expected

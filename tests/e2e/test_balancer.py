@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 import pytest
 from playwright.sync_api import expect
 
-from deploy.local import HAPROXY_MISSING, LocalCluster, haproxy_path, port_is_free
+from deploy.local import HAPROXY_MISSING, LocalCluster, haproxy_path, port_is_free, replica_cores
 from tests.e2e.browser import assert_no_exception, save_screenshot, wait_for_app
 
 REPLICAS = 2
@@ -126,3 +126,18 @@ def test_upload_and_reruns_stay_on_the_replica_that_holds_the_session(browser, b
             second.context.close()
     finally:
         first.context.close()
+
+
+def test_each_replica_runs_on_cores_of_its_own(balancer):
+    """With a core per replica, every thread of a replica stays on its own cores (deploy.local.replica_cores)."""
+    shares = replica_cores(REPLICAS)
+    for number, share in enumerate(shares, start=1):
+        pid = balancer.processes[f"replica{number}"].pid
+        threads = {int(task.name): os.sched_getaffinity(int(task.name)) for task in Path(f"/proc/{pid}/task").iterdir()}
+        assert len(threads) > 1, "a running server has threads"
+        if share is None:  # fewer cores than replicas: not pinned
+            assert all(cores == os.sched_getaffinity(0) for cores in threads.values())
+        else:
+            assert all(cores == share for cores in threads.values()), threads
+    if shares[0] is not None:
+        assert len(set().union(*shares)) == sum(map(len, shares)), "no core is shared"
