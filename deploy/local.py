@@ -69,7 +69,7 @@ def replica_cores(replicas, cores=None):
 
     A replica runs its Python one thread at a time; pinned to a core of its own it keeps that core's caches
     and hands its lock between threads on one core. On the 2-core machine, 60 students through two pinned
-    replicas waited p95 0.13-0.19 s against 0.18-0.33 s unpinned (README, "A course of 300").
+    replicas waited p95 0.10-0.19 s against 0.18-0.33 s unpinned (README, "A course of 300").
     """
     if cores is None:
         if not hasattr(os, "sched_getaffinity"):  # macOS, Windows: no pinning

@@ -28,7 +28,8 @@ def encode_data(data):
 
     Given a dict, Streamlit looks at every value for a dataframe to send as Arrow, then writes the JSON
     twice per run (once sorted, for the element's identity); a list skipped the first, and bytes skip
-    all three (the identity is a hash of the bytes): about 1.3 ms of a convolution lesson click.
+    all three (the identity is a hash of the bytes): about 1.3 ms of a convolution lesson click by py-spy's
+    samples, too little to show in a class's server CPU (README, "A class at once").
     """
     return json.dumps(data, separators=(",", ":")).encode("utf-8")
 
