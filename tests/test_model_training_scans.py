@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from model import data
-from model.make_training_scans import SOURCES, image_names, read_nifti, read_nrrd
+from model.make_training_scans import SOURCES, ScanSource, _stored, image_names, mosaic_tiles, read_nifti, read_nrrd
 
 
 @pytest.fixture(scope="module")
@@ -106,6 +106,23 @@ def test_read_nifti_reads_the_first_volume_of_a_gzip_series(tmp_path):
     path.write_bytes(gzip.compress(header.tobytes() + voxels.tobytes()))
     with pytest.raises(ValueError, match="scaling"):
         read_nifti(path)
+
+
+def test_mosaic_tiles_cuts_a_siemens_mosaic_into_its_slices_in_order():
+    slices = np.arange(4 * 2 * 3).reshape(4, 2, 3)  # 4 slices of 2 x 3, as a 2 x 2 grid of tiles
+    mosaic = np.block([[slices[0], slices[1]], [slices[2], slices[3]]])
+    np.testing.assert_array_equal(mosaic_tiles(mosaic, 2, 2, 3), slices)
+    with pytest.raises(ValueError, match="mosaic of 3 x 3 tiles"):
+        mosaic_tiles(mosaic, 3, 2, 3)
+
+
+def test_stored_scales_floats_of_whole_levels_back_to_integers_and_refuses_other_floats():
+    source = ScanSource("t1.npy", "dipy", "t1.npy", "", "MR", None, "auto", 1, "uint8", (2, 2), scale=255.0)
+    levels = np.array([[0, 1], [128, 255]])
+    np.testing.assert_array_equal(_stored(levels / 255.0, source), levels.astype(np.uint8))
+    unscaled = ScanSource("t1.npy", "dipy", "t1.npy", "", "MR", None, "auto", 1, "uint8", (2, 2))
+    with pytest.raises(ValueError, match="not whole numbers"):
+        _stored(levels / 255.0, unscaled)
 
 
 def test_write_npz_round_trips_exact_integers_and_writes_the_same_bytes_twice(tmp_path):
