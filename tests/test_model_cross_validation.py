@@ -59,9 +59,9 @@ def test_held_out_brain_mr_is_well_above_chance(record, folds):
     assert len(brain) >= 5
     # Each brain MR scan scored only by a network that never saw it, its patches pooled. Issue #18
     # asks for 0.85 (goal 0.95): not reached (see the README); this guards what was measured.
-    # Measured (7 epochs, ten brain MR scans since issue #18's sixth session): pooled 0.807, mean 0.801, lowest
-    # 0.625 (emri_small); the seven folds of the fifth session: mean 0.810 (was 0.809).
-    assert pooled_auc(record["folds"]) > 0.79
+    # Measured (issue #18's seventh session, 12 and 24 kernels in the first two stages): pooled 0.820, mean
+    # 0.814, lowest 0.640 (emri_small); the sixth session's smaller network: pooled 0.807, mean 0.801.
+    assert pooled_auc(record["folds"]) > 0.8
     assert min(entry["metrics"]["roc_auc"] for entry in brain) > 0.6
 
 
