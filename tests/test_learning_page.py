@@ -107,6 +107,28 @@ def test_pause_and_resume_in_the_page(app):
     rerun_until(app, rf"^Training: step (?!{paused_at} )\d+")
 
 
+def test_resume_draws_a_page_that_keeps_polling_even_when_the_worker_wakes_late(app, monkeypatch):
+    # In the browser (CI, a loaded machine) the rerun after Resume once drew "Paused" before the worker
+    # had woken: a paused page does not poll, so it stayed at "Paused" while the run trained unseen.
+    from model.live import _Worker
+
+    wake = _Worker._wait_while_paused
+
+    def wake_late(worker):
+        stop = wake(worker)
+        time.sleep(0.5)
+        return stop
+
+    monkeypatch.setattr(_Worker, "_wait_while_paused", wake_late)
+    app.button(key="learn_go").click().run()
+    rerun_until(app, r"^Training: step [1-9]")
+    app.button(key="learn_pause").click().run()
+    assert progress_text(app).startswith("Paused: step")
+    app.button(key="learn_resume").click().run()
+    assert not progress_text(app).startswith("Paused"), progress_text(app)
+    assert not app.button(key="learn_pause").disabled and app.button(key="learn_resume").disabled
+
+
 @pytest.mark.slow
 def test_teaching_it_a_sample_scan_maps_it_before_and_after(app):
     app.selectbox(key="scan_source").set_value("Head CT slice").run()

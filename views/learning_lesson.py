@@ -129,8 +129,12 @@ def _pause(run_key):
 
 
 def _resume(run_key):
-    if not _other_run_active(run_key):
-        st.session_state[run_key].resume()
+    if _other_run_active(run_key):
+        return
+    run = st.session_state[run_key]
+    run.resume()
+    # Wait for the worker to wake: a rerun that still draws "Paused" would not poll the run again.
+    run.wait_until(lambda snapshot: snapshot.status != "paused", timeout=5.0)
 
 
 def _reset(run_key):
