@@ -8,17 +8,16 @@ from __future__ import annotations
 import numpy as np
 
 from model import live, load
-from model.data import insert_lesion
+from model.data import SHOWN_MAX_SIDE, insert_lesion
 from model.network import probability_picture
 from viz.network import probability_overlay
 
-MAX_SIDE = 640  # larger images are reduced first: the window then covers a useful part of the scan
 MAP_STRIDE = 16  # pixels between the windows of the lesion-probability map
 
 
 def fit_image(image):
-    """The windowed image, reduced to MAX_SIDE (or enlarged to the input size if smaller): as "Watch it learn"."""
-    return live.fit_image(image, size=load().input_size, max_side=MAX_SIDE)
+    """The windowed image, reduced to SHOWN_MAX_SIDE (or enlarged to the input size if smaller): as "Watch it learn"."""
+    return live.fit_image(image, size=load().input_size, max_side=SHOWN_MAX_SIDE)
 
 
 def window_for_click(event, image_shape, size):

@@ -574,6 +574,36 @@ def _pyramid(image):
     return levels
 
 
+# The classifier's pages show an image with its long side at most this many pixels (lessons/classifier.py).
+SHOWN_MAX_SIDE = 640
+
+
+def shown_shape(shape, size=PATCH_SIZE, max_side=SHOWN_MAX_SIDE):
+    """The (rows, cols) at which the classifier's pages show an image of ``shape``: reduced so that its
+    long side is at most ``max_side`` (a window then covers a useful part of it), enlarged so that its
+    short side holds one ``size`` window, otherwise as it is."""
+    rows, cols = shape
+    factor = 1.0
+    if max(rows, cols) > max_side:
+        factor = max_side / max(rows, cols)
+    if min(rows, cols) * factor < size:
+        factor = size / min(rows, cols)
+    if factor == 1.0:
+        return rows, cols
+    return max(size, round(rows * factor)), max(size, round(cols * factor))
+
+
+def _shown_level(image, size):
+    """The image at the one scale the app shows it (:func:`shown_shape`): a one-level pyramid."""
+    from skimage.transform import resize
+
+    shape = shown_shape(image.pixels.shape, size)
+    if shape == image.pixels.shape:
+        return [image.pixels]
+    return [resize(image.pixels, shape, order=1, anti_aliasing=shape[0] < image.pixels.shape[0],
+                   preserve_range=True).astype(np.float32)]
+
+
 def _random_background(levels, window, rng, size, augment):
     """One windowed crop (size, size) in [0, 1] from a random pyramid level, flipped/rotated.
 
@@ -916,7 +946,7 @@ def _source_weights(images):
     return weights / weights.sum()
 
 
-def make_patch_set(images, count, seed, *, size=PATCH_SIZE, paired=False, augment=False):
+def make_patch_set(images, count, seed, *, size=PATCH_SIZE, paired=False, augment=False, as_shown=False):
     """Cut ``count`` labelled patches from ``images``, half of them with a lesion.
 
     Parameters
@@ -937,6 +967,10 @@ def make_patch_set(images, count, seed, *, size=PATCH_SIZE, paired=False, augmen
     augment : bool
         For training sets only: remap grey levels (gamma, inversion, extra noise), and draw some
         backgrounds as synthetic anatomy or enlarged small regions (see :func:`_training_background`).
+    as_shown : bool
+        Cut every patch at the one scale at which the app shows the image (:func:`shown_shape`: a
+        64 x 64 slice is one whole window) instead of from the scales of the image's pyramid (a
+        64 x 64 slice enlarged 2x, a large one reduced 0.5-0.7x, ...).
 
     Returns
     -------
@@ -949,7 +983,7 @@ def make_patch_set(images, count, seed, *, size=PATCH_SIZE, paired=False, augmen
     if not images:
         raise ValueError("make_patch_set needs at least one source image")
     rng = np.random.default_rng(seed)
-    pyramids = [_pyramid(image) for image in images]
+    pyramids = [_shown_level(image, size) if as_shown else _pyramid(image) for image in images]
     weights = _source_weights(images)
     num_backgrounds = count // 2 if paired else count
     patches = np.empty((count, size, size), dtype=np.float32)

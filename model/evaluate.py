@@ -9,7 +9,9 @@ Run from the repository root::
 The honest figures come from cross-validation (:func:`model.data.cross_validation_folds`): for each
 fold a network is trained from scratch with the shipped recipe on the shipped training set less every
 patch cut from the held-out scans (one brain MR scan, or one whole modality), and measured on patches
-of the held-out scans, answering as the app does (the mean over 8 turned and mirrored views). The shipped
+of the held-out scans, answering as the app does (the mean over 8 turned and mirrored views), twice: on
+patches cut from the scales of each scan's pyramid, as training patches are, and on patches cut at the one
+scale at which the app shows the scan (``as_shown``; a 64 x 64 slice is one whole window). The shipped
 model is trained on every scan, so its figures on the same patches are figures on anatomy it saw;
 they are printed beside the fold models' and never in their place. All sets are seeded. Needs
 pydicom-data (the scans); the shipped weights alone do not.
@@ -131,9 +133,14 @@ def test_sets(count=DEFAULT_TEST_COUNT):
     return sets, {"training": [image.name for image in images]}
 
 
-def fold_test_set(fold, count=FOLD_TEST_COUNT):
-    """The seeded test patches of one fold, cut from its held-out scans only."""
-    return data.make_patch_set(fold.held_out, count, data.HELD_OUT_SEED)
+def fold_test_set(fold, count=FOLD_TEST_COUNT, *, as_shown=False):
+    """The seeded test patches of one fold, cut from its held-out scans only.
+
+    By default from the scales of each scan's pyramid, as training patches are cut (a 64 x 64 slice
+    enlarged 2x, a large scan reduced, ...); ``as_shown``: at the one scale at which the app shows
+    the scan (:func:`model.data.shown_shape`; a 64 x 64 slice is one whole window).
+    """
+    return data.make_patch_set(fold.held_out, count, data.HELD_OUT_SEED, as_shown=as_shown)
 
 
 def cross_validate(folds, config=None, *, count=FOLD_TEST_COUNT, log=print, images=None):
@@ -161,7 +168,8 @@ def cross_validate(folds, config=None, *, count=FOLD_TEST_COUNT, log=print, imag
     list of dict: "fold", "kind", "held_out_scans", "training_scans", "training_patches", "metrics"
     (Metrics as a dict, from the answer over 8 views), "roc_auc_one_view" (the same network on the
     patches as they are), "probabilities" (lesion probability of each test patch, rounded to 5
-    decimals), "seconds"
+    decimals), "as_shown" ({"roc_auc", "probabilities"} on the test patches cut as the app shows the
+    held-out scans: ``fold_test_set(..., as_shown=True)``), "seconds"
     """
     config = config or TrainingConfig()
     images = images if images is not None else data.load_source_images()
@@ -185,28 +193,35 @@ def cross_validate(folds, config=None, *, count=FOLD_TEST_COUNT, log=print, imag
         metrics = metrics_of(probabilities, test, cam_peak_inside(classifier, test, limit=200))
         # What averaging over the 8 views added: the same network answering from the patch as it is.
         one_view = roc_auc(test.labels, classifier.predict_proba(test.patches, views=1)[:, 1])
+        shown = fold_test_set(fold, count, as_shown=True)
+        shown_probabilities = classifier.predict_proba(shown.patches)[:, 1]
+        shown_auc = roc_auc(shown.labels, shown_probabilities)
         seconds = time.perf_counter() - started
         log(f"    held out {', '.join(sorted(held_out))}: ROC AUC {metrics.roc_auc:.3f} "
-            f"(one view {one_view:.3f}; {seconds:.0f} s)")
+            f"(one view {one_view:.3f}; as the app shows the scan {shown_auc:.3f}; {seconds:.0f} s)")
         records.append({"fold": fold.name, "kind": fold.kind,
                         "held_out_scans": sorted(held_out),
                         "training_scans": len({image.scan for image in fold.training}),
                         "training_patches": int(len(keep)),
                         "metrics": asdict(metrics), "roc_auc_one_view": round(one_view, 4),
                         "seconds": round(seconds),
-                        "probabilities": [round(float(value), 5) for value in probabilities]})
+                        "probabilities": [round(float(value), 5) for value in probabilities],
+                        "as_shown": {"roc_auc": round(shown_auc, 4),
+                                     "probabilities": [round(float(value), 5) for value in shown_probabilities]}})
     return records
 
 
-def pooled_auc(records, kind="scan"):
+def pooled_auc(records, kind="scan", *, as_shown=False):
     """ROC AUC over the held-out patches of every fold of one ``kind``, each scored by its own fold's
-    model (so a patch is only ever scored by a network that never saw its scan)."""
+    model (so a patch is only ever scored by a network that never saw its scan); ``as_shown``: the
+    patches cut as the app shows the scans."""
     labels, scores = [], []
     for record in records:
         if record["kind"] == kind:
             fold = _fold_named(record["fold"])
-            labels.append(fold_test_set(fold, len(record["probabilities"])).labels)
-            scores.append(record["probabilities"])
+            probabilities = record["as_shown"]["probabilities"] if as_shown else record["probabilities"]
+            labels.append(fold_test_set(fold, len(probabilities), as_shown=as_shown).labels)
+            scores.append(probabilities)
     return roc_auc(np.concatenate(labels), np.concatenate(scores))
 
 
@@ -302,21 +317,25 @@ def cross_validation_table(records, shipped=None, not_run=()):
     the shipped model's ROC AUC on the same patches (``shipped``: {fold name: AUC}; seen in training).
     ``not_run``: names of folds without a record."""
     lines = ["| held out | kind | training scans | ROC AUC | accuracy | sensitivity | specificity | "
-             "shipped model, same patches (seen) |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "ROC AUC, scan as the app shows it | shipped model, same patches (seen) |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for record in records:
         metrics = record["metrics"]
         seen = f"{shipped[record['fold']]:.3f}" if shipped and record["fold"] in shipped else "-"
         lines.append(f"| {', '.join(record['held_out_scans']) if record['kind'] == 'scan' else record['fold'].split(' ', 1)[1]} "
                      f"| {record['kind']} | {record['training_scans']} | {metrics['roc_auc']:.3f} | "
-                     f"{metrics['accuracy']:.3f} | {metrics['sensitivity']:.3f} | {metrics['specificity']:.3f} | {seen} |")
+                     f"{metrics['accuracy']:.3f} | {metrics['sensitivity']:.3f} | {metrics['specificity']:.3f} | "
+                     f"{record['as_shown']['roc_auc']:.3f} | {seen} |")
     if not_run:
         lines.append(f"\nNot run yet: {', '.join(not_run)}.")
-    scan_aucs = [record["metrics"]["roc_auc"] for record in records if record["kind"] == "scan"]
-    if scan_aucs:
-        lines.append(f"\nHeld-out brain MR, leave one scan out: mean ROC AUC over {len(scan_aucs)} folds "
-                     f"{np.mean(scan_aucs):.3f} (lowest {min(scan_aucs):.3f}); all folds' patches pooled "
-                     f"{pooled_auc(records):.3f}")
+    scan_records = [record for record in records if record["kind"] == "scan"]
+    if scan_records:
+        aucs = [record["metrics"]["roc_auc"] for record in scan_records]
+        shown = [record["as_shown"]["roc_auc"] for record in scan_records]
+        lines.append(f"\nHeld-out brain MR, leave one scan out: mean ROC AUC over {len(aucs)} folds "
+                     f"{np.mean(aucs):.3f} (lowest {min(aucs):.3f}); all folds' patches pooled "
+                     f"{pooled_auc(records):.3f}. Scans as the app shows them: mean {np.mean(shown):.3f} "
+                     f"(lowest {min(shown):.3f}), pooled {pooled_auc(records, as_shown=True):.3f}")
     return "\n".join(lines)
 
 

@@ -312,7 +312,7 @@ def _give_back_freed_memory():
             ctypes.CDLL(name).malloc_trim(0)
 
 
-def fit_image(image, size=ARCHITECTURE.input_size, max_side=640):
+def fit_image(image, size=ARCHITECTURE.input_size, max_side=data.SHOWN_MAX_SIDE):
     """The windowed image scaled so its long side is at most ``max_side`` and its short side at least ``size``.
 
     As the classifier lesson shows an image: a large scan is reduced so that a size x size window
@@ -327,15 +327,9 @@ def fit_image(image, size=ARCHITECTURE.input_size, max_side=640):
     image = np.asarray(image, dtype=np.float32)
     if image.ndim != 2:
         raise ValueError(f"the image must be 2-D (H, W), got shape {image.shape}")
-    rows, cols = image.shape
-    factor = 1.0
-    if max(rows, cols) > max_side:
-        factor = max_side / max(rows, cols)
-    if min(rows, cols) * factor < size:
-        factor = size / min(rows, cols)
-    if factor == 1.0:
+    shape = data.shown_shape(image.shape, size, max_side)
+    if shape == image.shape:
         return image
-    shape = (max(size, round(rows * factor)), max(size, round(cols * factor)))
     return np.clip(resize(image, shape), 0.0, 1.0).astype(np.float32)
 
 

@@ -165,6 +165,35 @@ def test_augmented_training_sets_mix_synthetic_and_real_backgrounds_with_the_sam
     assert data.SYNTHETIC_SOURCE_NAME not in data.make_patch_set(synthetic_sources(), 100, seed=9).source_names
 
 
+@pytest.mark.parametrize("shape, shown", [((64, 64), (64, 64)), ((256, 200), (256, 200)), ((1000, 500), (640, 320)),
+                                          ((32, 100), (64, 200)), ((2000, 80), (1600, 64))])
+def test_shown_shape_is_how_the_classifier_pages_fit_an_image(shape, shown):
+    from model.live import fit_image
+
+    assert data.shown_shape(shape) == shown
+    assert fit_image(np.zeros(shape, np.float32)).shape == shown
+
+
+def test_patches_cut_as_shown_hold_a_64_pixel_slice_whole_and_pyramid_patches_do_not():
+    # Issue #18: cross-validation cut a 64 x 64 held-out slice from its 2x enlargement (a blurred quarter
+    # of the head per patch); the app shows it as one whole window. Values stay inside the window's
+    # jitter, so each patch is a linear map of one turned or mirrored copy of the slice.
+    rng = np.random.default_rng(3)
+    pixels = (0.4 + 0.2 * rng.random((64, 64))).astype(np.float32)
+    slice_64 = [data.SourceImage("small.dcm", "MR", pixels, (0.5, 1.0))]
+    views = [np.rot90(flipped, turns) for flipped in (pixels, pixels[:, ::-1]) for turns in range(4)]
+
+    def best_correlation(patch):
+        return max(np.corrcoef(patch.ravel(), view.ravel())[0, 1] for view in views)
+
+    shown = data.make_patch_set(slice_64, 20, seed=4, as_shown=True)
+    pyramid = data.make_patch_set(slice_64, 20, seed=4)
+    negatives = shown.labels == 0
+    assert all(best_correlation(patch) > 0.999 for patch in shown.patches[negatives])
+    assert all(best_correlation(patch) < 0.9 for patch in pyramid.patches[pyramid.labels == 0])
+    assert shown.labels.sum() == 10 and shown.lesion_masks[~negatives].any(axis=(1, 2)).all()
+
+
 def test_split_by_modality_holds_a_whole_modality_out():
     sources = synthetic_sources(2) + [data.SourceImage("mr", "MR", smooth_image((128, 128), 9), (0.0, 600.0))]
     training, held = data.split_by_modality(sources, "MR")
