@@ -95,7 +95,13 @@ def test_haproxy_accepts_the_rules_with_either_list_of_servers(tmp_path, servers
 
 
 def _sleeper():
-    return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True)
+    process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True)
+    # Popen can return while the kernel is still finishing the exec: /proc/<pid>/cmdline is empty for a
+    # moment (CI on a loaded machine once read it so and the stop test failed). Wait for the command line.
+    deadline = time.monotonic() + 10
+    while local._command_line(process.pid) != [part.encode() for part in process.args] and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return process
 
 
 def test_stop_ends_the_recorded_processes_and_leaves_a_reused_process_id_alone(tmp_path, monkeypatch):
