@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from model import live, load
-from model.data import SHOWN_MAX_SIDE, insert_lesion
+from model.data import insert_lesion
 from model.network import probability_picture
 from viz.network import probability_overlay
 
@@ -16,8 +16,8 @@ MAP_STRIDE = 16  # pixels between the windows of the lesion-probability map
 
 
 def fit_image(image):
-    """The windowed image, reduced to SHOWN_MAX_SIDE (or enlarged to the input size if smaller): as "Watch it learn"."""
-    return live.fit_image(image, size=load().input_size, max_side=SHOWN_MAX_SIDE)
+    """The windowed image at the scale the classifier's pages show it (model.data.shown_shape), as "Watch it learn"."""
+    return live.fit_image(image, size=load().input_size)
 
 
 def window_for_click(event, image_shape, size):
