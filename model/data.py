@@ -21,7 +21,10 @@ ships with ConvScope, so the lesions are synthetic and the anatomy is real:
   soft-edged regions, vessels along and across the plane, smooth noise), some blended with a real
   crop; and some real crops are enlarged from a small region or get their grey levels remapped.
   These teach the network that a lesion is a blob that does not belong to its surroundings, whatever
-  those are. The lesions are the same as everywhere else, and the test sets use real scans only.
+  those are. Before any of that, a fifth of the training backgrounds are crops of photographs and
+  textures that ship with scikit-image (:func:`photograph_pyramids`: grass, gravel, a fundus, coins,
+  a cat, ...), for the same lesson on patterns no scan shows. The lesions are the same as everywhere
+  else, and the test sets use real scans only.
 
 The shipped model trains on every scan. Its honest figures come from cross-validation
 (:func:`cross_validation_folds`): each brain MR scan, and each modality, held out of training in
@@ -655,23 +658,32 @@ def _real_background(images, pyramids, weights, rng, size, *, augment):
 
 
 # Shares of the training backgrounds (the rest are real crops, augmented as _random_background does).
+PHOTOGRAPH_FRACTION = 0.2  # crops of scikit-image's photographs and textures (photograph_pyramids)
 SYNTHETIC_FRACTION = 0.25  # synthetic anatomy (synthetic_background)
 SYNTHETIC_BRAIN_SHARE = 0.5  # of those, brain as MR shows it (synthetic_brain); the rest synthetic_background
 SYNTHETIC_BLEND_PROBABILITY = 0.3  # of those, blended half-and-half-ish with a real crop
 ZOOM_FRACTION = 0.1  # a 24-48 pixel region of a real crop enlarged to the patch size
 REMAP_PROBABILITY = 0.1  # any background: grey levels through a random piecewise-linear curve
 SYNTHETIC_SOURCE_NAME = "synthetic"
+PHOTOGRAPH_SOURCE_NAME = "photograph"
 
 
-def _training_background(images, pyramids, weights, rng, size):
-    """One training background: real, enlarged or synthetic, sometimes with remapped grey levels.
+def _training_background(images, pyramids, weights, photographs, rng, size):
+    """One training background: a photograph (a crop of one of ``photographs``, from
+    :func:`photograph_pyramids`), or real, enlarged or synthetic anatomy, sometimes with remapped grey
+    levels.
 
     Returns
     -------
     background : float32 (size, size) in [0, 1]
-    source : int or None
-        Index of the real scan it came from (None: wholly synthetic).
+    name : str
+        The scan it came from (a blend or an enlargement counts as its scan's), or
+        :data:`SYNTHETIC_SOURCE_NAME`, or :data:`PHOTOGRAPH_SOURCE_NAME`.
     """
+    if rng.random() < PHOTOGRAPH_FRACTION:
+        levels = photographs[rng.integers(len(photographs))]
+        # Already spread over [0, 1]: the window only jitters around the whole range.
+        return _random_background(levels, (0.5, 1.0), rng, size, augment=True), PHOTOGRAPH_SOURCE_NAME
     choice = rng.random()
     if choice < SYNTHETIC_FRACTION:
         draw = synthetic_brain if rng.random() < SYNTHETIC_BRAIN_SHARE else synthetic_background
@@ -690,7 +702,8 @@ def _training_background(images, pyramids, weights, rng, size):
         source, background = _real_background(images, pyramids, weights, rng, size, augment=True)
     if rng.random() < REMAP_PROBABILITY:
         background = _remap_grey_levels(background, rng)
-    return np.ascontiguousarray(np.clip(background, 0.0, 1.0), dtype=np.float32), source
+    name = images[source].name if source is not None else SYNTHETIC_SOURCE_NAME
+    return np.ascontiguousarray(np.clip(background, 0.0, 1.0), dtype=np.float32), name
 
 
 def _remap_grey_levels(image, rng):
@@ -936,6 +949,46 @@ def synthetic_background(rng, size=PATCH_SIZE):
     return np.clip(image, 0.0, 1.0).astype(np.float32)
 
 
+# ---------------------------------------------------------------------------------------------
+# Photographs and textures (training only)
+
+# scikit-image's own sample pictures (skimage.data, inside its wheel), each CC0 or public domain (see
+# model/TRAINING_SOURCES.md): grass, gravel, brick, a fundus photograph and its microaneurysms, a cell,
+# coins, a cat, a horse's silhouette, a clock, ... Not anatomy, and that is their use: patterns that no
+# scan shows (model/train.py's comment has the measurement), on which a lesion must still be found.
+PHOTOGRAPHS = ("grass", "gravel", "brick", "camera", "cell", "coins", "retina", "microaneurysms",
+               "chelsea", "coffee", "astronaut", "horse", "clock")
+_PHOTOGRAPH_SCALES = (1.0, 0.7, 0.5, 0.35, 0.25)
+_PHOTOGRAPH_MIN_SIDE = 96  # smaller levels would show a whole picture in one patch
+
+
+def photograph_pyramids():
+    """Each of :data:`PHOTOGRAPHS` in grey, spread over [0, 1], at the usable :data:`_PHOTOGRAPH_SCALES`:
+    a tuple of lists of float32 (h, w) levels (one level blown up to 128 x 128 for a small picture).
+    About 34 MB and 1.4 s: built for each training set and let go with it, as the scans' pyramids are."""
+    from skimage import color
+    from skimage import data as samples
+    from skimage.transform import resize
+
+    pyramids = []
+    for name in PHOTOGRAPHS:
+        picture = getattr(samples, name)()
+        if picture.ndim == 3:
+            picture = color.rgb2gray(picture[..., :3])
+        picture = picture.astype(np.float32)
+        picture = (picture - picture.min()) / max(float(picture.max() - picture.min()), 1e-6)
+        levels = []
+        for scale in _PHOTOGRAPH_SCALES:
+            shape = (int(picture.shape[0] * scale), int(picture.shape[1] * scale))
+            if min(shape) >= _PHOTOGRAPH_MIN_SIDE:
+                levels.append(resize(picture, shape, order=1, anti_aliasing=scale < 1,
+                                     preserve_range=True).astype(np.float32))
+        if not levels:
+            levels = [resize(picture, (128, 128), order=1, preserve_range=True).astype(np.float32)]
+        pyramids.append(levels)
+    return tuple(pyramids)
+
+
 def _source_weights(images):
     """Chance of each source per patch: proportional to sqrt(pixel count), so a 1024 x 1024 scan
     gives more patches than a 64 x 64 one, but not 256 times as many; shared among the images of
@@ -966,7 +1019,8 @@ def make_patch_set(images, count, seed, *, size=PATCH_SIZE, paired=False, augmen
         backgrounds (False).
     augment : bool
         For training sets only: remap grey levels (gamma, inversion, extra noise), and draw some
-        backgrounds as synthetic anatomy or enlarged small regions (see :func:`_training_background`).
+        backgrounds from photographs, as synthetic anatomy or as enlarged small regions (see
+        :func:`_training_background`).
     as_shown : bool
         Cut every patch at the one scale at which the app shows the image (:func:`shown_shape`: a
         64 x 64 slice is one whole window) instead of from the scales of the image's pyramid (a
@@ -984,6 +1038,7 @@ def make_patch_set(images, count, seed, *, size=PATCH_SIZE, paired=False, augmen
         raise ValueError("make_patch_set needs at least one source image")
     rng = np.random.default_rng(seed)
     pyramids = [_shown_level(image, size) if as_shown else _pyramid(image) for image in images]
+    photographs = photograph_pyramids() if augment else ()
     weights = _source_weights(images)
     num_backgrounds = count // 2 if paired else count
     patches = np.empty((count, size, size), dtype=np.float32)
@@ -998,9 +1053,10 @@ def make_patch_set(images, count, seed, *, size=PATCH_SIZE, paired=False, augmen
     slot = 0
     for background_index in range(num_backgrounds):
         if augment:
-            background, source = _training_background(images, pyramids, weights, rng, size)
+            background, name = _training_background(images, pyramids, weights, photographs, rng, size)
         else:
             source, background = _real_background(images, pyramids, weights, rng, size, augment=False)
+            name = images[source].name
         wanted = (False, True) if paired else (bool(positive[background_index]),)
         for with_lesion in wanted:
             if with_lesion:
@@ -1010,7 +1066,7 @@ def make_patch_set(images, count, seed, *, size=PATCH_SIZE, paired=False, augmen
                 radii[slot], contrasts[slot] = lesion.radius, lesion.contrast
             else:
                 patches[slot] = background
-            names.append(images[source].name if source is not None else SYNTHETIC_SOURCE_NAME)
+            names.append(name)
             slot += 1
     order = rng.permutation(count)
     return PatchSet(patches[order], labels[order], masks[order], tuple(names[i] for i in order),

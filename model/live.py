@@ -273,8 +273,9 @@ def lesson_data():
     """The lesson's :class:`LessonData`, cut on first use (a few seconds); concurrent first callers wait for one build.
 
     The training patches are built as model/train.py builds its training set (paired, augmented, a
-    quarter on synthetic anatomy; :func:`model.data.make_patch_set`), smaller. The source scans and
-    the build's temporaries (image pyramids) are let go afterwards: only the patches stay (about 38 MB).
+    fifth on photographs and some on synthetic anatomy; :func:`model.data.make_patch_set`), smaller. The
+    source scans and the build's temporaries (image and photograph pyramids) are let go afterwards: only
+    the patches stay (about 38 MB).
     """
     with _data_lock:
         return _lesson_data()

@@ -98,6 +98,12 @@ LESION_CELL_COVER = 0.25
 #   Ninth session, same screen, seed 0, not kept: 44,800 patches for 5 epochs (the same steps, more
 #   backgrounds): 0.735 / 0.807; unpaired training patches (a lesion's background never reused): 0.736 / 0.818; half the real crops times a
 #   smooth 5-25 % gain (an MR bias field): 0.723 / 0.754.
+# - a fifth of the training backgrounds cut from scikit-image's photographs and textures (issue #18, tenth
+#   session; model.data.photograph_pyramids): same screen, pyramid / as-shown mean, seeds 0 and 1, one
+#   engine thread each, two at once. Without them 0.738 / 0.831 and 0.744 / 0.830; with 10 % 0.731 / 0.853
+#   and 0.747 / 0.834; with 20 % 0.746 / 0.842 and 0.751 / 0.862 (both seeds above both of the recipe
+#   without, both ways); with 35 % 0.736 / 0.840 and 0.742 / 0.835. Also screened, seed 0, not kept: synthetic
+#   anatomy for 40 % of the backgrounds instead of 25 % (0.725 / 0.803).
 ARCHITECTURE = Architecture(input_size=data.PATCH_SIZE, channels=(12, 24, 32, 32, 32, 32),
                             kernel_sizes=(5, 3, 3, 3, 3, 3), pool_after=(True, True, True, False, False, False),
                             global_pool="max")
@@ -368,10 +374,13 @@ def train(config=None, *, sets=None, images=None, output=WEIGHTS_PATH, log=None)
         log("Cutting patches from the training scans and drawing synthetic anatomy ...")
         images = images if images is not None else data.load_source_images()
         sets = training_sets(images, config)
-        synthetic = sum(name == data.SYNTHETIC_SOURCE_NAME for name in sets["training"].source_names)
+        names = sets["training"].source_names
+        synthetic = names.count(data.SYNTHETIC_SOURCE_NAME)
+        photographs = names.count(data.PHOTOGRAPH_SOURCE_NAME)
         scans = {image.scan for image in images}
         log(f"  {len(sets['training'])} training patches from {len(images)} source images of {len(scans)} scans "
-            f"({synthetic} on wholly synthetic anatomy) in {time.perf_counter() - started:.1f} s")
+            f"({synthetic} on wholly synthetic anatomy, {photographs} on photographs) "
+            f"in {time.perf_counter() - started:.1f} s")
     training, validation = sets["training"], sets["validation"]
     inputs = np.ascontiguousarray(training.patches[:, None])
     labels = training.labels
@@ -430,6 +439,7 @@ def train(config=None, *, sets=None, images=None, output=WEIGHTS_PATH, log=None)
     metadata = dict(config.as_metadata())
     metadata.update({
         "synthetic_background_fraction": data.SYNTHETIC_FRACTION,
+        "photograph_background_fraction": data.PHOTOGRAPH_FRACTION,
         "training_data_digest": data.patch_set_digest(training),
         "trained_with": "ConvScope's Numba engine (kernels/), Adam written in model/train.py",
     })

@@ -165,6 +165,29 @@ def test_augmented_training_sets_mix_synthetic_and_real_backgrounds_with_the_sam
     assert data.SYNTHETIC_SOURCE_NAME not in data.make_patch_set(synthetic_sources(), 100, seed=9).source_names
 
 
+def test_a_fifth_of_the_training_backgrounds_are_photographs_and_test_sets_hold_none():
+    # Issue #18, tenth session: crops of scikit-image's pictures raised held-out brain MR (model/train.py).
+    patch_set = data.make_patch_set(synthetic_sources(), 400, seed=8, paired=True, augment=True)
+    photographs = np.array(patch_set.source_names) == data.PHOTOGRAPH_SOURCE_NAME
+    assert 0.14 < photographs.mean() < 0.26
+    # Paired like every training background: each photograph crop once with a lesion, once without.
+    assert patch_set.labels[photographs].mean() == 0.5
+    assert data.PHOTOGRAPH_SOURCE_NAME not in data.make_patch_set(synthetic_sources(), 100, seed=9).source_names
+
+
+def test_photographs_are_each_named_picture_in_grey_spread_over_the_window_at_several_scales():
+    pyramids = data.photograph_pyramids()
+    assert len(pyramids) == len(data.PHOTOGRAPHS)
+    for name, levels in zip(data.PHOTOGRAPHS, pyramids):
+        for level in levels:
+            assert level.ndim == 2 and level.dtype == np.float32 and min(level.shape) >= 96, name
+            assert level.min() >= 0.0 and level.max() <= 1.0, name
+        assert levels[0].max() - levels[0].min() > 0.9, name
+    # The 512 x 512 textures are cut at five scales, down to a quarter.
+    grass = pyramids[data.PHOTOGRAPHS.index("grass")]
+    assert [level.shape for level in grass] == [(512, 512), (358, 358), (256, 256), (179, 179), (128, 128)]
+
+
 @pytest.mark.parametrize("shape, shown", [((64, 64), (64, 64)), ((256, 200), (256, 200)), ((1000, 500), (640, 320)),
                                           ((32, 100), (64, 200)), ((2000, 80), (1600, 64))])
 def test_shown_shape_is_how_the_classifier_pages_fit_an_image(shape, shown):
