@@ -63,15 +63,17 @@ def test_held_out_brain_mr_is_well_above_chance(record, folds):
     brain = [entry for entry in record["folds"] if entry["kind"] == "scan"]
     assert len(brain) >= 5
     # Each brain MR scan scored only by a network that never saw it, its patches pooled. Issue #18
-    # asks for 0.85 (goal 0.95): not reached (see the README); this guards what was measured.
-    # Measured (issue #18's seventh session, 12 and 24 kernels in the first two stages): pooled 0.820, mean
-    # 0.814, lowest 0.640 (emri_small); the sixth session's smaller network: pooled 0.807, mean 0.801.
+    # asks for 0.85 (goal 0.95): reached only as the app shows the scans, by less than the seed spread
+    # (see the README); this guards what was measured. Measured (issue #18's tenth session, photographs
+    # among the backgrounds): pooled 0.818, mean 0.812, lowest 0.635 (emri_small); the seventh session's
+    # recipe: pooled 0.820, mean 0.814.
     assert pooled_auc(record["folds"]) > 0.8
     assert min(entry["metrics"]["roc_auc"] for entry in brain) > 0.6
-    # The same fold models on patches cut as the app shows each scan (eighth session): pooled 0.844,
-    # mean 0.844, lowest 0.742 (emri_small, a whole 64 x 64 slice per patch instead of a 2x quarter).
-    assert pooled_auc(record["folds"], as_shown=True) > 0.83
-    assert min(entry["as_shown"]["roc_auc"] for entry in brain) > 0.7
+    # The same fold models on patches cut as the app shows each scan: pooled 0.852, mean 0.855, lowest
+    # 0.755 (emri_small, a whole 64 x 64 slice per patch instead of a 2x quarter); before the photographs
+    # pooled 0.844, mean 0.844.
+    assert pooled_auc(record["folds"], as_shown=True) > 0.84
+    assert min(entry["as_shown"]["roc_auc"] for entry in brain) > 0.72
 
 
 def test_gallery_shows_the_worst_held_out_mistakes(record, folds):
