@@ -54,9 +54,10 @@ NOISE_SIGMA_RANGE = (0.005, 0.08)  # floor: saturated regions still get a faint 
 HELD_OUT_MODALITY = "MR"
 
 # Where each DICOM scan comes from. pydicom's own test files ship inside pydicom; pydicom-data's are in
-# its ``data_store`` package (the other training scans are vendored: see TRAINING_SCANS_PATH). Each DICOM image appears once here, even where the packages hold several
-# encodings of it (J2K, RLE, big endian), and the two copies of the same abdominal MR (the cropped
-# "examples_overlay.dcm" and the full "MR-SIEMENS-DICOM-WithOverlays.dcm") count as one scan.
+# its ``data_store`` package (the other training scans are vendored: see TRAINING_SCANS_PATH). Each
+# DICOM image appears once here, even where the packages hold several encodings of it (J2K, RLE, big
+# endian), and the two copies of the same abdominal MR (the cropped "examples_overlay.dcm" and the full
+# "MR-SIEMENS-DICOM-WithOverlays.dcm") count as one scan.
 # (file name, package, slices to use (None: the only image))
 DICOM_SOURCES = (
     ("CT_small.dcm", "pydicom", None),                       # CT, thoracic spine, 128 x 128
@@ -467,8 +468,9 @@ def shipped_images():
     """The source images that ship in the repository, split like the classifier's data: (training, held_out).
 
     The vendored training scans (but their MR) and ConvScope's grey anatomy samples (with a handful
-    of slices of a volume), split by :func:`split_by_modality`: the lesson's network never sees MR. For training inside the app (the "Watch it learn"
-    lesson): they need neither pydicom-data nor anything written at run time. The samples are rebuilt
+    of slices of a volume), split by :func:`split_by_modality`: the lesson's network never sees MR.
+    For training inside the app (the "Watch it learn" lesson): they need neither pydicom-data nor
+    anything written at run time. The samples are rebuilt
     from pydicom-data files that :func:`load_source_images` also reads, so here they stand in for them.
 
     Returns

