@@ -8,11 +8,13 @@ from __future__ import annotations
 import numpy as np
 
 from model import live, load
-from model.data import insert_lesion
+from model.data import CRISP_LESION_STYLE, LESION_STYLE, insert_lesion
 from model.network import probability_picture
 from viz.network import probability_overlay
 
 MAP_STRIDE = 16  # pixels between the windows of the lesion-probability map
+# A lesion's edge: soft as in every training lesion, or crisp as in none (the network's blind spot).
+LESION_EDGES = {"soft": LESION_STYLE, "crisp": CRISP_LESION_STYLE}
 
 
 def fit_image(image):
@@ -51,7 +53,8 @@ def image_with_lesion(image, lesion):
     else:
         contrast = -magnitude
     rng = np.random.default_rng(lesion["seed"])
-    with_lesion, placed = insert_lesion(region, rng, center=centre, radius=lesion["radius"], contrast=contrast)
+    with_lesion, placed = insert_lesion(region, rng, center=centre, radius=lesion["radius"], contrast=contrast,
+                                        style=LESION_EDGES[lesion.get("edge", "soft")])
     result = np.array(image, dtype=np.float32, copy=True)
     result[top:top + size, left:left + size] = with_lesion
     mask = np.zeros(image.shape, dtype=bool)

@@ -51,6 +51,37 @@ RADIUS_RANGE = (3.0, 12.0)  # pixels, at PATCH_SIZE 64 (scaled with the patch si
 CONTRAST_RANGE = (0.08, 0.4)  # windowed units: the patch spans [0, 1]
 NOISE_SIGMA_RANGE = (0.005, 0.08)  # floor: saturated regions still get a faint texture; cap: outliers
 
+
+@dataclass(frozen=True)
+class LesionStyle:
+    """The ranges :func:`insert_lesion` draws a lesion's shape and make-up from (uniformly).
+
+    Attributes
+    ----------
+    aspect : tuple of float
+        Long axis over short axis of the ellipse.
+    wobble : float
+        Largest amplitude of each of the outline's 2nd, 3rd and 4th angular harmonics.
+    edge_width : tuple of float
+        Width of the soft edge, in pixels.
+    texture : float
+        Largest internal texture, as a fraction of the contrast.
+    replaced : tuple of float
+        Share of the tissue the lesion replaces (1: a solid mass; near 0: a change laid over it).
+    """
+
+    aspect: tuple = (1.0, 1.5)
+    wobble: float = 0.08
+    edge_width: tuple = (0.5, 2.0)
+    texture: float = 0.33
+    replaced: tuple = (0.3, 1.0)
+
+
+# Every data set, the app's "add a lesion" button and fine-tuning on one scan draw LESION_STYLE; the
+# others are for measuring how much the classifier depends on it (model.evaluate.OTHER_LESION_STYLES).
+LESION_STYLE = LesionStyle()
+CRISP_LESION_STYLE = LesionStyle(edge_width=(0.1, 0.3))  # a disc as sharp as the pixels allow
+
 HELD_OUT_MODALITY = "MR"
 
 # Where each DICOM scan comes from. pydicom's own test files ship inside pydicom; pydicom-data's are in
@@ -219,7 +250,7 @@ def estimate_noise_sigma(image):
                  / (6.0 * (height - 2) * (width - 2)))
 
 
-def insert_lesion(patch, rng, *, center=None, radius=None, contrast=None, noise_sigma=None):
+def insert_lesion(patch, rng, *, center=None, radius=None, contrast=None, noise_sigma=None, style=LESION_STYLE):
     """Put one synthetic lesion into a windowed patch.
 
     The lesion is a soft-edged, slightly irregular ellipse. Inside it the tissue is partly or wholly
@@ -243,6 +274,8 @@ def insert_lesion(patch, rng, *, center=None, radius=None, contrast=None, noise_
     noise_sigma : float, optional
         Noise level to give the lesion; default :func:`estimate_noise_sigma` of the patch, clipped to
         :data:`NOISE_SIGMA_RANGE`.
+    style : LesionStyle
+        Ranges of the shape and make-up (default :data:`LESION_STYLE`).
 
     Returns
     -------
@@ -268,8 +301,8 @@ def insert_lesion(patch, rng, *, center=None, radius=None, contrast=None, noise_
         center = (rng.uniform(margin, height - 1 - margin), rng.uniform(margin, width - 1 - margin))
     center_row, center_col = float(center[0]), float(center[1])
 
-    # Shape: an ellipse with a wobbly outline (low angular harmonics), soft edge of 0.5-2 pixels.
-    aspect = rng.uniform(1.0, 1.5)
+    # Shape: an ellipse with a wobbly outline (low angular harmonics) and a soft edge.
+    aspect = rng.uniform(*style.aspect)
     angle = rng.uniform(0.0, np.pi)
     rows, cols = np.mgrid[0:height, 0:width].astype(np.float32)
     d_row, d_col = rows - center_row, cols - center_col
@@ -277,10 +310,11 @@ def insert_lesion(patch, rng, *, center=None, radius=None, contrast=None, noise_
     across = (-d_row * np.sin(angle) + d_col * np.cos(angle)) / (radius / aspect)
     distance = np.sqrt(along**2 + across**2)  # 1 on the ellipse
     theta = np.arctan2(across, along)
-    wobble = 1.0 + sum(rng.uniform(-0.08, 0.08) * np.cos(order * theta + rng.uniform(0, 2 * np.pi))
+    wobble = 1.0 + sum(rng.uniform(-style.wobble, style.wobble) * np.cos(order * theta + rng.uniform(0, 2 * np.pi))
                        for order in (2, 3, 4))
-    edge_width = rng.uniform(0.5, 2.0)
-    mask = 1.0 / (1.0 + np.exp(-(wobble - distance) * radius / edge_width))
+    edge_width = rng.uniform(*style.edge_width)
+    with np.errstate(over="ignore"):  # far outside a crisp edge exp overflows to inf: the mask is 0 there
+        mask = 1.0 / (1.0 + np.exp(-(wobble - distance) * radius / edge_width))
     mask = mask.astype(np.float32)
 
     weights_sum = float(mask.sum())
@@ -300,19 +334,19 @@ def insert_lesion(patch, rng, *, center=None, radius=None, contrast=None, noise_
         noise_sigma = estimate_noise_sigma(patch)
     noise_sigma = float(np.clip(noise_sigma, *NOISE_SIGMA_RANGE))
 
-    # Internal texture: a few smooth waves at the lesion's own scale, up to a third of its contrast.
+    # Internal texture: a few smooth waves at the lesion's own scale, a fraction of its contrast.
     texture = np.zeros_like(patch)
     for _ in range(3):
         wavelength = radius * rng.uniform(0.6, 1.6)
         direction = rng.uniform(0, 2 * np.pi)
         texture += np.cos(2 * np.pi * (d_row * np.cos(direction) + d_col * np.sin(direction)) / wavelength
                           + rng.uniform(0, 2 * np.pi))
-    texture *= rng.uniform(0.0, 0.33) * abs(contrast) / np.sqrt(1.5)  # three unit cosines: std sqrt(1.5)
+    texture *= rng.uniform(0.0, style.texture) * abs(contrast) / np.sqrt(1.5)  # three unit cosines: std sqrt(1.5)
 
     # How much of the tissue the lesion replaces (1: a solid mass; 0: a change laid over it). The
     # replaced part loses its own noise, so new noise keeps the total at the scan's level:
     # (1 - r)^2 sigma^2 + (r sigma_new)^2 = sigma^2.
-    replaced = rng.uniform(0.3, 1.0)
+    replaced = rng.uniform(*style.replaced)
     fresh_noise = noise_sigma * np.sqrt(1.0 - (1.0 - replaced) ** 2) / replaced
     noise = rng.normal(0.0, fresh_noise, size=patch.shape).astype(np.float32)
     change = contrast + texture + replaced * (local_mean - patch + noise)
@@ -999,7 +1033,8 @@ def _source_weights(images):
     return weights / weights.sum()
 
 
-def make_patch_set(images, count, seed, *, size=PATCH_SIZE, paired=False, augment=False, as_shown=False):
+def make_patch_set(images, count, seed, *, size=PATCH_SIZE, paired=False, augment=False, as_shown=False,
+                   lesion_style=LESION_STYLE):
     """Cut ``count`` labelled patches from ``images``, half of them with a lesion.
 
     Parameters
@@ -1018,13 +1053,15 @@ def make_patch_set(images, count, seed, *, size=PATCH_SIZE, paired=False, augmen
         cannot learn to tell the classes apart by anatomy or window. Test sets use independent
         backgrounds (False).
     augment : bool
-        For training sets only: remap grey levels (gamma, inversion, extra noise), and draw some
+        For training sets only: remap grey levels (gamma, inversion, extra noise), draw some
         backgrounds from photographs, as synthetic anatomy or as enlarged small regions (see
         :func:`_training_background`).
     as_shown : bool
         Cut every patch at the one scale at which the app shows the image (:func:`shown_shape`: a
         64 x 64 slice is one whole window) instead of from the scales of the image's pyramid (a
         64 x 64 slice enlarged 2x, a large one reduced 0.5-0.7x, ...).
+    lesion_style : LesionStyle
+        The ranges of the lesions' shape and make-up (:func:`insert_lesion`).
 
     Returns
     -------
@@ -1060,7 +1097,7 @@ def make_patch_set(images, count, seed, *, size=PATCH_SIZE, paired=False, augmen
         wanted = (False, True) if paired else (bool(positive[background_index]),)
         for with_lesion in wanted:
             if with_lesion:
-                patches[slot], lesion = insert_lesion(background, rng)
+                patches[slot], lesion = insert_lesion(background, rng, style=lesion_style)
                 masks[slot] = lesion.mask > 0.5
                 labels[slot] = 1
                 radii[slot], contrasts[slot] = lesion.radius, lesion.contrast

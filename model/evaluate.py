@@ -38,6 +38,17 @@ DEFAULT_TEST_COUNT = 2000
 FOLD_TEST_COUNT = 1000  # patches cut from each fold's held-out scans (half with a lesion)
 CONTRAST_BANDS = ((0.08, 0.15), (0.15, 0.25), (0.25, 0.4))
 GALLERY_COUNT = 8  # worst false positives, and as many false negatives
+# Lesions that fit the same description as ours (round or elliptical, soft-edged or not, textured or
+# not) but are drawn with other choices, as another generator might draw them: how much the
+# classifier depends on the details of model.data.LESION_STYLE (issue #18's independent check uses
+# its own generator).
+OTHER_LESION_STYLES = {
+    "crisp edge (0.1-0.3 px)": data.CRISP_LESION_STYLE,
+    "wide soft edge (2-4 px)": data.LesionStyle(edge_width=(2.0, 4.0)),
+    "plain ellipse, aspect 1-2": data.LesionStyle(aspect=(1.0, 2.0), wobble=0.0),
+    "solid, no texture": data.LesionStyle(texture=0.0, replaced=(1.0, 1.0)),
+    "laid over the tissue": data.LesionStyle(replaced=(0.001, 0.001)),
+}
 
 
 @dataclass(frozen=True)
@@ -131,6 +142,16 @@ def test_sets(count=DEFAULT_TEST_COUNT):
     for fold in data.cross_validation_folds(images):
         sets[fold.name] = fold_test_set(fold)
     return sets, {"training": [image.name for image in images]}
+
+
+def auc_by_lesion_style(classifier, images, count, seed):
+    """ROC AUC of ``classifier`` on ``count`` patches of ``images`` with lesions of each of
+    :data:`OTHER_LESION_STYLES` (the same seed for each: the backgrounds differ where the draws do)."""
+    aucs = {}
+    for name, style in OTHER_LESION_STYLES.items():
+        patch_set = data.make_patch_set(images, count, seed, lesion_style=style)
+        aucs[name] = round(roc_auc(patch_set.labels, classifier.predict_proba(patch_set.patches)[:, 1]), 4)
+    return aucs
 
 
 def fold_test_set(fold, count=FOLD_TEST_COUNT, *, as_shown=False):
@@ -371,6 +392,10 @@ def main(argv=None):
     print("Shipped model, on anatomy it saw (new crops and lesions of every training scan, "
           f"{len(sources['training'])} images):\n")
     print(metrics_table({"in_distribution": in_distribution}))
+    by_style = auc_by_lesion_style(classifier, data.load_source_images(), args.count, data.IN_DISTRIBUTION_SEED)
+    print("\nThe same anatomy with lesions drawn another way (ROC AUC; ours above: "
+          f"{in_distribution.roc_auc:.3f}):\n")
+    print("\n".join(f"- {name}: {auc:.3f}" for name, auc in by_style.items()))
     if CROSS_VALIDATION_PATH.exists():
         recorded = json.loads(CROSS_VALIDATION_PATH.read_text())
         print("\nCross-validation (recorded by --cross-validate): each fold's model never saw its held-out scans. "
@@ -379,7 +404,7 @@ def main(argv=None):
     output = args.output or (EVALUATION_PATH if args.weights is None else None)
     if output is not None:
         record = {"count": args.count, "sources": sources, "metrics": {"in_distribution": asdict(in_distribution)},
-                  "shipped_auc_on_fold_test_sets": shipped_on_folds}
+                  "shipped_auc_on_fold_test_sets": shipped_on_folds, "roc_auc_by_lesion_style": by_style}
         output.write_text(json.dumps(record, indent=2) + "\n")
         print(f"\nWrote {output}")
 

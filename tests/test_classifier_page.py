@@ -167,3 +167,22 @@ def test_a_10_by_10_dose_grid_is_enlarged_to_one_window(app):
     app.toggle(key="clf_map").set_value(True).run()
     assert not app.exception, app.exception
     assert any(re.match(r"1 windows?; highest lesion probability", caption) for caption in captions(app))
+
+
+def test_a_crisp_edged_lesion_the_network_never_trained_on_is_missed_where_a_soft_one_is_found(app):
+    """Issue #18, eleventh session: every training lesion fades out over 0.5-2 pixels; a crisp-edged disc
+    of the same size and contrast is as plain to the eye, and the page lets a class see the network miss it."""
+    app.number_input(key="clf_top").set_value(288).run()
+    app.number_input(key="clf_left").set_value(269).run()
+    app.slider(key="clf_contrast").set_value(0.3).run()
+    app.slider(key="clf_radius").set_value(8.0).run()
+    found = {}
+    for edge in ("soft", "crisp"):
+        app.radio(key="clf_edge").set_value(edge).run()
+        app.button(key="clf_add").click().run()
+        assert not app.exception, app.exception
+        assert app.session_state["clf_lesion"]["edge"] == edge
+        assert any(f"{edge} edge" in caption.value for caption in app.caption)
+        found[edge] = lesion_probability(app)
+        app.button(key="clf_remove").click().run()
+    assert found["crisp"] < 50.0 < found["soft"], found

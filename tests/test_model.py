@@ -76,6 +76,37 @@ def test_insert_lesion_defaults_stay_in_the_specified_ranges_and_fit_the_grey_sc
             assert 0.0 <= background + lesion.contrast <= 1.0
 
 
+def test_a_lesion_style_sets_how_sharp_its_edge_is_without_changing_where_it_is():
+    patch = np.full((64, 64), 0.5, dtype=np.float32)
+
+    def soft_share(edge_width):
+        style = data.LesionStyle(edge_width=(edge_width, edge_width))
+        _, lesion = data.insert_lesion(patch, np.random.default_rng(4), center=(32.0, 32.0), radius=8.0,
+                                       contrast=0.3, style=style)
+        return float(((lesion.mask > 0.05) & (lesion.mask < 0.95)).sum() / (lesion.mask > 0.5).sum())
+
+    # A crisp disc (only the pixels its outline cuts are partial), a rim, a wide soft rim.
+    assert soft_share(0.1) < 0.25 < soft_share(0.5) < 1.0 < soft_share(2.0)
+    # LESION_STYLE is the default: test sets and the lesson's button draw exactly what they drew before.
+    first = data.insert_lesion(patch, np.random.default_rng(5))[0]
+    np.testing.assert_array_equal(first, data.insert_lesion(patch, np.random.default_rng(5), style=data.LESION_STYLE)[0])
+
+
+def test_patch_sets_draw_their_lesions_in_the_style_asked_for():
+    def elongation(mask):
+        rows, cols = np.nonzero(mask)
+        spread = np.linalg.eigvalsh(np.cov(np.stack([rows, cols]).astype(float)))
+        return float(np.sqrt(spread[1] / spread[0]))
+
+    long_thin = data.LesionStyle(aspect=(3.0, 3.0), wobble=0.0)
+    for style, long in ((long_thin, True), (data.LESION_STYLE, False)):
+        patch_set = data.make_patch_set(synthetic_sources(), 40, seed=10, lesion_style=style)
+        shapes = [elongation(mask) for mask, label in zip(patch_set.lesion_masks, patch_set.labels)
+                  if label and mask.sum() > 40 and not (mask[0].any() or mask[-1].any() or mask[:, 0].any()
+                                                        or mask[:, -1].any())]
+        assert shapes and all((shape > 2.3) == long for shape in shapes), (style, shapes)
+
+
 def test_insert_lesion_refuses_bad_input_with_a_clear_message():
     rng = np.random.default_rng(3)
     with pytest.raises(ValueError, match="at least 8 x 8"):

@@ -49,6 +49,18 @@ def recorded_and_measured():
     return record, measured, shipped_on_folds, {"in_distribution": in_distribution}, sources
 
 
+def test_shipped_weights_reproduce_the_recorded_figures_for_lesions_drawn_another_way():
+    pytest.importorskip("data_store", reason="the test scans come from pydicom-data (pip install pydicom-data)")
+    from model import data
+    from model.evaluate import OTHER_LESION_STYLES, auc_by_lesion_style
+
+    record = json.loads(EVALUATION.read_text())
+    measured = auc_by_lesion_style(load(), data.load_source_images(), record["count"], data.IN_DISTRIBUTION_SEED)
+    assert set(measured) == set(OTHER_LESION_STYLES) == set(record["roc_auc_by_lesion_style"])
+    for name, value in measured.items():
+        assert value == pytest.approx(record["roc_auc_by_lesion_style"][name], abs=3e-3), name
+
+
 def test_shipped_weights_reproduce_the_recorded_evaluation(recorded_and_measured):
     record, measured, shipped_on_folds, _, sources = recorded_and_measured
     assert record["sources"] == sources

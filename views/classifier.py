@@ -9,7 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from kernels import conv2d
-from lessons.classifier import (MAP_STRIDE, fit_image, image_with_lesion, probability_map, probability_on_image,
+from lessons.classifier import (LESION_EDGES, MAP_STRIDE, fit_image, image_with_lesion, probability_map, probability_on_image,
                                 window_for_click)
 from lessons.links import Field, whole_numbers
 from model import load
@@ -53,6 +53,7 @@ POOLED_CHART = {
                  "y": {"field": "pooled value", "type": "quantitative", "title": "dense input"}},
 }
 POLARITIES = {"auto": "whichever fits", "brighter": "brighter", "darker": "darker"}
+EDGES = {"soft": "soft, like every training lesion", "crisp": "crisp, like none of them"}
 
 
 # ------------------------------------------------------------------------------- image and state
@@ -91,6 +92,7 @@ def _add_lesion():
         "radius": float(st.session_state["clf_radius"]),
         "contrast": float(st.session_state["clf_contrast"]),
         "polarity": st.session_state["clf_polarity"],
+        "edge": st.session_state["clf_edge"],
         "seed": st.session_state["clf_lesion_count"],
     }
 
@@ -122,11 +124,15 @@ def _window_section(image, chosen):
         row_column, col_column = st.columns(2)
         row_column.number_input("Window top row", 0, image.shape[0] - size, key="clf_top", step=8)
         col_column.number_input("Window left column", 0, image.shape[1] - size, key="clf_left", step=8)
-        st.markdown("**A synthetic lesion** (a soft-edged blob with the scan's own noise, like the training data)")
+        st.markdown("**A synthetic lesion** (a blob with the scan's own noise, drawn like the training data)")
         st.slider("Radius (pixels)", float(RADIUS_RANGE[0]), float(RADIUS_RANGE[1]), 7.0, 0.5, key="clf_radius")
         st.slider("Contrast (on the 0-1 grey scale)", float(CONTRAST_RANGE[0]), float(CONTRAST_RANGE[1]), 0.2, 0.01,
                   key="clf_contrast")
         st.radio("Lesion is", tuple(POLARITIES), key="clf_polarity", format_func=POLARITIES.get, horizontal=True)
+        st.radio("Edge", tuple(LESION_EDGES), key="clf_edge", format_func=EDGES.get, horizontal=True,
+                 help="The network learned lesions from a generator whose blobs all fade out over 0.5-2 pixels. "
+                      "A crisp-edged disc is as plain to the eye, but it looks like the sharp edges of anatomy "
+                      "the network learned to ignore: it often misses it. What a network knows is what it was shown.")
         st.button("Add a synthetic lesion here", key="clf_add", on_click=_add_lesion, type="primary",
                   icon=":material/add_circle:", width="stretch")
         st.button("Remove the lesion", key="clf_remove", on_click=_remove_lesion, width="stretch",
@@ -134,7 +140,8 @@ def _window_section(image, chosen):
         lesion = st.session_state["clf_lesion"]
         if lesion is not None:
             st.caption(f"Lesion at row {lesion['row']:.0f}, column {lesion['col']:.0f}, radius {lesion['radius']:.1f} px, "
-                       f"contrast {lesion['contrast']:.2f} ({lesion['polarity']}). It stays there when the window moves.")
+                       f"contrast {lesion['contrast']:.2f} ({lesion['polarity']}), {lesion['edge']} edge. "
+                       "It stays there when the window moves.")
 
 
 def _answer_section(patch, outputs, mask_patch):
