@@ -77,8 +77,9 @@ class LesionStyle:
     replaced: tuple = (0.3, 1.0)
 
 
-# Every data set, the app's "add a lesion" button and fine-tuning on one scan draw LESION_STYLE; the
-# others are for measuring how much the classifier depends on it (model.evaluate.OTHER_LESION_STYLES).
+# Every data set, fine-tuning on one scan and the app's "add a lesion" button draw LESION_STYLE. The
+# button's other choice is CRISP_LESION_STYLE; model.evaluate.OTHER_LESION_STYLES measures how much the
+# classifier depends on LESION_STYLE.
 LESION_STYLE = LesionStyle()
 CRISP_LESION_STYLE = LesionStyle(edge_width=(0.1, 0.3))  # a disc as sharp as the pixels allow
 
@@ -504,8 +505,8 @@ def shipped_images():
     The vendored training scans (but their MR) and ConvScope's grey anatomy samples (with a handful
     of slices of a volume), split by :func:`split_by_modality`: the lesson's network never sees MR.
     For training inside the app (the "Watch it learn" lesson): they need neither pydicom-data nor
-    anything written at run time. The samples are rebuilt
-    from pydicom-data files that :func:`load_source_images` also reads, so here they stand in for them.
+    anything written at run time. The samples are rebuilt from pydicom-data files that
+    :func:`load_source_images` also reads, so here they stand in for them.
 
     Returns
     -------

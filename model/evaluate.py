@@ -146,7 +146,8 @@ def test_sets(count=DEFAULT_TEST_COUNT):
 
 def auc_by_lesion_style(classifier, images, count, seed):
     """ROC AUC of ``classifier`` on ``count`` patches of ``images`` with lesions of each of
-    :data:`OTHER_LESION_STYLES` (the same seed for each: the backgrounds differ where the draws do)."""
+    :data:`OTHER_LESION_STYLES`, each set cut with ``seed`` (another lesion shape shifts the random draws
+    that follow it, so the sets do not share their backgrounds)."""
     aucs = {}
     for name, style in OTHER_LESION_STYLES.items():
         patch_set = data.make_patch_set(images, count, seed, lesion_style=style)
