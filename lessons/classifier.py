@@ -54,7 +54,7 @@ def image_with_lesion(image, lesion):
         contrast = -magnitude
     rng = np.random.default_rng(lesion["seed"])
     with_lesion, placed = insert_lesion(region, rng, center=centre, radius=lesion["radius"], contrast=contrast,
-                                        style=LESION_EDGES[lesion.get("edge", "soft")])
+                                        style=LESION_EDGES[lesion["edge"]])
     result = np.array(image, dtype=np.float32, copy=True)
     result[top:top + size, left:left + size] = with_lesion
     mask = np.zeros(image.shape, dtype=bool)

@@ -76,7 +76,7 @@ def test_insert_lesion_defaults_stay_in_the_specified_ranges_and_fit_the_grey_sc
             assert 0.0 <= background + lesion.contrast <= 1.0
 
 
-def test_a_lesion_style_sets_how_sharp_its_edge_is_without_changing_where_it_is():
+def test_a_lesion_style_sets_how_sharp_its_edge_is_and_the_default_style_is_the_old_generator():
     patch = np.full((64, 64), 0.5, dtype=np.float32)
 
     def soft_share(edge_width):

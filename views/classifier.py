@@ -9,8 +9,8 @@ import pandas as pd
 import streamlit as st
 
 from kernels import conv2d
-from lessons.classifier import (LESION_EDGES, MAP_STRIDE, fit_image, image_with_lesion, probability_map, probability_on_image,
-                                window_for_click)
+from lessons.classifier import (LESION_EDGES, MAP_STRIDE, fit_image, image_with_lesion, probability_map,
+                                probability_on_image, window_for_click)
 from lessons.links import Field, whole_numbers
 from model import load
 from model.data import CONTRAST_RANGE, RADIUS_RANGE
@@ -124,7 +124,7 @@ def _window_section(image, chosen):
         row_column, col_column = st.columns(2)
         row_column.number_input("Window top row", 0, image.shape[0] - size, key="clf_top", step=8)
         col_column.number_input("Window left column", 0, image.shape[1] - size, key="clf_left", step=8)
-        st.markdown("**A synthetic lesion** (a blob with the scan's own noise, drawn like the training data)")
+        st.markdown("**A synthetic lesion** (a blob with the scan's own noise, from the training data's generator)")
         st.slider("Radius (pixels)", float(RADIUS_RANGE[0]), float(RADIUS_RANGE[1]), 7.0, 0.5, key="clf_radius")
         st.slider("Contrast (on the 0-1 grey scale)", float(CONTRAST_RANGE[0]), float(CONTRAST_RANGE[1]), 0.2, 0.01,
                   key="clf_contrast")
