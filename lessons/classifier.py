@@ -13,7 +13,7 @@ from model.network import probability_picture
 from viz.network import probability_overlay
 
 MAP_STRIDE = 16  # pixels between the windows of the lesion-probability map
-# A lesion's edge: soft as in every training lesion, or crisp as in none (the network's blind spot).
+# A lesion's edge: soft as in most training lesions, or crisper than any (where the network is least sure).
 LESION_EDGES = {"soft": LESION_STYLE, "crisp": CRISP_LESION_STYLE}
 
 

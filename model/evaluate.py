@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from model import data, load
+from model.outside_lesions import OUTSIDE_GENERATORS, outside_patch_set
 from model.network import SYMMETRY_VIEWS, Classifier
 from model.train import TrainingConfig, roc_auc, train, training_sets
 
@@ -43,7 +44,7 @@ GALLERY_COUNT = 8  # worst false positives, and as many false negatives
 # classifier depends on the details of model.data.LESION_STYLE (issue #18's independent check uses
 # its own generator).
 OTHER_LESION_STYLES = {
-    "crisp edge (0.1-0.3 px)": data.CRISP_LESION_STYLE,
+    "crisp edge (0.1-0.25 px)": data.CRISP_LESION_STYLE,
     "wide soft edge (2-4 px)": data.LesionStyle(edge_width=(2.0, 4.0)),
     "plain ellipse, aspect 1-2": data.LesionStyle(aspect=(1.0, 2.0), wobble=0.0),
     "solid, no texture": data.LesionStyle(texture=0.0, replaced=(1.0, 1.0)),
@@ -152,6 +153,17 @@ def auc_by_lesion_style(classifier, images, count, seed):
     for name, style in OTHER_LESION_STYLES.items():
         patch_set = data.make_patch_set(images, count, seed, lesion_style=style)
         aucs[name] = round(roc_auc(patch_set.labels, classifier.predict_proba(patch_set.patches)[:, 1]), 4)
+    return aucs
+
+
+def auc_by_outside_generator(classifier, images, count, seed):
+    """ROC AUC of ``classifier`` on ``count`` patches of ``images`` with lesions drawn by each of
+    :data:`model.outside_lesions.OUTSIDE_GENERATORS` (generators that follow issue #18's description,
+    not our code)."""
+    aucs = {}
+    for name, draw in OUTSIDE_GENERATORS.items():
+        patches, labels = outside_patch_set(images, count, seed, draw)
+        aucs[name] = round(roc_auc(labels, classifier.predict_proba(patches)[:, 1]), 4)
     return aucs
 
 
@@ -397,6 +409,11 @@ def main(argv=None):
     print("\nThe same anatomy with lesions drawn another way (ROC AUC; ours above: "
           f"{in_distribution.roc_auc:.3f}):\n")
     print("\n".join(f"- {name}: {auc:.3f}" for name, auc in by_style.items()))
+    by_generator = auc_by_outside_generator(classifier, data.load_source_images(), args.count,
+                                            data.IN_DISTRIBUTION_SEED)
+    print("\nThe same anatomy with lesions drawn by generators written from issue #18's description alone "
+          "(ROC AUC):\n")
+    print("\n".join(f"- {name}: {auc:.3f}" for name, auc in by_generator.items()))
     if CROSS_VALIDATION_PATH.exists():
         recorded = json.loads(CROSS_VALIDATION_PATH.read_text())
         print("\nCross-validation (recorded by --cross-validate): each fold's model never saw its held-out scans. "
@@ -405,7 +422,8 @@ def main(argv=None):
     output = args.output or (EVALUATION_PATH if args.weights is None else None)
     if output is not None:
         record = {"count": args.count, "sources": sources, "metrics": {"in_distribution": asdict(in_distribution)},
-                  "shipped_auc_on_fold_test_sets": shipped_on_folds, "roc_auc_by_lesion_style": by_style}
+                  "shipped_auc_on_fold_test_sets": shipped_on_folds, "roc_auc_by_lesion_style": by_style,
+                  "roc_auc_by_outside_generator": by_generator}
         output.write_text(json.dumps(record, indent=2) + "\n")
         print(f"\nWrote {output}")
 

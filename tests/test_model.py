@@ -107,6 +107,22 @@ def test_patch_sets_draw_their_lesions_in_the_style_asked_for():
         assert shapes and all((shape > 2.3) == long for shape in shapes), (style, shapes)
 
 
+def test_training_sets_draw_edges_crisper_than_test_sets_and_the_lesson_crisp_disc_is_crisper_still():
+    # Issue #18, thirteenth session: a network that never saw an edge under 0.5 px missed most lesions
+    # that another generator drew; training lesions fade out over 0.25-2 px, test lesions over 0.5-2.
+    assert data.TRAINING_LESION_STYLE.edge_width[0] < data.LESION_STYLE.edge_width[0]
+    assert data.CRISP_LESION_STYLE.edge_width[1] <= data.TRAINING_LESION_STYLE.edge_width[0]
+    sources = synthetic_sources()
+    augmented = data.make_patch_set(sources, 40, seed=11, paired=True, augment=True)
+    np.testing.assert_array_equal(augmented.patches, data.make_patch_set(
+        sources, 40, seed=11, paired=True, augment=True, lesion_style=data.TRAINING_LESION_STYLE).patches)
+    assert not np.array_equal(augmented.patches, data.make_patch_set(
+        sources, 40, seed=11, paired=True, augment=True, lesion_style=data.LESION_STYLE).patches)
+    test_set = data.make_patch_set(sources, 40, seed=11)
+    np.testing.assert_array_equal(test_set.patches, data.make_patch_set(
+        sources, 40, seed=11, lesion_style=data.LESION_STYLE).patches)
+
+
 def test_insert_lesion_refuses_bad_input_with_a_clear_message():
     rng = np.random.default_rng(3)
     with pytest.raises(ValueError, match="at least 8 x 8"):

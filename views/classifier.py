@@ -53,7 +53,7 @@ POOLED_CHART = {
                  "y": {"field": "pooled value", "type": "quantitative", "title": "dense input"}},
 }
 POLARITIES = {"auto": "whichever fits", "brighter": "brighter", "darker": "darker"}
-EDGES = {"soft": "soft, like every training lesion", "crisp": "crisp, like none of them"}
+EDGES = {"soft": "soft, like most training lesions", "crisp": "crisp, like none of them"}
 
 
 # ------------------------------------------------------------------------------- image and state
@@ -130,9 +130,11 @@ def _window_section(image, chosen):
                   key="clf_contrast")
         st.radio("Lesion is", tuple(POLARITIES), key="clf_polarity", format_func=POLARITIES.get, horizontal=True)
         st.radio("Edge", tuple(LESION_EDGES), key="clf_edge", format_func=EDGES.get, horizontal=True,
-                 help="The network learned lesions from a generator whose blobs all fade out over 0.5-2 pixels. "
-                      "A crisp-edged disc is as plain to the eye, but it looks like the sharp edges of anatomy "
-                      "the network learned to ignore: it often misses it. What a network knows is what it was shown.")
+                 help="The network learned lesions whose edges fade out over 0.25-2 pixels (most over 0.5-2). "
+                      "A crisper disc is as plain to the eye, but it looks more like the sharp edges of anatomy "
+                      "the network learned to ignore: it is less sure of it, and misses some. An earlier network, "
+                      "which never saw an edge under 0.5 pixels, missed most. What a network knows is what it "
+                      "was shown.")
         st.button("Add a synthetic lesion here", key="clf_add", on_click=_add_lesion, type="primary",
                   icon=":material/add_circle:", width="stretch")
         st.button("Remove the lesion", key="clf_remove", on_click=_remove_lesion, width="stretch",
