@@ -346,8 +346,8 @@ def cut_scan_patches(image, count, seed, *, paired, size=ARCHITECTURE.input_size
     ----------
     image : float32 (H, W) in [0, 1], H and W >= size
     count : int
-        Patches: count // 2 with a lesion (:func:`model.data.insert_lesion`, the training data's
-        generator), the rest without.
+        Patches: count // 2 with a lesion (:func:`model.data.insert_lesion`, :data:`model.data.LESION_STYLE`,
+        as test sets draw them), the rest without.
     seed : int
         Seed of the window positions and the lesions.
     paired : bool
