@@ -156,15 +156,23 @@ def auc_by_lesion_style(classifier, images, count, seed):
     return aucs
 
 
-def auc_by_outside_generator(classifier, images, count, seed):
+def auc_by_outside_generator(classifier, images, count, seed, *, as_shown=False):
     """ROC AUC of ``classifier`` on ``count`` patches of ``images`` with lesions drawn by each of
     :data:`model.outside_lesions.OUTSIDE_GENERATORS` (generators that follow issue #18's description,
-    not our code)."""
-    aucs = {}
+    not our code); ``as_shown``: patches cut as the app shows the images."""
+    return {name: round(roc_auc(labels, probabilities), 4)
+            for name, (labels, probabilities) in outside_generator_answers(classifier, images, count, seed,
+                                                                           as_shown=as_shown).items()}
+
+
+def outside_generator_answers(classifier, images, count, seed, *, as_shown=False):
+    """{generator name: (labels, lesion probabilities)} of ``classifier`` on :func:`outside_patch_set`'s
+    patches of ``images``, one set per :data:`model.outside_lesions.OUTSIDE_GENERATORS` entry."""
+    answers = {}
     for name, draw in OUTSIDE_GENERATORS.items():
-        patches, labels = outside_patch_set(images, count, seed, draw)
-        aucs[name] = round(roc_auc(labels, classifier.predict_proba(patches)[:, 1]), 4)
-    return aucs
+        patches, labels = outside_patch_set(images, count, seed, draw, as_shown=as_shown)
+        answers[name] = (labels, classifier.predict_proba(patches)[:, 1])
+    return answers
 
 
 def fold_test_set(fold, count=FOLD_TEST_COUNT, *, as_shown=False):
@@ -203,7 +211,9 @@ def cross_validate(folds, config=None, *, count=FOLD_TEST_COUNT, log=print, imag
     (Metrics as a dict, from the answer over 8 views), "roc_auc_one_view" (the same network on the
     patches as they are), "probabilities" (lesion probability of each test patch, rounded to 5
     decimals), "as_shown" ({"roc_auc", "probabilities"} on the test patches cut as the app shows the
-    held-out scans: ``fold_test_set(..., as_shown=True)``), "seconds"
+    held-out scans: ``fold_test_set(..., as_shown=True)``; and "outside_generators": {generator name:
+    {"roc_auc", "probabilities"}} on :func:`outside_patch_set`'s patches of the same scans as shown,
+    seed :data:`model.data.HELD_OUT_SEED`), "seconds"
     """
     config = config or TrainingConfig()
     images = images if images is not None else data.load_source_images()
@@ -230,9 +240,14 @@ def cross_validate(folds, config=None, *, count=FOLD_TEST_COUNT, log=print, imag
         shown = fold_test_set(fold, count, as_shown=True)
         shown_probabilities = classifier.predict_proba(shown.patches)[:, 1]
         shown_auc = roc_auc(shown.labels, shown_probabilities)
+        # The held-out scans as shown again, with lesions from generators that are not ours: the closest
+        # we can come to issue #18's independent check (unseen brain MR, another generator's lesions).
+        outside = outside_generator_answers(classifier, fold.held_out, count, data.HELD_OUT_SEED, as_shown=True)
+        outside_aucs = {name: roc_auc(labels, probabilities) for name, (labels, probabilities) in outside.items()}
         seconds = time.perf_counter() - started
         log(f"    held out {', '.join(sorted(held_out))}: ROC AUC {metrics.roc_auc:.3f} "
-            f"(one view {one_view:.3f}; as the app shows the scan {shown_auc:.3f}; {seconds:.0f} s)")
+            f"(one view {one_view:.3f}; as the app shows the scan {shown_auc:.3f}, other generators' lesions "
+            f"{' / '.join(f'{auc:.3f}' for auc in outside_aucs.values())}; {seconds:.0f} s)")
         records.append({"fold": fold.name, "kind": fold.kind,
                         "held_out_scans": sorted(held_out),
                         "training_scans": len({image.scan for image in fold.training}),
@@ -241,7 +256,11 @@ def cross_validate(folds, config=None, *, count=FOLD_TEST_COUNT, log=print, imag
                         "seconds": round(seconds),
                         "probabilities": [round(float(value), 5) for value in probabilities],
                         "as_shown": {"roc_auc": round(shown_auc, 4),
-                                     "probabilities": [round(float(value), 5) for value in shown_probabilities]}})
+                                     "probabilities": [round(float(value), 5) for value in shown_probabilities],
+                                     "outside_generators": {
+                                         name: {"roc_auc": round(outside_aucs[name], 4),
+                                                "probabilities": [round(float(value), 5) for value in probabilities]}
+                                         for name, (_, probabilities) in outside.items()}}})
     return records
 
 
@@ -350,16 +369,24 @@ def cross_validation_table(records, shipped=None, not_run=()):
     """A Markdown table: one row per fold, the fold model's figures on its held-out scans and, apart,
     the shipped model's ROC AUC on the same patches (``shipped``: {fold name: AUC}; seen in training).
     ``not_run``: names of folds without a record."""
+    generators = list(OUTSIDE_GENERATORS)
     lines = ["| held out | kind | training scans | ROC AUC | accuracy | sensitivity | specificity | "
-             "ROC AUC, scan as the app shows it | shipped model, same patches (seen) |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "ROC AUC, scan as the app shows it | the same, other generators' lesions (1 / 2) | "
+             "shipped model, same patches (seen) |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+
+    def outside_aucs(record):
+        outside = record["as_shown"].get("outside_generators", {})
+        return [outside[name]["roc_auc"] if name in outside else None for name in generators]
+
     for record in records:
         metrics = record["metrics"]
         seen = f"{shipped[record['fold']]:.3f}" if shipped and record["fold"] in shipped else "-"
+        outside = " / ".join("-" if auc is None else f"{auc:.3f}" for auc in outside_aucs(record))
         lines.append(f"| {', '.join(record['held_out_scans']) if record['kind'] == 'scan' else record['fold'].split(' ', 1)[1]} "
                      f"| {record['kind']} | {record['training_scans']} | {metrics['roc_auc']:.3f} | "
                      f"{metrics['accuracy']:.3f} | {metrics['sensitivity']:.3f} | {metrics['specificity']:.3f} | "
-                     f"{record['as_shown']['roc_auc']:.3f} | {seen} |")
+                     f"{record['as_shown']['roc_auc']:.3f} | {outside} | {seen} |")
     if not_run:
         lines.append(f"\nNot run yet: {', '.join(not_run)}.")
     scan_records = [record for record in records if record["kind"] == "scan"]
@@ -370,6 +397,11 @@ def cross_validation_table(records, shipped=None, not_run=()):
                      f"{np.mean(aucs):.3f} (lowest {min(aucs):.3f}); all folds' patches pooled "
                      f"{pooled_auc(records):.3f}. Scans as the app shows them: mean {np.mean(shown):.3f} "
                      f"(lowest {min(shown):.3f}), pooled {pooled_auc(records, as_shown=True):.3f}")
+        by_generator = list(zip(*(outside_aucs(record) for record in scan_records)))
+        if all(None not in aucs for aucs in by_generator):  # recorded before the generators joined: none
+            lines[-1] += ("; with other generators' lesions: mean " + " and ".join(
+                f"{np.mean(aucs):.3f} (generator {number}, lowest {min(aucs):.3f})"
+                for number, aucs in enumerate(by_generator, start=1)))
     return "\n".join(lines)
 
 

@@ -91,8 +91,19 @@ def outside_patch_set(images, count, seed, draw, *, as_shown=False):
     backgrounds = make_patch_set(images, 2 * count, seed, as_shown=as_shown)
     patches = backgrounds.patches[backgrounds.labels == 0][:count].copy()
     rng = np.random.default_rng(seed)
-    labels = np.zeros(count, dtype=np.int64)
-    labels[rng.permutation(count)[: count // 2]] = 1
+    labels = _labels(rng, count)
     for index in np.flatnonzero(labels):
         patches[index] = draw(patches[index], rng)
     return patches, labels
+
+
+def outside_labels(count, seed):
+    """The labels :func:`outside_patch_set` gives ``count`` patches with ``seed``, without cutting them
+    (they depend on the count and the seed alone)."""
+    return _labels(np.random.default_rng(seed), count)
+
+
+def _labels(rng, count):
+    labels = np.zeros(count, dtype=np.int64)
+    labels[rng.permutation(count)[: count // 2]] = 1
+    return labels

@@ -57,6 +57,21 @@ def test_recorded_figures_follow_from_the_recorded_answers_on_the_seeded_patches
             entry["as_shown"]["roc_auc"], abs=2e-4), entry["fold"]
 
 
+def test_recorded_other_generators_figures_follow_from_the_recorded_answers(record):
+    # Each fold model on its held-out scans as shown, with lesions drawn by model.outside_lesions.
+    from model.data import HELD_OUT_SEED
+    from model.outside_lesions import OUTSIDE_GENERATORS, outside_labels
+
+    labels = outside_labels(record["count"], HELD_OUT_SEED)
+    for entry in record["folds"]:
+        outside = entry["as_shown"]["outside_generators"]
+        assert list(outside) == list(OUTSIDE_GENERATORS), entry["fold"]
+        for name, answers in outside.items():
+            assert len(answers["probabilities"]) == record["count"]
+            assert roc_auc(labels, np.array(answers["probabilities"])) == pytest.approx(
+                answers["roc_auc"], abs=2e-4), (entry["fold"], name)
+
+
 def test_held_out_brain_mr_is_well_above_chance(record, folds):
     from model.evaluate import pooled_auc
 
@@ -74,6 +89,12 @@ def test_held_out_brain_mr_is_well_above_chance(record, folds):
     # pooled 0.844, mean 0.844.
     assert pooled_auc(record["folds"], as_shown=True) > 0.84
     assert min(entry["as_shown"]["roc_auc"] for entry in brain) > 0.72
+    # With other generators' lesions (model.outside_lesions) the same patches as shown score lower, the
+    # nearest we come to the independent check; measured (fourteenth session): means 0.785 and 0.757,
+    # lowest 0.719 and 0.694. Issue #18's bar of 0.85 is not met there.
+    for name in brain[0]["as_shown"]["outside_generators"]:
+        aucs = [entry["as_shown"]["outside_generators"][name]["roc_auc"] for entry in brain]
+        assert np.mean(aucs) > 0.74 and min(aucs) > 0.67, name
 
 
 def test_gallery_shows_the_worst_held_out_mistakes(record, folds):

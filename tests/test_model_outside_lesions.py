@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from model.data import CONTRAST_RANGE, SourceImage
-from model.outside_lesions import OUTSIDE_GENERATORS, outside_patch_set
+from model.outside_lesions import OUTSIDE_GENERATORS, outside_labels, outside_patch_set
 
 
 def flat_patch(level=0.5, size=64):
@@ -62,3 +62,6 @@ def test_outside_patch_sets_are_seeded_and_half_lesion():
         assert patches.shape == (40, 64, 64) and labels.sum() == 20
         np.testing.assert_array_equal(patches, again)
         np.testing.assert_array_equal(labels, labels_again)
+        # The recorded cross-validation checks its answers against these labels without cutting the patches.
+        np.testing.assert_array_equal(labels, outside_labels(40, 5))
+        assert not np.array_equal(labels, outside_labels(40, 6))
