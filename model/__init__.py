@@ -38,7 +38,8 @@ def load(path=None):
     Returns
     -------
     Classifier
-        Answering from the mean over each patch's 8 turned and mirrored views (``views=8``).
+        Answering from the mean over each patch's 16 views (``views=16``: turned, mirrored and
+        inverted; :func:`model.network.symmetry_views`).
         Shared between callers (it keeps no state between calls, so threads may use it at once).
     """
     path = Path(path) if path is not None else WEIGHTS_PATH

@@ -9,7 +9,7 @@ Run from the repository root::
 The honest figures come from cross-validation (:func:`model.data.cross_validation_folds`): for each
 fold a network is trained from scratch with the shipped recipe on the shipped training set less every
 patch cut from the held-out scans (one brain MR scan, or one whole modality), and measured on patches
-of the held-out scans, answering as the app does (the mean over 8 turned and mirrored views), twice: on
+of the held-out scans, answering as the app does (the mean over 16 turned, mirrored and inverted views), twice: on
 patches cut from the scales of each scan's pyramid, as training patches are, and on patches cut at the one
 scale at which the app shows the scan (``as_shown``; a 64 x 64 slice is one whole window). The shipped
 model is trained on every scan, so its figures on the same patches are figures on anatomy it saw;
@@ -193,7 +193,7 @@ def cross_validate(folds, config=None, *, count=FOLD_TEST_COUNT, log=print, imag
     enlarged crop or a synthetic background blended with a crop carries the name of the image it came
     from, so none of a held-out scan's pixels reaches the fold's network, and cutting the set once
     instead of once a fold saves a minute and a half of each fold's training. Each fold model is
-    measured as the app answers: from the mean over the patch's 8 turned and mirrored views.
+    measured as the app answers: from the mean over the patch's 16 views (turned, mirrored, inverted).
 
     Parameters
     ----------
@@ -208,7 +208,7 @@ def cross_validate(folds, config=None, *, count=FOLD_TEST_COUNT, log=print, imag
     Returns
     -------
     list of dict: "fold", "kind", "held_out_scans", "training_scans", "training_patches", "metrics"
-    (Metrics as a dict, from the answer over 8 views), "roc_auc_one_view" (the same network on the
+    (Metrics as a dict, from the answer over 16 views), "roc_auc_one_view" (the same network on the
     patches as they are), "probabilities" (lesion probability of each test patch, rounded to 5
     decimals), "as_shown" ({"roc_auc", "probabilities"} on the test patches cut as the app shows the
     held-out scans: ``fold_test_set(..., as_shown=True)``; and "outside_generators": {generator name:
@@ -235,7 +235,7 @@ def cross_validate(folds, config=None, *, count=FOLD_TEST_COUNT, log=print, imag
         test = fold_test_set(fold, count)
         probabilities = classifier.predict_proba(test.patches)[:, 1]
         metrics = metrics_of(probabilities, test, cam_peak_inside(classifier, test, limit=200))
-        # What averaging over the 8 views added: the same network answering from the patch as it is.
+        # What averaging over the 16 views added: the same network answering from the patch as it is.
         one_view = roc_auc(test.labels, classifier.predict_proba(test.patches, views=1)[:, 1])
         shown = fold_test_set(fold, count, as_shown=True)
         shown_probabilities = classifier.predict_proba(shown.patches)[:, 1]

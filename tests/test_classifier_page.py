@@ -47,20 +47,20 @@ def test_page_shows_the_notices_the_answer_and_softmax(app):
     assert any(caption.startswith("The map itself: 8 x 8 values") for caption in captions(app))
 
 
-def test_the_answer_is_the_mean_over_the_eight_views_of_the_window_and_says_so(app):
+def test_the_answer_is_the_mean_over_the_sixteen_views_of_the_window_and_says_so(app):
     from lessons.classifier import fit_image
     from model import load
     from scans import apply_window, read_sample
 
     classifier = load()
-    assert classifier.views == 8  # the shipped model answers from every turn and mirror of the window
+    assert classifier.views == 16  # the shipped model answers from every turn, mirror and inversion of the window
     state = app.session_state
     scan = read_sample(app.selectbox(key="scan_source").value)
     image = fit_image(apply_window(scan.slice(state["scan__slice"]), state["scan__level"], state["scan__width"]))
     patch = image[state["clf_top"]:state["clf_top"] + 64, state["clf_left"]:state["clf_left"] + 64]
     assert lesion_probability(app) == pytest.approx(100 * classifier.predict_proba(patch)[0, 1], abs=0.05)
     markdown = "\n".join(element.value for element in app.markdown)
-    assert "its 7 turned and mirrored copies" in markdown
+    assert "its 15 copies: four quarter turns, each also mirrored, and those eight again with black and white swapped" in markdown
     one_view = float(re.search(r"from it alone the network says ([0-9.]+) %", markdown).group(1))
     assert one_view == pytest.approx(100 * classifier.predict_proba(patch, views=1)[0, 1], abs=0.05)
 

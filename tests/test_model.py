@@ -320,26 +320,31 @@ def test_cam_at_the_winning_positions_adds_up_to_the_score_with_max_pooling():
     assert float(evidence @ winners + dense["bias"][1] - dense["bias"][0]) == pytest.approx(logit_difference, rel=1e-4)
 
 
-def test_answer_is_the_mean_over_the_eight_views_and_the_same_for_a_turned_patch():
+def test_answer_is_the_mean_over_the_sixteen_views_and_the_same_for_a_turned_or_inverted_patch():
     from model.network import SYMMETRY_VIEWS, symmetry_views
 
     network = Network(Architecture(channels=(4, 8), kernel_sizes=(5, 3), pool_after=(True, True)), seed=3)
     one_view = Classifier(network)
-    eight_views = Classifier(network, views=SYMMETRY_VIEWS)
+    all_views = Classifier(network, views=SYMMETRY_VIEWS)
     patches = np.random.default_rng(4).random((3, 64, 64), dtype=np.float32)
     views = symmetry_views(patches)
-    assert len(views) == SYMMETRY_VIEWS == len({view.tobytes() for view in views})
+    assert len(views) == SYMMETRY_VIEWS == 16 == len({view.tobytes() for view in views})
     np.testing.assert_array_equal(views[0], patches)
+    np.testing.assert_array_equal(views[8], 1.0 - patches)
+    assert all(view.dtype == np.float32 for view in views)
     expected = np.mean([one_view.predict_proba(view) for view in views], axis=0)
-    np.testing.assert_allclose(eight_views.predict_proba(patches), expected, rtol=1e-5, atol=1e-6)
-    # The eight views of a turned or mirrored patch are the same eight patches: the same answer.
+    np.testing.assert_allclose(all_views.predict_proba(patches), expected, rtol=1e-5, atol=1e-6)
+    # The views of a turned, mirrored or inverted patch are the same sixteen patches: the same answer.
     turned = np.ascontiguousarray(np.rot90(patches, 1, axes=(1, 2))[:, ::-1])
-    np.testing.assert_allclose(eight_views.predict_proba(turned), eight_views.predict_proba(patches), atol=1e-6)
+    np.testing.assert_allclose(all_views.predict_proba(turned), all_views.predict_proba(patches), atol=1e-6)
     assert not np.allclose(one_view.predict_proba(turned), one_view.predict_proba(patches), atol=1e-6)
-    # One view on request (the probability map), and only 1 or 8.
-    np.testing.assert_array_equal(eight_views.predict_proba(patches, views=1), one_view.predict_proba(patches))
-    with pytest.raises(ValueError, match="1 or 8"):
-        eight_views.predict_proba(patches, views=4)
+    inverted = 1.0 - patches
+    np.testing.assert_allclose(all_views.predict_proba(inverted), all_views.predict_proba(patches), atol=1e-5)
+    assert not np.allclose(one_view.predict_proba(inverted), one_view.predict_proba(patches), atol=1e-5)
+    # One view on request (the probability map), and only 1 or 16.
+    np.testing.assert_array_equal(all_views.predict_proba(patches, views=1), one_view.predict_proba(patches))
+    with pytest.raises(ValueError, match="1 or 16"):
+        all_views.predict_proba(patches, views=8)
 
 
 def test_upsampling_keeps_pixel_centres_aligned():

@@ -165,11 +165,12 @@ def _answer_section(patch, outputs, mask_patch):
         st.markdown(f"The network answers **{verdict}** (lesion probability {100 * probabilities[1]:.1f} %).")
         if classifier.views > 1:
             explain(
-                f"A lesion is a lesion whichever way up the window is, so the answer is the mean over the window "
-                f"and its {classifier.views - 1} turned and mirrored copies (four quarter turns, each also "
-                f"mirrored): the network's answers to them differ a little, and their mean tells lesions from "
-                f"clear windows better on scans it never saw. The layers below show the window as it is; from it "
-                f"alone the network says {100 * outputs[-1].values[1]:.1f} %."
+                f"A lesion is a lesion whichever way up the window is, and brighter or darker, so the answer is "
+                f"the mean over the window and its {classifier.views - 1} copies: four quarter turns, each also "
+                f"mirrored, and those eight again with black and white swapped (as T1 and T2 show fat and fluid "
+                f"the other way round). The network's answers to them differ a little, and their mean tells "
+                f"lesions from clear windows better on scans it never saw. The layers below show the window as "
+                f"it is; from it alone the network says {100 * outputs[-1].values[1]:.1f} %."
             )
         st.markdown(SOFTMAX_SENTENCE)
 
@@ -319,7 +320,7 @@ def _map_section(image, chosen, lesion_key):
     explain(
         f"The same network, applied to every window position {MAP_STRIDE} pixels apart: each place gets the "
         "lesion probability of the window centred nearest to it. Clear below 50 %, then heat. Each window is "
-        "read once, as it is (the eight turned and mirrored views would take eight times as long), so the map "
+        "read once, as it is (the sixteen turned, mirrored and inverted views would take sixteen times as long), so the map "
         "can differ a little from the answer above for the same window."
     )
     if not st.toggle("Compute the lesion-probability map", key="clf_map"):
