@@ -334,6 +334,8 @@ def test_answer_is_the_mean_over_the_sixteen_views_and_the_same_for_a_turned_or_
     assert all(view.dtype == np.float32 for view in views)
     expected = np.mean([one_view.predict_proba(view) for view in views], axis=0)
     np.testing.assert_allclose(all_views.predict_proba(patches), expected, rtol=1e-5, atol=1e-6)
+    # The views go through the network a few patches at a time (here one patch's 16 views per pass).
+    np.testing.assert_allclose(all_views.predict_proba(patches, batch_size=16), expected, rtol=1e-5, atol=1e-6)
     # The views of a turned, mirrored or inverted patch are the same sixteen patches: the same answer.
     turned = np.ascontiguousarray(np.rot90(patches, 1, axes=(1, 2))[:, ::-1])
     np.testing.assert_allclose(all_views.predict_proba(turned), all_views.predict_proba(patches), atol=1e-6)
